@@ -1,0 +1,75 @@
+"""The composition root: ``create_app`` builds every dependency and wires the web layer.
+
+Nothing here runs at import time; database connections open on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from flask import Flask, Response, g
+from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from hmacfs.config import Settings, load_settings
+from hmacfs.container import build_services
+from hmacfs.errors import register_error_handlers
+from hmacfs.metrics import configure_metrics
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Create the WSGI application. Raises ConfigError for bad settings."""
+    settings = settings or load_settings()
+    app = Flask("hmacfs")
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    services = build_services(settings, **overrides)
+    metrics = configure_metrics(app, settings.metrics)
+    app.extensions["hmacfs"] = replace(services, metrics=metrics)
+    _configure_proxy(app, settings)
+    _configure_request_session(app)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    return app
+
+
+def _configure_proxy(app: Flask, settings: Settings) -> None:
+    hops = settings.server.trusted_proxy_count
+    if hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
+
+
+def _configure_request_session(app: Flask) -> None:
+    """The request boundary: commit after a successful response, roll back otherwise."""
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            try:
+                if response.status_code < 400:
+                    session.commit()
+                else:
+                    session.rollback()
+            finally:
+                session.close()
+        return response
+
+    @app.teardown_request
+    def _close(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from hmacfs.web.health import health
+
+    app.register_blueprint(health)

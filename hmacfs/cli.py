@@ -1,0 +1,168 @@
+"""The ``hmacfs`` command line."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from hmacfs.config import ConfigError, Settings, load_settings, redacted
+from hmacfs.units import parse_duration
+
+CONFIG_ERROR_EXIT = 2
+
+
+def _fail_config(error: ConfigError) -> NoReturn:
+    click.echo("hmacfs: configuration error:", err=True)
+    for problem in error.problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(CONFIG_ERROR_EXIT)
+
+
+def settings_from(ctx: click.Context, *, require_secrets: bool = True) -> Settings:
+    """Load settings once per invocation; a bad configuration exits with status 2."""
+    path: str | None = ctx.find_root().params.get("config")
+    try:
+        return load_settings(path, require_secrets=require_secrets)
+    except ConfigError as error:
+        _fail_config(error)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML settings file (default: $HMACFS_CONFIG or etc/hmacfs.toml).",
+)
+def main(config: str | None) -> None:
+    """hmacfs: self-hosted file upload server."""
+
+
+# -- serve -------------------------------------------------------------------
+@main.command()
+@click.option("--bind", default=None, help="host:port to listen on (default: server.bind).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="gevent worker processes.")
+@click.option(
+    "--gunicorn-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="gunicorn.conf.py to apply (default: etc/gunicorn.conf.py when present).",
+)
+@click.pass_context
+def serve(ctx: click.Context, bind: str | None, workers: int | None, gunicorn_config: Path | None) -> None:
+    """Run the server: gunicorn with gevent workers."""
+    from hmacfs.serving import HmacfsServer, cleanup_metrics_dir, prepare_metrics_dir
+
+    metrics_dir = prepare_metrics_dir()
+    settings = settings_from(ctx)
+    conf = gunicorn_config or (
+        Path("etc/gunicorn.conf.py") if Path("etc/gunicorn.conf.py").is_file() else None
+    )
+    overrides: dict[str, Any] = {"bind": [bind] if bind else None, "workers": workers}
+    click.echo(f"hmacfs: serving on http://{bind or settings.server.bind}/", err=True)
+    try:
+        HmacfsServer(settings, conf, overrides).run()
+    finally:
+        cleanup_metrics_dir(metrics_dir)
+
+
+# -- db ----------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema migrations (Alembic)."""
+
+
+def _engine(ctx: click.Context) -> Any:
+    from hmacfs.db import make_engine
+
+    return make_engine(settings_from(ctx, require_secrets=False).database_url)
+
+
+@db.command()
+@click.argument("revision", default="head")
+@click.pass_context
+def upgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the schema up to REVISION (default: head)."""
+    from hmacfs import migrate
+
+    engine = _engine(ctx)
+    migrate.upgrade(engine, revision)
+    click.echo(f"database at {migrate.current_revision(engine)}")
+
+
+@db.command()
+@click.argument("revision")
+@click.pass_context
+def downgrade(ctx: click.Context, revision: str) -> None:
+    """Migrate the schema down to REVISION ("base" removes every table)."""
+    from hmacfs import migrate
+
+    engine = _engine(ctx)
+    migrate.downgrade(engine, revision)
+    click.echo(f"database at {migrate.current_revision(engine) or 'base'}")
+
+
+@db.command()
+@click.pass_context
+def current(ctx: click.Context) -> None:
+    """Print the schema revision of the database."""
+    from hmacfs import migrate
+
+    click.echo(migrate.current_revision(_engine(ctx)) or "base (empty database)")
+
+
+# -- token -------------------------------------------------------------------
+@main.group()
+def token() -> None:
+    """Account tokens (JWT)."""
+
+
+@token.command("issue")
+@click.option("--account", required=True, type=click.UUID, help="account UUID (the sub claim).")
+@click.option("--ttl", default="1h", show_default=True, help="lifetime, e.g. 30m, 1h, 7d.")
+@click.pass_context
+def token_issue(ctx: click.Context, account: uuid.UUID, ttl: str) -> None:
+    """Print a bearer token for ACCOUNT."""
+    from hmacfs.auth import TokenCodec
+
+    try:
+        lifetime = parse_duration(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    codec = TokenCodec.from_settings(settings_from(ctx).security)
+    try:
+        click.echo(codec.issue(account, lifetime))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- config ------------------------------------------------------------------
+@main.group("config")
+def config_group() -> None:
+    """Check and show settings."""
+
+
+@config_group.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.pass_context
+def config_check(ctx: click.Context, file: str | None) -> None:
+    """Validate FILE (default: the active settings); exit 2 naming each bad key."""
+    try:
+        load_settings(file or ctx.find_root().params.get("config"))
+    except ConfigError as error:
+        _fail_config(error)
+    click.echo("configuration ok")
+
+
+@config_group.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective settings as JSON, secrets redacted."""
+    import json
+
+    click.echo(json.dumps(redacted(settings_from(ctx, require_secrets=False)), indent=2))

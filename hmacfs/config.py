@@ -1,0 +1,317 @@
+"""Typed, frozen settings loaded once from one TOML file and the environment.
+
+This is the only module that reads ``os.environ``. Precedence, lowest first:
+built-in defaults, the TOML file (``HMACFS_CONFIG``, default ``etc/hmacfs.toml``),
+the seed's environment names (``DATABASE_URL``, ``STORAGE_UPLOADS_PATH``, ...),
+then ``HMACFS_<SECTION>__<KEY>``. Any unknown key or bad value raises
+:class:`ConfigError` naming the key, e.g. ``uploads.chunksize: unknown key``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from hmacfs.units import format_duration, parse_duration, parse_size
+
+DEFAULT_CONFIG_PATH = Path("etc/hmacfs.toml")
+ENV_PREFIX = "HMACFS_"
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class ConfigError(Exception):
+    """A setting is unknown, malformed or missing; ``str()`` names every bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ServerSettings(_Section):
+    bind: str = "127.0.0.1:8080"
+    workers: int = Field(2, ge=1, le=256)
+    worker_connections: int = Field(1000, ge=1)
+    base_url: str = ""
+    trusted_proxy_count: int = Field(0, ge=0, le=10)
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+    pool_size: int = Field(10, ge=1)
+    max_overflow: int = Field(20, ge=0)
+    echo: bool = False
+
+
+class SecuritySettings(_Section):
+    secret: str = ""
+    previous_secrets: tuple[str, ...] = ()
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_private_key: str = ""
+    jwt_leeway: Duration = timedelta(seconds=30)
+
+
+class StorageSettings(_Section):
+    path: Path = Path("var/storage")
+    fsync: bool = True
+
+
+class UploadsSettings(_Section):
+    max_upload_size: Size = parse_size("10GB")
+    allowed_extensions: tuple[str, ...] = ()
+    chunked_uploads_enabled: bool = True
+    resumable_uploads_enabled: bool = True
+    chunk_size: Size = parse_size("5MB")
+    min_chunk_size: Size = parse_size("256KB")
+    max_chunk_size: Size = parse_size("16MB")
+    max_resumable_age: Duration = timedelta(hours=48)
+    cleanup_interval: Duration = timedelta(minutes=60)
+    default_quota: Size = 0
+
+    @model_validator(mode="after")
+    def _chunk_bounds(self) -> UploadsSettings:
+        if not self.min_chunk_size <= self.chunk_size <= self.max_chunk_size:
+            raise ValueError("chunk_size must lie within min_chunk_size..max_chunk_size")
+        return self
+
+
+class DeduplicationSettings(_Section):
+    enabled: bool = True
+    maxsize: Size = parse_size("1GB")
+
+
+class TimeoutsSettings(_Section):
+    readtimeout: Duration = timedelta(seconds=4800)
+    writetimeout: Duration = timedelta(seconds=4800)
+    idletimeout: Duration = timedelta(seconds=4800)
+    graceful: Duration = timedelta(seconds=30)
+
+
+class WorkersSettings(_Section):
+    numworkers: int = Field(4, ge=1, le=256)
+
+
+class PerformanceSettings(_Section):
+    adaptive_buffers: bool = True
+    min_buffer_size: Size = parse_size("256KB")
+    max_buffer_size: Size = parse_size("1MB")
+
+
+class StreamingSettings(_Section):
+    range_requests: bool = True
+    sendfile: bool = True
+    x_accel_redirect: bool = False
+    x_accel_prefix: str = "/internal/"
+
+
+class NetworkResilienceSettings(_Section):
+    enabled: bool = True
+    multi_interface_enabled: bool = False
+    interface_poll_interval: Duration = timedelta(seconds=5)
+
+
+class TasksSettings(_Section):
+    max_attempts: int = Field(5, ge=1)
+    lease_duration: Duration = timedelta(seconds=30)
+    poll_interval: Duration = timedelta(seconds=1)
+    retention: Duration = timedelta(days=30)
+
+
+class WebhookSettings(_Section):
+    url: str
+    secret: str
+    types: tuple[str, ...] = ("*",)
+
+
+class EventsSettings(_Section):
+    retention: Duration = timedelta(hours=24)
+    progress_min_interval: Duration = timedelta(seconds=1)
+    progress_min_step: float = Field(5.0, gt=0, le=100)
+    ping_interval: Duration = timedelta(seconds=25)
+    subscriber_queue_size: int = Field(1000, ge=1)
+    webhooks: tuple[WebhookSettings, ...] = ()
+    webhook_max_retry: Duration = timedelta(hours=24)
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    # Set by `hmacfs serve` (PROMETHEUS_MULTIPROC_DIR) so counters add up across workers.
+    multiprocess_dir: str = ""
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    access_log: bool = True
+
+
+class Settings(_Section):
+    """Every setting of hmacfs; documented one by one in ``etc/hmacfs.toml``."""
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    security: SecuritySettings = SecuritySettings()
+    storage: StorageSettings = StorageSettings()
+    uploads: UploadsSettings = UploadsSettings()
+    deduplication: DeduplicationSettings = DeduplicationSettings()
+    timeouts: TimeoutsSettings = TimeoutsSettings()
+    workers: WorkersSettings = WorkersSettings()
+    performance: PerformanceSettings = PerformanceSettings()
+    streaming: StreamingSettings = StreamingSettings()
+    network_resilience: NetworkResilienceSettings = NetworkResilienceSettings()
+    tasks: TasksSettings = TasksSettings()
+    events: EventsSettings = EventsSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or the embedded SQLite database under ``./var/``."""
+        return self.database.url or f"sqlite:///{Path('var/hmacfs.db').resolve()}"
+
+
+# The seed's environment names, mapped to (section, key, value converter).
+_SEED_ENV: dict[str, tuple[str, str, Any]] = {
+    "DATABASE_URL": ("database", "url", str),
+    "STORAGE_UPLOADS_PATH": ("storage", "path", str),
+    "UPLOAD_DEFAULT_CHUNK_SIZE": ("uploads", "chunk_size", str),
+    "UPLOAD_MAX_CHUNK_SIZE": ("uploads", "max_chunk_size", str),
+    "UPLOAD_STALE_THRESHOLD_HOURS": ("uploads", "max_resumable_age", lambda v: f"{v}h"),
+    "UPLOAD_CLEANUP_INTERVAL_MINUTES": ("uploads", "cleanup_interval", lambda v: f"{v}m"),
+    "PROMETHEUS_MULTIPROC_DIR": ("metrics", "multiprocess_dir", str),
+}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    require_secrets: bool = True,
+) -> Settings:
+    """Load settings from ``path`` (or ``HMACFS_CONFIG``) and the environment.
+
+    Raises ConfigError naming each bad key. A missing default file is not an
+    error (defaults and environment apply); a missing explicit file is.
+    """
+    env = os.environ if environ is None else environ
+    data = _read_toml(path, env)
+    problems: list[str] = []
+    _apply_environment(data, env, problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    if require_secrets:
+        _check_secrets(settings)
+    return settings
+
+
+def _read_toml(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> dict[str, Any]:
+    explicit = path is not None or "HMACFS_CONFIG" in env
+    target = Path(path if path is not None else env.get("HMACFS_CONFIG", DEFAULT_CONFIG_PATH))
+    if not target.exists():
+        if explicit:
+            raise ConfigError([f"{target}: configuration file not found"])
+        return {}
+    try:
+        with target.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{target}: {exc}"]) from None
+
+
+def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
+    for name, (section, key, convert) in _SEED_ENV.items():
+        if env.get(name):
+            data.setdefault(section, {})[key] = convert(env[name])
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "HMACFS_CONFIG" or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in Settings.model_fields:
+            problems.append(f"{section}: unknown section (from {name})")
+            continue
+        sub = data.setdefault(section, {})
+        if not isinstance(sub, dict):
+            problems.append(f"{section}: must be a table")
+            continue
+        sub[key] = _env_value(raw)
+
+
+def _env_value(raw: str) -> Any:
+    """Lists and tables may be given as JSON; everything else stays a string."""
+    text = raw.strip()
+    if text.startswith(("[", "{")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{key}: {message}" if key else message)
+    return problems
+
+
+def _check_secrets(settings: Settings) -> None:
+    security = settings.security
+    problems = []
+    if not security.secret:
+        problems.append("security.secret: required (the HMAC key shared with the XMPP server)")
+    if not security.jwt_secret and not security.jwt_public_key:
+        problems.append("security.jwt_secret: required (or security.jwt_public_key for RS256)")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data with durations written the way the TOML file takes them."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_REDACTED = "***"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data with every secret replaced by ``"***"``."""
+    data: dict[str, Any] = _plain(settings.model_dump())
+    hidden = _REDACTED
+    security = data["security"]
+    for key in ("secret", "jwt_secret", "jwt_private_key"):
+        if security[key]:
+            security[key] = hidden
+    security["previous_secrets"] = [hidden for _ in security["previous_secrets"]]
+    for hook in data["events"]["webhooks"]:
+        hook["secret"] = hidden
+    return data

@@ -1,0 +1,49 @@
+"""The process-wide dependencies, built from settings in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hmacfs.auth import TokenCodec
+from hmacfs.config import Settings
+from hmacfs.db import Database, create_database
+from hmacfs.metrics import AppMetrics
+from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
+from hmacfs.storage import LocalBlobStore
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler may reach, built once per process."""
+
+    settings: Settings
+    db: Database
+    store: LocalBlobStore
+    locker: Locker
+    tokens: TokenCodec
+    clock: Clock
+    metrics: AppMetrics | None = None
+
+
+def build_services(settings: Settings, **overrides: Any) -> Services:
+    """Build the dependencies from settings; ``overrides`` replace any of them (tests)."""
+    db = overrides.pop("db", None) or create_database(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.max_overflow,
+        echo=settings.database.echo,
+    )
+    services = Services(
+        settings=settings,
+        db=db,
+        store=LocalBlobStore(
+            settings.storage.path,
+            fsync=settings.storage.fsync,
+            buffer_size=settings.performance.max_buffer_size,
+        ),
+        locker=PgAdvisoryLocker(db.engine) if db.is_postgresql else MemoryLocker(),
+        tokens=TokenCodec.from_settings(settings.security),
+        clock=SystemClock(),
+    )
+    return replace(services, **overrides)

@@ -1,0 +1,30 @@
+"""SQLAlchemy models. Importing this package registers every table on Base.metadata."""
+
+from __future__ import annotations
+
+from hmacfs.models.accounts import AccountQuota, ClientProfile
+from hmacfs.models.base import Base, utcnow
+from hmacfs.models.events import Event
+from hmacfs.models.files import Blob, Bundle, File, Pool
+from hmacfs.models.status import Protocol, TaskStatus, TaskType, UploadStatus
+from hmacfs.models.tasks import Task
+from hmacfs.models.uploads import UploadChunk, UploadTask
+
+__all__ = [
+    "AccountQuota",
+    "Base",
+    "Blob",
+    "Bundle",
+    "ClientProfile",
+    "Event",
+    "File",
+    "Pool",
+    "Protocol",
+    "Task",
+    "TaskStatus",
+    "TaskType",
+    "UploadChunk",
+    "UploadStatus",
+    "UploadTask",
+    "utcnow",
+]

@@ -1,0 +1,92 @@
+"""Upload tasks (every protocol) and their received chunks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hmacfs.models.base import Base, JSONType, Timestamped, in_list, utcnow
+from hmacfs.models.status import Protocol, UploadStatus, values
+
+
+class UploadTask(Timestamped, Base):
+    __tablename__ = "upload_tasks"
+    __table_args__ = (
+        CheckConstraint(in_list("status", values(UploadStatus)), name="status_valid"),
+        CheckConstraint(in_list("protocol", values(Protocol)), name="protocol_valid"),
+        CheckConstraint("file_size IS NULL OR file_size >= 0", name="file_size_not_negative"),
+        CheckConstraint("chunk_size > 0", name="chunk_size_positive"),
+        CheckConstraint("bytes_received >= 0", name="bytes_received_not_negative"),
+        CheckConstraint("upload_offset >= 0", name="upload_offset_not_negative"),
+        CheckConstraint("file_size IS NOT NULL OR size_deferred", name="size_known_or_deferred"),
+        Index("ix_upload_tasks_account_id_status", "account_id", "status"),
+        Index("ix_upload_tasks_status_last_activity", "status", "last_activity"),
+        Index("ix_upload_tasks_hash", "hash"),
+        {"comment": "one row per upload, whatever the protocol"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    task_id: Mapped[str] = mapped_column(String(64), unique=True, comment="public id in URLs")
+    protocol: Mapped[str] = mapped_column(String(16), comment="xep0363|multipart|chunked|drive|tus")
+    status: Mapped[str] = mapped_column(
+        String(16), server_default=UploadStatus.PENDING.value, default=UploadStatus.PENDING.value
+    )
+    account_id: Mapped[uuid.UUID | None] = mapped_column(comment="owner; NULL when anonymous")
+    pool_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("pools.id"), index=True)
+    bundle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bundles.id", ondelete="SET NULL"))
+    file_name: Mapped[str] = mapped_column(Text)
+    file_size: Mapped[int | None] = mapped_column(BigInteger, comment="bytes; NULL while deferred")
+    size_deferred: Mapped[bool] = mapped_column(
+        server_default=text("false"), default=False, comment="tus Upload-Defer-Length"
+    )
+    content_type: Mapped[str] = mapped_column(String(255), server_default="application/octet-stream")
+    chunk_size: Mapped[int] = mapped_column(BigInteger, comment="bytes per chunk (last may be short)")
+    chunks_count: Mapped[int | None] = mapped_column(comment="NULL while the size is deferred")
+    chunks_uploaded: Mapped[int] = mapped_column(server_default=text("0"), default=0)
+    bytes_received: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), default=0)
+    upload_offset: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("0"), default=0, comment="contiguous bytes (tus offset)"
+    )
+    hash: Mapped[str | None] = mapped_column(String(64), comment="declared SHA-256, hex")
+    encrypt_requested: Mapped[bool] = mapped_column(
+        server_default=text("false"), default=False, comment="encrypt after completion"
+    )
+    encrypt_password_sealed: Mapped[bytes | None] = mapped_column(
+        comment="password sealed with the server key; never clear text; erased after use"
+    )
+    upload_metadata: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONType, comment="protocol metadata (tus Upload-Metadata, ...)"
+    )
+    client_profile_key: Mapped[str | None] = mapped_column(
+        ForeignKey("client_profiles.key", ondelete="SET NULL"), comment="network profile used"
+    )
+    file_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("files.id", ondelete="SET NULL"), comment="the file once completed"
+    )
+    error_message: Mapped[str | None] = mapped_column(Text)
+    expired_at: Mapped[datetime | None] = mapped_column(comment="expiry given to the file")
+    last_activity: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column()
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+
+class UploadChunk(Base):
+    __tablename__ = "upload_chunks"
+    __table_args__ = (
+        CheckConstraint("chunk_index >= 0", name="chunk_index_not_negative"),
+        CheckConstraint("size >= 0", name="size_not_negative"),
+        {"comment": "received chunks; a row is written only after the bytes are fsynced"},
+    )
+
+    upload_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("upload_tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_index: Mapped[int] = mapped_column(primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, comment="byte offset in the file")
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), comment="SHA-256 of this chunk, hex")
+    received_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"), default=utcnow)

@@ -1,0 +1,84 @@
+"""Small ports the services depend on; backends are chosen in ``hmacfs.app``."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import Engine, text
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class LockBusy(Exception):
+    """Another holder (process, machine) has the lock."""
+
+
+class Locker(Protocol):
+    def hold(self, key: str) -> AbstractContextManager[None]:
+        """Hold ``key`` exclusively for the ``with`` block; raise LockBusy at once if taken."""
+
+
+def lock_id(key: str) -> int:
+    """A stable signed 64-bit advisory-lock id for ``key``."""
+    high = zlib.crc32(key.encode())
+    low = zlib.crc32(key.encode()[::-1])
+    value = (high << 32) | low
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+class PgAdvisoryLocker:
+    """Session-level PostgreSQL advisory locks: exclusive across processes and machines.
+
+    Each hold uses its own pooled connection so the lock never rides on a
+    request's transaction; if the process dies the server releases it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        ident = lock_id(key)
+        with self._engine.connect() as connection:
+            taken = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ident}).scalar()
+            connection.commit()
+            if not taken:
+                raise LockBusy(key)
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ident})
+                connection.commit()
+
+
+class MemoryLocker:
+    """In-process locks for SQLite (one process serves it)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: set[str] = set()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            if key in self._held:
+                raise LockBusy(key)
+            self._held.add(key)
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._held.discard(key)

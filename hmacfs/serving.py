@@ -1,0 +1,125 @@
+"""Running hmacfs under gunicorn with gevent workers.
+
+``gunicorn_options`` is the one place that turns settings into gunicorn
+settings; both ``hmacfs serve`` and ``etc/gunicorn.conf.py`` use it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import runpy
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from hmacfs.config import LoggingSettings, Settings
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_metrics_dir() -> str:
+    """Give the workers a shared, empty directory for multiprocess metrics.
+
+    Must run before prometheus_client is imported in the workers (it reads the
+    variable at import), hence before gunicorn forks.
+    """
+    path = os.environ.get(METRICS_ENV) or tempfile.mkdtemp(prefix="hmacfs-metrics-")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    for stale in Path(path).glob("*.db"):
+        stale.unlink()
+    os.environ[METRICS_ENV] = path
+    return path
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    timeouts = settings.timeouts
+    return {
+        "bind": [settings.server.bind],
+        "workers": settings.server.workers,
+        "worker_class": "gevent",
+        "worker_connections": settings.server.worker_connections,
+        # gevent workers heartbeat from their own greenlet, so a long upload
+        # does not trip this; it only catches a worker whose loop is stuck.
+        "timeout": int(timeouts.readtimeout.total_seconds()),
+        "graceful_timeout": int(timeouts.graceful.total_seconds()),
+        "keepalive": int(timeouts.idletimeout.total_seconds()),
+        "accesslog": "-" if settings.logging.access_log else None,
+        "errorlog": "-",
+        "loglevel": settings.logging.level.lower(),
+        "post_fork": post_fork,
+        "child_exit": child_exit,
+    }
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Make psycopg2 cooperative before the worker opens any connection."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    if os.environ.get(METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class HmacfsServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn with hmacfs's settings, an optional gunicorn.conf.py, then CLI overrides."""
+
+    def __init__(self, settings: Settings, conf_file: Path | None, overrides: dict[str, Any]) -> None:
+        self.settings = settings
+        self.conf_file = conf_file
+        self.overrides = overrides
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = gunicorn_options(self.settings)
+        if self.conf_file is not None:
+            found = runpy.run_path(str(self.conf_file), {"hmacfs_settings": self.settings})
+            options.update(found)
+        options.update({k: v for k, v in self.overrides.items() if v is not None})
+        for key, value in options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from hmacfs.app import create_app
+
+        configure_logging(self.settings.logging)
+        return create_app(self.settings)
+
+
+def cleanup_metrics_dir(path: str) -> None:
+    if path.startswith(tempfile.gettempdir()) and "hmacfs-metrics-" in path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: LoggingSettings) -> None:
+    handler = logging.StreamHandler()
+    if settings.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.level)

@@ -1,0 +1,7 @@
+"""Blob storage: the BlobStore port and its local-filesystem backend."""
+
+from __future__ import annotations
+
+from hmacfs.storage.local import IncompleteBody, LocalBlobStore, StoredBlob, WrittenRange
+
+__all__ = ["IncompleteBody", "LocalBlobStore", "StoredBlob", "WrittenRange"]

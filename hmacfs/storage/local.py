@@ -1,0 +1,196 @@
+"""Local-filesystem blob store.
+
+Layout under the root: ``parts/<upload>.part`` for uploads in flight (one
+preallocated file each, chunks written at their offsets with ``os.pwrite``) and
+``blobs/<aa>/<bb>/<sha256>`` for finished content, addressed by its hash.
+Every write is fsynced before the caller may acknowledge it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hmacfs.errors import BadRequest
+from hmacfs.storage.blocking import offload
+
+Reader = Callable[[int], bytes]
+_PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class IncompleteBody(BadRequest):
+    """The client sent fewer bytes than it declared; nothing was kept."""
+
+    code = "INCOMPLETE_BODY"
+
+
+@dataclass(frozen=True)
+class WrittenRange:
+    offset: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    storage_key: str
+    created: bool
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path, *, fsync: bool = True, buffer_size: int = 1024 * 1024) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.buffer_size = buffer_size
+
+    # -- life cycle -----------------------------------------------------------
+    def ensure_layout(self) -> None:
+        for sub in ("parts", "blobs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def check_writable(self) -> None:
+        """Create, fsync and remove a probe file; raise OSError when storage is unusable."""
+        self.ensure_layout()
+        probe = self.root / "parts" / f".probe-{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            probe.unlink(missing_ok=True)
+
+    # -- parts ----------------------------------------------------------------
+    def part_path(self, part: str) -> Path:
+        if not _PART_NAME.match(part):
+            raise ValueError(f"bad part name {part!r}")
+        return self.root / "parts" / f"{part}.part"
+
+    def create_part(self, part: str, size: int | None) -> None:
+        """Create the part file, reserving ``size`` bytes of disk when known."""
+        self.ensure_layout()
+        fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            if size:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError:
+                    os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+
+    def write_part(self, part: str, offset: int, read: Reader, length: int) -> WrittenRange:
+        """Stream exactly ``length`` bytes from ``read`` into the part at ``offset``.
+
+        The bytes are fsynced before this returns. Raises IncompleteBody when
+        the source ends early (the range must then be treated as unwritten).
+        """
+        fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            digest = self._copy_into(fd, offset, read, length)
+            if self.fsync:
+                offload(os.fsync, fd)
+        finally:
+            os.close(fd)
+        return WrittenRange(offset, length, digest)
+
+    def _copy_into(self, fd: int, offset: int, read: Reader, length: int) -> str:
+        hasher = hashlib.sha256()
+        position, remaining = offset, length
+        while remaining:
+            data = read(min(self.buffer_size, remaining))
+            if not data:
+                raise IncompleteBody(
+                    f"body ended after {length - remaining} of {length} bytes",
+                    details={"expected": length, "received": length - remaining},
+                )
+            hasher.update(data)
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(fd, view, position)
+                position += written
+                view = view[written:]
+            remaining -= len(data)
+        return hasher.hexdigest()
+
+    def hash_part(self, part: str, size: int) -> str:
+        """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
+        hasher = hashlib.sha256()
+        for block in self.read_range(self.part_path(part), 0, size):
+            hasher.update(block)
+        return hasher.hexdigest()
+
+    def truncate_part(self, part: str, size: int) -> None:
+        os.truncate(self.part_path(part), size)
+
+    def delete_part(self, part: str) -> None:
+        self.part_path(part).unlink(missing_ok=True)
+
+    # -- blobs ----------------------------------------------------------------
+    def blob_key(self, sha256: str) -> str:
+        if not _SHA256.match(sha256):
+            raise ValueError("not a sha256 hex digest")
+        return f"blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def blob_path(self, storage_key: str) -> Path:
+        return self.root / storage_key
+
+    def promote_part(self, part: str, sha256: str, size: int) -> StoredBlob:
+        """Move a finished part into the content-addressed area (or drop it as a duplicate)."""
+        key = self.blob_key(sha256)
+        target = self.blob_path(key)
+        source = self.part_path(part)
+        if target.exists():
+            source.unlink(missing_ok=True)
+            return StoredBlob(sha256, size, key, created=False)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.getsize(source) != size:
+            os.truncate(source, size)
+        os.replace(source, target)
+        if self.fsync:
+            _fsync_dir(target.parent)
+        return StoredBlob(sha256, size, key, created=True)
+
+    def ingest(self, part: str, read: Reader, length: int) -> StoredBlob:
+        """Stream a whole body into a new blob; nothing remains if the body is short."""
+        self.create_part(part, length)
+        try:
+            written = self.write_part(part, 0, read, length)
+        except BaseException:
+            self.delete_part(part)
+            raise
+        return self.promote_part(part, written.sha256, length)
+
+    def delete_blob(self, storage_key: str) -> None:
+        self.blob_path(storage_key).unlink(missing_ok=True)
+
+    def read_range(self, path: Path, start: int, length: int) -> Iterator[bytes]:
+        """Yield ``length`` bytes of ``path`` from ``start`` in bounded blocks."""
+        with path.open("rb") as handle:
+            handle.seek(start)
+            remaining = length
+            while remaining > 0:
+                block = handle.read(min(self.buffer_size, remaining))
+                if not block:
+                    break
+                remaining -= len(block)
+                yield block
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""HTTP adapters (Flask blueprints): parse, authorise, call one service, serialise."""

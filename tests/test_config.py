@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from hmacfs.config import ConfigError, load_settings, redacted
+
+SECRETS = {"HMACFS_SECURITY__SECRET": "s", "HMACFS_SECURITY__JWT_SECRET": "j"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hmacfs.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(path: Path | None, env: dict[str, str]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env)
+    return caught.value.problems
+
+
+def test_example_file_documents_every_key() -> None:
+    """etc/hmacfs.toml names every setting, so none is undocumented."""
+    import tomllib
+
+    from hmacfs.config import Settings
+
+    example = tomllib.loads(Path("etc/hmacfs.toml").read_text())
+    for section, model in Settings.model_fields.items():
+        assert section in example, section
+        documented = set(example[section])
+        assert documented == set(model.annotation.model_fields), section  # type: ignore[union-attr]
+
+
+def test_defaults_and_types(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""), SECRETS)
+    assert settings.uploads.chunk_size == 5 * 1024**2
+    assert settings.uploads.max_resumable_age == timedelta(hours=48)
+    assert settings.timeouts.readtimeout == timedelta(seconds=4800)
+    assert settings.database_url.startswith("sqlite:///") and "/var/hmacfs.db" in settings.database_url
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, '[uploads]\nchunksize = "5MB"\n')
+    assert problems(path, SECRETS) == ["uploads.chunksize: unknown key"]
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    assert problems(write(tmp_path, "[upload]\nx = 1\n"), SECRETS) == ["upload: unknown key"]
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, '[server]\nworkers = "many"\n[uploads]\nchunk_size = "big"\n'), SECRETS)
+    assert any(p.startswith("server.workers:") for p in found)
+    assert any(p.startswith("uploads.chunk_size: invalid size") for p in found)
+
+
+def test_missing_secrets_are_named(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, ""), {})
+    assert found[0].startswith("security.secret: required")
+    assert found[1].startswith("security.jwt_secret: required")
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[uploads]\nchunk_size = "8MB"\n')
+    env = {**SECRETS, "HMACFS_UPLOADS__CHUNK_SIZE": "10MB", "HMACFS_SECURITY__PREVIOUS_SECRETS": '["a","b"]'}
+    settings = load_settings(path, env)
+    assert settings.uploads.chunk_size == 10 * 1024**2
+    assert settings.security.previous_secrets == ("a", "b")
+
+
+def test_unknown_environment_key_is_named(tmp_path: Path) -> None:
+    env = {**SECRETS, "HMACFS_UPLOADS__CHUNKSIZE": "1"}
+    assert problems(write(tmp_path, ""), env) == ["uploads.chunksize: unknown key"]
+    env = {**SECRETS, "HMACFS_NOPE__X": "1"}
+    assert problems(write(tmp_path, ""), env)[0].startswith("nope: unknown section")
+
+
+def test_seed_environment_names(tmp_path: Path) -> None:
+    env = {
+        **SECRETS,
+        "DATABASE_URL": "postgresql://db/x",
+        "STORAGE_UPLOADS_PATH": "/srv/up",
+        "UPLOAD_DEFAULT_CHUNK_SIZE": "5242880",
+        "UPLOAD_MAX_CHUNK_SIZE": "16777216",
+        "UPLOAD_STALE_THRESHOLD_HOURS": "24",
+        "UPLOAD_CLEANUP_INTERVAL_MINUTES": "15",
+    }
+    settings = load_settings(write(tmp_path, ""), env)
+    assert settings.database_url == "postgresql://db/x"
+    assert settings.storage.path == Path("/srv/up")
+    assert settings.uploads.chunk_size == 5242880
+    assert settings.uploads.max_chunk_size == 16777216
+    assert settings.uploads.max_resumable_age == timedelta(hours=24)
+    assert settings.uploads.cleanup_interval == timedelta(minutes=15)
+
+
+def test_chunk_bounds_are_checked(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, '[uploads]\nchunk_size = "64MB"\n'), SECRETS)
+    assert found == ["uploads: chunk_size must lie within min_chunk_size..max_chunk_size"]
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    assert "configuration file not found" in problems(tmp_path / "nope.toml", SECRETS)[0]
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""), SECRETS)
+    with pytest.raises(Exception):
+        settings.uploads.chunk_size = 1  # type: ignore[misc]
+
+
+def test_redacted_hides_every_secret(tmp_path: Path) -> None:
+    text = '[security]\nprevious_secrets = ["old"]\n[events]\nwebhooks = [{url = "http://h", secret = "w"}]\n'
+    shown = redacted(load_settings(write(tmp_path, text), SECRETS))
+    assert shown["security"]["secret"] == "***"
+    assert shown["security"]["jwt_secret"] == "***"
+    assert shown["security"]["previous_secrets"] == ["***"]
+    assert shown["events"]["webhooks"][0]["secret"] == "***"
+    assert shown["uploads"]["max_resumable_age"] == "2d"
