@@ -59,12 +59,24 @@ class Blob(Base):
         CheckConstraint("size >= 0", name="size_not_negative"),
         CheckConstraint("ref_count >= 0", name="ref_count_not_negative"),
         CheckConstraint("length(sha256) = 64", name="sha256_hex"),
-        {"comment": "content-addressed stored bytes, shared by every file with that content"},
+        # Deduplication: at most one shared blob per content hash.
+        Index(
+            "uq_blobs_sha256_shared",
+            "sha256",
+            unique=True,
+            postgresql_where=text("shared"),
+            sqlite_where=text("shared"),
+        ),
+        {"comment": "stored bytes; shared blobs are content-addressed and reference counted"},
     )
 
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, comment="lower-case hex")
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    sha256: Mapped[str] = mapped_column(String(64), comment="SHA-256 of the bytes, lower-case hex")
     size: Mapped[int] = mapped_column(BigInteger, comment="bytes")
-    storage_key: Mapped[str] = mapped_column(Text, comment="path relative to storage_root")
+    shared: Mapped[bool] = mapped_column(
+        server_default=text("true"), default=True, comment="deduplicated: files with this hash reuse it"
+    )
+    storage_key: Mapped[str] = mapped_column(Text, unique=True, comment="path relative to storage_root")
     storage_root: Mapped[str | None] = mapped_column(
         Text, comment="root directory holding the blob; NULL = [storage] path"
     )
@@ -100,7 +112,8 @@ class File(Timestamped, Base):
     name: Mapped[str] = mapped_column(Text, comment="file name shown to users")
     content_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger, comment="bytes as the user sees them")
-    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), comment="content hash, hex")
+    blob_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("blobs.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), comment="content hash, hex (the ETag)")
     encrypted: Mapped[bool] = mapped_column(server_default=text("false"), default=False)
     encryption: Mapped[dict[str, Any] | None] = mapped_column(
         JSONType, comment="parameters of the stored ciphertext (no key material)"

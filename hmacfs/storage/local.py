@@ -138,20 +138,26 @@ class LocalBlobStore:
         self.part_path(part).unlink(missing_ok=True)
 
     # -- blobs ----------------------------------------------------------------
-    def blob_key(self, sha256: str) -> str:
+    def blob_key(self, sha256: str, unique: str | None = None) -> str:
+        """Where content lives: by hash alone when shared, hash plus ``unique`` when not."""
         if not _SHA256.match(sha256):
             raise ValueError("not a sha256 hex digest")
-        return f"blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+        name = sha256 if unique is None else f"{sha256}-{unique}"
+        return f"blobs/{sha256[:2]}/{sha256[2:4]}/{name}"
 
     def blob_path(self, storage_key: str) -> Path:
         return self.root / storage_key
 
-    def promote_part(self, part: str, sha256: str, size: int) -> StoredBlob:
-        """Move a finished part into the content-addressed area (or drop it as a duplicate)."""
-        key = self.blob_key(sha256)
+    def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
+        """Move a finished part to its blob path (or drop it when that content is there).
+
+        Callers hold the blob's database row while doing this (see
+        ``hmacfs.files``), so a collector cannot remove the target meanwhile.
+        """
+        key = self.blob_key(sha256, None if shared else part)
         target = self.blob_path(key)
         source = self.part_path(part)
-        if target.exists():
+        if target.exists() and target.stat().st_size == size:
             source.unlink(missing_ok=True)
             return StoredBlob(sha256, size, key, created=False)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -162,15 +168,14 @@ class LocalBlobStore:
             _fsync_dir(target.parent)
         return StoredBlob(sha256, size, key, created=True)
 
-    def ingest(self, part: str, read: Reader, length: int) -> StoredBlob:
-        """Stream a whole body into a new blob; nothing remains if the body is short."""
+    def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
+        """Stream a whole body into a new part; nothing remains if the body is short."""
         self.create_part(part, length)
         try:
-            written = self.write_part(part, 0, read, length)
+            return self.write_part(part, 0, read, length)
         except BaseException:
             self.delete_part(part)
             raise
-        return self.promote_part(part, written.sha256, length)
 
     def delete_blob(self, storage_key: str) -> None:
         self.blob_path(storage_key).unlink(missing_ok=True)

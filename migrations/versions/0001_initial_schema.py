@@ -3,7 +3,7 @@ events, client profiles, account quotas; plus the default pool.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 08:40:52.987347
+Create Date: 2026-11-21 08:45:17.139413
 """
 
 from __future__ import annotations
@@ -48,14 +48,19 @@ def upgrade() -> None:
     )
     op.create_table(
         "blobs",
-        sa.Column("sha256", sa.String(length=64), nullable=False, comment="lower-case hex"),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "sha256", sa.String(length=64), nullable=False, comment="SHA-256 of the bytes, lower-case hex"
+        ),
         sa.Column("size", sa.BigInteger(), nullable=False, comment="bytes"),
         sa.Column(
-            "storage_key",
-            sa.Text(),
+            "shared",
+            sa.Boolean(),
+            server_default=sa.text("true"),
             nullable=False,
-            comment="path relative to storage_root",
+            comment="deduplicated: files with this hash reuse it",
         ),
+        sa.Column("storage_key", sa.Text(), nullable=False, comment="path relative to storage_root"),
         sa.Column(
             "storage_root",
             sa.Text(),
@@ -78,8 +83,17 @@ def upgrade() -> None:
         sa.CheckConstraint("length(sha256) = 64", name=op.f("ck_blobs_sha256_hex")),
         sa.CheckConstraint("ref_count >= 0", name=op.f("ck_blobs_ref_count_not_negative")),
         sa.CheckConstraint("size >= 0", name=op.f("ck_blobs_size_not_negative")),
-        sa.PrimaryKeyConstraint("sha256", name=op.f("pk_blobs")),
-        comment="content-addressed stored bytes, shared by every file with that content",
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_blobs")),
+        sa.UniqueConstraint("storage_key", name=op.f("uq_blobs_storage_key")),
+        comment="stored bytes; shared blobs are content-addressed and reference counted",
+    )
+    op.create_index(
+        "uq_blobs_sha256_shared",
+        "blobs",
+        ["sha256"],
+        unique=True,
+        postgresql_where=sa.text("shared"),
+        sqlite_where=sa.text("shared"),
     )
     op.create_table(
         "bundles",
@@ -87,12 +101,7 @@ def upgrade() -> None:
         sa.Column("account_id", sa.Uuid(), nullable=False, comment="owning account"),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
-        sa.Column(
-            "expired_at",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="bundle expiry (UTC)",
-        ),
+        sa.Column("expired_at", sa.DateTime(timezone=True), nullable=True, comment="bundle expiry (UTC)"),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -130,12 +139,7 @@ def upgrade() -> None:
         ),
         sa.Column("rtt_ms", sa.Double(), nullable=True, comment="smoothed round-trip time"),
         sa.Column("chunk_size", sa.BigInteger(), nullable=True, comment="preferred chunk size"),
-        sa.Column(
-            "buffer_size",
-            sa.BigInteger(),
-            nullable=True,
-            comment="preferred read buffer",
-        ),
+        sa.Column("buffer_size", sa.BigInteger(), nullable=True, comment="preferred read buffer"),
         sa.Column("samples", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "last_seen",
@@ -150,17 +154,9 @@ def upgrade() -> None:
     op.create_table(
         "events",
         sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
-        sa.Column(
-            "account_id",
-            sa.Uuid(),
-            nullable=False,
-            comment="only this account receives it",
-        ),
+        sa.Column("account_id", sa.Uuid(), nullable=False, comment="only this account receives it"),
         sa.Column("type", sa.String(length=64), nullable=False, comment="e.g. upload.progress"),
         sa.Column(
             "data",
@@ -181,12 +177,7 @@ def upgrade() -> None:
     op.create_table(
         "pools",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "name",
-            sa.String(length=100),
-            nullable=False,
-            comment="operator-facing name",
-        ),
+        sa.Column("name", sa.String(length=100), nullable=False, comment="operator-facing name"),
         sa.Column(
             "storage_path",
             sa.Text(),
@@ -240,12 +231,10 @@ def upgrade() -> None:
             comment="last change (UTC)",
         ),
         sa.CheckConstraint(
-            "file_ttl_seconds IS NULL OR file_ttl_seconds > 0",
-            name=op.f("ck_pools_file_ttl_positive"),
+            "file_ttl_seconds IS NULL OR file_ttl_seconds > 0", name=op.f("ck_pools_file_ttl_positive")
         ),
         sa.CheckConstraint(
-            "max_file_size IS NULL OR max_file_size > 0",
-            name=op.f("ck_pools_max_file_size_positive"),
+            "max_file_size IS NULL OR max_file_size > 0", name=op.f("ck_pools_max_file_size_positive")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pools")),
         sa.UniqueConstraint("name", name=op.f("uq_pools_name")),
@@ -266,13 +255,7 @@ def upgrade() -> None:
         ),
         sa.Column("status", sa.String(length=16), server_default="Pending", nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=False, comment="owner"),
-        sa.Column(
-            "progress",
-            sa.Double(),
-            server_default=sa.text("0"),
-            nullable=False,
-            comment="0..100",
-        ),
+        sa.Column("progress", sa.Double(), server_default=sa.text("0"), nullable=False, comment="0..100"),
         sa.Column(
             "parameters",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -291,33 +274,14 @@ def upgrade() -> None:
             comment="secret parameter sealed with the server key; erased when the task ends",
         ),
         sa.Column("error_message", sa.Text(), nullable=True),
-        sa.Column(
-            "priority",
-            sa.Integer(),
-            server_default=sa.text("0"),
-            nullable=False,
-            comment="0..100",
-        ),
+        sa.Column("priority", sa.Integer(), server_default=sa.text("0"), nullable=False, comment="0..100"),
         sa.Column("estimated_duration_seconds", sa.BigInteger(), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("lease_owner", sa.String(length=128), nullable=True, comment="worker holding it"),
         sa.Column(
-            "lease_owner",
-            sa.String(length=128),
-            nullable=True,
-            comment="worker holding it",
+            "lease_expires_at", sa.DateTime(timezone=True), nullable=True, comment="lapsed lease = retry"
         ),
-        sa.Column(
-            "lease_expires_at",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="lapsed lease = retry",
-        ),
-        sa.Column(
-            "run_after",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="not claimed before this",
-        ),
+        sa.Column("run_after", sa.DateTime(timezone=True), nullable=True, comment="not claimed before this"),
         sa.Column(
             "last_activity",
             sa.DateTime(timezone=True),
@@ -380,29 +344,17 @@ def upgrade() -> None:
     op.create_table(
         "files",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "account_id",
-            sa.Uuid(),
-            nullable=True,
-            comment="owner; NULL for XEP-0363 slots",
-        ),
+        sa.Column("account_id", sa.Uuid(), nullable=True, comment="owner; NULL for XEP-0363 slots"),
         sa.Column("pool_id", sa.Uuid(), nullable=False),
         sa.Column("bundle_id", sa.Uuid(), nullable=True),
         sa.Column(
-            "path",
-            sa.Text(),
-            nullable=True,
-            comment="XEP-0363 slot path 'slot/name'; unique while present",
+            "path", sa.Text(), nullable=True, comment="XEP-0363 slot path 'slot/name'; unique while present"
         ),
         sa.Column("name", sa.Text(), nullable=False, comment="file name shown to users"),
         sa.Column("content_type", sa.String(length=255), nullable=False),
-        sa.Column(
-            "size",
-            sa.BigInteger(),
-            nullable=False,
-            comment="bytes as the user sees them",
-        ),
-        sa.Column("sha256", sa.String(length=64), nullable=False, comment="content hash, hex"),
+        sa.Column("size", sa.BigInteger(), nullable=False, comment="bytes as the user sees them"),
+        sa.Column("blob_id", sa.Uuid(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False, comment="content hash, hex (the ETag)"),
         sa.Column("encrypted", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column(
             "encryption",
@@ -411,10 +363,7 @@ def upgrade() -> None:
             comment="parameters of the stored ciphertext (no key material)",
         ),
         sa.Column(
-            "expired_at",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="deleted by cleanup after this",
+            "expired_at", sa.DateTime(timezone=True), nullable=True, comment="deleted by cleanup after this"
         ),
         sa.Column(
             "created_at",
@@ -431,19 +380,17 @@ def upgrade() -> None:
             comment="last change (UTC)",
         ),
         sa.CheckConstraint("size >= 0", name=op.f("ck_files_size_not_negative")),
+        sa.ForeignKeyConstraint(["blob_id"], ["blobs.id"], name=op.f("fk_files_blob_id_blobs")),
         sa.ForeignKeyConstraint(
-            ["bundle_id"],
-            ["bundles.id"],
-            name=op.f("fk_files_bundle_id_bundles"),
-            ondelete="SET NULL",
+            ["bundle_id"], ["bundles.id"], name=op.f("fk_files_bundle_id_bundles"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(["pool_id"], ["pools.id"], name=op.f("fk_files_pool_id_pools")),
-        sa.ForeignKeyConstraint(["sha256"], ["blobs.sha256"], name=op.f("fk_files_sha256_blobs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_files")),
         sa.UniqueConstraint("path", name=op.f("uq_files_path")),
         comment="a stored file as users see it",
     )
     op.create_index("ix_files_account_id_sha256", "files", ["account_id", "sha256"], unique=False)
+    op.create_index(op.f("ix_files_blob_id"), "files", ["blob_id"], unique=False)
     op.create_index(op.f("ix_files_bundle_id"), "files", ["bundle_id"], unique=False)
     op.create_index(
         "ix_files_expired_at",
@@ -459,22 +406,14 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("task_id", sa.String(length=64), nullable=False, comment="public id in URLs"),
         sa.Column(
-            "protocol",
-            sa.String(length=16),
-            nullable=False,
-            comment="xep0363|multipart|chunked|drive|tus",
+            "protocol", sa.String(length=16), nullable=False, comment="xep0363|multipart|chunked|drive|tus"
         ),
         sa.Column("status", sa.String(length=16), server_default="Pending", nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=True, comment="owner; NULL when anonymous"),
         sa.Column("pool_id", sa.Uuid(), nullable=False),
         sa.Column("bundle_id", sa.Uuid(), nullable=True),
         sa.Column("file_name", sa.Text(), nullable=False),
-        sa.Column(
-            "file_size",
-            sa.BigInteger(),
-            nullable=True,
-            comment="bytes; NULL while deferred",
-        ),
+        sa.Column("file_size", sa.BigInteger(), nullable=True, comment="bytes; NULL while deferred"),
         sa.Column(
             "size_deferred",
             sa.Boolean(),
@@ -483,30 +422,14 @@ def upgrade() -> None:
             comment="tus Upload-Defer-Length",
         ),
         sa.Column(
-            "content_type",
-            sa.String(length=255),
-            server_default="application/octet-stream",
-            nullable=False,
+            "content_type", sa.String(length=255), server_default="application/octet-stream", nullable=False
         ),
         sa.Column(
-            "chunk_size",
-            sa.BigInteger(),
-            nullable=False,
-            comment="bytes per chunk (last may be short)",
+            "chunk_size", sa.BigInteger(), nullable=False, comment="bytes per chunk (last may be short)"
         ),
-        sa.Column(
-            "chunks_count",
-            sa.Integer(),
-            nullable=True,
-            comment="NULL while the size is deferred",
-        ),
+        sa.Column("chunks_count", sa.Integer(), nullable=True, comment="NULL while the size is deferred"),
         sa.Column("chunks_uploaded", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column(
-            "bytes_received",
-            sa.BigInteger(),
-            server_default=sa.text("0"),
-            nullable=False,
-        ),
+        sa.Column("bytes_received", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column(
             "upload_offset",
             sa.BigInteger(),
@@ -534,19 +457,11 @@ def upgrade() -> None:
             nullable=True,
             comment="protocol metadata (tus Upload-Metadata, ...)",
         ),
-        sa.Column(
-            "client_profile_key",
-            sa.String(length=128),
-            nullable=True,
-            comment="network profile used",
-        ),
+        sa.Column("client_profile_key", sa.String(length=128), nullable=True, comment="network profile used"),
         sa.Column("file_id", sa.Uuid(), nullable=True, comment="the file once completed"),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column(
-            "expired_at",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="expiry given to the file",
+            "expired_at", sa.DateTime(timezone=True), nullable=True, comment="expiry given to the file"
         ),
         sa.Column(
             "last_activity",
@@ -578,28 +493,17 @@ def upgrade() -> None:
             "status IN ('Pending', 'InProgress', 'Paused', 'Completed', 'Failed', 'Cancelled', 'Expired')",
             name=op.f("ck_upload_tasks_status_valid"),
         ),
-        sa.CheckConstraint(
-            "bytes_received >= 0",
-            name=op.f("ck_upload_tasks_bytes_received_not_negative"),
-        ),
+        sa.CheckConstraint("bytes_received >= 0", name=op.f("ck_upload_tasks_bytes_received_not_negative")),
         sa.CheckConstraint("chunk_size > 0", name=op.f("ck_upload_tasks_chunk_size_positive")),
         sa.CheckConstraint(
-            "file_size IS NOT NULL OR size_deferred",
-            name=op.f("ck_upload_tasks_size_known_or_deferred"),
+            "file_size IS NOT NULL OR size_deferred", name=op.f("ck_upload_tasks_size_known_or_deferred")
         ),
         sa.CheckConstraint(
-            "file_size IS NULL OR file_size >= 0",
-            name=op.f("ck_upload_tasks_file_size_not_negative"),
+            "file_size IS NULL OR file_size >= 0", name=op.f("ck_upload_tasks_file_size_not_negative")
         ),
-        sa.CheckConstraint(
-            "upload_offset >= 0",
-            name=op.f("ck_upload_tasks_upload_offset_not_negative"),
-        ),
+        sa.CheckConstraint("upload_offset >= 0", name=op.f("ck_upload_tasks_upload_offset_not_negative")),
         sa.ForeignKeyConstraint(
-            ["bundle_id"],
-            ["bundles.id"],
-            name=op.f("fk_upload_tasks_bundle_id_bundles"),
-            ondelete="SET NULL",
+            ["bundle_id"], ["bundles.id"], name=op.f("fk_upload_tasks_bundle_id_bundles"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(
             ["client_profile_key"],
@@ -608,10 +512,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(
-            ["file_id"],
-            ["files.id"],
-            name=op.f("fk_upload_tasks_file_id_files"),
-            ondelete="SET NULL",
+            ["file_id"], ["files.id"], name=op.f("fk_upload_tasks_file_id_files"), ondelete="SET NULL"
         ),
         sa.ForeignKeyConstraint(["pool_id"], ["pools.id"], name=op.f("fk_upload_tasks_pool_id_pools")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_upload_tasks")),
@@ -619,18 +520,12 @@ def upgrade() -> None:
         comment="one row per upload, whatever the protocol",
     )
     op.create_index(
-        "ix_upload_tasks_account_id_status",
-        "upload_tasks",
-        ["account_id", "status"],
-        unique=False,
+        "ix_upload_tasks_account_id_status", "upload_tasks", ["account_id", "status"], unique=False
     )
     op.create_index("ix_upload_tasks_hash", "upload_tasks", ["hash"], unique=False)
     op.create_index(op.f("ix_upload_tasks_pool_id"), "upload_tasks", ["pool_id"], unique=False)
     op.create_index(
-        "ix_upload_tasks_status_last_activity",
-        "upload_tasks",
-        ["status", "last_activity"],
-        unique=False,
+        "ix_upload_tasks_status_last_activity", "upload_tasks", ["status", "last_activity"], unique=False
     )
     op.create_table(
         "upload_chunks",
@@ -638,12 +533,7 @@ def upgrade() -> None:
         sa.Column("chunk_index", sa.Integer(), nullable=False),
         sa.Column("offset", sa.BigInteger(), nullable=False, comment="byte offset in the file"),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column(
-            "sha256",
-            sa.String(length=64),
-            nullable=False,
-            comment="SHA-256 of this chunk, hex",
-        ),
+        sa.Column("sha256", sa.String(length=64), nullable=False, comment="SHA-256 of this chunk, hex"),
         sa.Column(
             "received_at",
             sa.DateTime(timezone=True),
@@ -673,6 +563,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_files_pool_id"), table_name="files")
     op.drop_index("ix_files_expired_at", table_name="files")
     op.drop_index(op.f("ix_files_bundle_id"), table_name="files")
+    op.drop_index(op.f("ix_files_blob_id"), table_name="files")
     op.drop_index("ix_files_account_id_sha256", table_name="files")
     op.drop_table("files")
     op.drop_index("ix_tasks_pending_priority", table_name="tasks")
@@ -687,5 +578,6 @@ def downgrade() -> None:
     op.drop_table("client_profiles")
     op.drop_index(op.f("ix_bundles_account_id"), table_name="bundles")
     op.drop_table("bundles")
+    op.drop_index("uq_blobs_sha256_shared", table_name="blobs")
     op.drop_table("blobs")
     op.drop_table("account_quotas")

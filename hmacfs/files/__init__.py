@@ -1,0 +1,23 @@
+"""Files as users see them, and the blobs that hold their bytes."""
+
+from __future__ import annotations
+
+from hmacfs.files.service import (
+    NewFile,
+    collect_blobs,
+    create_file_from_part,
+    deduplicates,
+    delete_file,
+    expire_files,
+    find_duplicate,
+)
+
+__all__ = [
+    "NewFile",
+    "collect_blobs",
+    "create_file_from_part",
+    "deduplicates",
+    "delete_file",
+    "expire_files",
+    "find_duplicate",
+]
