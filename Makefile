@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN_CONFIG ?= var/hmacfs.toml
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,12 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check hmacfs tests migrations
-	$(BIN)/ruff format --check hmacfs tests migrations
+	$(BIN)/ruff check hmacfs tests migrations bench
+	$(BIN)/ruff format --check hmacfs tests migrations bench
 	$(BIN)/mypy --strict hmacfs
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench $(SUITES)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -71,6 +71,24 @@ def serve(ctx: click.Context, bind: str | None, workers: int | None, gunicorn_co
         cleanup_metrics_dir(metrics_dir)
 
 
+# -- cleanup -----------------------------------------------------------------
+@main.command()
+@click.pass_context
+def cleanup(ctx: click.Context) -> None:
+    """Run one cleanup pass now (expired files, orphaned blobs, stale uploads, ...)."""
+    from hmacfs.container import build_services
+    from hmacfs.maintenance import run_cleanup
+
+    result = run_cleanup(build_services(settings_from(ctx)))
+    if result is None:
+        click.echo("cleanup is running in another process; skipped")
+        return
+    for step, count in result.items():
+        click.echo(f"{step}: {count if count >= 0 else 'failed'}")
+    if any(count < 0 for count in result.values()):
+        sys.exit(1)
+
+
 # -- db ----------------------------------------------------------------------
 @main.group()
 def db() -> None:

@@ -10,6 +10,7 @@ from hmacfs.config import Settings
 from hmacfs.db import Database, create_database
 from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
+from hmacfs.sealing import Sealer
 from hmacfs.storage import LocalBlobStore
 
 
@@ -23,6 +24,7 @@ class Services:
     locker: Locker
     tokens: TokenCodec
     clock: Clock
+    sealer: Sealer
     metrics: AppMetrics | None = None
 
 
@@ -45,5 +47,6 @@ def build_services(settings: Settings, **overrides: Any) -> Services:
         locker=PgAdvisoryLocker(db.engine) if db.is_postgresql else MemoryLocker(),
         tokens=TokenCodec.from_settings(settings.security),
         clock=SystemClock(),
+        sealer=Sealer(settings.security.secret),
     )
     return replace(services, **overrides)

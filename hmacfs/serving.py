@@ -52,6 +52,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": settings.logging.level.lower(),
         "post_fork": post_fork,
+        "post_worker_init": post_worker_init,
         "child_exit": child_exit,
     }
 
@@ -61,6 +62,19 @@ def post_fork(server: Any, worker: Any) -> None:
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start this worker's background greenlets (the periodic cleanup).
+
+    Every worker runs the loop; the cleanup lock lets one pass run at a time.
+    """
+    import gevent
+
+    from hmacfs.maintenance import cleanup_forever
+
+    services = worker.wsgi.extensions["hmacfs"]
+    gevent.spawn(cleanup_forever, services, gevent.sleep)
 
 
 def child_exit(server: Any, worker: Any) -> None:
