@@ -51,6 +51,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "accesslog": "-" if settings.logging.access_log else None,
         "errorlog": "-",
         "loglevel": settings.logging.level.lower(),
+        # gunicorn 27's control socket sits at one fixed path per user, so two
+        # servers on a host (tests, blue/green) would fight over it; we do not use it.
+        "control_socket_disable": True,
         "post_fork": post_fork,
         "post_worker_init": post_worker_init,
         "child_exit": child_exit,
