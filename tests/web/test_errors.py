@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from flask import Flask
+from flask import Flask, abort
 from flask.testing import FlaskClient
 
 from hmacfs.errors import Conflict
@@ -14,6 +14,10 @@ def failing_app(app: Flask) -> Flask:
     @app.get("/_test/conflict")
     def conflict() -> None:
         raise Conflict("already there", details={"path": "a/b"}, code="FILE_EXISTS")
+
+    @app.post("/_test/too-large")
+    def too_large() -> None:
+        abort(413)
 
     @app.get("/_test/crash")
     def crash() -> None:
@@ -58,3 +62,10 @@ def test_crash_is_generic_500_with_error_id(failing_app: Flask, caplog: pytest.L
     assert "passwd" not in response.get_data(as_text=True)
     error_id = body["details"]["errorId"]
     assert any(error_id in record.getMessage() for record in caplog.records)
+
+
+def test_flask_413_has_the_same_shape(failing_app: Flask) -> None:
+    response = failing_app.test_client().post("/_test/too-large", data=b"x")
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["code"] == "REQUEST_ENTITY_TOO_LARGE" and body["status"] == 413
