@@ -23,7 +23,8 @@ from hmacfs.web.context import services
 
 Reader = Callable[[int], bytes]
 _READ = 64 * 1024
-_MULTIPART_FIELDS_LIMIT = 64 * 1024  # bytes of non-file form fields accepted alongside a chunk
+_BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)
+_MAX_PARTS = 16
 
 
 def stream_reader(stream: IO[bytes]) -> Reader:
@@ -58,11 +59,16 @@ def multipart_reader(stream: IO[bytes], boundary: str, field: str) -> Reader:
 
 
 def _field_data(stream: IO[bytes], boundary: bytes, field: str) -> Iterator[bytes]:
-    decoder = MultipartDecoder(boundary, _MULTIPART_FIELDS_LIMIT)
+    decoder = MultipartDecoder(boundary, max_parts=_MAX_PARTS)
     wanted = found = False
     while True:
-        event = decoder.next_event()
+        try:
+            event = decoder.next_event()
+        except ValueError:
+            raise BadRequest("malformed multipart body", code="INVALID_MULTIPART") from None
         if event is NEED_DATA:
+            if len(decoder.buffer) > _BUFFER_LIMIT:  # headers or a field that never end
+                raise BadRequest("malformed multipart body", code="INVALID_MULTIPART")
             decoder.receive_data(_read_some(stream) or None)
         elif isinstance(event, (Field, File)):
             wanted = event.name == field
