@@ -23,6 +23,7 @@ from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.service import (
     NewUpload,
     Reader,
+    begin_writes,
     blocks_reader,
     cancel_upload,
     check_open,
@@ -41,16 +42,21 @@ def upload_lock_key(task: UploadTask) -> str:
     return f"upload:{task.id}"
 
 
-def declare_length(session: Session, services: Services, task: UploadTask, size: int) -> None:
-    """Fix a deferred upload length (tus ``Upload-Length`` on a later PATCH); once only."""
+def check_length(task: UploadTask, size: int, limit: int) -> None:
+    """A deferred length may be declared once, not below the bytes received nor above ``limit``."""
     if not task.size_deferred:
         if task.file_size != size:
             raise BadRequest("Upload-Length cannot change", code="LENGTH_ALREADY_SET")
         return
     if size < task.upload_offset:
         raise BadRequest("Upload-Length is below the bytes already received", code="INVALID_LENGTH")
-    pool_limit = services.settings.uploads.max_upload_size
-    check_room(task, 0, size, pool_limit)
+    check_room(task, 0, size, limit)
+
+
+def declare_length(session: Session, task: UploadTask, size: int) -> None:
+    """Fix a deferred upload length (tus ``Upload-Length`` on a later PATCH); checked first."""
+    if not task.size_deferred:
+        return
     task.file_size = size
     task.size_deferred = False
     task.chunks_count = chunk_count(size, task.chunk_size)
@@ -82,11 +88,16 @@ def write_at_offset(
                 code="OFFSET_MISMATCH",
                 details={"offset": task.upload_offset},
             )
+        limit = services.settings.uploads.max_upload_size
         if declared_size is not None:
-            declare_length(session, services, task, declared_size)
-        check_room(task, offset, length, services.settings.uploads.max_upload_size)
+            check_length(task, declared_size, limit)
+        check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
+        sha256 = write_checked(services, task.task_id, offset, read, length, digest=digest) if length else ""
+        begin_writes(session, services)
+        task = lock_task(session, task)
+        if declared_size is not None:
+            declare_length(session, task, declared_size)
         if length:
-            sha256 = write_checked(services, task.task_id, offset, read, length, digest=digest)
             _append(session, services, task, offset=offset, length=length, sha256=sha256)
         return _finish_if_done(session, services, task)
 

@@ -103,8 +103,39 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         task.encrypt_password_sealed = services.sealer.seal(new.encrypt_password, context=str(task.id))
     session.add(task)
     session.flush()
+    session.info[_WROTE] = True
     services.store.create_part(task.task_id, new.file_size)
     return task
+
+
+_WROTE = "hmacfs.uploads.wrote"
+
+
+def begin_writes(session: Session, services: Services) -> None:
+    """Call after streaming a body and before the first write of the request.
+
+    SQLite cannot upgrade a read transaction to a write one once another
+    connection has committed since it began (SQLITE_BUSY_SNAPSHOT), and every
+    request read the task before its body streamed in. Nothing has been
+    written yet, so the read transaction is ended and the writes start a
+    fresh one. With no I/O between here and the commit, no other greenlet runs
+    while this request holds SQLite's write lock. PostgreSQL needs none of
+    this (and keeps its row locks).
+    """
+    if services.db.is_postgresql or session.info.get(_WROTE):
+        return
+    session.rollback()
+
+
+def _hash_part(services: Services, part: str, size: int) -> str:
+    """Stream the part through SHA-256; in the thread pool on PostgreSQL so other requests run.
+
+    On SQLite the hash may run while this request holds the write lock, so it
+    must not yield to other greenlets, which would block on that lock.
+    """
+    if services.db.is_postgresql:
+        return offload(services.store.hash_part, part, size)
+    return services.store.hash_part(part, size)
 
 
 def _pool_expiry(pool: Pool, now: datetime) -> datetime | None:
@@ -176,6 +207,7 @@ def write_chunk(
     if existing is not None:
         return _rewrite_chunk(session, services, task, existing, read, digest=digest)
     sha256 = write_checked(services, task.task_id, offset, read, length, digest=digest)
+    begin_writes(session, services)
     now = services.clock.now()
     row = {"upload_id": task.id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
     inserted = record_chunk(session, {**row, "received_at": now})
@@ -262,6 +294,7 @@ def _rewrite_chunk(
         store.write_part(task.task_id, existing.offset, blocks_reader(iter(blocks)), existing.size)
     finally:
         store.delete_part(scratch)
+    begin_writes(session, services)
     existing.sha256 = sha256
     existing.received_at = task.last_activity = services.clock.now()
     session.flush()
@@ -334,7 +367,7 @@ def complete_upload(session: Session, services: Services, task: UploadTask) -> F
     check_open(task)
     size = _check_received(session, task)
     check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
-    sha256 = offload(services.store.hash_part, task.task_id, size)
+    sha256 = _hash_part(services, task.task_id, size)
     if task.hash and not hmac.compare_digest(sha256, task.hash):
         raise HashMismatch(
             "the uploaded bytes do not match the declared SHA-256",

@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -34,7 +33,9 @@ def create(client: FlaskClient, auth: dict[str, str], payload: bytes, **fields: 
     return client.post(f"{API}/create", json=body, headers=auth)
 
 
-def send(client: FlaskClient, auth: dict[str, str], task: str, index: int, data: bytes, *, raw: bool = False) -> Any:
+def send(
+    client: FlaskClient, auth: dict[str, str], task: str, index: int, data: bytes, *, raw: bool = False
+) -> Any:
     url = f"{API}/chunk/{task}/{index}"
     if raw:
         return client.post(url, data=data, headers={**auth, "Content-Type": "application/octet-stream"})
@@ -44,7 +45,9 @@ def send(client: FlaskClient, auth: dict[str, str], task: str, index: int, data:
 def upload(client: FlaskClient, auth: dict[str, str], payload: bytes, **fields: Any) -> tuple[str, Any]:
     task = create(client, auth, payload, **fields).json["taskId"]
     for index in range(0, -(-len(payload) // CHUNK)):
-        assert send(client, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code == 200
+        assert (
+            send(client, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code == 200
+        )
     return task, client.post(f"{API}/complete/{task}", headers=auth)
 
 
@@ -67,7 +70,18 @@ def test_full_upload_multipart_and_raw(client: FlaskClient, auth: dict[str, str]
     file = client.post(f"{API}/complete/{task}", headers=auth).json
     assert file["hash"] == hashlib.sha256(payload).hexdigest() and file["size"] == len(payload)
     assert file["url"] == f"/download/{file['id']}" and file["contentType"] == "application/pdf"
-    assert set(file) == {"id", "name", "size", "contentType", "hash", "poolId", "bundleId", "createdAt", "expiredAt", "url"}
+    assert set(file) == {
+        "id",
+        "name",
+        "size",
+        "contentType",
+        "hash",
+        "poolId",
+        "bundleId",
+        "createdAt",
+        "expiredAt",
+        "url",
+    }
     assert client.post(f"{API}/complete/{task}", headers=auth).json == file
 
 
@@ -75,10 +89,14 @@ def test_gateway_prefix_serves_the_same_api(client: FlaskClient, auth: dict[str,
     payload = os.urandom(100)
     task = create(client, auth, payload).json["taskId"]
     progress = client.get(f"/drive/files/upload/progress/{task}", headers=auth)
-    assert progress.status_code == 200 and progress.json["taskId"] == task and progress.json["progress"] == 0.0
+    assert (
+        progress.status_code == 200 and progress.json["taskId"] == task and progress.json["progress"] == 0.0
+    )
 
 
-def test_dedup_only_for_own_or_public_files(client: FlaskClient, auth: dict[str, str], session: Session) -> None:
+def test_dedup_only_for_own_or_public_files(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
     payload = os.urandom(1000)
     _, done = upload(client, auth, payload)
     mine = create(client, auth, payload).json
@@ -102,16 +120,26 @@ def test_other_accounts_tasks_are_not_found(client: FlaskClient, auth: dict[str,
     assert client.get(f"{API}/tasks").status_code == 401
 
 
-def test_validation_errors_name_the_field(client: FlaskClient, auth: dict[str, str], session: Session) -> None:
-    malformed = client.post(f"{API}/create", data="{not json", headers={**auth, "Content-Type": "application/json"})
+def test_validation_errors_name_the_field(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    malformed = client.post(
+        f"{API}/create", data="{not json", headers={**auth, "Content-Type": "application/json"}
+    )
     assert malformed.status_code == 400 and malformed.json["details"]["field"] == "body"
     payload = os.urandom(10)
     cases = [
-        ({"fileSize": "10"}, 400, "fileSize"), ({"fileSize": 0}, 400, "fileSize"), ({"hash": "abc"}, 400, "hash"),
-        ({"fileName": None}, 400, "fileName"), ({"chunkSize": 10}, 400, "chunkSize"), ({"poolId": "x"}, 400, "poolId"),
-        ({"poolId": str(uuid.uuid4())}, 404, "poolId"), ({"expiredAt": "tomorrow"}, 400, "expiredAt"),
-        ({"fileSize": 11 * 1024**3}, 413, "fileSize"), ({"bundleId": str(uuid.uuid4())}, 404, "bundleId"),
-    ]  # fmt: skip
+        ({"fileSize": "10"}, 400, "fileSize"),
+        ({"fileSize": 0}, 400, "fileSize"),
+        ({"hash": "abc"}, 400, "hash"),
+        ({"fileName": None}, 400, "fileName"),
+        ({"chunkSize": 10}, 400, "chunkSize"),
+        ({"poolId": "x"}, 400, "poolId"),
+        ({"poolId": str(uuid.uuid4())}, 404, "poolId"),
+        ({"expiredAt": "tomorrow"}, 400, "expiredAt"),
+        ({"fileSize": 11 * 1024**3}, 413, "fileSize"),
+        ({"bundleId": str(uuid.uuid4())}, 404, "bundleId"),
+    ]
     for fields, status, field in cases:
         response = create(client, auth, payload, **fields)
         assert response.status_code == status and response.json["details"]["field"] == field, fields
@@ -146,15 +174,21 @@ def test_hash_mismatch_leaves_the_task_open(client: FlaskClient, auth: dict[str,
     mismatch = client.post(f"{API}/complete/{task}", headers=auth)
     assert mismatch.status_code == 422 and mismatch.json["code"] == "HASH_MISMATCH"
     assert client.get(f"{API}/progress/{task}", headers=auth).json["status"] == "InProgress"
-    assert send(client, auth, task, 1, payload[CHUNK:]).status_code == 200  # different bytes replace the chunk
-    assert client.post(f"{API}/complete/{task}", headers=auth).json["hash"] == hashlib.sha256(payload).hexdigest()
+    assert (
+        send(client, auth, task, 1, payload[CHUNK:]).status_code == 200
+    )  # different bytes replace the chunk
+    assert (
+        client.post(f"{API}/complete/{task}", headers=auth).json["hash"]
+        == hashlib.sha256(payload).hexdigest()
+    )
 
 
-def test_lists_stats_details_and_cleanup(
-    client: FlaskClient, auth: dict[str, str], session: Session
-) -> None:
+def test_lists_stats_details_and_cleanup(client: FlaskClient, auth: dict[str, str], session: Session) -> None:
     names = ["b.bin", "a.bin", "c.bin"]
-    tasks = [create(client, auth, os.urandom(300 + i), fileName=name).json["taskId"] for i, name in enumerate(names)]
+    tasks = [
+        create(client, auth, os.urandom(300 + i), fileName=name).json["taskId"]
+        for i, name in enumerate(names)
+    ]
     upload(client, auth, os.urandom(50), fileName="done.bin")
     listed = client.get(f"{API}/tasks?sortBy=filename&sortDescending=false&limit=2&offset=1", headers=auth)
     assert listed.headers["X-Total"] == "4" and [t["fileName"] for t in listed.json] == ["b.bin", "c.bin"]
@@ -164,12 +198,19 @@ def test_lists_stats_details_and_cleanup(
     assert client.get(f"{API}/tasks?sortBy=size", headers=auth).json["details"]["field"] == "sortBy"
     assert len(client.get(f"{API}/tasks/recent?limit=2", headers=auth).json) == 2
     details = client.get(f"{API}/tasks/{tasks[0]}/details", headers=auth).json
-    assert details["pool"]["name"] == "default" and details["uploadSpeed"] == 0.0 and details["bundle"] is None
+    assert (
+        details["pool"]["name"] == "default" and details["uploadSpeed"] == 0.0 and details["bundle"] is None
+    )
     session.execute(
         update(UploadTask).where(UploadTask.task_id == tasks[1]).values(status=UploadStatus.FAILED.value)
     )
     stats = client.get(f"{API}/stats", headers=auth).json
-    assert (stats["totalTasks"], stats["completedTasks"], stats["failedTasks"], stats["inProgressTasks"]) == (4, 1, 1, 2)
+    assert (stats["totalTasks"], stats["completedTasks"], stats["failedTasks"], stats["inProgressTasks"]) == (
+        4,
+        1,
+        1,
+        2,
+    )
     assert stats["totalUploadedBytes"] == 50 and len(stats["recentActivity"]) == 4
     assert client.delete(f"{API}/tasks/cleanup", headers=auth).json == {"removed": 1}
     assert client.delete(f"{API}/task/{tasks[0]}", headers=auth).status_code == 204
@@ -189,4 +230,3 @@ def test_expiry_from_pool_default(client: FlaskClient, auth: dict[str, str], ses
     session.execute(update(Pool).values(file_ttl_seconds=3600))
     _, done = upload(client, auth, os.urandom(20))
     assert done.json["expiredAt"] is not None
-    assert timedelta(hours=1) >= timedelta(0)
