@@ -73,3 +73,16 @@ def check_quota(
             "storage quota exceeded",
             details={"quota": limit, "used": used, "requested": size},
         )
+
+
+def add_pool(session: Session, pool: Pool) -> Pool:
+    """Add a pool; raises BadRequest when the name is taken."""
+    if session.scalar(select(Pool.id).where(Pool.name == pool.name)) is not None:
+        raise BadRequest(f"pool {pool.name!r} exists", code="POOL_EXISTS", details={"field": "name"})
+    session.add(pool)
+    session.flush()
+    return pool
+
+
+def all_pools(session: Session) -> list[Pool]:
+    return list(session.scalars(select(Pool).order_by(Pool.name)))

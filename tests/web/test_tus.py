@@ -144,3 +144,26 @@ def test_concatenation(client: FlaskClient, auth: dict[str, str], session: Sessi
         select(File).where(File.sha256 == hashlib.sha256(b"first-second").hexdigest())
     ).one()
     assert patch(client, auth, path_of(final), 12, b"x").status_code == 403
+
+
+def test_location_behind_proxy_and_base_url(
+    tmp_path: Any, engine: Any, sessions: Any, auth: dict[str, str]
+) -> None:
+    from hmacfs.app import create_app
+    from hmacfs.db import Database
+    from tests.conftest import make_settings
+
+    url = engine.url.render_as_string(hide_password=False)
+    proxied = create_app(
+        make_settings(tmp_path / "s", url, server={"trusted_proxy_count": 1}), db=Database(engine, sessions)
+    ).test_client()
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "files.example.org"}
+    response = create(proxied, {**auth, **forwarded}, 5)
+    assert response.headers["Location"].startswith("https://files.example.org/files/")
+    based = create_app(
+        make_settings(tmp_path / "s", url, server={"base_url": "https://up.example.net/"}),
+        db=Database(engine, sessions),
+    ).test_client()
+    assert create(based, auth, 5).headers["Location"].startswith("https://up.example.net/files/")
+    untrusted = create(based, {**auth, **forwarded}, 5)
+    assert "files.example.org" not in untrusted.headers["Location"]
