@@ -208,8 +208,8 @@ def pool_create(ctx: click.Context, name: str, **options: Any) -> None:
     from hmacfs.container import build_services
     from hmacfs.errors import HmacfsError
     from hmacfs.models import Pool
-    from hmacfs.uploads.policy import add_pool
     from hmacfs.units import parse_size
+    from hmacfs.uploads.policy import add_pool
 
     try:
         size = parse_size(options["max_file_size"]) if options["max_file_size"] else None
@@ -217,10 +217,14 @@ def pool_create(ctx: click.Context, name: str, **options: Any) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     new = Pool(
-        name=name, max_file_size=size, allowed_content_types=list(options["content_types"]) or None,
-        file_ttl_seconds=None if ttl is None else int(ttl.total_seconds()), storage_path=options["storage_path"],
-        public=options["public"], allow_anonymous=options["allow_anonymous"],
-    )  # fmt: skip
+        name=name,
+        max_file_size=size,
+        allowed_content_types=list(options["content_types"]) or None,
+        file_ttl_seconds=None if ttl is None else int(ttl.total_seconds()),
+        storage_path=options["storage_path"],
+        public=options["public"],
+        allow_anonymous=options["allow_anonymous"],
+    )
     services = build_services(settings_from(ctx))
     with services.db.sessions() as session:
         try:
