@@ -203,7 +203,7 @@ def pool() -> None:
 @click.option("--public", is_flag=True, help="files are shared across accounts (dedup may return them).")
 @click.option("--allow-anonymous", is_flag=True, help="accept tus uploads without an account.")
 @click.pass_context
-def pool_create(ctx: click.Context, name: str, **options: Any) -> None:
+def pool_create(ctx: click.Context, /, name: str, **options: Any) -> None:
     """Create pool NAME and print its id."""
     from hmacfs.container import build_services
     from hmacfs.errors import HmacfsError
