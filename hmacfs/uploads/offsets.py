@@ -23,7 +23,6 @@ from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.service import (
     NewUpload,
     Reader,
-    begin_writes,
     blocks_reader,
     cancel_upload,
     check_open,
@@ -33,6 +32,7 @@ from hmacfs.uploads.service import (
     finish_partial,
     lock_task,
     record_chunk,
+    release_connection,
     write_checked,
 )
 from hmacfs.uploads.tus_headers import ExpectedDigest
@@ -92,8 +92,10 @@ def write_at_offset(
         if declared_size is not None:
             check_length(task, declared_size, limit)
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
-        sha256 = write_checked(services, task.task_id, offset, read, length, digest=digest) if length else ""
-        begin_writes(session, services)
+        part = task.task_id
+        if not services.db.is_postgresql:  # PostgreSQL keeps the row lock while the bytes stream
+            release_connection(session)
+        sha256 = write_checked(services, part, offset, read, length, digest=digest) if length else ""
         task = lock_task(session, task)
         if declared_size is not None:
             declare_length(session, task, declared_size)

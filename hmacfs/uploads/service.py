@@ -111,20 +111,20 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
 _WROTE = "hmacfs.uploads.wrote"
 
 
-def begin_writes(session: Session, services: Services) -> None:
-    """Call after streaming a body and before the first write of the request.
+def release_connection(session: Session) -> None:
+    """Call before streaming a body when this request has only read so far.
 
-    SQLite cannot upgrade a read transaction to a write one once another
-    connection has committed since it began (SQLITE_BUSY_SNAPSHOT), and every
-    request read the task before its body streamed in. Nothing has been
-    written yet, so the read transaction is ended and the writes start a
-    fresh one. With no I/O between here and the commit, no other greenlet runs
-    while this request holds SQLite's write lock. PostgreSQL needs none of
-    this (and keeps its row locks).
+    Ending the read-only transaction gives its pooled connection back while
+    the bytes arrive, so slow clients do not exhaust the pool, and on SQLite
+    the writes afterwards start from a fresh snapshot: a read transaction
+    cannot become a write one once another connection has committed
+    (SQLITE_BUSY_SNAPSHOT). With no I/O between the first write and the
+    commit, no other greenlet runs while a request holds SQLite's write lock.
+    Loaded objects are expired and reload on next use. Skipped once the
+    request has written (tus creation-with-upload), whose transaction must stay.
     """
-    if services.db.is_postgresql or session.info.get(_WROTE):
-        return
-    session.rollback()
+    if not session.info.get(_WROTE):
+        session.rollback()
 
 
 def _hash_part(services: Services, part: str, size: int) -> str:
@@ -206,10 +206,11 @@ def write_chunk(
     existing = session.get(UploadChunk, (task.id, index))
     if existing is not None:
         return _rewrite_chunk(session, services, task, existing, read, digest=digest)
-    sha256 = write_checked(services, task.task_id, offset, read, length, digest=digest)
-    begin_writes(session, services)
+    upload_id, part = task.id, task.task_id
+    release_connection(session)
+    sha256 = write_checked(services, part, offset, read, length, digest=digest)
     now = services.clock.now()
-    row = {"upload_id": task.id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
+    row = {"upload_id": upload_id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
     inserted = record_chunk(session, {**row, "received_at": now})
     if not inserted:
         return ChunkResult(task, stored=False)
@@ -284,19 +285,26 @@ def _rewrite_chunk(
 ) -> ChunkResult:
     """A chunk sent again: receive it aside, then keep it only if its bytes differ."""
     store = services.store
-    scratch = f"{task.task_id}-r{existing.chunk_index}"
-    store.create_part(scratch, existing.size)
+    key = {"upload_id": existing.upload_id, "chunk_index": existing.chunk_index}
+    part, offset, size, old_sha256 = task.task_id, existing.offset, existing.size, existing.sha256
+    scratch = f"{part}-r{existing.chunk_index}"
+    release_connection(session)
+    store.create_part(scratch, size)
     try:
-        sha256 = write_checked(services, scratch, 0, read, existing.size, digest=digest)
-        if sha256 == existing.sha256:
+        sha256 = write_checked(services, scratch, 0, read, size, digest=digest)
+        if sha256 == old_sha256:
             return ChunkResult(task, stored=False)
-        blocks = store.read_range(store.part_path(scratch), 0, existing.size)
-        store.write_part(task.task_id, existing.offset, blocks_reader(iter(blocks)), existing.size)
+        blocks = store.read_range(store.part_path(scratch), 0, size)
+        store.write_part(part, offset, blocks_reader(iter(blocks)), size)
     finally:
         store.delete_part(scratch)
-    begin_writes(session, services)
-    existing.sha256 = sha256
-    existing.received_at = task.last_activity = services.clock.now()
+    now = services.clock.now()
+    session.execute(
+        update(UploadChunk)
+        .where(UploadChunk.upload_id == key["upload_id"], UploadChunk.chunk_index == key["chunk_index"])
+        .values(sha256=sha256, received_at=now)
+    )
+    task.last_activity = now
     session.flush()
     return ChunkResult(task, stored=True)
 
