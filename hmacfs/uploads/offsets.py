@@ -19,21 +19,18 @@ from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads.chunking import chunk_count
+from hmacfs.uploads.chunks import blocks_reader, record_chunk, write_checked
+from hmacfs.uploads.completion import complete_upload, finish_partial
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.service import (
     NewUpload,
     Reader,
-    blocks_reader,
     cancel_upload,
     check_open,
     check_room,
-    complete_upload,
     create_upload,
-    finish_partial,
     lock_task,
-    record_chunk,
     release_connection,
-    write_checked,
 )
 from hmacfs.uploads.tus_headers import ExpectedDigest
 

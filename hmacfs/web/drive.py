@@ -14,6 +14,8 @@ from hmacfs.files import find_duplicate
 from hmacfs.models import Bundle, Pool
 from hmacfs.models.status import Protocol
 from hmacfs.uploads.chunking import missing_chunks
+from hmacfs.uploads.chunks import write_chunk
+from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.queries import (
     check_filter,
     cleanup_finished,
@@ -23,14 +25,7 @@ from hmacfs.uploads.queries import (
     upload_speed,
     upload_stats,
 )
-from hmacfs.uploads.service import (
-    cancel_upload,
-    complete_upload,
-    create_upload,
-    get_upload,
-    uploaded_indexes,
-    write_chunk,
-)
+from hmacfs.uploads.service import cancel_upload, create_upload, get_upload, uploaded_indexes
 from hmacfs.uploads.tus_headers import parse_chunk_digest
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services

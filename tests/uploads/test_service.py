@@ -20,8 +20,10 @@ from hmacfs.errors import Conflict
 from hmacfs.maintenance import run_cleanup
 from hmacfs.models import Event, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.uploads.chunks import write_chunk
+from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.queries import expire_stale_uploads
-from hmacfs.uploads.service import NewUpload, complete_upload, create_upload, write_chunk
+from hmacfs.uploads.service import NewUpload, create_upload
 from tests.conftest import make_settings
 
 CHUNK = 256 * 1024

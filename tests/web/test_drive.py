@@ -230,3 +230,13 @@ def test_expiry_from_pool_default(client: FlaskClient, auth: dict[str, str], ses
     session.execute(update(Pool).values(file_ttl_seconds=3600))
     _, done = upload(client, auth, os.urandom(20))
     assert done.json["expiredAt"] is not None
+
+
+def test_single_chunk_upload_still_checks_the_declared_hash(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    payload = os.urandom(1000)
+    task = create(client, auth, payload, hash=hashlib.sha256(b"other").hexdigest()).json["taskId"]
+    assert send(client, auth, task, 0, payload, raw=True).status_code == 200
+    mismatch = client.post(f"{API}/complete/{task}", headers=auth)
+    assert mismatch.status_code == 422 and mismatch.json["code"] == "HASH_MISMATCH"
