@@ -9,6 +9,7 @@ while another request writes the upload, 412 for an unsupported version).
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from email.utils import format_datetime
 
 from flask import Blueprint, Response, request
@@ -149,7 +150,7 @@ def create() -> tuple[str, int, dict[str, str]]:
         task = concatenate(session, services(), _new_upload(metadata, None, account), parts)
         return "", 201, {"Location": _location(task), **_state_headers(task)}
     base = _new_upload(metadata, _declared_length(), account)
-    new = NewUpload(**{**base.__dict__, "concat": None if concat is None else "partial"})
+    new = replace(base, concat=None if concat is None else "partial")
     task = create_upload(session, services(), new)
     if request.content_length and request.mimetype == OFFSET_STREAM:
         _patch(task, 0)

@@ -167,3 +167,16 @@ def test_location_behind_proxy_and_base_url(
     assert create(based, auth, 5).headers["Location"].startswith("https://up.example.net/files/")
     untrusted = create(based, {**auth, **forwarded}, 5)
     assert "files.example.org" not in untrusted.headers["Location"]
+
+
+def test_concurrent_writer_gets_423(
+    client: FlaskClient, auth: dict[str, str], session: Session, app: Any
+) -> None:
+    from hmacfs.models import UploadTask
+
+    url = path_of(create(client, auth, 5))
+    task = session.scalars(select(UploadTask).where(UploadTask.task_id == url.rsplit("/", 1)[1])).one()
+    with app.extensions["hmacfs"].locker.hold(f"upload:{task.id}"):
+        busy = patch(client, auth, url, 0, b"12345")
+    assert busy.status_code == 423 and busy.headers["Tus-Resumable"] == "1.0.0"
+    assert patch(client, auth, url, 0, b"12345").status_code == 204
