@@ -98,7 +98,7 @@ def write_at_offset(
             declare_length(session, task, declared_size)
         if length:
             _append(session, services, task, offset=offset, length=length, sha256=sha256)
-        return _finish_if_done(session, services, task)
+        return finish_if_done(session, services, task)
 
 
 def _append(
@@ -116,7 +116,8 @@ def _append(
     publish_progress(session, services.settings.events, task, now)
 
 
-def _finish_if_done(session: Session, services: Services, task: UploadTask) -> File | None:
+def finish_if_done(session: Session, services: Services, task: UploadTask) -> File | None:
+    """Complete the upload once every declared byte is in (at once for an empty one)."""
     if task.size_deferred or task.upload_offset != task.file_size:
         return None
     if task.concat == "partial":
@@ -147,7 +148,7 @@ def concatenate(
         if size:
             _append(session, services, task, offset=offset, length=size, sha256=sha256)
         offset += size
-    _finish_if_done(session, services, task)
+    finish_if_done(session, services, task)
     return task
 
 

@@ -28,6 +28,16 @@ def size_limit(pool: Pool, settings: UploadsSettings) -> int:
     return min(pool.max_file_size, settings.max_upload_size)
 
 
+def check_extension(file_name: str, allowed: tuple[str, ...]) -> None:
+    """``uploads.allowed_extensions`` (e.g. ".jpg"); empty allows any name."""
+    if allowed and not file_name.lower().endswith(tuple(ext.lower() for ext in allowed)):
+        raise BadRequest(
+            "this file extension is not accepted",
+            code="EXTENSION_NOT_ALLOWED",
+            details={"field": "fileName", "allowed": list(allowed)},
+        )
+
+
 def check_pool_accepts(pool: Pool, settings: UploadsSettings, size: int | None, content_type: str) -> None:
     if size is not None:
         check_file_size(size, size_limit(pool, settings), allow_empty=True)

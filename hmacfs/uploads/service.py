@@ -26,7 +26,7 @@ from hmacfs.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
 from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads.chunking import choose_chunk_size, chunk_count
-from hmacfs.uploads.policy import check_pool_accepts, check_quota, get_pool
+from hmacfs.uploads.policy import check_extension, check_pool_accepts, check_quota, get_pool
 
 Reader = Callable[[int], bytes]
 
@@ -59,6 +59,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     settings = services.settings.uploads
     pool = get_pool(session, new.pool_id)
     check_pool_accepts(pool, settings, new.file_size, new.content_type)
+    check_extension(new.file_name, settings.allowed_extensions)
     if new.account_id is not None and new.file_size:
         check_quota(session, new.account_id, new.file_size, settings.default_quota)
     chunk_size = choose_chunk_size(

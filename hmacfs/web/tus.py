@@ -21,7 +21,7 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.ports import LockBusy
 from hmacfs.uploads.chunking import check_file_name
-from hmacfs.uploads.offsets import concatenate, find_parts, terminate_upload, write_at_offset
+from hmacfs.uploads.offsets import concatenate, find_parts, finish_if_done, terminate_upload, write_at_offset
 from hmacfs.uploads.policy import get_pool
 from hmacfs.uploads.queries import expires_at
 from hmacfs.uploads.service import ChecksumMismatch, NewUpload, create_upload, get_upload
@@ -154,6 +154,8 @@ def create() -> tuple[str, int, dict[str, str]]:
     task = create_upload(session, services(), new)
     if request.content_length and request.mimetype == OFFSET_STREAM:
         _patch(task, 0)
+    else:
+        finish_if_done(session, services(), task)
     return "", 201, {"Location": _location(task), **_state_headers(task)}
 
 

@@ -180,3 +180,30 @@ def test_concurrent_writer_gets_423(
         busy = patch(client, auth, url, 0, b"12345")
     assert busy.status_code == 423 and busy.headers["Tus-Resumable"] == "1.0.0"
     assert patch(client, auth, url, 0, b"12345").status_code == 204
+
+
+def test_empty_upload_completes_at_creation(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    created = create(client, auth, 0)
+    assert created.status_code == 201 and created.headers["Upload-Offset"] == "0"
+    assert "Upload-Expires" not in created.headers  # finished: nothing left to expire
+    empty = hashlib.sha256(b"").hexdigest()
+    assert session.scalars(select(File).where(File.sha256 == empty)).one().size == 0
+
+
+def test_allowed_extensions(engine: Any, sessions: Any, tmp_path: Any, auth: dict[str, str]) -> None:
+    from hmacfs.app import create_app
+    from hmacfs.db import Database
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        tmp_path / "s",
+        engine.url.render_as_string(hide_password=False),
+        uploads={"allowed_extensions": [".ogg"]},
+    )
+    client = create_app(settings, db=Database(engine, sessions)).test_client()
+    assert create(client, auth, 5).status_code == 201  # song.ogg
+    other = {"Upload-Metadata": encode_metadata({"filename": "x.exe"})}
+    refused = client.post("/files/", headers={**TUS, **auth, "Upload-Length": "5", **other})
+    assert refused.status_code == 400 and refused.json["code"] == "EXTENSION_NOT_ALLOWED"
