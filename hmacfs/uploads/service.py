@@ -66,6 +66,10 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         new.chunk_size, settings.chunk_size, settings.min_chunk_size, settings.max_chunk_size
     )
     now = services.clock.now()
+    if new.expired_at is not None and new.expired_at <= now:
+        raise BadRequest(
+            "expiredAt must be in the future", code="VALIDATION_FAILED", details={"field": "expiredAt"}
+        )
     task = UploadTask(
         id=uuid.uuid4(),
         task_id=secrets.token_urlsafe(24),

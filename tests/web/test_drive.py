@@ -137,6 +137,7 @@ def test_validation_errors_name_the_field(
         ({"poolId": "x"}, 400, "poolId"),
         ({"poolId": str(uuid.uuid4())}, 404, "poolId"),
         ({"expiredAt": "tomorrow"}, 400, "expiredAt"),
+        ({"expiredAt": "2001-01-01T00:00:00Z"}, 400, "expiredAt"),
         ({"fileSize": 11 * 1024**3}, 413, "fileSize"),
         ({"bundleId": str(uuid.uuid4())}, 404, "bundleId"),
     ]
