@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from hmacfs.container import Services
 from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
-from hmacfs.models.status import UploadStatus
+from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
@@ -56,6 +56,7 @@ def write_chunk(
     upload_id, part = task.id, task.task_id
     release_connection(session)
     sha256 = write_checked(services, part, offset, read, length, digest=digest)
+    check_still_open(session, services, task, part)
     now = services.clock.now()
     row = {"upload_id": upload_id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
     inserted = record_chunk(session, {**row, "received_at": now})
@@ -105,11 +106,25 @@ def record_chunk(session: Session, row: dict[str, Any]) -> bool:
     return result.rowcount == 1
 
 
+def check_still_open(session: Session, services: Services, task: UploadTask, part: str) -> None:
+    """After a body has streamed in: the upload may have been completed, cancelled or
+    expired meanwhile. Then its part is gone (or became a blob) and the write just
+    re-created a stray file at the part path: remove it and refuse (409/410)."""
+    session.refresh(task)
+    if task.status not in OPEN_STATUSES:
+        services.store.delete_part(part)
+        check_open(task)
+
+
 def _count_chunk(session: Session, task: UploadTask, size: int, now: datetime) -> None:
-    """Add one chunk to the counters in SQL (no lost update between parallel chunks)."""
-    session.execute(
+    """Add one chunk to the counters in SQL (no lost update between parallel chunks).
+
+    Only while the upload is open: a completion or cancellation that committed
+    since ``check_still_open`` wins, and this request fails (rolling back its row).
+    """
+    result = session.execute(
         update(UploadTask)
-        .where(UploadTask.id == task.id)
+        .where(UploadTask.id == task.id, UploadTask.status.in_([s.value for s in OPEN_STATUSES]))
         .values(
             chunks_uploaded=UploadTask.chunks_uploaded + 1,
             bytes_received=UploadTask.bytes_received + size,
@@ -119,6 +134,8 @@ def _count_chunk(session: Session, task: UploadTask, size: int, now: datetime) -
         .execution_options(synchronize_session=False)
     )
     session.refresh(task)
+    if cast(CursorResult[Any], result).rowcount != 1:
+        check_open(task)
 
 
 def _rewrite_chunk(
@@ -145,6 +162,7 @@ def _rewrite_chunk(
         store.write_part(part, offset, blocks_reader(iter(blocks)), size)
     finally:
         store.delete_part(scratch)
+    check_still_open(session, services, task, part)
     now = services.clock.now()
     session.execute(
         update(UploadChunk)

@@ -19,7 +19,7 @@ from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads.chunking import chunk_count
-from hmacfs.uploads.chunks import blocks_reader, record_chunk, write_checked
+from hmacfs.uploads.chunks import blocks_reader, check_still_open, record_chunk, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.service import (
@@ -94,6 +94,7 @@ def write_at_offset(
             release_connection(session)
         sha256 = write_checked(services, part, offset, read, length, digest=digest) if length else ""
         task = lock_task(session, task)
+        check_still_open(session, services, task, part)
         if declared_size is not None:
             declare_length(session, task, declared_size)
         if length:

@@ -122,3 +122,26 @@ def test_complete_checks_every_chunk_and_is_idempotent(
     assert complete_upload(session, services, task).id == first.id
     completed = session.scalars(select(Event).where(Event.type == "upload.completed")).one()
     assert completed.data["fileId"] == str(first.id)
+
+
+def test_upload_cancelled_while_a_chunk_streams(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    from hmacfs.errors import Gone
+    from hmacfs.uploads.service import cancel_upload
+
+    task = create_upload(session, services, _new(account, CHUNK * 2))
+    body = io.BytesIO(os.urandom(CHUNK))
+    cancelled = []
+
+    def read(size: int) -> bytes:
+        if not cancelled:  # another request cancels the upload mid-body
+            cancel_upload(session, services, task)
+            cancelled.append(True)
+        return body.read(size)
+
+    with pytest.raises(Gone) as error:
+        write_chunk(session, services, task, 0, read, declared_length=CHUNK)
+    assert error.value.code == "UPLOAD_CANCELLED"
+    assert not services.store.part_path(task.task_id).exists()  # the stray part the write re-created is gone
+    assert task.chunks_uploaded == 0
