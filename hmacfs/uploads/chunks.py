@@ -56,13 +56,12 @@ def write_chunk(
     upload_id, part = task.id, task.task_id
     release_connection(session)
     sha256 = write_checked(services, part, offset, read, length, digest=digest)
-    check_still_open(session, services, task, part)
     now = services.clock.now()
     row = {"upload_id": upload_id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
     inserted = record_chunk(session, {**row, "received_at": now})
     if not inserted:
         return ChunkResult(task, stored=False)
-    _count_chunk(session, task, length, now)
+    _count_chunk(session, services, task, length, now)
     publish_progress(session, services.settings.events, task, now)
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return ChunkResult(task, stored=True, file=complete_upload(session, services, task) if done else None)
@@ -116,13 +115,15 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
         check_open(task)
 
 
-def _count_chunk(session: Session, task: UploadTask, size: int, now: datetime) -> None:
-    """Add one chunk to the counters in SQL (no lost update between parallel chunks).
+def _count_chunk(session: Session, services: Services, task: UploadTask, size: int, now: datetime) -> None:
+    """Add one chunk to the counters in SQL (no lost update between parallel chunks) and
+    reload the task from the same statement.
 
-    Only while the upload is open: a completion or cancellation that committed
-    since ``check_still_open`` wins, and this request fails (rolling back its row).
+    Only while the upload is open: if it was completed, cancelled or expired
+    while this chunk streamed in, the request fails (its chunk row rolls back)
+    and the stray part file the write re-created is removed.
     """
-    result = session.execute(
+    statement = (
         update(UploadTask)
         .where(UploadTask.id == task.id, UploadTask.status.in_([s.value for s in OPEN_STATUSES]))
         .values(
@@ -131,11 +132,11 @@ def _count_chunk(session: Session, task: UploadTask, size: int, now: datetime) -
             status=UploadStatus.IN_PROGRESS.value,
             last_activity=now,
         )
-        .execution_options(synchronize_session=False)
+        .returning(UploadTask)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    session.refresh(task)
-    if cast(CursorResult[Any], result).rowcount != 1:
-        check_open(task)
+    if session.scalars(statement).first() is None:
+        check_still_open(session, services, task, task.task_id)
 
 
 def _rewrite_chunk(
