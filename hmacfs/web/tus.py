@@ -116,7 +116,7 @@ def _new_upload(metadata: dict[str, str | None], size: int | None, account: uuid
         account_id=account,
         pool_id=_metadata_pool(metadata),
         content_type=content_type[:255],
-        metadata=dict(metadata),
+        metadata={"tus": dict(metadata)},
     )
 
 
@@ -147,7 +147,9 @@ def create() -> tuple[str, int, dict[str, str]]:
     session = db_session()
     if concat is not None and concat.kind == "final":
         parts = find_parts(session, concat.parts, account)
-        task = concatenate(session, services(), _new_upload(metadata, None, account), parts)
+        new = _new_upload(metadata, None, account)
+        stored = {**(new.metadata or {}), "parts": list(concat.parts)}
+        task = concatenate(session, services(), replace(new, metadata=stored), parts)
         return "", 201, {"Location": _location(task), **_state_headers(task)}
     base = _new_upload(metadata, _declared_length(), account)
     new = replace(base, concat=None if concat is None else "partial")
@@ -187,9 +189,13 @@ def head(upload_id: str) -> tuple[str, int, dict[str, str]]:
         headers["Upload-Defer-Length"] = "1"
     else:
         headers["Upload-Length"] = str(task.file_size)
-    if task.upload_metadata:
-        headers["Upload-Metadata"] = encode_metadata(task.upload_metadata)
-    if task.concat is not None:
+    stored = task.upload_metadata or {}
+    if stored.get("tus"):
+        headers["Upload-Metadata"] = encode_metadata(stored["tus"])
+    if task.concat == "final":
+        base = _location(task).rsplit("/", 1)[0]
+        headers["Upload-Concat"] = "final;" + " ".join(f"{base}/{part}" for part in stored.get("parts", []))
+    elif task.concat is not None:
         headers["Upload-Concat"] = task.concat
     return "", 200, headers
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.models import File, Pool, UploadChunk
-from hmacfs.uploads.tus_headers import encode_metadata
+from hmacfs.uploads.tus_headers import encode_metadata, parse_metadata
 
 TUS = {"Tus-Resumable": "1.0.0"}
 STREAM = {"Content-Type": "application/offset+octet-stream"}
@@ -58,6 +58,7 @@ def test_create_patch_head_complete(client: FlaskClient, auth: dict[str, str], s
     head = client.head(url, headers={**TUS, **auth})
     assert head.headers["Upload-Offset"] == "1000" and head.headers["Upload-Length"] == "3000"
     assert head.headers["Cache-Control"] == "no-store"
+    assert parse_metadata(head.headers["Upload-Metadata"]) == {"filename": "song.ogg", "filetype": "audio/ogg"}
     sha1 = base64.b64encode(hashlib.sha1(payload[1000:]).digest()).decode()
     last = patch(client, auth, url, 1000, payload[1000:], **{"Upload-Checksum": f"sha1 {sha1}"})
     assert last.status_code == 204 and last.headers["Upload-Offset"] == "3000"
@@ -139,7 +140,8 @@ def test_concatenation(client: FlaskClient, auth: dict[str, str], session: Sessi
     final = client.post("/files/", headers={**TUS, **auth, "Upload-Concat": "final;" + " ".join(parts)})
     assert final.status_code == 201
     head = client.head(path_of(final), headers={**TUS, **auth})
-    assert head.headers["Upload-Offset"] == "12" and head.headers["Upload-Concat"] == "final"
+    assert head.headers["Upload-Offset"] == "12"
+    assert head.headers["Upload-Concat"] == "final;" + " ".join(f"http://localhost{url}" for url in parts)
     assert session.scalars(
         select(File).where(File.sha256 == hashlib.sha256(b"first-second").hexdigest())
     ).one()
