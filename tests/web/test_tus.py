@@ -58,7 +58,10 @@ def test_create_patch_head_complete(client: FlaskClient, auth: dict[str, str], s
     head = client.head(url, headers={**TUS, **auth})
     assert head.headers["Upload-Offset"] == "1000" and head.headers["Upload-Length"] == "3000"
     assert head.headers["Cache-Control"] == "no-store"
-    assert parse_metadata(head.headers["Upload-Metadata"]) == {"filename": "song.ogg", "filetype": "audio/ogg"}
+    assert parse_metadata(head.headers["Upload-Metadata"]) == {
+        "filename": "song.ogg",
+        "filetype": "audio/ogg",
+    }
     sha1 = base64.b64encode(hashlib.sha1(payload[1000:]).digest()).decode()
     last = patch(client, auth, url, 1000, payload[1000:], **{"Upload-Checksum": f"sha1 {sha1}"})
     assert last.status_code == 204 and last.headers["Upload-Offset"] == "3000"
