@@ -241,3 +241,18 @@ def test_single_chunk_upload_still_checks_the_declared_hash(
     assert send(client, auth, task, 0, payload, raw=True).status_code == 200
     mismatch = client.post(f"{API}/complete/{task}", headers=auth)
     assert mismatch.status_code == 422 and mismatch.json["code"] == "HASH_MISMATCH"
+
+
+def test_multipart_without_chunk_field_records_nothing(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    from hmacfs.models import UploadChunk
+
+    task = create(client, auth, os.urandom(100)).json["taskId"]
+    response = client.post(
+        f"{API}/chunk/{task}/0", data={"other": (io.BytesIO(os.urandom(100)), "blob")}, headers=auth
+    )
+    assert response.status_code == 400 and response.json["code"] == "MISSING_FIELD"
+    too_short = send(client, auth, task, 0, os.urandom(99))
+    assert too_short.status_code == 400 and too_short.json["code"] == "INCOMPLETE_BODY"
+    assert session.scalars(select(UploadChunk)).all() == []
