@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import os
+import socket
 import threading
 import time
 import uuid
@@ -191,3 +192,30 @@ def test_kill_nine_mid_upload_then_resume(live_server: LiveServer) -> None:
         )
     file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
     assert file["hash"] == hashlib.sha256(payload).hexdigest() == blob_sha256(live_server, file["hash"])
+
+
+def test_client_dropping_mid_chunk_records_nothing(live_server: LiveServer) -> None:
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(CHUNK * 2)
+    task = _drive_create(live_server, auth, payload)["taskId"]
+    head = (
+        f"POST {API}/chunk/{task}/0 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {CHUNK}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as raw:
+        raw.sendall(head.encode() + payload[: CHUNK // 2])  # then the network goes away
+    deadline = time.monotonic() + 10
+    resume: dict[str, Any] = {}
+    while time.monotonic() < deadline:  # the server notices the drop asynchronously
+        resume = requests.get(f"{live_server.url}{API}/resume/{task}", headers=auth, timeout=10).json()
+        if resume["chunksUploaded"] == 0:
+            break
+        time.sleep(0.1)
+    assert resume["uploadedChunks"] == [] and resume["bytesUploaded"] == 0
+    for index in range(2):
+        assert (
+            _send(live_server, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code
+            == 200
+        )
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest()
