@@ -70,6 +70,12 @@ def _configure_request_session(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from hmacfs.web.chunked import chunked
+    from hmacfs.web.drive import register_drive
     from hmacfs.web.health import health
+    from hmacfs.web.tus import tus
 
     app.register_blueprint(health)
+    app.register_blueprint(chunked)
+    register_drive(app)
+    app.register_blueprint(tus)

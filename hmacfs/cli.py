@@ -184,3 +184,71 @@ def config_show(ctx: click.Context) -> None:
     import json
 
     click.echo(json.dumps(redacted(settings_from(ctx, require_secrets=False)), indent=2))
+
+
+# -- pool --------------------------------------------------------------------
+@main.group()
+def pool() -> None:
+    """Storage pools: where uploads land and the policy they follow."""
+
+
+@pool.command("create")
+@click.argument("name")
+@click.option(
+    "--max-file-size", default=None, help="largest file, e.g. 2GB (default: uploads.max_upload_size)."
+)
+@click.option("--content-type", "content_types", multiple=True, help="accepted type or type/*; repeatable.")
+@click.option("--ttl", default=None, help="default file lifetime, e.g. 7d (default: forever).")
+@click.option("--storage-path", default=None, help="root directory for this pool's blobs.")
+@click.option("--public", is_flag=True, help="files are shared across accounts (dedup may return them).")
+@click.option("--allow-anonymous", is_flag=True, help="accept tus uploads without an account.")
+@click.pass_context
+def pool_create(ctx: click.Context, /, name: str, **options: Any) -> None:
+    """Create pool NAME and print its id."""
+    from hmacfs.container import build_services
+    from hmacfs.errors import HmacfsError
+    from hmacfs.models import Pool
+    from hmacfs.units import parse_size
+    from hmacfs.uploads.policy import add_pool
+
+    try:
+        size = parse_size(options["max_file_size"]) if options["max_file_size"] else None
+        ttl = parse_duration(options["ttl"]) if options["ttl"] else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    new = Pool(
+        name=name,
+        max_file_size=size,
+        allowed_content_types=list(options["content_types"]) or None,
+        file_ttl_seconds=None if ttl is None else int(ttl.total_seconds()),
+        storage_path=options["storage_path"],
+        public=options["public"],
+        allow_anonymous=options["allow_anonymous"],
+    )
+    services = build_services(settings_from(ctx))
+    with services.db.sessions() as session:
+        try:
+            created = add_pool(session, new)
+        except HmacfsError as exc:
+            raise click.ClickException(exc.message) from None
+        session.commit()
+        click.echo(str(created.id))
+
+
+@pool.command("list")
+@click.pass_context
+def pool_list(ctx: click.Context) -> None:
+    """Print every pool as a JSON line."""
+    import json
+
+    from hmacfs.container import build_services
+    from hmacfs.uploads.policy import all_pools
+
+    services = build_services(settings_from(ctx))
+    with services.db.sessions() as session:
+        for found in all_pools(session):
+            click.echo(json.dumps({
+                "id": str(found.id), "name": found.name, "maxFileSize": found.max_file_size,
+                "allowedContentTypes": found.allowed_content_types, "fileTtlSeconds": found.file_ttl_seconds,
+                "public": found.public, "allowAnonymous": found.allow_anonymous,
+            }))  # fmt: skip

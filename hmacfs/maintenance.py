@@ -8,6 +8,7 @@ finds it taken skips its turn.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,8 +56,19 @@ def register_step(
     STEPS.insert(position, CleanupStep(name, run))
 
 
+# Modules that register cleanup steps when imported; loaded before a pass so
+# that `hmacfs cleanup` (which builds no app) runs them too.
+STEP_MODULES = ("hmacfs.uploads",)
+
+
+def _load_steps() -> None:
+    for module in STEP_MODULES:
+        importlib.import_module(module)
+
+
 def run_cleanup(services: Services) -> dict[str, int] | None:
     """Run every step once, each in its own transaction; None when another process holds the lock."""
+    _load_steps()
     try:
         with services.locker.hold(CLEANUP_LOCK):
             return {step.name: _run_step(services, step) for step in STEPS}

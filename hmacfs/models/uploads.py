@@ -23,6 +23,7 @@ class UploadTask(Timestamped, Base):
         CheckConstraint("bytes_received >= 0", name="bytes_received_not_negative"),
         CheckConstraint("upload_offset >= 0", name="upload_offset_not_negative"),
         CheckConstraint("file_size IS NOT NULL OR size_deferred", name="size_known_or_deferred"),
+        CheckConstraint("concat IS NULL OR concat IN ('partial', 'final')", name="concat_valid"),
         Index("ix_upload_tasks_account_id_status", "account_id", "status"),
         Index("ix_upload_tasks_status_last_activity", "status", "last_activity"),
         Index("ix_upload_tasks_hash", "hash"),
@@ -70,6 +71,13 @@ class UploadTask(Timestamped, Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     expired_at: Mapped[datetime | None] = mapped_column(comment="expiry given to the file")
     last_activity: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"), default=utcnow)
+    progress_published: Mapped[float | None] = mapped_column(
+        comment="progress (0-100) of the last upload.progress event; throttles across processes"
+    )
+    progress_published_at: Mapped[datetime | None] = mapped_column(comment="when it was published")
+    concat: Mapped[str | None] = mapped_column(
+        String(8), comment="tus concatenation: partial|final; NULL for a plain upload"
+    )
     completed_at: Mapped[datetime | None] = mapped_column()
     deleted_at: Mapped[datetime | None] = mapped_column()
 

@@ -1,0 +1,236 @@
+"""HTTP clients for the resumable benchmark: raw http.client with 1 MiB send blocks,
+the same for every contender so only the server side differs."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+MiB = 1024 * 1024
+CHUNK = 5 * MiB
+BLOCK = 1 * MiB
+
+
+@dataclass(frozen=True)
+class Source:
+    """Upload content: a fixed random block stamped per chunk, so any size costs no memory."""
+
+    size: int
+    seed: bytes
+    label: bytes = b""
+    sha256: str = ""
+
+    @classmethod
+    def make(cls, size: int, label: bytes = b"", seed: bytes | None = None) -> Source:
+        probe = cls(size, seed or os.urandom(CHUNK), label)
+        hasher = hashlib.sha256()
+        for index in range(-(-size // CHUNK)):
+            hasher.update(probe.chunk(index))
+        return replace(probe, sha256=hasher.hexdigest())
+
+    def chunk(self, index: int) -> bytes:
+        start = index * CHUNK
+        length = min(CHUNK, self.size - start)
+        stamp = self.label[:24] + index.to_bytes(8, "big")
+        return (stamp + self.seed[len(stamp) :])[:length]
+
+    def reader(self) -> _Stream:
+        return _Stream(self)
+
+
+class _Stream:
+    """A file-like body that yields the chunks in order (http.client reads it in blocks)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source, self.index, self.pending = source, 0, memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.pending:
+            if self.index * CHUNK >= self.source.size:
+                return b""
+            self.pending = memoryview(self.source.chunk(self.index))
+            self.index += 1
+        size = len(self.pending) if size < 0 else size
+        data, self.pending = self.pending[:size], self.pending[size:]
+        return bytes(data)
+
+
+def connect(base: str) -> http.client.HTTPConnection:
+    parts = urlsplit(base)
+    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600, blocksize=BLOCK)
+
+
+def call(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+
+def _check(status: int, expected: int, data: bytes, what: str) -> None:
+    if status != expected:
+        raise RuntimeError(f"{what}: HTTP {status}: {data[:300]!r}")
+
+
+def tus_single(base: str, auth: dict[str, str], source: Source) -> float:
+    """The whole file in one tus creation-with-upload request; seconds until the file exists."""
+    conn = connect(base)
+    headers = {
+        **auth,
+        "Tus-Resumable": "1.0.0",
+        "Upload-Length": str(source.size),
+        "Content-Type": "application/offset+octet-stream",
+        "Content-Length": str(source.size),
+    }
+    started = time.perf_counter()
+    status, answer, data = call(conn, "POST", "/files/", source.reader(), headers)
+    elapsed = time.perf_counter() - started
+    _check(status, 201, data, "tus single")
+    if answer.get("upload-offset") != str(source.size):
+        raise RuntimeError(f"tus single stored {answer.get('upload-offset')} of {source.size}")
+    conn.close()
+    return elapsed
+
+
+def tus_patches(base: str, auth: dict[str, str], source: Source) -> float:
+    """tus creation, then one 5 MiB PATCH after another."""
+    conn = connect(base)
+    tus = {**auth, "Tus-Resumable": "1.0.0"}
+    started = time.perf_counter()
+    status, answer, data = call(conn, "POST", "/files/", None, {**tus, "Upload-Length": str(source.size)})
+    _check(status, 201, data, "tus create")
+    path = urlsplit(answer["location"]).path
+    for index in range(-(-source.size // CHUNK)):
+        body = source.chunk(index)
+        headers = {
+            **tus,
+            "Upload-Offset": str(index * CHUNK),
+            "Content-Type": "application/offset+octet-stream",
+        }
+        status, _, data = call(conn, "PATCH", path, body, headers)
+        _check(status, 204, data, "tus patch")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+@dataclass
+class DriveTimes:
+    total: float
+    complete: float
+
+
+def drive_upload(base: str, auth: dict[str, str], source: Source, streams: int) -> DriveTimes:
+    """Drive create, chunks over ``streams`` connections in parallel, then complete (hash checked)."""
+    conn = connect(base)
+    json_headers = {**auth, "Content-Type": "application/json"}
+    body = json.dumps(
+        {
+            "fileName": "bench.bin",
+            "fileSize": source.size,
+            "contentType": "application/octet-stream",
+            "chunkSize": CHUNK,
+            "hash": source.sha256,
+        }
+    )
+    started = time.perf_counter()
+    status, _, data = call(conn, "POST", "/api/files/upload/create", body, json_headers)
+    _check(status, 200, data, "drive create")
+    created = json.loads(data)
+    task, count = created["taskId"], created["chunksCount"]
+    _parallel(streams, count, lambda c, i: _send_chunk(c, auth, task, i, source.chunk(i)), base)
+    before_complete = time.perf_counter()
+    status, _, data = call(conn, "POST", f"/api/files/upload/complete/{task}", None, auth)
+    _check(status, 200, data, "drive complete")
+    if json.loads(data)["hash"] != source.sha256:
+        raise RuntimeError("hash differs")
+    done = time.perf_counter()
+    conn.close()
+    return DriveTimes(done - started, done - before_complete)
+
+
+def _send_chunk(
+    conn: http.client.HTTPConnection, auth: dict[str, str], task: str, index: int, body: bytes
+) -> None:
+    headers = {**auth, "Content-Type": "application/octet-stream"}
+    status, _, data = call(conn, "POST", f"/api/files/upload/chunk/{task}/{index}", body, headers)
+    _check(status, 200, data, f"chunk {index}")
+
+
+def _parallel(
+    streams: int, count: int, send: Callable[[http.client.HTTPConnection, int], None], base: str
+) -> None:
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    queue = list(range(count))
+
+    def worker() -> None:
+        conn = connect(base)
+        try:
+            while True:
+                with lock:
+                    if not queue or errors:
+                        return
+                    index = queue.pop(0)
+                send(conn, index)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    if errors:
+        raise errors[0]
+
+
+def nginx_put(base: str, source: Source, name: str) -> float:
+    conn = connect(base)
+    started = time.perf_counter()
+    status, _, _ = call(conn, "PUT", f"/{name}", source.reader(), {"Content-Length": str(source.size)})
+    elapsed = time.perf_counter() - started
+    if status not in (201, 204):
+        raise RuntimeError(f"nginx PUT: HTTP {status}")
+    conn.close()
+    return elapsed
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and every descendant (gunicorn master and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        pending.extend(children.get(current, []))
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total

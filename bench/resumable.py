@@ -1,0 +1,170 @@
+"""Resumable uploads against the real server (gunicorn + gevent, PostgreSQL, 2 workers).
+
+Contenders, alternated round by round on the same server:
+  single   "our single PUT": the whole file in one tus creation-with-upload request
+           (this branch has no XEP-0363 PUT yet; rerun against it after merge)
+  drive1   Drive API, 5 MiB chunks over 1 connection, then complete (hash verified)
+  drive4   the same over 4 parallel connections
+  tus      tus creation, then 5 MiB PATCHes
+  nginx    nginx's own single PUT (dav module) to local disk, when nginx is installed
+Then: RSS growth of the server over one large upload, and many concurrent uploads.
+
+``python -m bench resumable -- --quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench._upload_clients import MiB, Source, drive_upload, nginx_put, tree_rss, tus_patches, tus_single
+from tests.conftest import bearer
+from tests.live import LiveServer
+from tests.pg import PgServer, find_server, free_port
+
+GiB = 1024 * MiB
+
+
+def _options(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench resumable")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 rounds: a smoke run")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--size-mib", type=int, default=None, help="override the main upload size")
+    options = parser.parse_args(argv)
+    quick = options.quick
+    options.size = 64 * MiB if quick else GiB
+    options.rss_size = 256 * MiB if quick else 4 * GiB
+    options.many, options.many_size = (20, 10 * MiB) if quick else (200, 20 * MiB)
+    options.rounds = options.rounds or (2 if quick else 3)
+    if options.size_mib:
+        options.size = options.size_mib * MiB
+    return options
+
+
+def _start_nginx(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"""user root; worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{ access_log off; client_body_temp_path {root}/tmp; client_max_body_size 0;
+  server {{ listen 127.0.0.1:{port}; root {root}/data; dav_methods PUT; create_full_put_path on; }} }}
+"""
+    )
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _round_robin(
+    contenders: dict[str, Callable[[], float]], rounds: int, size: int
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for number in range(rounds):
+        order = list(contenders) if number % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            times[name].append(contenders[name]())
+            rate = size / MiB / times[name][-1]
+            print(f"  round {number + 1} {name:7s} {times[name][-1]:7.2f} s  {rate:7.0f} MiB/s")
+    return times
+
+
+def _table(times: dict[str, list[float]], size: int, baseline: str) -> list[str]:
+    base = statistics.median(times[baseline])
+    lines = ["| contender | median s | MiB/s | throughput vs single |", "|---|---:|---:|---:|"]
+    for name, values in times.items():
+        median = statistics.median(values)
+        lines.append(f"| {name} | {median:.2f} | {size / MiB / median:.0f} | {base / median:.2f}x |")
+    return lines
+
+
+def _rss_growth(server: LiveServer, size: int) -> tuple[int, int]:
+    assert server.process is not None
+    baseline = tree_rss(server.process.pid)
+    peak = [baseline]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            peak[0] = max(peak[0], tree_rss(server.process.pid if server.process else 0))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        drive_upload(server.url, bearer(uuid.uuid4()), Source.make(size), 4)
+        tus_single(server.url, bearer(uuid.uuid4()), Source.make(size))
+    finally:
+        stop.set()
+        sampler.join()
+    return baseline, peak[0]
+
+
+def _many(server: LiveServer, count: int, size: int) -> tuple[int, float]:
+    seed = Source.make(size).seed
+    sources = [Source.make(size, label=uuid.uuid4().bytes, seed=seed) for _ in range(count)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(pool.map(lambda s: drive_upload(server.url, bearer(uuid.uuid4()), s, 1), sources))
+    return len(results), time.perf_counter() - started
+
+
+def main(argv: list[str]) -> int:
+    options = _options(argv)
+    pg: PgServer | None = find_server()
+    if pg is None:
+        print("PostgreSQL not found: this benchmark needs it")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="bench-resumable-") as temp:
+        root = Path(temp)
+        server = LiveServer(root / "server", pg.create_database("hmacfs_bench"), workers=2)
+        nginx = None if options.no_nginx else _start_nginx(root / "nginx")
+        try:
+            server.start()
+            _run(options, server, nginx[1] if nginx else None)
+        finally:
+            server.stop()
+            if nginx:
+                nginx[0].terminate()
+                nginx[0].wait(10)
+            pg.drop_databases()
+    return 0
+
+
+def _run(options: argparse.Namespace, server: LiveServer, nginx: str | None) -> None:
+    size = options.size
+    source = Source.make(size)
+    url = server.url
+    contenders: dict[str, Callable[[], float]] = {
+        "single": lambda: tus_single(url, bearer(uuid.uuid4()), source),
+        "drive1": lambda: drive_upload(url, bearer(uuid.uuid4()), source, 1).total,
+        "drive4": lambda: drive_upload(url, bearer(uuid.uuid4()), source, 4).total,
+        "tus": lambda: tus_patches(url, bearer(uuid.uuid4()), source),
+    }
+    if nginx:
+        contenders["nginx"] = lambda: nginx_put(nginx, source, f"{uuid.uuid4().hex}.bin")
+    print(f"upload of {size / MiB:.0f} MiB, {options.rounds} rounds")
+    tus_single(url, bearer(uuid.uuid4()), Source.make(8 * MiB))  # warm-up
+    times = _round_robin(contenders, options.rounds, size)
+    print("\n".join(_table(times, size, "single")))
+    completes = [drive_upload(url, bearer(uuid.uuid4()), source, 4).complete for _ in range(options.rounds)]
+    print(f"complete (hash + promote) of {size / MiB:.0f} MiB: median {statistics.median(completes):.2f} s")
+    before, peak = _rss_growth(server, options.rss_size)
+    rss = (
+        f"baseline {before / MiB:.0f} MiB, peak {peak / MiB:.0f} MiB, growth {(peak - before) / MiB:.1f} MiB"
+    )
+    print(
+        f"RSS over a {options.rss_size / MiB:.0f} MiB upload (Drive 4 streams, then one tus request): {rss}"
+    )
+    count, elapsed = _many(server, options.many, options.many_size)
+    many = f"{count} concurrent Drive uploads of {options.many_size / MiB:.0f} MiB"
+    print(f"{many}: all complete, hashes verified, {elapsed:.1f} s")

@@ -1,0 +1,142 @@
+"""Completing an upload: every byte present, SHA-256 verified by streaming, then a file."""
+
+from __future__ import annotations
+
+import hmac
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hmacfs.container import Services
+from hmacfs.errors import Conflict, Gone, HashMismatch
+from hmacfs.files import NewFile, create_file_from_part
+from hmacfs.models import File, UploadChunk, UploadTask
+from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.storage.blocking import offload
+from hmacfs.uploads.notify import publish_completed
+from hmacfs.uploads.policy import check_quota
+from hmacfs.uploads.service import check_open, lock_task
+
+
+def _whole_file_chunk_hash(session: Session, task: UploadTask, size: int) -> str | None:
+    """The SHA-256 of a single recorded chunk spanning the whole file (one-request uploads).
+
+    That chunk's digest was computed over exactly the bytes written to
+    [0, size) of the part, so it is the file's hash; with several chunks the
+    whole file is streamed through SHA-256 again (chunk digests do not combine).
+    """
+    rows = session.execute(
+        select(UploadChunk.offset, UploadChunk.size, UploadChunk.sha256)
+        .where(UploadChunk.upload_id == task.id)
+        .limit(2)
+    ).all()
+    if len(rows) == 1 and rows[0][0] == 0 and rows[0][1] == size:
+        return str(rows[0][2])
+    return None
+
+
+def _hash_part(services: Services, part: str, size: int) -> str:
+    """Stream the part through SHA-256; in the thread pool on PostgreSQL so other requests run.
+
+    On SQLite the hash may run while this request holds the write lock, so it
+    must not yield to other greenlets, which would block on that lock.
+    """
+    if services.db.is_postgresql:
+        return offload(services.store.hash_part, part, size)
+    return services.store.hash_part(part, size)
+
+
+def received_totals(session: Session, task: UploadTask) -> tuple[int, int]:
+    """(chunks, bytes) recorded for ``task``, recomputed from ``upload_chunks``."""
+    row = session.execute(
+        select(func.count(), func.coalesce(func.sum(UploadChunk.size), 0)).where(
+            UploadChunk.upload_id == task.id
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def _check_received(session: Session, task: UploadTask) -> int:
+    """The file size once every byte is there; raise 409 UPLOAD_INCOMPLETE otherwise."""
+    if task.size_deferred or task.file_size is None:
+        raise Conflict("the upload length is not known yet", code="UPLOAD_INCOMPLETE")
+    if task.protocol == Protocol.TUS.value:
+        received, expected = task.upload_offset, task.file_size
+        complete = received == expected
+    else:
+        chunks, received = received_totals(session, task)
+        expected = task.file_size
+        complete = chunks == task.chunks_count and received == expected
+    if not complete:
+        raise Conflict(
+            f"{received} of {expected} bytes received",
+            code="UPLOAD_INCOMPLETE",
+            details={"received": received, "expected": expected},
+        )
+    return expected
+
+
+def complete_upload(session: Session, services: Services, task: UploadTask) -> File:
+    """Verify and turn a fully received upload into a file; completing twice returns the same file.
+
+    Raises 409 UPLOAD_INCOMPLETE, 403 QUOTA_EXCEEDED, or 422 HASH_MISMATCH
+    (the task stays open: the client re-sends the wrong chunks and completes again).
+    """
+    if task.file_id is not None:
+        return _file_of(session, task)
+    check_open(task)
+    size = _check_received(session, task)
+    check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
+    sha256 = _whole_file_chunk_hash(session, task, size) or _hash_part(services, task.task_id, size)
+    if task.hash and not hmac.compare_digest(sha256, task.hash):
+        raise HashMismatch(
+            "the uploaded bytes do not match the declared SHA-256",
+            details={"expected": task.hash, "actual": sha256},
+        )
+    task = lock_task(session, task)
+    if task.file_id is not None:  # a concurrent completion won
+        return _file_of(session, task)
+    file = create_file_from_part(
+        session, services.store, services.settings.deduplication, part=task.task_id, sha256=sha256, size=size,
+        new=NewFile(
+            name=task.file_name, content_type=task.content_type, pool_id=task.pool_id,
+            account_id=task.account_id, bundle_id=task.bundle_id, expired_at=task.expired_at,
+        ),
+    )  # fmt: skip
+    _mark_completed(session, services, task, file)
+    return file
+
+
+def _file_of(session: Session, task: UploadTask) -> File:
+    file = session.get(File, task.file_id)
+    if file is None:
+        raise Gone("the file of this upload was deleted", code="FILE_GONE")
+    return file
+
+
+def _mark_completed(session: Session, services: Services, task: UploadTask, file: File) -> None:
+    now = services.clock.now()
+    task.status = UploadStatus.COMPLETED.value
+    task.file_id = file.id
+    task.completed_at = task.last_activity = now
+    task.progress_published, task.progress_published_at = 100.0, now
+    session.flush()
+    hand_over_encryption(session, services, task, file)
+    publish_completed(session, task, file)
+
+
+def hand_over_encryption(session: Session, services: Services, task: UploadTask, file: File) -> bool:
+    """The single place post-completion processing starts; True when encryption was asked for.
+
+    The sealed password stays on the task row (never in clear) for the
+    background FileEncrypt task, which erases it once used.
+    """
+    return task.encrypt_requested and task.encrypt_password_sealed is not None
+
+
+def finish_partial(session: Session, services: Services, task: UploadTask) -> None:
+    """A tus partial upload is complete once its bytes are in; it becomes no file by itself."""
+    now = services.clock.now()
+    task.status = UploadStatus.COMPLETED.value
+    task.completed_at = task.last_activity = now
+    session.flush()

@@ -1,0 +1,80 @@
+"""The upload events (the drive seed's shapes), published through ``hmacfs.events.publish``.
+
+Anonymous uploads (tus into an anonymous pool, X-Signature chunked sessions)
+have no account to notify, so they publish nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from hmacfs.config import EventsSettings
+from hmacfs.events import publish
+from hmacfs.models import File, UploadTask
+from hmacfs.uploads.chunking import progress_percent, should_publish
+
+
+def iso(stamp: datetime | None) -> str | None:
+    return None if stamp is None else stamp.isoformat().replace("+00:00", "Z")
+
+
+def progress_data(task: UploadTask) -> dict[str, object]:
+    return {
+        "taskId": task.task_id,
+        "fileName": task.file_name,
+        "fileSize": task.file_size,
+        "chunksUploaded": task.chunks_uploaded,
+        "chunksTotal": task.chunks_count,
+        "progress": progress_percent(task.bytes_received, task.file_size),
+        "status": task.status,
+        "lastActivity": iso(task.last_activity),
+    }
+
+
+def publish_progress(session: Session, settings: EventsSettings, task: UploadTask, now: datetime) -> bool:
+    """Publish ``upload.progress`` unless one went out within the last step or interval.
+
+    The last published progress lives on the task row, which the caller has
+    just updated (and so holds locked on PostgreSQL until commit): concurrent
+    chunks of one upload, even on other processes, see each other's decision.
+    """
+    if task.account_id is None:
+        return False
+    progress = progress_percent(task.bytes_received, task.file_size)
+    last_at = task.progress_published_at
+    elapsed = None if last_at is None else (now - last_at).total_seconds()
+    interval = settings.progress_min_interval.total_seconds()
+    if not should_publish(progress, task.progress_published, elapsed, settings.progress_min_step, interval):
+        return False
+    task.progress_published = progress
+    task.progress_published_at = now
+    publish(session, task.account_id, "upload.progress", progress_data(task))
+    return True
+
+
+def publish_completed(session: Session, task: UploadTask, file: File) -> None:
+    if task.account_id is None:
+        return
+    data = {
+        "taskId": task.task_id,
+        "fileId": str(file.id),
+        "fileName": task.file_name,
+        "fileSize": task.file_size,
+        "completedAt": iso(task.completed_at),
+    }
+    publish(session, task.account_id, "upload.completed", data)
+
+
+def publish_failed(session: Session, task: UploadTask, now: datetime, message: str) -> None:
+    if task.account_id is None:
+        return
+    data = {
+        "taskId": task.task_id,
+        "fileName": task.file_name,
+        "fileSize": task.file_size,
+        "failedAt": iso(now),
+        "errorMessage": message,
+    }
+    publish(session, task.account_id, "upload.failed", data)

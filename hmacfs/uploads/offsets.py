@@ -1,0 +1,187 @@
+"""Offset-addressed writes (tus): one writer per upload at a time, bytes appended at the offset.
+
+Writes are serialised per upload twice over: the ``upload:<id>`` lock (a
+PostgreSQL advisory lock across processes and machines; busy answers at
+once) keeps two writers from streaming into the part together, and the task
+row is re-read ``FOR UPDATE`` so a writer whose predecessor has released the
+lock but not yet committed waits and then sees the new offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hmacfs.container import Services
+from hmacfs.errors import BadRequest, Conflict, NotFound
+from hmacfs.models import File, UploadTask
+from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
+from hmacfs.uploads.chunking import chunk_count
+from hmacfs.uploads.chunks import blocks_reader, check_still_open, record_chunk, write_checked
+from hmacfs.uploads.completion import complete_upload, finish_partial
+from hmacfs.uploads.notify import publish_progress
+from hmacfs.uploads.service import (
+    NewUpload,
+    Reader,
+    cancel_upload,
+    check_open,
+    check_room,
+    create_upload,
+    lock_task,
+    release_connection,
+)
+from hmacfs.uploads.tus_headers import ExpectedDigest
+
+
+def upload_lock_key(task: UploadTask) -> str:
+    return f"upload:{task.id}"
+
+
+def check_length(task: UploadTask, size: int, limit: int) -> None:
+    """A deferred length may be declared once, not below the bytes received nor above ``limit``."""
+    if not task.size_deferred:
+        if task.file_size != size:
+            raise BadRequest("Upload-Length cannot change", code="LENGTH_ALREADY_SET")
+        return
+    if size < task.upload_offset:
+        raise BadRequest("Upload-Length is below the bytes already received", code="INVALID_LENGTH")
+    check_room(task, 0, size, limit)
+
+
+def declare_length(session: Session, task: UploadTask, size: int) -> None:
+    """Fix a deferred upload length (tus ``Upload-Length`` on a later PATCH); checked first."""
+    if not task.size_deferred:
+        return
+    task.file_size = size
+    task.size_deferred = False
+    task.chunks_count = chunk_count(size, task.chunk_size)
+    session.flush()
+
+
+def write_at_offset(
+    session: Session,
+    services: Services,
+    task: UploadTask,
+    offset: int,
+    read: Reader,
+    *,
+    length: int,
+    digest: ExpectedDigest | None = None,
+    declared_size: int | None = None,
+) -> File | None:
+    """Append ``length`` bytes at ``offset`` (must equal the current offset: 409 otherwise).
+
+    Raises LockBusy while another request writes this upload. Returns the file
+    when these bytes completed the upload.
+    """
+    with services.locker.hold(upload_lock_key(task)):
+        task = lock_task(session, task)
+        check_open(task)
+        if offset != task.upload_offset:
+            raise Conflict(
+                f"Upload-Offset {offset} does not match the upload's offset {task.upload_offset}",
+                code="OFFSET_MISMATCH",
+                details={"offset": task.upload_offset},
+            )
+        limit = services.settings.uploads.max_upload_size
+        if declared_size is not None:
+            check_length(task, declared_size, limit)
+        check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
+        part = task.task_id
+        if not services.db.is_postgresql:  # PostgreSQL keeps the row lock while the bytes stream
+            release_connection(session)
+        sha256 = write_checked(services, part, offset, read, length, digest=digest) if length else ""
+        task = lock_task(session, task)
+        check_still_open(session, services, task, part)
+        if declared_size is not None:
+            declare_length(session, task, declared_size)
+        if length:
+            _append(session, services, task, offset=offset, length=length, sha256=sha256)
+        return finish_if_done(session, services, task)
+
+
+def _append(
+    session: Session, services: Services, task: UploadTask, *, offset: int, length: int, sha256: str
+) -> None:
+    now = services.clock.now()
+    row = {"upload_id": task.id, "chunk_index": task.chunks_uploaded, "offset": offset, "size": length}
+    record_chunk(session, {**row, "sha256": sha256, "received_at": now})
+    task.chunks_uploaded += 1
+    task.upload_offset = offset + length
+    task.bytes_received = task.upload_offset
+    task.status = UploadStatus.IN_PROGRESS.value
+    task.last_activity = now
+    session.flush()
+    publish_progress(session, services.settings.events, task, now)
+
+
+def finish_if_done(session: Session, services: Services, task: UploadTask) -> File | None:
+    """Complete the upload once every declared byte is in (at once for an empty one)."""
+    if task.size_deferred or task.upload_offset != task.file_size:
+        return None
+    if task.concat == "partial":
+        finish_partial(session, services, task)
+        return None
+    return complete_upload(session, services, task)
+
+
+def concatenate(
+    session: Session, services: Services, new: NewUpload, parts: Sequence[UploadTask]
+) -> UploadTask:
+    """tus ``Upload-Concat: final``: a new upload made of finished partial uploads, in order.
+
+    The partial parts are streamed into the new part (bounded buffers), then
+    the upload completes like any other. Raises 400 when a part is unfinished.
+    """
+    for part in parts:
+        if part.concat != "partial" or part.status != UploadStatus.COMPLETED.value or part.file_size is None:
+            raise BadRequest("every part must be a finished partial upload", code="INVALID_CONCAT")
+    total = sum(part.file_size or 0 for part in parts)
+    task = create_upload(session, services, _final(new, total))
+    store = services.store
+    offset = 0
+    for part in parts:
+        size = part.file_size or 0
+        blocks = iter(store.read_range(store.part_path(part.task_id), 0, size))
+        sha256 = store.write_part(task.task_id, offset, blocks_reader(blocks), size).sha256
+        if size:
+            _append(session, services, task, offset=offset, length=size, sha256=sha256)
+        offset += size
+    finish_if_done(session, services, task)
+    return task
+
+
+def _final(new: NewUpload, total: int) -> NewUpload:
+    return NewUpload(
+        protocol=Protocol.TUS, file_name=new.file_name, file_size=total, account_id=new.account_id,
+        pool_id=new.pool_id, content_type=new.content_type, metadata=new.metadata, concat="final",
+    )  # fmt: skip
+
+
+def find_parts(session: Session, ids: Sequence[str], account: object) -> list[UploadTask]:
+    """The partial uploads named by a final concatenation, in order; 404 for any not visible."""
+    found = {t.task_id: t for t in session.scalars(select(UploadTask).where(UploadTask.task_id.in_(ids)))}
+    parts = []
+    for ident in ids:
+        task = found.get(ident)
+        if (
+            task is None
+            or task.protocol != Protocol.TUS.value
+            or (task.account_id is not None and task.account_id != account)
+        ):
+            raise NotFound("no such partial upload", code="UPLOAD_NOT_FOUND", details={"taskId": ident})
+        parts.append(task)
+    return parts
+
+
+def terminate_upload(session: Session, services: Services, task: UploadTask) -> None:
+    """tus termination: an unfinished upload is cancelled; a finished one is hidden and its
+    leftover part (a partial upload's bytes) removed. A file made from it stays."""
+    if task.status in {s.value for s in OPEN_STATUSES}:
+        cancel_upload(session, services, task)
+        return
+    task.deleted_at = services.clock.now()
+    services.store.delete_part(task.task_id)
+    session.flush()

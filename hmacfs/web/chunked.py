@@ -1,0 +1,131 @@
+"""The chunked session API of the network-resilience seed (hmac-file-server).
+
+``POST /upload/chunked`` opens a session, ``PUT /upload/chunked`` stores one
+chunk (the last missing one completes the upload), ``GET /upload/status``
+reports it. ``progress`` here is the seed's fraction 0..1. Callers
+authenticate with ``X-Signature`` (hex HMAC-SHA256 of the path) or a JWT.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from hmacfs.errors import BadRequest, NotFound
+from hmacfs.models import UploadTask
+from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.uploads.chunking import check_file_name, missing_chunks
+from hmacfs.uploads.chunks import write_chunk
+from hmacfs.uploads.service import NewUpload, create_upload, get_upload, uploaded_indexes
+from hmacfs.uploads.tus_headers import parse_chunk_digest
+from hmacfs.web.bodies import chunk_body, signed_or_account
+from hmacfs.web.context import db_session, services
+
+chunked = Blueprint("chunked", __name__)
+
+
+@chunked.before_request
+def _enabled() -> None:
+    if not services().settings.uploads.chunked_uploads_enabled:
+        raise NotFound("chunked uploads are disabled", code="FEATURE_DISABLED")
+
+
+def _int_header(name: str, *, required: bool = True) -> int | None:
+    raw = request.headers.get(name)
+    if raw is None or not raw.strip():
+        if required:
+            raise BadRequest(f"{name} header is required", code="MISSING_HEADER", details={"field": name})
+        return None
+    if not raw.strip().isdigit():
+        raise BadRequest(
+            f"{name} must be a non-negative integer", code="INVALID_HEADER", details={"field": name}
+        )
+    return int(raw.strip())
+
+
+def _session_id() -> str:
+    value = request.headers.get("X-Upload-Session-ID") or request.args.get("session_id")
+    if not value:
+        raise BadRequest(
+            "session id is required", code="MISSING_HEADER", details={"field": "X-Upload-Session-ID"}
+        )
+    return value
+
+
+@chunked.post("/upload/chunked")
+@chunked.post("/chunked-upload")
+def start_session() -> tuple[Response, int]:
+    account = signed_or_account()
+    name = check_file_name(request.headers.get("X-Filename"), "X-Filename")
+    size = _int_header("X-Total-Size")
+    assert size is not None
+    new = NewUpload(
+        protocol=Protocol.CHUNKED,
+        file_name=name,
+        file_size=size,
+        account_id=account,
+        content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        chunk_size=_int_header("X-Chunk-Size", required=False),
+    )
+    if size <= 0:
+        raise BadRequest(
+            "X-Total-Size must be positive", code="INVALID_FILE_SIZE", details={"field": "X-Total-Size"}
+        )
+    task = create_upload(db_session(), services(), new)
+    body = {"session_id": task.task_id, "chunk_size": task.chunk_size, "total_chunks": task.chunks_count}
+    return jsonify(body), 201
+
+
+@chunked.put("/upload/chunked")
+@chunked.put("/chunked-upload")
+def put_chunk() -> Response:
+    account = signed_or_account()
+    session = db_session()
+    task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
+    index = _int_header("X-Chunk-Number")
+    assert index is not None
+    digest = parse_chunk_digest(request.headers.get("Content-Digest"), request.headers.get("X-Chunk-SHA256"))
+    read, declared = chunk_body()
+    result = write_chunk(
+        session, services(), task, index, read, declared_length=declared, digest=digest, auto_complete=True
+    )
+    task = result.task
+    return jsonify(
+        {
+            "success": True,
+            "chunk": index,
+            "uploaded_bytes": task.bytes_received,
+            "total_size": task.file_size,
+            "progress": _fraction(task),
+            "completed": task.status == UploadStatus.COMPLETED,
+        }
+    )
+
+
+@chunked.get("/upload/status")
+@chunked.get("/upload-status")
+def session_status() -> Response:
+    account = signed_or_account()
+    session = db_session()
+    task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
+    uploaded = uploaded_indexes(session, task)
+    return jsonify(_status_body(task, uploaded))
+
+
+def _fraction(task: UploadTask) -> float:
+    return round(task.bytes_received / task.file_size, 4) if task.file_size else 0.0
+
+
+def _status_body(task: UploadTask, uploaded: list[int]) -> dict[str, Any]:
+    return {
+        "session_id": task.task_id,
+        "filename": task.file_name,
+        "total_size": task.file_size,
+        "uploaded_bytes": task.bytes_received,
+        "progress": _fraction(task),
+        "completed": task.status == UploadStatus.COMPLETED,
+        "chunks": len(uploaded),
+        "missing_chunks": missing_chunks(task.chunks_count or 0, uploaded),
+    }

@@ -1,0 +1,246 @@
+"""tus 1.0 at ``/files/``: core plus creation, creation-with-upload, creation-defer-length,
+expiration, checksum, termination and concatenation (https://tus.io/protocols/resumable-upload).
+
+A protocol adapter only: headers in, one engine call, headers out. Errors keep
+the JSON problem body but use tus status codes (460 checksum mismatch, 423
+while another request writes the upload, 412 for an unsupported version).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from email.utils import format_datetime
+
+from flask import Blueprint, Response, request
+
+from hmacfs.auth import optional_account
+from hmacfs.db import DEFAULT_POOL_ID
+from hmacfs.errors import BadRequest, Forbidden, Gone, HmacfsError, LengthRequired, Unauthorized, problem
+from hmacfs.models import UploadTask
+from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
+from hmacfs.ports import LockBusy
+from hmacfs.uploads.chunking import check_file_name
+from hmacfs.uploads.offsets import concatenate, find_parts, finish_if_done, terminate_upload, write_at_offset
+from hmacfs.uploads.policy import get_pool
+from hmacfs.uploads.queries import expires_at
+from hmacfs.uploads.service import ChecksumMismatch, NewUpload, create_upload, get_upload
+from hmacfs.uploads.tus_headers import (
+    CHECKSUM_ALGORITHMS,
+    TUS_VERSION,
+    encode_metadata,
+    parse_concat,
+    parse_metadata,
+    parse_offset,
+    parse_upload_checksum,
+)
+from hmacfs.web.bodies import stream_reader
+from hmacfs.web.context import db_session, services
+
+tus = Blueprint("tus", __name__)
+
+EXTENSIONS = (
+    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation"
+)
+OFFSET_STREAM = "application/offset+octet-stream"
+CHECKSUM_MISMATCH_STATUS = 460
+LOCKED_STATUS = 423
+
+
+class UnsupportedVersion(HmacfsError):
+    status = 412
+    code = "TUS_VERSION_UNSUPPORTED"
+
+
+class UnsupportedMediaType(HmacfsError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+@tus.before_request
+def _check_version() -> None:
+    if not services().settings.uploads.resumable_uploads_enabled:
+        raise Forbidden("resumable uploads are disabled", code="FEATURE_DISABLED")
+    if request.method != "OPTIONS" and request.headers.get("Tus-Resumable") != TUS_VERSION:
+        raise UnsupportedVersion(
+            f"Tus-Resumable {TUS_VERSION} required", headers={"Tus-Version": TUS_VERSION}
+        )
+
+
+@tus.after_request
+def _tus_headers(response: Response) -> Response:
+    response.headers["Tus-Resumable"] = TUS_VERSION
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@tus.errorhandler(HmacfsError)
+def _error(exc: HmacfsError) -> Response:
+    status = CHECKSUM_MISMATCH_STATUS if isinstance(exc, ChecksumMismatch) else exc.status
+    response = problem(status, exc.code, exc.message, exc.details)
+    response.headers.update(exc.headers)
+    return response
+
+
+@tus.errorhandler(LockBusy)
+def _busy(_exc: LockBusy) -> Response:
+    return problem(LOCKED_STATUS, "UPLOAD_LOCKED", "another request is writing this upload; retry")
+
+
+@tus.route("/files/", methods=["OPTIONS"])
+@tus.route("/files/<upload_id>", methods=["OPTIONS"])
+def options(upload_id: str | None = None) -> tuple[str, int, dict[str, str]]:
+    return "", 204, {
+        "Tus-Version": TUS_VERSION,
+        "Tus-Extension": EXTENSIONS,
+        "Tus-Max-Size": str(services().settings.uploads.max_upload_size),
+        "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
+    }  # fmt: skip
+
+
+def _caller(pool_id: uuid.UUID) -> uuid.UUID | None:
+    """The JWT account; anonymous callers only into a pool that allows them."""
+    account = optional_account()
+    if account is None and not get_pool(db_session(), pool_id).allow_anonymous:
+        raise Unauthorized("authentication required for this pool", code="AUTHENTICATION_REQUIRED")
+    return account
+
+
+def _new_upload(metadata: dict[str, str | None], size: int | None, account: uuid.UUID | None) -> NewUpload:
+    name = metadata.get("filename") or metadata.get("name") or "upload"
+    content_type = metadata.get("filetype") or metadata.get("type") or "application/octet-stream"
+    return NewUpload(
+        protocol=Protocol.TUS,
+        file_name=check_file_name(name, "Upload-Metadata filename"),
+        file_size=size,
+        account_id=account,
+        pool_id=_metadata_pool(metadata),
+        content_type=content_type[:255],
+        metadata={"tus": dict(metadata)},
+    )
+
+
+def _metadata_pool(metadata: dict[str, str | None]) -> uuid.UUID:
+    raw = metadata.get("poolId")
+    try:
+        return DEFAULT_POOL_ID if not raw else uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest("poolId metadata must be a UUID", code="INVALID_METADATA") from None
+
+
+def _declared_length() -> int | None:
+    if request.headers.get("Upload-Defer-Length") == "1":
+        if "Upload-Length" in request.headers:
+            raise BadRequest("Upload-Length and Upload-Defer-Length together", code="INVALID_HEADER")
+        return None
+    if "Upload-Length" not in request.headers:
+        raise BadRequest("Upload-Length or Upload-Defer-Length: 1 required", code="MISSING_HEADER",
+                         details={"field": "Upload-Length"})  # fmt: skip
+    return parse_offset(request.headers.get("Upload-Length"), "Upload-Length")
+
+
+@tus.post("/files/")
+def create() -> tuple[str, int, dict[str, str]]:
+    metadata = parse_metadata(request.headers.get("Upload-Metadata"))
+    account = _caller(_metadata_pool(metadata))
+    concat = parse_concat(request.headers.get("Upload-Concat"))
+    session = db_session()
+    if concat is not None and concat.kind == "final":
+        parts = find_parts(session, concat.parts, account)
+        new = _new_upload(metadata, None, account)
+        stored = {**(new.metadata or {}), "parts": list(concat.parts)}
+        task = concatenate(session, services(), replace(new, metadata=stored), parts)
+        return "", 201, {"Location": _location(task), **_state_headers(task)}
+    base = _new_upload(metadata, _declared_length(), account)
+    new = replace(base, concat=None if concat is None else "partial")
+    task = create_upload(session, services(), new)
+    if request.content_length and request.mimetype == OFFSET_STREAM:
+        _patch(task, 0)
+    else:
+        finish_if_done(session, services(), task)
+    return "", 201, {"Location": _location(task), **_state_headers(task)}
+
+
+def _location(task: UploadTask) -> str:
+    base = services().settings.server.base_url.rstrip("/") or request.root_url.rstrip("/")
+    return f"{base}/files/{task.task_id}"
+
+
+def _state_headers(task: UploadTask) -> dict[str, str]:
+    headers = {"Upload-Offset": str(task.upload_offset)}
+    if task.status in OPEN_STATUSES:
+        expiry = expires_at(task, services().settings.uploads.max_resumable_age)
+        headers["Upload-Expires"] = format_datetime(expiry, usegmt=True)
+    return headers
+
+
+def _upload(upload_id: str) -> UploadTask:
+    task = get_upload(db_session(), upload_id, optional_account(), Protocol.TUS)
+    if task.status in {UploadStatus.EXPIRED, UploadStatus.CANCELLED, UploadStatus.FAILED}:
+        raise Gone("upload is no longer available", code=f"UPLOAD_{task.status.upper()}")
+    return task
+
+
+@tus.route("/files/<upload_id>", methods=["HEAD"])
+def head(upload_id: str) -> tuple[str, int, dict[str, str]]:
+    task = _upload(upload_id)
+    headers = _state_headers(task)
+    if task.size_deferred:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(task.file_size)
+    stored = task.upload_metadata or {}
+    if stored.get("tus"):
+        headers["Upload-Metadata"] = encode_metadata(stored["tus"])
+    if task.concat == "final":
+        base = _location(task).rsplit("/", 1)[0]
+        headers["Upload-Concat"] = "final;" + " ".join(f"{base}/{part}" for part in stored.get("parts", []))
+    elif task.concat is not None:
+        headers["Upload-Concat"] = task.concat
+    return "", 200, headers
+
+
+@tus.patch("/files/<upload_id>")
+def patch(upload_id: str) -> tuple[str, int, dict[str, str]]:
+    task = _upload(upload_id)
+    if request.mimetype != OFFSET_STREAM:
+        raise UnsupportedMediaType(f"Content-Type must be {OFFSET_STREAM}", details={"field": "Content-Type"})
+    if task.concat == "final":
+        raise Forbidden("a final concatenation cannot be patched", code="FINAL_UPLOAD")
+    task = _patch(task, parse_offset(request.headers.get("Upload-Offset")))
+    return "", 204, _state_headers(task)
+
+
+def _patch(task: UploadTask, offset: int) -> UploadTask:
+    length = request.content_length
+    if length is None:
+        raise LengthRequired("Content-Length is required", code="LENGTH_REQUIRED")
+    declared = request.headers.get("Upload-Length")
+    session = db_session()
+    write_at_offset(
+        session, services(), task, offset, stream_reader(request.stream), length=length,
+        digest=parse_upload_checksum(request.headers.get("Upload-Checksum")),
+        declared_size=None if declared is None else parse_offset(declared, "Upload-Length"),
+    )  # fmt: skip
+    fresh = session.get(UploadTask, task.id)
+    assert fresh is not None
+    return fresh
+
+
+@tus.delete("/files/<upload_id>")
+def delete(upload_id: str) -> tuple[str, int]:
+    terminate_upload(db_session(), services(), _upload(upload_id))
+    return "", 204
+
+
+@tus.post("/files/<upload_id>")
+def method_override(upload_id: str) -> tuple[str, int, dict[str, str]] | tuple[str, int]:
+    """``X-HTTP-Method-Override`` for clients behind proxies that only pass GET and POST."""
+    method = request.headers.get("X-HTTP-Method-Override", "").upper()
+    if method == "PATCH":
+        return patch(upload_id)
+    if method == "HEAD":
+        return head(upload_id)
+    if method == "DELETE":
+        return delete(upload_id)
+    raise BadRequest("POST to an upload needs X-HTTP-Method-Override", code="METHOD_NOT_ALLOWED")

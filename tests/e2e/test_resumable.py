@@ -1,0 +1,216 @@
+"""All three resumable protocols against the real gunicorn+gevent server, on both backends."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import io
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+from tusclient.client import TusClient
+
+from tests.conftest import HMAC_SECRET, bearer
+from tests.live import LiveServer
+
+CHUNK = 256 * 1024
+API = "/api/files/upload"
+
+
+def blob_sha256(server: LiveServer, sha256: str) -> str:
+    """Hash the stored blob itself, not what the server says about it."""
+    path = server.workdir / "storage" / "blobs" / sha256[:2] / sha256[2:4] / sha256
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def signed(path: str) -> dict[str, str]:
+    return {"X-Signature": hmac.new(HMAC_SECRET.encode(), path.encode(), hashlib.sha256).hexdigest()}
+
+
+def test_chunked_session_api(live_server: LiveServer) -> None:
+    payload = os.urandom(CHUNK * 3 + 17)
+    url = f"{live_server.url}/upload/chunked"
+    opened = requests.post(
+        url,
+        headers={**signed("/upload/chunked"), "X-Filename": "a.bin", "X-Total-Size": str(len(payload)),
+                 "X-Chunk-Size": str(CHUNK)},
+        timeout=10,
+    ).json()  # fmt: skip
+    sid = opened["session_id"]
+    for index in reversed(range(opened["total_chunks"])):
+        answer = requests.put(
+            url,
+            data=payload[index * CHUNK : (index + 1) * CHUNK],
+            headers={**signed("/upload/chunked"), "X-Upload-Session-ID": sid, "X-Chunk-Number": str(index)},
+            timeout=10,
+        ).json()
+    assert answer["completed"] is True and answer["uploaded_bytes"] == len(payload)
+    status = requests.get(f"{live_server.url}/upload/status", params={"session_id": sid},
+                          headers=signed("/upload/status"), timeout=10).json()  # fmt: skip
+    assert status["completed"] is True and status["chunks"] == 4
+    assert (
+        blob_sha256(live_server, hashlib.sha256(payload).hexdigest()) == hashlib.sha256(payload).hexdigest()
+    )
+
+
+def _drive_create(server: LiveServer, auth: dict[str, str], payload: bytes) -> dict[str, Any]:
+    body = {"fileName": "clip.mp4", "fileSize": len(payload), "contentType": "video/mp4", "chunkSize": CHUNK,
+            "hash": hashlib.sha256(payload).hexdigest()}  # fmt: skip
+    answer: dict[str, Any] = requests.post(
+        f"{server.url}{API}/create", json=body, headers=auth, timeout=10
+    ).json()
+    return answer
+
+
+def _send(server: LiveServer, auth: dict[str, str], task: str, index: int, data: bytes) -> requests.Response:
+    files = {"chunk": ("blob", io.BytesIO(data), "application/octet-stream")}
+    return requests.post(f"{server.url}{API}/chunk/{task}/{index}", files=files, headers=auth, timeout=30)
+
+
+def test_drive_parallel_chunks(live_server: LiveServer) -> None:
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(CHUNK * 8 + 3)
+    task = _drive_create(live_server, auth, payload)["taskId"]
+    indexes = list(range(9))
+    statuses: list[int] = []
+
+    def worker(mine: list[int]) -> None:
+        for index in mine:
+            statuses.append(
+                _send(
+                    live_server, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]
+                ).status_code
+            )
+
+    threads = [threading.Thread(target=worker, args=(indexes[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [200] * 9
+    progress = requests.get(f"{live_server.url}{API}/progress/{task}", headers=auth, timeout=10).json()
+    assert progress["chunksUploaded"] == 9 and progress["bytesUploaded"] == len(payload)
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest() == blob_sha256(live_server, file["hash"])
+
+
+def test_same_chunk_from_two_clients(live_server: LiveServer) -> None:
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(CHUNK * 2)
+    task = _drive_create(live_server, auth, payload)["taskId"]
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def send_first() -> None:
+        barrier.wait(10)
+        statuses.append(_send(live_server, auth, task, 0, payload[:CHUNK]).status_code)
+
+    threads = [threading.Thread(target=send_first) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [200, 409]
+    assert _send(live_server, auth, task, 1, payload[CHUNK:]).status_code == 200
+    resume = requests.get(f"{live_server.url}{API}/resume/{task}", headers=auth, timeout=10).json()
+    assert resume["uploadedChunks"] == [0, 1] and resume["chunksUploaded"] == 2
+    assert resume["bytesUploaded"] == len(payload)
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_tuspy_upload_and_resume(live_server: LiveServer) -> None:
+    auth = bearer(uuid.uuid4())
+    client = TusClient(f"{live_server.url}/files/", headers=auth)
+    whole = os.urandom(CHUNK * 2 + 99)
+    client.uploader(file_stream=io.BytesIO(whole), chunk_size=CHUNK, metadata={"filename": "w.bin"},
+                    upload_checksum=True).upload()  # fmt: skip
+    assert blob_sha256(live_server, hashlib.sha256(whole).hexdigest()) == hashlib.sha256(whole).hexdigest()
+
+    payload = os.urandom(CHUNK * 4 + 5)
+    first = client.uploader(file_stream=io.BytesIO(payload), chunk_size=CHUNK, metadata={"filename": "r.bin"})
+    first.upload_chunk()
+    first.upload_chunk()  # interrupted here: the client goes away with only the URL kept
+    stored_url = first.url
+    assert stored_url is not None and stored_url.startswith(f"{live_server.url}/files/")
+    resumed = client.uploader(file_stream=io.BytesIO(payload), chunk_size=CHUNK, url=stored_url)
+    assert resumed.offset == 2 * CHUNK
+    resumed.upload()
+    head = requests.head(stored_url, headers={**auth, "Tus-Resumable": "1.0.0"}, timeout=10)
+    assert head.headers["Upload-Offset"] == str(len(payload))
+    assert (
+        blob_sha256(live_server, hashlib.sha256(payload).hexdigest()) == hashlib.sha256(payload).hexdigest()
+    )
+
+
+def _slow_body(data: bytes, started: threading.Event) -> Iterator[bytes]:
+    for start in range(0, len(data), 16 * 1024):
+        yield data[start : start + 16 * 1024]
+        started.set()
+        time.sleep(0.05)
+
+
+def test_kill_nine_mid_upload_then_resume(live_server: LiveServer) -> None:
+    """Acknowledged chunks survive kill -9 of every process; the rest resumes on the restarted server."""
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(CHUNK * 6)
+    task = _drive_create(live_server, auth, payload)["taskId"]
+    for index in range(3):
+        assert (
+            _send(live_server, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code
+            == 200
+        )
+    started = threading.Event()
+    url = f"{live_server.url}{API}/chunk/{task}/3"
+
+    def in_flight() -> None:
+        body = _slow_body(payload[3 * CHUNK : 4 * CHUNK], started)
+        headers = {**auth, "Content-Type": "application/octet-stream", "Content-Length": str(CHUNK)}
+        with contextlib.suppress(requests.RequestException):  # the server dies under it, as intended
+            requests.post(url, data=body, headers=headers, timeout=30)
+
+    sender = threading.Thread(target=in_flight)
+    sender.start()
+    assert started.wait(10)
+    live_server.kill()
+    sender.join(30)
+    live_server.start()
+    resume = requests.get(f"{live_server.url}{API}/resume/{task}", headers=auth, timeout=10).json()
+    assert resume["uploadedChunks"] == [0, 1, 2] and resume["missingChunks"] == [3, 4, 5]
+    for index in resume["missingChunks"]:
+        assert (
+            _send(live_server, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code
+            == 200
+        )
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest() == blob_sha256(live_server, file["hash"])
+
+
+def test_client_dropping_mid_chunk_records_nothing(live_server: LiveServer) -> None:
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(CHUNK * 2)
+    task = _drive_create(live_server, auth, payload)["taskId"]
+    head = (
+        f"POST {API}/chunk/{task}/0 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {CHUNK}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as raw:
+        raw.sendall(head.encode() + payload[: CHUNK // 2])  # then the network goes away
+    for index in range(2):
+        assert (
+            _send(live_server, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code
+            == 200
+        )
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest()
+    # The half-sent chunk was never counted: exactly the two full chunks were.
+    progress = requests.get(f"{live_server.url}{API}/progress/{task}", headers=auth, timeout=10).json()
+    assert progress["chunksUploaded"] == 2 and progress["bytesUploaded"] == len(payload)
