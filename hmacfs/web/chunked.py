@@ -2,8 +2,11 @@
 
 ``POST /upload/chunked`` opens a session, ``PUT /upload/chunked`` stores one
 chunk (the last missing one completes the upload), ``GET /upload/status``
-reports it. ``progress`` here is the seed's fraction 0..1. Callers
-authenticate with ``X-Signature`` (hex HMAC-SHA256 of the path) or a JWT.
+reports it. ``progress`` here is the seed's fraction 0..1. Opening a session
+takes ``X-Signature`` (hex HMAC-SHA256 of the path) or a JWT. As in the seed,
+chunks and status then need only the session id, an unguessable 192-bit
+capability, for sessions opened by signature; a JWT-owned session still needs
+its account's token (another account gets 404).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from hmacfs.auth import optional_account
 from hmacfs.errors import BadRequest, NotFound
 from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
@@ -81,7 +85,7 @@ def start_session() -> tuple[Response, int]:
 @chunked.put("/upload/chunked")
 @chunked.put("/chunked-upload")
 def put_chunk() -> Response:
-    account = signed_or_account()
+    account = optional_account()
     session = db_session()
     task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
     index = _int_header("X-Chunk-Number")
@@ -107,7 +111,7 @@ def put_chunk() -> Response:
 @chunked.get("/upload/status")
 @chunked.get("/upload-status")
 def session_status() -> Response:
-    account = signed_or_account()
+    account = optional_account()
     session = db_session()
     task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
     uploaded = uploaded_indexes(session, task)

@@ -153,3 +153,25 @@ def test_short_body_records_nothing(app: Any, session: Session) -> None:
     )
     assert short.status_code == 400 and short.json["code"] == "INCOMPLETE_BODY"
     assert session.scalars(select(UploadChunk)).all() == []
+
+
+def test_seed_clients_need_only_the_session_id_after_start(client: FlaskClient, account: uuid.UUID) -> None:
+    """The seed's curl flow: X-Signature to open, then chunks and status by session id alone."""
+    session_id = start(client, 10)["session_id"]
+    plain = {
+        "X-Upload-Session-ID": session_id,
+        "X-Chunk-Number": "0",
+        "Content-Type": "application/octet-stream",
+    }
+    stored = client.put("/upload/chunked", data=b"0123456789", headers=plain)
+    assert stored.status_code == 200 and stored.json["completed"] is True
+    status = client.get(f"/upload/status?session_id={session_id}")
+    assert status.status_code == 200 and status.json["uploaded_bytes"] == 10
+    # A JWT-owned session is not reachable without its account's token.
+    owned = start(client, 10, bearer(account))["session_id"]
+    anonymous = client.put(
+        "/upload/chunked", data=b"0123456789", headers={**plain, "X-Upload-Session-ID": owned}
+    )
+    assert anonymous.status_code == 404
+    assert client.get(f"/upload/status?session_id={owned}").status_code == 404
+    assert client.get("/upload/status?session_id=not-a-session").status_code == 404
