@@ -75,7 +75,7 @@ def _declared_size(settings: Settings) -> int:
     return size
 
 
-@xep0363.put("/<path:_slot>")
+@xep0363.put("/<path:_slot>", provide_automatic_options=False)
 def put_slot(_slot: str) -> tuple[Response, int]:
     settings = services().settings
     content_type = request.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
@@ -89,7 +89,7 @@ def put_slot(_slot: str) -> tuple[Response, int]:
     return jsonify({"path": file.path, "size": file.size, "sha256": file.sha256}), 201
 
 
-@xep0363.route("/<path:_slot>", methods=["GET", "HEAD"])
+@xep0363.route("/<path:_slot>", methods=["GET", "HEAD"], provide_automatic_options=False)
 def get_slot(_slot: str) -> Response:
     svc = services()
     signed = _signed_request(svc.settings, 0, "")

@@ -179,3 +179,14 @@ def extension_allowed(filename: str, allowed: Iterable[str]) -> bool:
     (case-insensitive; entries with or without the leading dot)."""
     wanted = [f".{ext.lower().lstrip('.')}" for ext in allowed]
     return not wanted or filename.lower().endswith(tuple(wanted))
+
+
+def signed_query(
+    secret: str, protocol: str, request: SignedRequest, *, expires: int = 0, signed_path: str = "relative"
+) -> dict[str, str]:
+    """The query parameters an issuer would put on the slot URL (what ``hmacfs sign-url`` prints)."""
+    stamp = str(expires) if protocol == "v3" else ""
+    query = {protocol: sign(secret, message(protocol, request, expires=stamp, signed_path=signed_path))}
+    if protocol == "v3":
+        query["expires"] = stamp
+    return query
