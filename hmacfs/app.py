@@ -72,10 +72,12 @@ def _configure_request_session(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from hmacfs.web.downloads import downloads
     from hmacfs.web.health import health
+    from hmacfs.web.multipart import multipart
     from hmacfs.web.xep0363 import xep0363
 
     app.register_blueprint(health)
     app.register_blueprint(downloads)
+    app.register_blueprint(multipart)
     app.register_blueprint(
         xep0363, url_prefix=app.extensions["hmacfs"].settings.xep0363.base_path.rstrip("/")
     )

@@ -72,7 +72,7 @@ def store_slot_upload(session: Session, services: Services, upload: SlotUpload, 
     except BaseException:
         services.store.delete_part(part)
         raise
-    _count(services, upload.size)
+    count_upload(services, Protocol.XEP0363, upload.size)
     return file
 
 
@@ -103,7 +103,7 @@ def _record(
             )
     except IntegrityError:
         raise Conflict("a file already exists at this path", code="SLOT_TAKEN") from None
-    session.add(_completed_task(upload, file, now))
+    session.add(completed_task(Protocol.XEP0363, file, now))
     session.flush()
     return file
 
@@ -123,20 +123,22 @@ def file_expiry(session: Session, settings: Settings, now: datetime) -> datetime
     return now + ttl if ttl > timedelta(0) else None
 
 
-def _completed_task(upload: SlotUpload, file: File, now: datetime) -> UploadTask:
+def completed_task(protocol: Protocol, file: File, now: datetime) -> UploadTask:
+    """The ``upload_tasks`` row of a one-shot upload, so stats and listings see it."""
     return UploadTask(
         task_id=uuid.uuid4().hex,
-        protocol=Protocol.XEP0363.value,
+        protocol=protocol.value,
         status=UploadStatus.COMPLETED.value,
-        pool_id=DEFAULT_POOL_ID,
-        file_name=upload.filename,
-        file_size=upload.size,
-        content_type=upload.content_type,
-        chunk_size=max(upload.size, 1),
+        account_id=file.account_id,
+        pool_id=file.pool_id,
+        file_name=file.name,
+        file_size=file.size,
+        content_type=file.content_type,
+        chunk_size=max(file.size, 1),
         chunks_count=1,
         chunks_uploaded=1,
-        bytes_received=upload.size,
-        upload_offset=upload.size,
+        bytes_received=file.size,
+        upload_offset=file.size,
         hash=file.sha256,
         file_id=file.id,
         expired_at=file.expired_at,
@@ -145,12 +147,12 @@ def _completed_task(upload: SlotUpload, file: File, now: datetime) -> UploadTask
     )
 
 
-def _count(services: Services, size: int) -> None:
+def count_upload(services: Services, protocol: Protocol, size: int) -> None:
     metrics = services.metrics
     if metrics is not None:
-        metrics.uploads_total.labels(protocol=Protocol.XEP0363.value).inc()
-        metrics.upload_bytes_total.labels(protocol=Protocol.XEP0363.value).inc(size)
-        metrics.upload_size_bytes.labels(protocol=Protocol.XEP0363.value).observe(size)
+        metrics.uploads_total.labels(protocol=protocol.value).inc()
+        metrics.upload_bytes_total.labels(protocol=protocol.value).inc(size)
+        metrics.upload_size_bytes.labels(protocol=protocol.value).observe(size)
 
 
 def find_slot_file(session: Session, path: str, now: datetime) -> File | None:

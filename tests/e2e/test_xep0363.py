@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import os
 import socket
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -19,6 +21,7 @@ from sqlalchemy import func, select, update
 from hmacfs.db import make_engine
 from hmacfs.models import Blob, File, UploadTask
 from hmacfs.xep0363.signing import SignedRequest, signed_query
+from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
 
@@ -320,3 +323,61 @@ def test_download_by_id(server: LiveServer, stored: tuple[str, bytes]) -> None:
 
 def test_missing_slot_file_is_404(server: LiveServer) -> None:
     assert requests.get(f"{server.url}/upload/none/such.txt", timeout=10).status_code == 404
+
+
+# -- multipart POST /upload --------------------------------------------------------------
+def _x_signature(path: str = "/upload", secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), path.encode(), hashlib.sha256).hexdigest()
+
+
+def test_multipart_with_signature(server: LiveServer) -> None:
+    body = os.urandom(300 * 1024)
+    files = {"file": ("report.txt", body, "text/plain")}
+    response = requests.post(
+        f"{server.url}/upload",
+        files=files,
+        data={"note": "ignored"},
+        headers={"X-Signature": _x_signature()},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert answer["filename"] == "report.txt" and answer["size"] == len(body)
+    assert answer["sha256"] == hashlib.sha256(body).hexdigest()
+    assert requests.get(answer["url"], timeout=10).content == body
+    bad = requests.post(f"{server.url}/upload", files=files, headers={"X-Signature": "00"}, timeout=10)
+    assert bad.status_code == 403
+    assert requests.post(f"{server.url}/upload", files=files, timeout=10).status_code == 401
+
+
+def test_multipart_with_jwt_owns_the_file(server: LiveServer) -> None:
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    files = {"file": ("../../etc/secret.bin", b"mine", "application/octet-stream")}
+    response = requests.post(f"{server.url}/upload", files=files, headers=bearer(owner), timeout=10)
+    assert response.status_code == 201 and response.json()["filename"] == "secret.bin"
+    url = response.json()["url"]
+    assert requests.get(url, headers=bearer(owner), timeout=10).content == b"mine"
+    assert requests.get(url, headers=bearer(other), timeout=10).status_code == 404
+    assert requests.get(url, timeout=10).status_code == 404
+
+
+def test_multipart_refusals_store_nothing(server: LiveServer) -> None:
+    headers = {"X-Signature": _x_signature()}
+    wrong_field = requests.post(
+        f"{server.url}/upload", files={"other": ("a.txt", b"x")}, headers=headers, timeout=10
+    )
+    assert wrong_field.status_code == 400 and wrong_field.json()["code"] == "MISSING_FILE_FIELD"
+    evil = requests.post(f"{server.url}/upload", files={"file": ("a.exe", b"x")}, headers=headers, timeout=10)
+    assert evil.status_code == 400
+    big = requests.post(
+        f"{server.url}/upload", files={"file": ("a.bin", os.urandom(MAX + 1))}, headers=headers, timeout=30
+    )
+    assert big.status_code == 413
+    boundary = "b0undary"
+    head = (
+        f"POST /upload HTTP/1.1\r\nHost: x\r\nX-Signature: {_x_signature()}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000"
+    )
+    start = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"\r\n\r\n'.encode()
+    assert status_of(raw_request(server, head, start + b"x" * 1000, shut=True)) == 400
+    assert list((server.workdir / "storage" / "parts").glob("*.part")) == []
