@@ -70,15 +70,21 @@ def small(job: dict[str, Any]) -> dict[str, Any]:
             method, target = queue.pop()
             extra = f"Content-Length: {size}\r\n" if method == "PUT" else ""
             head = f"{method} {target} HTTP/1.1\r\nHost: bench\r\n{extra}\r\n".encode()
-            sock.sendall(head + body if method == "PUT" else head)
+            # Unique content per request: identical bodies would all hit one
+            # deduplicated blob row, which is not what many clients look like.
+            unique = f"{len(queue):016d}".encode()
+            sock.sendall(head + unique + body[16:] if method == "PUT" else head)
             status = read_response(sock, buffer)
             counts["ok" if status < 300 else "failed"] += 1
+            counts[str(status)] += 1
         sock.close()
 
     start = time.perf_counter()
     greenlets = [gevent.spawn(worker) for _ in range(job["connections"])]
     gevent.joinall(greenlets, timeout=job.get("timeout", 300))
-    return {"ok": counts["ok"], "failed": counts["failed"], "seconds": time.perf_counter() - start}
+    statuses = {key: n for key, n in counts.items() if key.isdigit()}
+    seconds = time.perf_counter() - start
+    return {"ok": counts["ok"], "failed": counts["failed"], "statuses": statuses, "seconds": seconds}
 
 
 def slow(job: dict[str, Any]) -> dict[str, Any]:

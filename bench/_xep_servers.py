@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 BIN = Path(sys.executable).parent
 SECRET = "bench-secret-" + "x" * 32
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
@@ -204,7 +204,8 @@ def _create_database() -> str | None:
             connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
         engine.dispose()
         return name
-    except Exception:  # no PostgreSQL: the harness falls back to SQLite
+    except Exception as exc:  # no PostgreSQL: the harness falls back to SQLite, loudly
+        print(f"PostgreSQL unavailable ({exc.__class__.__name__}): hmacfs runs on SQLite, 1 worker")
         return None
 
 

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Request, Response
-from sqlalchemy.orm import Session
 
 from hmacfs.config import Settings
 from hmacfs.downloads.body import FileBody, Segment
@@ -42,9 +41,7 @@ class Download:
     modified: datetime
 
 
-def load_download(session: Session, store: LocalBlobStore, file: File) -> Download:
-    blob = session.get(Blob, file.blob_id)
-    assert blob is not None  # files.blob_id is a foreign key
+def load_download(store: LocalBlobStore, file: File, blob: Blob) -> Download:
     root = Path(blob.storage_root) if blob.storage_root else store.root
     modified = file.created_at if file.created_at.tzinfo else file.created_at.replace(tzinfo=UTC)
     return Download(

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.errors import NotFound
-from hmacfs.models import File
+from hmacfs.models import Blob, File
 
 
-def find_downloadable(session: Session, file_id: str, account_id: uuid.UUID | None, now: datetime) -> File:
+def find_downloadable(
+    session: Session, file_id: str, account_id: uuid.UUID | None, now: datetime
+) -> tuple[File, Blob]:
     """The live file ``file_id`` when ``account_id`` may read it.
 
     Files without an owner (XEP-0363 slots) are readable by anyone holding
@@ -22,9 +25,14 @@ def find_downloadable(session: Session, file_id: str, account_id: uuid.UUID | No
         ident = uuid.UUID(file_id)
     except ValueError:
         raise NotFound("no such file") from None
-    file = session.get(File, ident)
-    if file is None or (file.expired_at is not None and file.expired_at <= now):
+    row = session.execute(
+        select(File, Blob).join(Blob, Blob.id == File.blob_id).where(File.id == ident)
+    ).first()
+    if row is None:
+        raise NotFound("no such file")
+    file, blob = row[0], row[1]
+    if file.expired_at is not None and file.expired_at <= now:
         raise NotFound("no such file")
     if file.account_id is not None and file.account_id != account_id:
         raise NotFound("no such file")
-    return file
+    return file, blob

@@ -15,6 +15,6 @@ downloads = Blueprint("downloads", __name__)
 @downloads.route("/download/<file_id>", methods=["GET", "HEAD"])
 def download_file(file_id: str) -> Response:
     svc = services()
-    file = find_downloadable(db_session(), file_id, optional_account(), svc.clock.now())
-    download = load_download(db_session(), svc.store, file)
+    file, blob = find_downloadable(db_session(), file_id, optional_account(), svc.clock.now())
+    download = load_download(svc.store, file, blob)
     return download_response(download, request, svc.settings, svc.metrics)

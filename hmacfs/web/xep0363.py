@@ -93,15 +93,16 @@ def put_slot(_slot: str) -> tuple[Response, int]:
 def get_slot(_slot: str) -> Response:
     svc = services()
     signed = _signed_request(svc.settings, 0, "")
-    file = find_slot_file(db_session(), signed.path, svc.clock.now())
-    if file is None:
+    found = find_slot_file(db_session(), signed.path, svc.clock.now())
+    if found is None:
         raise NotFound("no such file")
+    file, blob = found
     if svc.settings.xep0363.require_signature_for_get:
         _authorise(
             svc.settings,
             SignedRequest("GET", signed.path, signed.full_path, file.size, file.content_type),
         )
-    download = load_download(db_session(), svc.store, file)
+    download = load_download(svc.store, file, blob)
     return download_response(download, request, svc.settings, svc.metrics)
 
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import exists, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,12 +22,17 @@ from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import Conflict
 from hmacfs.files import NewFile, create_file_from_part
-from hmacfs.models import File, Pool, UploadTask
+from hmacfs.models import Blob, File, Pool, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.ports import lock_id
 from hmacfs.storage.local import Reader, WrittenRange
 
 log = logging.getLogger(__name__)
+
+# Above this size a taken path is refused before the body is read; below it the
+# extra database round trips cost more than reading the body would (the
+# authoritative check runs before the file is recorded in any case).
+EARLY_CHECK_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ def store_slot_upload(session: Session, services: Services, upload: SlotUpload, 
     Raises Conflict (409) when the path is taken (also when a concurrent PUT
     to the same path won), IncompleteBody (400) on a short body. Flushes.
     """
-    ensure_slot_free(services.db.sessions, upload.path)
+    if upload.size > EARLY_CHECK_SIZE:
+        ensure_slot_free(services.db.sessions, upload.path)
     part = uuid.uuid4().hex
     written = services.store.receive(part, read, upload.size)
     try:
@@ -80,7 +86,12 @@ def _record(
     session: Session, services: Services, upload: SlotUpload, part: str, written: WrittenRange
 ) -> File:
     _serialise_path(session, upload.path)
-    if _exists(session, upload.path):
+    taken, pool_ttl = session.execute(
+        select(exists().where(File.path == upload.path), Pool.file_ttl_seconds).where(
+            Pool.id == DEFAULT_POOL_ID
+        )
+    ).one()
+    if taken:
         raise Conflict("a file already exists at this path", code="SLOT_TAKEN")
     now = services.clock.now()
     new = NewFile(
@@ -88,7 +99,7 @@ def _record(
         content_type=upload.content_type,
         pool_id=DEFAULT_POOL_ID,
         path=upload.path,
-        expired_at=file_expiry(session, services.settings, now),
+        expired_at=expiry(pool_ttl, services.settings, now),
     )
     try:
         with session.begin_nested():
@@ -117,8 +128,13 @@ def _serialise_path(session: Session, path: str) -> None:
 
 
 def file_expiry(session: Session, settings: Settings, now: datetime) -> datetime | None:
-    """When a new slot file expires: the pool's TTL, else ``[xep0363] file_ttl``; None = never."""
+    """When a new file of the default pool expires; None = never."""
     pool_ttl = session.scalar(select(Pool.file_ttl_seconds).where(Pool.id == DEFAULT_POOL_ID))
+    return expiry(pool_ttl, settings, now)
+
+
+def expiry(pool_ttl: int | None, settings: Settings, now: datetime) -> datetime | None:
+    """The pool's TTL (seconds), else ``[xep0363] file_ttl``; None = never."""
     ttl = timedelta(seconds=pool_ttl) if pool_ttl else settings.xep0363.file_ttl
     return now + ttl if ttl > timedelta(0) else None
 
@@ -155,7 +171,13 @@ def count_upload(services: Services, protocol: Protocol, size: int) -> None:
         metrics.upload_size_bytes.labels(protocol=protocol.value).observe(size)
 
 
-def find_slot_file(session: Session, path: str, now: datetime) -> File | None:
-    """The live file at slot ``path`` (expired files are already gone for readers)."""
-    query = select(File).where(File.path == path).where((File.expired_at.is_(None)) | (File.expired_at > now))
-    return session.scalars(query).first()
+def find_slot_file(session: Session, path: str, now: datetime) -> tuple[File, Blob] | None:
+    """The live file at slot ``path`` and its blob (expired files are already gone for readers)."""
+    query = (
+        select(File, Blob)
+        .join(Blob, Blob.id == File.blob_id)
+        .where(File.path == path)
+        .where((File.expired_at.is_(None)) | (File.expired_at > now))
+    )
+    row = session.execute(query).first()
+    return None if row is None else (row[0], row[1])
