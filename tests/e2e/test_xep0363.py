@@ -260,8 +260,9 @@ def test_cors_preflight(server: LiveServer) -> None:
 # -- downloads ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stored(server: LiveServer) -> tuple[str, bytes]:
-    body = os.urandom(1536 * 1024)
-    assert put(server, "dl/data.bin", body).status_code == 201
+    body = os.urandom(1536 * 1024)  # two 1 MiB read blocks: hashed and written in a thread
+    response = put(server, "dl/data.bin", body)
+    assert response.status_code == 201 and response.json()["sha256"] == hashlib.sha256(body).hexdigest()
     return f"{server.url}/upload/dl/data.bin", body
 
 
