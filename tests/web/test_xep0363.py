@@ -90,3 +90,17 @@ def test_cors_wildcard(tmp_path: Path, engine: Engine, sessions: sessionmaker[Se
     _app, client = _client(tmp_path, engine, sessions, xep0363={"cors_allowed_origins": ["*"]})
     response = client.options("/upload/a/b.jpg", headers={"Origin": origin})
     assert response.status_code == 204 and response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_x_accel_redirect_hands_the_body_to_nginx(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _app, client = _client(
+        tmp_path, engine, sessions, streaming={"x_accel_redirect": True, "x_accel_prefix": "/internal/"}
+    )
+    assert client.put(f"/upload/acc/a.txt?{_query('acc/a.txt', 3)}", data=b"abc").status_code == 201
+    response = client.get("/upload/acc/a.txt")
+    accel = response.headers["X-Accel-Redirect"]
+    assert accel.startswith("/internal/blobs/") and response.data == b""
+    assert (tmp_path / "storage" / accel.removeprefix("/internal/")).read_bytes() == b"abc"
+    assert response.headers["ETag"].strip('"') in accel
