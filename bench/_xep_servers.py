@@ -222,6 +222,8 @@ def _drop_database(name: str) -> None:
 
 
 class Hmacfs(Contender):
+    extra_config = ""  # more TOML appended to the configuration (experiments)
+
     def start(self) -> Contender:
         self.port = free_port()
         database = _create_database()
@@ -235,7 +237,7 @@ class Hmacfs(Contender):
             f'[database]\nurl = "{url}"\n[security]\nsecret = "{SECRET}"\njwt_secret = "{SECRET}"\n'
             f'[storage]\npath = "{self.workdir / "storage"}"\n'
             '[logging]\naccess_log = false\nlevel = "WARNING"\n'
-            f"[server]\nworker_connections = 2000\n"
+            f"[server]\nworker_connections = 2000\n{self.extra_config}"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("HMACFS_")}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
