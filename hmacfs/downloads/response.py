@@ -23,6 +23,7 @@ from hmacfs.downloads.http import (
     range_applies,
     security_headers,
 )
+from hmacfs.errors import NotFound
 from hmacfs.metrics import AppMetrics
 from hmacfs.models import Blob, File
 from hmacfs.storage import LocalBlobStore
@@ -119,6 +120,8 @@ def _body_response(
         content_type = f"multipart/byteranges; boundary={boundary}"
         status = 206
     length = sum(len(s.prefix) + s.length for s in segments) + len(suffix)
+    if not download.path.is_file():  # collected after the lookup: gone, not a crash
+        raise NotFound("no such file")
     body = FileBody(
         download.path,
         segments,

@@ -163,6 +163,21 @@ def test_bad_paths_and_extensions(server: LiveServer) -> None:
     assert refused.status_code == 400 and refused.json()["code"] == "EXTENSION_NOT_ALLOWED"
 
 
+def test_taken_path_of_a_large_upload_is_refused_before_the_body(server: LiveServer) -> None:
+    size = 1024 * 1024 + 10
+    assert put(server, "early/a.bin", os.urandom(size)).status_code == 201
+    url = urlsplit(slot_url(server, "early/a.bin", size))
+    head = f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nExpect: 100-continue"
+    assert status_of(raw_request(server, head)) == 409
+
+
+def test_uploads_are_counted_in_metrics(server: LiveServer) -> None:
+    assert put(server, "metrics/a.txt", b"counted").status_code == 201
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert 'hmacfs_uploads_total{protocol="xep0363"}' in text
+    assert "hmacfs_download_bytes_total" in text
+
+
 def test_short_body_stores_nothing(server: LiveServer) -> None:
     url = urlsplit(slot_url(server, "short/a.bin", 1000))
     head = f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000"
