@@ -90,7 +90,10 @@ def receive_multipart(
     try:
         # The limit covers the decoder's buffer, which holds one read block.
         decoder = MultipartDecoder(boundary, max_form_memory_size=2 * _BLOCK)
-        found = _decode(decoder, writer, read, length, services.settings.uploads.allowed_extensions)
+        try:
+            found = _decode(decoder, writer, read, length, services.settings.uploads.allowed_extensions)
+        except ValueError as exc:  # the decoder's word for a malformed body
+            raise BadRequest(f"malformed multipart body: {exc}", code="BAD_MULTIPART") from None
         digest = writer.finish(services.store.fsync)
     except BaseException:
         writer.close()
@@ -115,6 +118,8 @@ def _decode(
     while True:
         event = decoder.next_event()
         if event is NEED_DATA:
+            if decoder.complete:  # the whole body was given and it is not a full form
+                raise BadRequest("multipart body ends before its closing boundary", code="BAD_MULTIPART")
             data = read(min(block, remaining)) if remaining else b""
             if remaining and not data:
                 raise IncompleteBody("body ended early", details={"expected": length})

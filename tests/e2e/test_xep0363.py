@@ -120,6 +120,14 @@ def test_each_protocol(server: LiveServer, protocol: str) -> None:
     assert requests.get(f"{server.url}/upload/{protocol}-slot/file.txt", timeout=10).content == body
 
 
+def test_empty_file(server: LiveServer) -> None:
+    assert put(server, "empty/zero.txt", b"").status_code == 201
+    got = requests.get(f"{server.url}/upload/empty/zero.txt", timeout=10)
+    assert got.status_code == 200 and got.content == b""
+    ranged = requests.get(f"{server.url}/upload/empty/zero.txt", headers={"Range": "bytes=0-"}, timeout=10)
+    assert ranged.status_code == 416 and ranged.headers["Content-Range"] == "bytes */0"
+
+
 def test_v3_expired_and_wrong_secret(server: LiveServer) -> None:
     expired = put(server, "v3old/a.txt", b"x", protocol="v3", expires=int(time.time()) - 5)
     assert expired.status_code == 403 and expired.json()["code"] == "SIGNATURE_EXPIRED"
@@ -396,4 +404,7 @@ def test_multipart_refusals_store_nothing(server: LiveServer) -> None:
     )
     start = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"\r\n\r\n'.encode()
     assert status_of(raw_request(server, head, start + b"x" * 1000, shut=True)) == 400
+    unterminated = start + b"x" * 10
+    head = head.replace("100000", str(len(unterminated)))
+    assert status_of(raw_request(server, head, unterminated)) == 400
     assert list((server.workdir / "storage" / "parts").glob("*.part")) == []
