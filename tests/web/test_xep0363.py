@@ -77,11 +77,15 @@ def test_exact_routes_under_the_base_path_win(
     other = Blueprint("other", __name__)
     other.add_url_rule("/upload/chunked", "put", lambda: ("chunked", 200), methods=["PUT", "POST"])
     other.add_url_rule("/upload/status", "status", lambda: ("status", 200))
+    other.add_url_rule("/upload/chunked/<sid>", "chunk", lambda sid: (f"chunk {sid}", 200), methods=["PUT"])
+    other.add_url_rule("/upload/status/<sid>", "one", lambda sid: (f"status {sid}", 200))
     app = create_app(settings, db=Database(engine=engine, sessions=sessions))
     app.register_blueprint(other)
     client = app.test_client()
     assert client.put("/upload/chunked", data=b"x").data == b"chunked"
     assert client.get("/upload/status").data == b"status"
+    assert client.put("/upload/chunked/abc", data=b"x").data == b"chunk abc"
+    assert client.get("/upload/status/abc").data == b"status abc"
     assert client.put("/upload/single", data=b"x").status_code == 400
 
 
