@@ -78,11 +78,11 @@ def _declared_size(settings: Settings) -> int:
 @xep0363.put("/<path:_slot>", provide_automatic_options=False)
 def put_slot(_slot: str) -> tuple[Response, int]:
     settings = services().settings
-    content_type = request.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
+    content_type = request.headers.get("Content-Type", "")
     signed = _signed_request(settings, request.content_length or 0, content_type)
     size = _declared_size(settings)
     _authorise(settings, signed)
-    upload = SlotUpload(signed.path, size, content_type)
+    upload = SlotUpload(signed.path, size, content_type or DEFAULT_CONTENT_TYPE)
     if not extension_allowed(upload.filename, settings.uploads.allowed_extensions):
         raise BadPath("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
     file = store_slot_upload(db_session(), services(), upload, request.stream.read)

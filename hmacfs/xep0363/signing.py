@@ -112,8 +112,10 @@ def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedR
     """Check a Prosody ``mod_http_file_share`` (external mode) JWT against the request.
 
     Claims ``slot``, ``filename``, ``filesize`` and ``exp`` are required and must
-    match; ``filetype`` must match the request's Content-Type when the claim is
-    set. Raises BadSignature (403).
+    match; ``filetype`` must match the request's Content-Type when both are
+    present (Prosody always sets the claim, defaulting to
+    application/octet-stream, but does not itself check it, so a client that
+    sends no Content-Type is not refused). Raises BadSignature (403).
     """
     claims = _decode_with_any(secrets, token)
     slot, _, filename = request.path.partition("/")
@@ -122,7 +124,7 @@ def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedR
         str(claims.get("slot")) != slot
         or str(claims.get("filename")) != filename
         or str(claims.get("filesize")) != str(request.size)
-        or (expected_type is not None and expected_type != (request.content_type or DEFAULT_CONTENT_TYPE))
+        or (expected_type is not None and request.content_type and expected_type != request.content_type)
     ):
         raise BadSignature("token does not match this upload", code="TOKEN_MISMATCH")
 

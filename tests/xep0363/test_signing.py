@@ -79,6 +79,7 @@ def test_file_share_token() -> None:
     verify_file_share_token(["secret"], _token(), _request())
     verify_file_share_token(["new", "secret"], _token(), _request())
     verify_file_share_token(["secret"], _token(filetype=None), _request("text/plain"))
+    verify_file_share_token(["secret"], _token(), _request(""))  # no Content-Type sent
     for bad in (_token(filesize=1), _token(slot="x"), _token(filename="a.png"), _token(filetype="a/b")):
         with pytest.raises(BadSignature, match="does not match"):
             verify_file_share_token(["secret"], bad, _request())
