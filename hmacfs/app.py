@@ -71,11 +71,20 @@ def _configure_request_session(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from hmacfs.web.chunked import chunked
+    from hmacfs.web.downloads import downloads
     from hmacfs.web.drive import register_drive
     from hmacfs.web.health import health
+    from hmacfs.web.multipart import multipart
     from hmacfs.web.tus import tus
+    from hmacfs.web.xep0363 import xep0363
 
     app.register_blueprint(health)
+    # The chunked API's exact /upload/... routes win over the slot paths below.
     app.register_blueprint(chunked)
     register_drive(app)
     app.register_blueprint(tus)
+    app.register_blueprint(downloads)
+    app.register_blueprint(multipart)
+    app.register_blueprint(
+        xep0363, url_prefix=app.extensions["hmacfs"].settings.xep0363.base_path.rstrip("/")
+    )

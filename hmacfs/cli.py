@@ -252,3 +252,48 @@ def pool_list(ctx: click.Context) -> None:
                 "allowedContentTypes": found.allowed_content_types, "fileTtlSeconds": found.file_ttl_seconds,
                 "public": found.public, "allowAnonymous": found.allow_anonymous,
             }))  # fmt: skip
+
+
+# -- sign-url ----------------------------------------------------------------
+@main.command("sign-url")
+@click.option("--method", default="PUT", show_default=True, type=click.Choice(["PUT", "GET", "HEAD"]))
+@click.option("--path", "slot_path", required=True, help="slot path SLOT/NAME, not percent-encoded.")
+@click.option("--size", type=click.IntRange(0), default=0, help="Content-Length the client will send.")
+@click.option("--type", "content_type", default="application/octet-stream", show_default=True)
+@click.option("--protocol", default="v2", show_default=True, type=click.Choice(["v", "v2", "token", "v3"]))
+@click.option("--expires-in", default="1h", show_default=True, help="v3 lifetime, e.g. 10m.")
+@click.option(
+    "--base-url", default=None, help="scheme://host[:port] (default: server.base_url or server.bind)."
+)
+@click.pass_context
+def sign_url(
+    ctx: click.Context,
+    *,
+    method: str,
+    slot_path: str,
+    size: int,
+    content_type: str,
+    protocol: str,
+    expires_in: str,
+    base_url: str | None,
+) -> None:
+    """Print a signed XEP-0363 slot URL, as an XMPP server would issue it."""
+    import time
+    from urllib.parse import quote, urlencode
+
+    from hmacfs.xep0363.signing import BadPath, SignedRequest, signed_query, validate_path
+
+    settings = settings_from(ctx)
+    xep = settings.xep0363
+    try:
+        validate_path(slot_path, max_length=xep.max_path_length)
+        lifetime = parse_duration(expires_in)
+    except (BadPath, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    request = SignedRequest(method, slot_path, xep.base_path + slot_path, size, content_type)
+    expires = int(time.time() + lifetime.total_seconds())
+    query = signed_query(
+        settings.security.secret, protocol, request, expires=expires, signed_path=xep.signed_path
+    )
+    root = (base_url or settings.server.base_url or f"http://{settings.server.bind}").rstrip("/")
+    click.echo(f"{root}{quote(xep.base_path + slot_path, safe='/')}?{urlencode(query)}")

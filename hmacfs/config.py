@@ -117,6 +117,21 @@ class StreamingSettings(_Section):
     x_accel_prefix: str = "/internal/"
 
 
+class Xep0363Settings(_Section):
+    base_path: str = "/upload/"
+    signed_path: Literal["relative", "full"] = "relative"
+    require_signature_for_get: bool = False
+    cors_allowed_origins: tuple[str, ...] = ()
+    file_ttl: Duration = timedelta(0)
+    max_path_length: int = Field(1024, ge=16, le=8192)
+
+    @model_validator(mode="after")
+    def _slash_delimited(self) -> Xep0363Settings:
+        if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
+            raise ValueError("base_path must start and end with '/'")
+        return self
+
+
 class NetworkResilienceSettings(_Section):
     enabled: bool = True
     multi_interface_enabled: bool = False
@@ -171,6 +186,7 @@ class Settings(_Section):
     workers: WorkersSettings = WorkersSettings()
     performance: PerformanceSettings = PerformanceSettings()
     streaming: StreamingSettings = StreamingSettings()
+    xep0363: Xep0363Settings = Xep0363Settings()
     network_resilience: NetworkResilienceSettings = NetworkResilienceSettings()
     tasks: TasksSettings = TasksSettings()
     events: EventsSettings = EventsSettings()

@@ -15,9 +15,10 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hmacfs.errors import BadRequest
-from hmacfs.storage.blocking import offload
+from hmacfs.storage.blocking import Pending, offload, start_blocking
 
 Reader = Callable[[int], bytes]
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -106,22 +107,31 @@ class LocalBlobStore:
         return WrittenRange(offset, length, digest)
 
     def _copy_into(self, fd: int, offset: int, read: Reader, length: int) -> str:
+        """Copy with hashing and writing of one block overlapped with receiving
+        the next: SHA-256 and pwrite run in a native thread (hashlib and pwrite
+        release the GIL), so a large body is not limited by hashing on one core."""
         hasher = hashlib.sha256()
         position, remaining = offset, length
-        while remaining:
-            data = read(min(self.buffer_size, remaining))
-            if not data:
-                raise IncompleteBody(
-                    f"body ended after {length - remaining} of {length} bytes",
-                    details={"expected": length, "received": length - remaining},
-                )
-            hasher.update(data)
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, position)
-                position += written
-                view = view[written:]
-            remaining -= len(data)
+        pending: Pending | None = None
+        try:
+            while remaining:
+                data = read(min(self.buffer_size, remaining))
+                if not data:
+                    raise IncompleteBody(
+                        f"body ended after {length - remaining} of {length} bytes",
+                        details={"expected": length, "received": length - remaining},
+                    )
+                if pending is not None:
+                    pending.get()
+                remaining -= len(data)
+                last = not remaining and pending is None
+                pending = None if last else start_blocking(_hash_and_write, hasher, fd, data, position)
+                if last:
+                    _hash_and_write(hasher, fd, data, position)
+                position += len(data)
+        finally:
+            if pending is not None:
+                pending.get()
         return hasher.hexdigest()
 
     def hash_part(self, part: str, size: int) -> str:
@@ -191,6 +201,15 @@ class LocalBlobStore:
                     break
                 remaining -= len(block)
                 yield block
+
+
+def _hash_and_write(hasher: Any, fd: int, data: bytes, position: int) -> None:
+    hasher.update(data)
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, position)
+        position += written
+        view = view[written:]
 
 
 def _fsync_dir(path: Path) -> None:

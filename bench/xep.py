@@ -1,0 +1,276 @@
+"""XEP-0363 PUT/GET benchmark: hmacfs against nginx (dav_methods PUT) and a bare
+Flask+gunicorn-gevent app (the Python ceiling), on loopback.
+
+``make bench SUITES=xep`` (or ``python -m bench xep -- --quick``). Every round
+runs each workload on every contender, in a rotating order, and the table
+reports medians and the paired ratio hmacfs / nginx. Then, for hmacfs alone:
+RSS growth during one very large PUT, and many concurrent slow PUTs on 2
+workers. Everything runs in one temporary directory removed at the end, and
+every server process group is stopped, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench._xep_servers import CONTENDERS, Contender
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+BLOCK = os.urandom(MiB)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    big: int
+    medium: int
+    small_requests: int
+    connections: int
+    rss_size: int
+    slow_uploads: int
+    slow_size: int
+    slow_seconds: float
+
+
+FULL = Plan(5, GiB, 64 * MiB, 6400, 32, 4 * GiB, 1000, MiB, 5.0)
+QUICK = Plan(2, 64 * MiB, 8 * MiB, 640, 32, 256 * MiB, 100, 256 * 1024, 1.0)
+
+
+# -- one request over a raw socket (no client library in the way) ------------------
+def _read_head(sock: socket.socket) -> tuple[int, int, bytes]:
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed before the response")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if status != 100:
+            break
+        data = rest
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, length, rest
+
+
+def timed_put(contender: Contender, path: str, size: int) -> float:
+    """Seconds to PUT ``size`` bytes (unique content) and get the answer; raises on failure."""
+    target = contender.put_target(path, size)
+    prefix = f"{path}:{time.time_ns()}".encode().ljust(64, b".")[:64]
+    with socket.create_connection(("127.0.0.1", contender.port), timeout=600) as sock:
+        start = time.perf_counter()
+        sock.sendall(
+            f"PUT {target} HTTP/1.1\r\nHost: bench\r\nContent-Length: {size}\r\n\r\n".encode() + prefix
+        )
+        remaining = size - len(prefix)
+        while remaining > 0:
+            sock.sendall(BLOCK if remaining >= MiB else BLOCK[:remaining])
+            remaining -= MiB
+        status, _length, _rest = _read_head(sock)
+        elapsed = time.perf_counter() - start
+    if status not in (200, 201, 204):
+        raise RuntimeError(f"{contender.name}: PUT {path} answered {status}")
+    return elapsed
+
+
+def timed_get(contender: Contender, path: str, expected: int) -> float:
+    buffer = bytearray(MiB)
+    view = memoryview(buffer)
+    with socket.create_connection(("127.0.0.1", contender.port), timeout=600) as sock:
+        start = time.perf_counter()
+        sock.sendall(f"GET {contender.get_target(path)} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        status, length, rest = _read_head(sock)
+        remaining = length - len(rest)
+        while remaining > 0:
+            got = sock.recv_into(view[: min(MiB, remaining)])
+            if not got:
+                raise ConnectionError("short body")
+            remaining -= got
+        elapsed = time.perf_counter() - start
+    if status != 200 or length != expected:
+        raise RuntimeError(f"{contender.name}: GET {path} answered {status} with {length} bytes")
+    return elapsed
+
+
+def _load(job: dict[str, object], workdir: Path) -> dict[str, object]:
+    spec = workdir / f"job-{time.time_ns()}.json"
+    spec.write_text(json.dumps(job))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench._xep_load", str(spec)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    finally:
+        spec.unlink(missing_ok=True)
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def small_rate(contender: Contender, plan: Plan, method: str, tag: str, workdir: Path) -> float:
+    """Requests per second of 4 KiB PUTs (unique paths) or GETs at ``plan.connections``."""
+    if method == "PUT":
+        requests = [
+            ("PUT", contender.put_target(f"{tag}/f{i}.bin", 4096)) for i in range(plan.small_requests)
+        ]
+    else:
+        timed_put(contender, f"{tag}/small.bin", 4096)
+        requests = [("GET", contender.get_target(f"{tag}/small.bin"))] * plan.small_requests
+    job = {"kind": "small", "port": contender.port, "size": 4096, "connections": plan.connections}
+    result = _load({**job, "requests": requests}, workdir)
+    if result["failed"] or result["ok"] != plan.small_requests:
+        raise RuntimeError(f"{contender.name}: {method} 4 KiB: {result}")
+    return plan.small_requests / float(result["seconds"])  # type: ignore[arg-type]
+
+
+def purge(contender: Contender) -> None:
+    """Drop stored bytes between rounds so the disk does not fill up."""
+    for sub in ("root", "storage/blobs"):
+        target = contender.workdir / sub
+        if target.exists():
+            for child in target.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if contender.name == "nginx":
+        (contender.workdir / "root" / "upload").mkdir(parents=True, exist_ok=True)
+
+
+# -- the workloads ---------------------------------------------------------------------
+def run_round(contender: Contender, plan: Plan, index: int, workdir: Path) -> dict[str, float]:
+    tag = f"r{index}-{contender.name}"
+    results = {
+        "PUT big MB/s": plan.big / MiB / timed_put(contender, f"{tag}/big.bin", plan.big),
+        "GET big MB/s": plan.big / MiB / timed_get(contender, f"{tag}/big.bin", plan.big),
+        "PUT medium MB/s": plan.medium / MiB / timed_put(contender, f"{tag}/medium.bin", plan.medium),
+        "PUT 4 KiB req/s": small_rate(contender, plan, "PUT", f"{tag}-s", workdir),
+        "GET 4 KiB req/s": small_rate(contender, plan, "GET", f"{tag}-g", workdir),
+    }
+    purge(contender)
+    return results
+
+
+def rss_growth(contender: Contender, size: int) -> tuple[float, float]:
+    """(baseline, peak growth) of the server's summed RSS in MB during one PUT of ``size``."""
+
+    def rss() -> int:
+        total = 0
+        for pid in contender.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
+    baseline, peak, done = rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        timed_put(contender, "rss/huge.bin", size)
+    finally:
+        done.set()
+        sampler.join()
+    purge(contender)
+    return baseline / 1e6, max(peak[0] - baseline, 0) / 1e6
+
+
+def slow_puts(contender: Contender, plan: Plan, workdir: Path) -> dict[str, object]:
+    pieces = 16
+    size = plan.slow_size // pieces * pieces
+    targets = [contender.put_target(f"slow{i}/f.bin", size) for i in range(plan.slow_uploads)]
+    job = {
+        "kind": "slow",
+        "port": contender.port,
+        "size": size,
+        "pieces": pieces,
+        "seconds": plan.slow_seconds,
+    }
+    return _load({**job, "targets": targets}, workdir)
+
+
+# -- reporting -------------------------------------------------------------------------
+def table(samples: dict[str, dict[str, list[float]]], names: list[str]) -> str:
+    metrics = list(next(iter(samples.values())))
+    lines = [
+        "| workload | "
+        + " | ".join(f"{name} (median)" for name in names)
+        + " | hmacfs / nginx (median of paired ratios) |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for metric in metrics:
+        medians = [statistics.median(samples[name][metric]) for name in names]
+        ratios = [h / n for h, n in zip(samples["hmacfs"][metric], samples["nginx"][metric], strict=True)]
+        cells = " | ".join(f"{value:,.0f}" for value in medians)
+        lines.append(f"| {metric} | {cells} | {statistics.median(ratios):.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench xep", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes and 2 rounds (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.rounds:
+        plan = replace(plan, rounds=args.rounds)
+    workdir = Path(tempfile.mkdtemp(prefix="hmacfs-bench-xep-"))
+    contenders = [cls(name, workdir / name) for name, cls in CONTENDERS.items()]
+    try:
+        for contender in contenders:
+            contender.workdir.mkdir(parents=True)
+            contender.start()
+        return _measure(contenders, plan, workdir)
+    finally:
+        for contender in contenders:
+            contender.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(contenders: list[Contender], plan: Plan, workdir: Path) -> int:
+    names = [c.name for c in contenders]
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for index in range(plan.rounds):
+        order = contenders[index % len(contenders) :] + contenders[: index % len(contenders)]
+        for contender in order:
+            for metric, value in run_round(contender, plan, index, workdir).items():
+                samples[contender.name].setdefault(metric, []).append(value)
+        print(f"round {index + 1}/{plan.rounds} done", flush=True)
+    print(f"big = {plan.big // MiB} MiB, medium = {plan.medium // MiB} MiB, rounds = {plan.rounds}")
+    print(table(samples, names))
+    hmacfs = next(c for c in contenders if c.name == "hmacfs")
+    baseline, growth = rss_growth(hmacfs, plan.rss_size)
+    size = plan.rss_size // MiB
+    print(f"\nhmacfs RSS during a {size} MiB PUT: baseline {baseline:.0f} MB, growth {growth:.1f} MB")
+    slow = slow_puts(hmacfs, plan, workdir)
+    print(
+        f"hmacfs {plan.slow_uploads} concurrent slow PUTs"
+        f" ({plan.slow_size // 1024} KiB over {plan.slow_seconds:.0f} s):"
+        f" ok {slow['ok']}, failed {slow['failed']}, statuses {slow['statuses']}, {slow['seconds']} s"
+    )
+    return 0 if slow["failed"] == 0 else 1

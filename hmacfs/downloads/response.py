@@ -1,0 +1,159 @@
+"""Building the download response for a stored file: validators, conditional
+requests, ranges, and the body (kernel sendfile, read loop or X-Accel-Redirect)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Request, Response
+
+from hmacfs.config import Settings
+from hmacfs.downloads.body import FileBody, Segment
+from hmacfs.downloads.http import (
+    ByteRange,
+    content_disposition,
+    etag,
+    last_modified,
+    not_modified,
+    parse_range,
+    range_applies,
+    security_headers,
+)
+from hmacfs.errors import NotFound
+from hmacfs.metrics import AppMetrics
+from hmacfs.models import Blob, File
+from hmacfs.storage import LocalBlobStore
+
+
+@dataclass(frozen=True)
+class Download:
+    """Everything needed to answer for one file, without holding a database row."""
+
+    path: Path
+    storage_key: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    modified: datetime
+
+
+def load_download(store: LocalBlobStore, file: File, blob: Blob) -> Download:
+    root = Path(blob.storage_root) if blob.storage_root else store.root
+    modified = file.created_at if file.created_at.tzinfo else file.created_at.replace(tzinfo=UTC)
+    return Download(
+        path=root / blob.storage_key,
+        storage_key=blob.storage_key,
+        name=file.name,
+        content_type=file.content_type,
+        size=file.size,
+        sha256=file.sha256,
+        modified=modified,
+    )
+
+
+def download_response(
+    download: Download, request: Request, settings: Settings, metrics: AppMetrics | None
+) -> Response:
+    """200, 206, 304 or 416 (raised) for ``request``; HEAD gets the same headers, no body."""
+    tag = etag(download.sha256)
+    headers = {
+        "ETag": tag,
+        "Last-Modified": last_modified(download.modified),
+        "Accept-Ranges": "bytes" if settings.streaming.range_requests else "none",
+        "Content-Disposition": content_disposition(download.name, download.content_type),
+        **security_headers(),
+    }
+    if not_modified(
+        request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"), tag, download.modified
+    ):
+        return Response(status=304, headers=headers)
+    ranges = _requested_ranges(download, request, settings, tag)
+    if settings.streaming.x_accel_redirect:
+        return _accel_response(download, settings, headers)
+    return _body_response(download, request, settings, metrics=metrics, headers=headers, ranges=ranges)
+
+
+def _requested_ranges(
+    download: Download, request: Request, settings: Settings, tag: str
+) -> list[ByteRange] | None:
+    if not settings.streaming.range_requests:
+        return None
+    if not range_applies(request.headers.get("If-Range"), tag, download.modified):
+        return None
+    return parse_range(request.headers.get("Range"), download.size)
+
+
+def _accel_response(download: Download, settings: Settings, headers: dict[str, str]) -> Response:
+    """Hand the bytes to nginx (which answers Range itself from the internal location)."""
+    prefix = settings.streaming.x_accel_prefix.rstrip("/")
+    response = Response(status=200, headers=headers, content_type=download.content_type)
+    response.headers["X-Accel-Redirect"] = f"{prefix}/{download.storage_key}"
+    return response
+
+
+def _body_response(
+    download: Download,
+    request: Request,
+    settings: Settings,
+    *,
+    metrics: AppMetrics | None,
+    headers: dict[str, str],
+    ranges: list[ByteRange] | None,
+) -> Response:
+    content_type = download.content_type
+    suffix = b""
+    if ranges is None:
+        segments = [Segment(b"", 0, download.size)]
+        status = 200
+    elif len(ranges) == 1:
+        segments = [Segment(b"", ranges[0].start, ranges[0].length)]
+        headers["Content-Range"] = ranges[0].content_range(download.size)
+        status = 206
+    else:
+        boundary = uuid.uuid4().hex
+        segments, suffix = _multipart_segments(ranges, download, boundary)
+        content_type = f"multipart/byteranges; boundary={boundary}"
+        status = 206
+    length = sum(len(s.prefix) + s.length for s in segments) + len(suffix)
+    if not download.path.is_file():  # collected after the lookup: gone, not a crash
+        raise NotFound("no such file")
+    body = FileBody(
+        download.path,
+        segments,
+        suffix,
+        request.environ,
+        use_sendfile=settings.streaming.sendfile,
+        block_size=settings.performance.max_buffer_size,
+        timeout=settings.timeouts.writetimeout.total_seconds(),
+        on_sent=_counter(metrics),
+    )
+    response = Response(
+        body, status=status, headers=headers, content_type=content_type, direct_passthrough=True
+    )
+    response.content_length = length
+    return response
+
+
+def _multipart_segments(
+    ranges: list[ByteRange], download: Download, boundary: str
+) -> tuple[list[Segment], bytes]:
+    segments = []
+    for index, byte_range in enumerate(ranges):
+        head = (
+            f"{'' if index == 0 else chr(13) + chr(10)}--{boundary}\r\n"
+            f"Content-Type: {download.content_type}\r\n"
+            f"Content-Range: {byte_range.content_range(download.size)}\r\n\r\n"
+        )
+        segments.append(Segment(head.encode("latin-1"), byte_range.start, byte_range.length))
+    return segments, f"\r\n--{boundary}--\r\n".encode("latin-1")
+
+
+def _counter(metrics: AppMetrics | None) -> Callable[[int], None]:
+    if metrics is None:
+        return lambda _n: None
+    return metrics.download_bytes_total.inc

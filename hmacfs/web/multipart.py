@@ -1,0 +1,64 @@
+"""``POST /upload``: multipart upload (field ``file``), as hmac-file-server takes it.
+
+Authorised by ``X-Signature`` (hex HMAC-SHA256 of the request path with the
+shared secret; the file then has no owner) or a bearer JWT (the account owns it).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from hmacfs.auth import bearer_token, current_account
+from hmacfs.config import Settings
+from hmacfs.errors import BadRequest, LengthRequired, PayloadTooLarge
+from hmacfs.multipart import store_multipart_upload
+from hmacfs.web.context import db_session, services
+from hmacfs.xep0363.signing import BadSignature, matches
+
+multipart = Blueprint("multipart", __name__)
+
+# Room for the multipart framing around a file of the largest allowed size.
+FRAMING_ALLOWANCE = 64 * 1024
+
+
+def _uploader(settings: Settings) -> uuid.UUID | None:
+    signature = request.headers.get("X-Signature")
+    if signature is None or bearer_token() is not None:
+        return current_account()
+    secrets = (settings.security.secret, *settings.security.previous_secrets)
+    if not matches(secrets, request.path.encode("utf-8"), signature):
+        raise BadSignature("signature mismatch")
+    return None
+
+
+def _boundary() -> bytes:
+    if request.mimetype != "multipart/form-data" or not request.mimetype_params.get("boundary"):
+        raise BadRequest("expected multipart/form-data with a boundary", code="NOT_MULTIPART")
+    return request.mimetype_params["boundary"].encode("latin-1")
+
+
+def _length(settings: Settings) -> int:
+    length = request.content_length
+    if length is None:
+        raise LengthRequired("Content-Length is required")
+    if length > settings.uploads.max_upload_size + FRAMING_ALLOWANCE:
+        raise PayloadTooLarge("file too large", details={"maxSize": settings.uploads.max_upload_size})
+    return length
+
+
+@multipart.post("/upload")
+def post_upload() -> tuple[Response, int]:
+    svc = services()
+    account = _uploader(svc.settings)
+    file = store_multipart_upload(
+        db_session(),
+        svc,
+        account_id=account,
+        boundary=_boundary(),
+        read=request.stream.read,
+        length=_length(svc.settings),
+    )
+    url = url_for("downloads.download_file", file_id=str(file.id), _external=True)
+    return jsonify({"filename": file.name, "size": file.size, "sha256": file.sha256, "url": url}), 201

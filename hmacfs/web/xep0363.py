@@ -1,0 +1,147 @@
+"""XEP-0363 slot URLs: ``PUT``/``GET``/``HEAD``/``OPTIONS {base_path}<slot>/<filename>``.
+
+Registered under ``[xep0363] base_path``. Answers follow Prosody's
+external-upload contract: 201, 400, 403, 409, 411, 413. A slot path has at
+least two segments, so single-segment routes of other blueprints under the
+same prefix (``/upload/chunked``, ``/upload/status``) are never slots; they
+are static rules, which Flask matches before this converter rule anyway.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from hmacfs.auth import bearer_token
+from hmacfs.config import Settings
+from hmacfs.downloads import download_response, load_download
+from hmacfs.errors import HmacfsError, LengthRequired, NotFound, PayloadTooLarge, problem
+from hmacfs.models.status import Protocol
+from hmacfs.web.context import db_session, services
+from hmacfs.xep0363.service import SlotUpload, find_slot_file, store_slot_upload
+from hmacfs.xep0363.signing import (
+    DEFAULT_CONTENT_TYPE,
+    BadPath,
+    SignedRequest,
+    extension_allowed,
+    split_request_path,
+    verify_file_share_token,
+    verify_query,
+)
+
+xep0363 = Blueprint("xep0363", __name__)
+
+CORS_METHODS = "GET, HEAD, PUT, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type"
+CORS_EXPOSED = "ETag, Content-Length, Content-Range, Content-Disposition, Last-Modified"
+
+
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    return (settings.security.secret, *settings.security.previous_secrets)
+
+
+def _signed_request(settings: Settings, size: int, content_type: str) -> SignedRequest:
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
+    full, path = split_request_path(
+        raw, settings.xep0363.base_path, max_length=settings.xep0363.max_path_length
+    )
+    return SignedRequest(request.method, path, full, size, content_type)
+
+
+def _authorise(settings: Settings, signed: SignedRequest) -> None:
+    """Query signature (v, v2, token, v3) or a Prosody file-share JWT; 403 otherwise."""
+    token = bearer_token()
+    if token is not None and not any(name in request.args for name in ("v", "v2", "v3", "token")):
+        verify_file_share_token(_secrets(settings), token, signed)
+        return
+    verify_query(
+        _secrets(settings),
+        signed,
+        request.args,
+        now=time.time(),
+        signed_path=settings.xep0363.signed_path,
+    )
+
+
+def _declared_size(settings: Settings) -> int:
+    size = request.content_length
+    if size is None:
+        raise LengthRequired("Content-Length is required")
+    if size > settings.uploads.max_upload_size:
+        raise PayloadTooLarge(
+            "file too large", details={"size": size, "maxSize": settings.uploads.max_upload_size}
+        )
+    return size
+
+
+@xep0363.put("/<path:_slot>", provide_automatic_options=False)
+def put_slot(_slot: str) -> tuple[Response, int]:
+    settings = services().settings
+    content_type = request.headers.get("Content-Type", "")
+    signed = _signed_request(settings, request.content_length or 0, content_type)
+    size = _declared_size(settings)
+    _authorise(settings, signed)
+    upload = SlotUpload(signed.path, size, content_type or DEFAULT_CONTENT_TYPE)
+    if not extension_allowed(upload.filename, settings.uploads.allowed_extensions):
+        raise BadPath("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
+    file = store_slot_upload(db_session(), services(), upload, request.stream.read)
+    return jsonify({"path": file.path, "size": file.size, "sha256": file.sha256}), 201
+
+
+@xep0363.route("/<path:_slot>", methods=["GET", "HEAD"], provide_automatic_options=False)
+def get_slot(_slot: str) -> Response:
+    svc = services()
+    signed = _signed_request(svc.settings, 0, "")
+    found = find_slot_file(db_session(), signed.path, svc.clock.now())
+    if found is None:
+        raise NotFound("no such file")
+    file, blob = found
+    if svc.settings.xep0363.require_signature_for_get:
+        _authorise(
+            svc.settings,
+            SignedRequest("GET", signed.path, signed.full_path, file.size, file.content_type),
+        )
+    download = load_download(svc.store, file, blob)
+    return download_response(download, request, svc.settings, svc.metrics)
+
+
+@xep0363.route("/<path:_slot>", methods=["OPTIONS"], provide_automatic_options=False)
+def preflight(_slot: str) -> Response:
+    origin = request.headers.get("Origin")
+    if origin is not None and _allowed_origin(services().settings, origin) is None:
+        return problem(403, "CORS_ORIGIN_DENIED", "origin not allowed")
+    response = Response(status=204, headers={"Allow": CORS_METHODS})
+    if origin is not None:
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+def _allowed_origin(settings: Settings, origin: str) -> str | None:
+    allowed = settings.xep0363.cors_allowed_origins
+    if "*" in allowed:
+        return "*"
+    return origin if origin in allowed else None
+
+
+@xep0363.after_request
+def _cors(response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    allowed = _allowed_origin(services().settings, origin) if origin else None
+    if allowed is not None:
+        response.headers["Access-Control-Allow-Origin"] = allowed
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        response.headers.add("Vary", "Origin")
+    return response
+
+
+@xep0363.errorhandler(HmacfsError)
+def _count_error(exc: HmacfsError) -> Response:
+    metrics = services().metrics
+    if metrics is not None and request.method == "PUT":
+        metrics.upload_errors_total.labels(protocol=Protocol.XEP0363.value, code=exc.code).inc()
+    response = problem(exc.status, exc.code, exc.message, exc.details)
+    response.headers.update(exc.headers)
+    return response

@@ -1,0 +1,1 @@
+"""XEP-0363 HTTP File Upload: signed PUT slots from Prosody, Metronome, ejabberd and hmac-file-server."""

@@ -1,0 +1,110 @@
+"""Slot routes through the Flask test client: configuration-dependent behaviour."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask import Blueprint, Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hmacfs.app import create_app
+from hmacfs.db import Database
+from hmacfs.models import File
+from hmacfs.xep0363.signing import SignedRequest, signed_query
+from tests.conftest import HMAC_SECRET, make_settings
+
+
+def _client(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], **sections: dict[str, object]
+) -> tuple[Flask, FlaskClient]:
+    settings = make_settings(
+        tmp_path / "storage", engine.url.render_as_string(hide_password=False), **sections
+    )
+    app = create_app(settings, db=Database(engine=engine, sessions=sessions))
+    return app, app.test_client()
+
+
+def _query(path: str, size: int, method: str = "PUT", base: str = "/upload/") -> str:
+    request = SignedRequest(method, path, f"{base}{path}", size, "application/octet-stream")
+    query = signed_query(HMAC_SECRET, "v", request)
+    return "&".join(f"{k}={v}" for k, v in query.items())
+
+
+def test_file_ttl_sets_expiry(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
+) -> None:
+    _app, client = _client(tmp_path, engine, sessions, xep0363={"file_ttl": "2h"})
+    assert client.put(f"/upload/ttl/a.bin?{_query('ttl/a.bin', 3)}", data=b"abc").status_code == 201
+    file = session.scalars(select(File).where(File.path == "ttl/a.bin")).one()
+    assert file.expired_at is not None
+    assert abs(file.expired_at - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(minutes=1)
+
+
+def test_signature_required_for_get_when_configured(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _app, client = _client(tmp_path, engine, sessions, xep0363={"require_signature_for_get": True})
+    assert client.put(f"/upload/priv/a.bin?{_query('priv/a.bin', 3)}", data=b"abc").status_code == 201
+    assert client.get("/upload/priv/a.bin").status_code == 403
+    signed = client.get(f"/upload/priv/a.bin?{_query('priv/a.bin', 3, 'GET')}")
+    assert signed.status_code == 200 and signed.data == b"abc"
+
+
+def test_custom_base_path_and_full_signed_path(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _app, client = _client(
+        tmp_path, engine, sessions, xep0363={"base_path": "/files/", "signed_path": "full"}
+    )
+    request = SignedRequest("PUT", "s/a.bin", "/files/s/a.bin", 3, "application/octet-stream")
+    query = signed_query(HMAC_SECRET, "v", request, signed_path="full")
+    assert client.put(f"/files/s/a.bin?v={query['v']}", data=b"abc").status_code == 201
+    other = SignedRequest("PUT", "t/a.bin", "/files/t/a.bin", 3, "application/octet-stream")
+    relative = signed_query(HMAC_SECRET, "v", other)  # the relative form is refused here
+    assert client.put(f"/files/t/a.bin?v={relative['v']}", data=b"abc").status_code == 403
+    assert client.get("/files/s/a.bin").data == b"abc"
+
+
+def test_exact_routes_under_the_base_path_win(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """Another blueprint's /upload/chunked and /upload/status are not slots."""
+    settings = make_settings(tmp_path / "storage", engine.url.render_as_string(hide_password=False))
+    other = Blueprint("other", __name__)
+    other.add_url_rule("/upload/chunked", "put", lambda: ("chunked", 200), methods=["PUT", "POST"])
+    other.add_url_rule("/upload/status", "status", lambda: ("status", 200))
+    other.add_url_rule("/upload/chunked/<sid>", "chunk", lambda sid: (f"chunk {sid}", 200), methods=["PUT"])
+    other.add_url_rule("/upload/status/<sid>", "one", lambda sid: (f"status {sid}", 200))
+    app = create_app(settings, db=Database(engine=engine, sessions=sessions))
+    app.register_blueprint(other)
+    client = app.test_client()
+    assert client.put("/upload/chunked", data=b"x").data == b"chunked"
+    assert client.get("/upload/status").data == b"status"
+    assert client.put("/upload/chunked/abc", data=b"x").data == b"chunk abc"
+    assert client.get("/upload/status/abc").data == b"status abc"
+    assert client.put("/upload/single", data=b"x").status_code == 400
+
+
+@pytest.mark.parametrize("origin", ["https://a.example", "https://b.example"])
+def test_cors_wildcard(tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], origin: str) -> None:
+    _app, client = _client(tmp_path, engine, sessions, xep0363={"cors_allowed_origins": ["*"]})
+    response = client.options("/upload/a/b.jpg", headers={"Origin": origin})
+    assert response.status_code == 204 and response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_x_accel_redirect_hands_the_body_to_nginx(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    _app, client = _client(
+        tmp_path, engine, sessions, streaming={"x_accel_redirect": True, "x_accel_prefix": "/internal/"}
+    )
+    assert client.put(f"/upload/acc/a.txt?{_query('acc/a.txt', 3)}", data=b"abc").status_code == 201
+    response = client.get("/upload/acc/a.txt")
+    accel = response.headers["X-Accel-Redirect"]
+    assert accel.startswith("/internal/blobs/") and response.data == b""
+    assert (tmp_path / "storage" / accel.removeprefix("/internal/")).read_bytes() == b"abc"
+    assert response.headers["ETag"].strip('"') in accel
