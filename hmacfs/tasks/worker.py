@@ -149,7 +149,12 @@ def run_slot(settings: Settings) -> None:
 
 
 def run_workers(settings: Settings, concurrency: int) -> None:
-    """Run ``concurrency`` slots (one on SQLite) and restart any that dies, until SIGTERM."""
+    """Run ``concurrency`` slots (one on SQLite) and restart any that dies, until SIGTERM.
+
+    Handler modules are imported here first, so a broken one stops the command at once
+    instead of crashing every slot in a loop.
+    """
+    load_handler_modules(settings.tasks.handler_modules)
     if concurrency <= 1 or not settings.database_url.startswith("postgresql"):
         run_slot(settings)
         return
