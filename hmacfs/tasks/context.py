@@ -136,12 +136,12 @@ class TaskContext:
         or handed to another worker, so an effect and its checkpoint commit together or not at all.
         """
         with self.services.db.sessions() as session:
-            task = queue.lock_owned(session, self.row_id, self.owner)
+            now, lease = self.services.clock.now(), self.services.settings.tasks.lease_duration
+            task = queue.lock_owned(session, self.row_id, self.owner, now, lease)
             if task is None:
                 session.rollback()
                 raise TaskStopped(self._why_stopped(session))
             yield session, task
-            queue.renew(task, self.services.clock.now(), self.services.settings.tasks.lease_duration)
             if state is not None:
                 task.results = {**(task.results or {}), "_checkpoint": state}
                 self.state = state

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select, text, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -30,23 +30,24 @@ def _skip_locked(session: Session) -> bool:
 def claim_tasks(session: Session, owner: str, now: datetime, lease: timedelta, limit: int = 1) -> list[Task]:
     """Take up to ``limit`` runnable tasks: highest priority first, FIFO within a priority.
 
-    Sets the lease, status InProgress and counts the attempt. Flushes; commit to publish the claim.
+    Sets the lease, status InProgress and counts the attempt, in one statement
+    (one round trip). Commit to make the claim visible.
     """
     pending = (
         select(Task.id)
         .where(Task.status == TaskStatus.PENDING.value)
         .where((Task.run_after.is_(None)) | (Task.run_after <= now))
-        .order_by(Task.priority.desc(), Task.created_at, Task.id)
+        .order_by(Task.priority.desc(), Task.created_at)
         .limit(limit)
     )
     if _skip_locked(session):
         pending = pending.with_for_update(skip_locked=True)
-    ids = list(session.scalars(pending))
-    if not ids:
-        return []
-    session.execute(
+        # A claim lost in a database crash only puts the task back to Pending, and every
+        # later write of the worker checks its lease: no need to wait for the WAL flush here.
+        session.execute(text("SET LOCAL synchronous_commit TO off"))
+    claimed = session.scalars(
         update(Task)
-        .where(Task.id.in_(ids))
+        .where(Task.id.in_(pending.scalar_subquery()))
         .values(
             status=TaskStatus.IN_PROGRESS.value,
             lease_owner=owner,
@@ -56,32 +57,40 @@ def claim_tasks(session: Session, owner: str, now: datetime, lease: timedelta, l
             last_activity=now,
             updated_at=now,
         )
-        .execution_options(synchronize_session=False)
-    )
-    tasks = session.scalars(
-        select(Task).where(Task.id.in_(ids)).execution_options(populate_existing=True)
+        .returning(Task)
+        .execution_options(synchronize_session=False, populate_existing=True)
     ).all()
-    return sorted(tasks, key=lambda t: (-t.priority, t.created_at, t.id))
+    return sorted(claimed, key=lambda t: (-t.priority, t.created_at, t.id))
 
 
-def lock_owned(session: Session, row_id: uuid.UUID, owner: str) -> Task | None:
-    """The task row locked for update if this worker still holds it and it is still running."""
-    query = select(Task).where(Task.id == row_id).with_for_update().execution_options(populate_existing=True)
-    task = session.scalars(query).first()
-    if task is None or task.lease_owner != owner or task.status != TaskStatus.IN_PROGRESS:
-        return None
-    return task
+def lock_owned(
+    session: Session,
+    row_id: uuid.UUID,
+    owner: str,
+    now: datetime | None = None,
+    lease: timedelta | None = None,
+) -> Task | None:
+    """The task row, locked until commit, if this worker still holds it and it is still running.
+
+    With ``now`` and ``lease`` the lease is renewed by the same statement (one round trip).
+    """
+    values: dict[str, Any] = {"lease_owner": owner}
+    if now is not None and lease is not None:
+        values.update(lease_expires_at=now + lease, last_activity=now)
+    statement = (
+        update(Task)
+        .where(Task.id == row_id, Task.lease_owner == owner, Task.status == TaskStatus.IN_PROGRESS.value)
+        .values(**values)
+        .returning(Task)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return session.scalars(statement).first()
 
 
 def status_of(session: Session, row_id: uuid.UUID) -> tuple[str | None, str | None]:
     """(status, lease_owner) of a task, or (None, None) when it is gone."""
     row = session.execute(select(Task.status, Task.lease_owner).where(Task.id == row_id)).first()
     return (row[0], row[1]) if row else (None, None)
-
-
-def renew(task: Task, now: datetime, lease: timedelta) -> None:
-    task.lease_expires_at = now + lease
-    task.last_activity = now
 
 
 def complete_task(session: Session, task: Task, results: dict[str, Any], now: datetime) -> None:
