@@ -44,6 +44,7 @@ class TaskContext:
     state: dict[str, Any]
     sealed_secret: bytes | None
     stop_requested: threading.Event
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     results: dict[str, Any] = field(default_factory=dict)
     completed: bool = False
     _last_write: float = 0.0
@@ -72,8 +73,12 @@ class TaskContext:
         return self.services.sealer.unseal(self.sealed_secret, context=self.task_id)
 
     def part(self, suffix: str) -> str:
-        """A part name for this task's output; removed when the task fails or is cancelled."""
-        return f"{part_prefix(self.task_id)}-{suffix}"
+        """A part name for this run's output; removed when the task fails or is cancelled.
+
+        Each run writes its own parts: a stalled worker whose lease lapsed may still
+        be writing its old part while the new owner writes the new one.
+        """
+        return f"{part_prefix(self.task_id)}-{self.run_id}-{suffix}"
 
     # -- checkpoints ----------------------------------------------------------------
     def checkpoint(

@@ -30,6 +30,7 @@ from hmacfs.models import Task
 from hmacfs.tasks import queue
 from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
 from hmacfs.tasks.registry import find_handler, load_handler_modules
+from hmacfs.tasks.service import discard_partial_output
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Worker:
             if not ctx.completed:
                 with ctx.finishing():
                     pass
+            discard_partial_output(self.services, task)  # what earlier, interrupted runs left
         except TaskStopped as stopped:
             self._stopped(ctx, stopped.reason)
         except TaskError as exc:

@@ -297,3 +297,13 @@ def test_worker_on_sqlite(tmp_path: Path) -> None:
     finally:
         cluster.stop_all()
         cluster.services.db.engine.dispose()
+
+
+def test_no_parts_left_after_an_interrupted_run_completes(workers: Cluster) -> None:
+    task_id = _slow(workers, uuid.uuid4(), steps=30)
+    first = workers.worker(concurrency=1)
+    workers.wait_for(task_id, lambda t: t.progress >= 20)
+    first.kill()
+    workers.worker(concurrency=1)
+    assert wait_finished(workers.services, task_id).status == "Completed"
+    assert not list((workers.services.store.root / "parts").glob(f"task-{task_id}*"))

@@ -18,14 +18,20 @@ def expected_output(steps: int) -> bytes:
 
 @task_handler("test-slow")
 def slow(ctx: TaskContext) -> None:
-    """Writes ``line i`` per step into a part, resuming after the last checkpointed step."""
+    """Writes ``line i`` per step into a part, resuming after the last checkpointed step.
+
+    Each attempt has its own part: a resumed run copies the checkpointed prefix of
+    the previous attempt's part (never writes into it: its worker may still be alive).
+    """
     steps, delay = int(ctx.parameters["steps"]), float(ctx.parameters["delay"])
     start, offset = int(ctx.state.get("done", 0)), int(ctx.state.get("offset", 0))
     part = ctx.part("slow")
     path = ctx.services.store.part_path(part)
-    with path.open("r+b" if start else "wb") as handle:
-        handle.truncate(offset)
-        handle.seek(offset)
+    with path.open("wb") as handle:
+        if start:
+            previous = ctx.services.store.part_path(ctx.state["part"])
+            with previous.open("rb") as old:
+                handle.write(old.read(offset))
         for step in range(start, steps):
             handle.write(f"line {step}\n".encode())
             time.sleep(delay)
@@ -33,7 +39,7 @@ def slow(ctx: TaskContext) -> None:
             ctx.checkpoint(
                 step + 1,
                 steps,
-                state={"done": step + 1, "offset": handle.tell()},
+                state={"done": step + 1, "offset": handle.tell(), "part": part},
                 sync=lambda: os.fsync(handle.fileno()),
             )
     data = path.read_bytes()

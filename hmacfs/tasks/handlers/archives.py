@@ -84,29 +84,28 @@ class _Progress:
     def __init__(self, ctx: TaskContext, total: int) -> None:
         self.ctx, self.total, self.done = ctx, total, 0
 
+    def advance(self, size: int) -> None:
+        self.done += size
+        self.ctx.checkpoint(self.done, self.total)
+
     def blocks(self, path: Path, size: int) -> Iterator[bytes]:
         with path.open("rb") as handle:
             remaining = size
             while remaining > 0 and (data := handle.read(min(BLOCK, remaining))):
                 remaining -= len(data)
-                self.done += len(data)
-                self.ctx.checkpoint(self.done, self.total)
+                self.advance(len(data))
                 yield data
 
 
-class _BlockReader:
-    """A file object over a block iterator, for tarfile.addfile (it reads exact sizes)."""
+class _CountingReader:
+    """A source file for tarfile.addfile that reports progress as tarfile reads it."""
 
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks, self._buffer = blocks, b""
+    def __init__(self, handle: IO[bytes], progress: _Progress) -> None:
+        self._handle, self._progress = handle, progress
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            block = next(self._blocks, b"")
-            if not block:
-                break
-            self._buffer += block
-        data, self._buffer = (self._buffer, b"") if size < 0 else (self._buffer[:size], self._buffer[size:])
+        data = self._handle.read(min(size, BLOCK) if size >= 0 else BLOCK)
+        self._progress.advance(len(data))
         return data
 
 
@@ -155,7 +154,8 @@ def _write_tar(writer: PartWriter, sources: list[_Source], level: int, progress:
         for source in sources:
             info = tarfile.TarInfo(source.name)
             info.size, info.mode = source.size, 0o644
-            archive.addfile(info, _BlockReader(progress.blocks(source.path, source.size)))
+            with source.path.open("rb") as handle:
+                archive.addfile(info, _CountingReader(handle, progress))
 
 
 # -- decompression ------------------------------------------------------------------------
