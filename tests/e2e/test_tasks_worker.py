@@ -7,6 +7,7 @@ SIGTERM); one test runs the SQLite path (a single in-process slot).
 from __future__ import annotations
 
 import io
+import os
 import signal
 import time
 import uuid
@@ -307,3 +308,24 @@ def test_no_parts_left_after_an_interrupted_run_completes(workers: Cluster) -> N
     workers.worker(concurrency=1)
     assert wait_finished(workers.services, task_id).status == "Completed"
     assert not list((workers.services.store.root / "parts").glob(f"task-{task_id}*"))
+
+
+def _slots(process: WorkerProcess) -> list[int]:
+    assert process.process is not None
+    pid = process.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def test_a_killed_slot_is_replaced(workers: Cluster) -> None:
+    worker = workers.worker(concurrency=2)
+    deadline = time.monotonic() + 30
+    while len(_slots(worker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = _slots(worker)[0]
+    os.kill(victim, signal.SIGKILL)
+    while (victim in _slots(worker) or len(_slots(worker)) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert victim not in _slots(worker) and len(_slots(worker)) == 2
+    task_id = _slow(workers, uuid.uuid4(), steps=2, delay=0.01)
+    assert wait_finished(workers.services, task_id).status == "Completed"
