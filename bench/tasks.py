@@ -107,11 +107,18 @@ def _wait_all(services: Services, timeout: float) -> float:
     return time.perf_counter() - start
 
 
+CONTENDERS: dict[str, dict[str, Any]] = {
+    "claim 1 (defaults)": {"claim_batch": 1},
+    "claim 8": {"claim_batch": 8},
+    "claim 8, durable_commits=false": {"claim_batch": 8, "durable_commits": False},
+}
+
+
 def throughput(env: Env, count: int, rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"claim 1": [], "claim 8": []}
+    results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     for _ in range(rounds):
-        for name, batch in (("claim 1", 1), ("claim 8", 8)):
-            config, services = env.services(claim_batch=batch)
+        for name, tasks in CONTENDERS.items():
+            config, services = env.services(**tasks)
             _reset(services)
             with workers(config, 1, 4):
                 time.sleep(2)  # slots up and idle
@@ -253,11 +260,13 @@ def main(argv: list[str]) -> int:
 def _report(env: Env, count: int, rounds: int, chaos_count: int, big: int) -> None:
     rates = throughput(env, count, rounds)
     print(f"\nno-op tasks, 4 slots (1 `hmacfs worker --concurrency 4`), {count} tasks x {rounds} rounds")
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     print("| contender | median tasks/s | runs |\n|---|---|---|")
     for name, values in rates.items():
         print(f"| {name} | {statistics.median(values):.0f} | {', '.join(f'{v:.0f}' for v in values)} |")
-    ratio = statistics.median(rates["claim 8"]) / statistics.median(rates["claim 1"])
-    print(f"ratio claim 8 / claim 1: {ratio:.2f}")
+    base = statistics.median(rates["claim 1 (defaults)"])
+    for name, values in rates.items():
+        print(f"ratio {name} / defaults: {statistics.median(values) / base:.2f}")
     outcome = chaos(env, chaos_count, seconds=120)
     print(f"\nchaos run: {outcome}")
     ok = outcome["completed"] == outcome["tasks"] == outcome["effects"] == outcome["distinct"]

@@ -142,6 +142,8 @@ class TaskContext:
         """
         with self.services.db.sessions() as session:
             now, lease = self.services.clock.now(), self.services.settings.tasks.lease_duration
+            if not self.services.settings.tasks.durable_commits:
+                queue.skip_wal_wait(session)
             task = queue.lock_owned(session, self.row_id, self.owner, now, lease)
             if task is None:
                 session.rollback()

@@ -27,6 +27,16 @@ def _skip_locked(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def skip_wal_wait(session: Session) -> None:
+    """Let this transaction's commit return before its WAL is flushed (PostgreSQL only).
+
+    Crash-safe in the sense that matters: PostgreSQL may lose the last such
+    commits in a crash of its own, but never applies part of one.
+    """
+    if _skip_locked(session):
+        session.execute(text("SET LOCAL synchronous_commit TO off"))
+
+
 def claim_tasks(session: Session, owner: str, now: datetime, lease: timedelta, limit: int = 1) -> list[Task]:
     """Take up to ``limit`` runnable tasks: highest priority first, FIFO within a priority.
 
@@ -44,7 +54,7 @@ def claim_tasks(session: Session, owner: str, now: datetime, lease: timedelta, l
         pending = pending.with_for_update(skip_locked=True)
         # A claim lost in a database crash only puts the task back to Pending, and every
         # later write of the worker checks its lease: no need to wait for the WAL flush here.
-        session.execute(text("SET LOCAL synchronous_commit TO off"))
+        skip_wal_wait(session)
     claimed = session.scalars(
         update(Task)
         .where(Task.id.in_(pending.scalar_subquery()))

@@ -199,3 +199,25 @@ def test_retention_cleanup(session: Session, services: Services, account: uuid.U
     session.flush()
     assert cleanup_step(session, services, now) == 1
     assert [t.task_id for t in session.query(Task).all()] == [fresh.task_id]
+
+
+def test_commits_without_wal_wait_still_complete(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    from dataclasses import replace
+
+    from tests.tasks.conftest import drain
+
+    settings = services.settings
+    fast = replace(
+        services,
+        settings=settings.model_copy(
+            update={"tasks": settings.tasks.model_copy(update={"durable_commits": False, "claim_batch": 4})}
+        ),
+    )
+    tasks = [_custom(session, services, account) for _ in range(5)]
+    session.commit()
+    drain(fast)
+    for task in tasks:
+        session.refresh(task)
+        assert task.status == "Completed" and task.results == {"ok": True}
