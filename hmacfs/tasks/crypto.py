@@ -139,10 +139,13 @@ class SegmentCipher:
             raise CorruptCiphertext(f"segment {counter} fails authentication") from None
 
 
+def segment_count(plaintext_size: int, segment_size: int) -> int:
+    return max(1, -(-plaintext_size // segment_size))
+
+
 def ciphertext_size(plaintext_size: int, segment_size: int) -> int:
     """Bytes of the encrypted file for ``plaintext_size`` bytes of plaintext."""
-    segments = max(1, -(-plaintext_size // segment_size))
-    return HEADER_SIZE + plaintext_size + segments * TAG_SIZE
+    return HEADER_SIZE + plaintext_size + segment_count(plaintext_size, segment_size) * TAG_SIZE
 
 
 def _open(source: str | os.PathLike[str] | BinaryIO) -> tuple[BinaryIO, bool]:
@@ -212,9 +215,10 @@ def decrypt_stream(source: str | os.PathLike[str] | BinaryIO, password: str) -> 
             handle.close()
 
 
-def decrypt_segments(handle: BinaryIO, cipher: SegmentCipher) -> Iterator[bytes]:
+def decrypt_segments(handle: BinaryIO, cipher: SegmentCipher, start: int = 0) -> Iterator[bytes]:
+    """Opened segments from segment ``start`` (the handle is positioned at it)."""
     size = cipher.header.segment_size + TAG_SIZE
-    counter = 0
+    counter = start
     current = _read_exactly(handle, size)
     if len(current) < TAG_SIZE:
         raise CorruptCiphertext("truncated file")

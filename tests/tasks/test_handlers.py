@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -296,3 +297,51 @@ def test_tasks_only_touch_their_own_files(session: Session, services: Services, 
     theirs = add_file(session, services, uuid.uuid4(), b"theirs")
     with pytest.raises(ValidationFailed, match="fileIds: file not found"):
         submit_task(session, services, account, "FileCompress", {"fileIds": [str(theirs.id)]})
+
+
+class _StopAfter(threading.Event):
+    """A stop flag that trips itself after ``calls`` checks (a SIGTERM mid-task)."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.calls = calls
+
+    def is_set(self) -> bool:
+        self.calls -= 1
+        return self.calls < 0 or super().is_set()
+
+
+@pytest.mark.parametrize("size", [10 * 4096 + 100, 12 * 4096])
+def test_encrypt_and_decrypt_resume_after_an_interruption(
+    session: Session, services: Services, account: uuid.UUID, size: int
+) -> None:
+    from dataclasses import replace
+
+    from hmacfs.tasks.worker import Worker
+
+    settings = services.settings
+    small = replace(
+        services,
+        settings=settings.model_copy(
+            update={"tasks": settings.tasks.model_copy(update={"encryption_segment_size": 4096})}
+        ),
+    )
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    file = add_file(session, small, account, data, "resume.bin")
+    for type, resumed in (("FileEncrypt", "encrypt"), ("FileDecrypt", "decrypt")):
+        task_id = submit(session, small, account, type, fileId=str(file.id), password="pw")
+        Worker(small, _StopAfter(5)).run_once()
+        interrupted = _task(session, task_id)
+        assert (interrupted.status, interrupted.attempts) == ("Pending", 0), resumed
+        assert interrupted.results["_checkpoint"]["segments"] >= 3
+        drain(small)
+        task = _task(session, task_id)
+        assert task.status == "Completed", task.error_message
+        assert task.results["resumedFromSegment"] >= 3
+        session.refresh(file)
+        stored = file_bytes(session, small, file.id)
+        if type == "FileEncrypt":
+            assert b"".join(decrypt_stream(io.BytesIO(stored), "pw")) == data
+        else:
+            assert stored == data
+    assert not list((small.store.root / "parts").glob("task-*"))

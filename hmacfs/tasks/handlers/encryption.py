@@ -19,6 +19,8 @@ from hmacfs.files.service import replace_content
 from hmacfs.models import File
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.crypto import (
+    HEADER_SIZE,
+    TAG_SIZE,
     CryptoError,
     Header,
     SegmentCipher,
@@ -26,6 +28,7 @@ from hmacfs.tasks.crypto import (
     decrypt_segments,
     encrypt_segments,
     read_header,
+    segment_count,
 )
 from hmacfs.tasks.handlers.common import PartWriter, check_owned_files, file_path, owned_file, uuid_param
 from hmacfs.tasks.registry import task_handler
@@ -58,25 +61,66 @@ def _load(ctx: TaskContext, encrypted: bool) -> tuple[File, Any]:
         return file, file_path(session, ctx.services, file)
 
 
+def _resumable(ctx: TaskContext, file: File, prefix: int) -> dict[str, Any]:
+    """The checkpoint to resume from, if it belongs to these very bytes and its part is intact.
+
+    Resuming re-seals segments with the same key and nonces; that is only safe
+    because a blob's bytes never change (the plaintext is the same).
+    """
+    state = ctx.state
+    if state.get("blob") != str(file.blob_id) or not state.get("segments"):
+        return {}
+    old = ctx.services.store.part_path(str(state["part"]))
+    if not old.exists() or old.stat().st_size < prefix:
+        return {}
+    return state
+
+
+def _copy_prefix(ctx: TaskContext, part: str, writer: PartWriter, length: int) -> None:
+    with ctx.services.store.part_path(part).open("rb") as old:
+        remaining = length
+        while remaining and (block := old.read(min(remaining, 1024 * 1024))):
+            writer.write(block)
+            remaining -= len(block)
+
+
+def _encrypt_start(ctx: TaskContext, file: File) -> tuple[Header, int, dict[str, Any]]:
+    """(header, segments already sealed, checkpoint) for a fresh or a resumed run."""
+    state = ctx.state
+    if state.get("header") and state.get("segments"):
+        header, done = Header.unpack(bytes.fromhex(str(state["header"]))), int(state["segments"])
+        if _resumable(ctx, file, HEADER_SIZE + done * (header.segment_size + TAG_SIZE)):
+            return header, done, state
+    return Header.new(ctx.services.settings.tasks.encryption_segment_size), 0, {}
+
+
 @task_handler("FileEncrypt", validate=_validate_encrypt, display_name="Encrypt File")
 def encrypt(ctx: TaskContext) -> None:
     file, path = _load(ctx, encrypted=False)
-    header = Header.new(ctx.services.settings.tasks.encryption_segment_size)
+    header, done, state = _encrypt_start(ctx, file)
+    seg = header.segment_size
     cipher = SegmentCipher(ctx.secret(), header)
+    last = segment_count(file.size, seg) - 1
     writer = PartWriter(ctx, "encrypted")
     try:
-        writer.write(header.pack())
+        if done:
+            _copy_prefix(ctx, str(state["part"]), writer, HEADER_SIZE + done * (seg + TAG_SIZE))
+        else:
+            writer.write(header.pack())
         with path.open("rb") as source:
-            for counter, sealed in enumerate(encrypt_segments(source, cipher)):
+            source.seek(done * seg)
+            for counter, sealed in enumerate(encrypt_segments(source, cipher, start=done), start=done):
                 writer.write(sealed)
-                ctx.checkpoint((counter + 1) * header.segment_size, max(file.size, 1))
+                saved = {"blob": str(file.blob_id), "header": header.pack().hex(), "part": writer.part}
+                resume = {**saved, "segments": counter + 1} if counter < last else None
+                ctx.checkpoint((counter + 1) * seg, max(file.size, 1), state=resume, sync=writer.sync)
     finally:
         sha256 = writer.close()
     with ctx.finishing() as session:
         target = _switch(session, ctx, file, writer, sha256)
         target.encrypted = True
         target.encryption = {**header.describe(), "plaintextSha256": file.sha256, "plaintextSize": file.size}
-        ctx.results.update(fileId=str(file.id), encryptedSize=writer.size)
+        ctx.results.update(fileId=str(file.id), encryptedSize=writer.size, resumedFromSegment=done)
 
 
 @task_handler("FileDecrypt", validate=_validate_decrypt, display_name="Decrypt File")
@@ -85,10 +129,21 @@ def decrypt(ctx: TaskContext) -> None:
     writer = PartWriter(ctx, "decrypted")
     try:
         with path.open("rb") as source:
-            cipher = SegmentCipher(ctx.secret(), read_header(source))
-            for block in decrypt_segments(source, cipher):
+            header = read_header(source)
+            seg, last = header.segment_size, segment_count(file.size, header.segment_size) - 1
+            done = int(ctx.state.get("segments", 0))
+            state = _resumable(ctx, file, done * seg) if done else {}
+            done = done if state else 0
+            cipher = SegmentCipher(ctx.secret(), header)
+            if done:
+                _copy_prefix(ctx, str(state["part"]), writer, done * seg)
+                source.seek(HEADER_SIZE + done * (seg + TAG_SIZE))
+            for counter, block in enumerate(decrypt_segments(source, cipher, start=done), start=done):
                 writer.write(block)
-                ctx.checkpoint(writer.size, max(file.size, 1))
+                resume = {"blob": str(file.blob_id), "part": writer.part, "segments": counter + 1}
+                ctx.checkpoint(
+                    writer.size, max(file.size, 1), state=resume if counter < last else None, sync=writer.sync
+                )
     except WrongPassword:
         raise TaskError("wrong password: the file was left unchanged") from None
     except CryptoError as exc:
@@ -100,7 +155,7 @@ def decrypt(ctx: TaskContext) -> None:
     with ctx.finishing() as session:
         target = _switch(session, ctx, file, writer, sha256)
         target.encrypted, target.encryption = False, None
-        ctx.results.update(fileId=str(file.id), decryptedSize=writer.size)
+        ctx.results.update(fileId=str(file.id), decryptedSize=writer.size, resumedFromSegment=done)
 
 
 def _switch(session: Session, ctx: TaskContext, seen: File, writer: PartWriter, sha256: str) -> File:
