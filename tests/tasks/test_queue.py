@@ -221,3 +221,17 @@ def test_commits_without_wal_wait_still_complete(
     for task in tasks:
         session.refresh(task)
         assert task.status == "Completed" and task.results == {"ok": True}
+
+
+def test_the_periodic_cleanup_runs_the_tasks_step(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    import hmacfs.web.tasks  # noqa: F401  (the app registers the step when it loads the blueprint)
+    from hmacfs.maintenance import run_cleanup
+
+    task = _custom(session, services, account)
+    cancel_task(session, services, account, task.task_id)
+    task.last_activity = services.clock.now() - timedelta(days=31)
+    session.commit()
+    result = run_cleanup(services)
+    assert result is not None and result["tasks.finished"] == 1
