@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -22,6 +21,9 @@ from hmacfs.tasks.handlers.common import (
     uuid_param,
 )
 from hmacfs.tasks.registry import task_handler
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FORMATS = {
     "jpeg": ("JPEG", "image/jpeg", "jpg"),
@@ -55,6 +57,9 @@ def convert(ctx: TaskContext) -> None:
     with ctx.services.db.sessions() as session:
         source = owned_file(session, ctx, params["fileId"])
         path, source_name = file_path(session, ctx.services, source), source.name
+    # Imported here: Pillow costs every worker slot ~2 MiB, and most never convert an image.
+    from PIL import Image, UnidentifiedImageError
+
     ctx.checkpoint(0, 3)
     writer = PartWriter(ctx, "converted")
     try:
