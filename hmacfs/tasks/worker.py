@@ -51,7 +51,13 @@ class Worker:
     def run_forever(self) -> None:
         poll = self.services.settings.tasks.poll_interval.total_seconds()
         while not self.stop.is_set():
-            if not self.run_once():
+            try:
+                busy = self.run_once()
+            except Exception:  # e.g. the database is restarting: keep the slot, retry after a pause
+                log.exception("worker loop failed; retrying")
+                busy = False
+                self.stop.wait(max(poll, 1.0))
+            if not busy:
                 self.stop.wait(poll)
 
     def run_once(self) -> bool:

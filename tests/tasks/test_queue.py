@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -235,3 +236,18 @@ def test_the_periodic_cleanup_runs_the_tasks_step(
     session.commit()
     result = run_cleanup(services)
     assert result is not None and result["tasks.finished"] == 1
+
+
+def test_worker_loop_survives_database_errors(tmp_path: Path) -> None:
+    from hmacfs.container import build_services
+    from hmacfs.tasks.worker import Worker
+    from tests.conftest import make_settings
+
+    broken = build_services(make_settings(tmp_path, f"sqlite:///{tmp_path}/missing-dir/none/x.db"))
+    stop = threading.Event()
+    worker = Worker(broken, stop)
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    worker.run_forever()  # returns once stopped instead of dying on the first error
+    timer.join()
+    assert stop.is_set()
