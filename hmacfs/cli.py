@@ -76,6 +76,7 @@ def serve(ctx: click.Context, bind: str | None, workers: int | None, gunicorn_co
 @click.pass_context
 def cleanup(ctx: click.Context) -> None:
     """Run one cleanup pass now (expired files, orphaned blobs, stale uploads, ...)."""
+    import hmacfs.web.tasks  # noqa: F401  (registers the finished-tasks step)
     from hmacfs.container import build_services
     from hmacfs.maintenance import run_cleanup
 
@@ -87,6 +88,28 @@ def cleanup(ctx: click.Context) -> None:
         click.echo(f"{step}: {count if count >= 0 else 'failed'}")
     if any(count < 0 for count in result.values()):
         sys.exit(1)
+
+
+# -- worker ------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="task slots, one process each (default: workers.numworkers; always 1 on SQLite).",
+)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int | None) -> None:
+    """Run background tasks (move, compress, encrypt, ...) until SIGTERM."""
+    import logging
+
+    from hmacfs.tasks.worker import run_workers
+
+    settings = settings_from(ctx)
+    logging.basicConfig(level=settings.logging.level, format="%(asctime)s %(process)d %(name)s: %(message)s")
+    slots = concurrency or settings.workers.numworkers
+    click.echo(f"hmacfs: worker with {slots} slot(s)", err=True)
+    run_workers(settings, slots)
 
 
 # -- db ----------------------------------------------------------------------

@@ -143,6 +143,16 @@ class TasksSettings(_Section):
     lease_duration: Duration = timedelta(seconds=30)
     poll_interval: Duration = timedelta(seconds=1)
     retention: Duration = timedelta(days=30)
+    checkpoint_interval: Duration = timedelta(milliseconds=500)
+    claim_batch: int = Field(1, ge=1, le=100)
+    durable_commits: bool = True
+    handler_modules: tuple[str, ...] = ()
+    decompress_max_total_size: Size = parse_size("10GB")
+    decompress_max_ratio: float = Field(200.0, gt=1)
+    decompress_max_entries: int = Field(10000, ge=1)
+    encryption_segment_size: Size = parse_size("64KB")
+    migration_roots: tuple[str, ...] = ()
+    migration_grace: Duration = timedelta(seconds=5)
 
 
 class WebhookSettings(_Section):

@@ -146,3 +146,31 @@ def collect_blobs(session: Session, store: LocalBlobStore, limit: int = 500) -> 
         session.delete(blob)
     session.flush()
     return len(orphans)
+
+
+def replace_content(
+    session: Session,
+    store: LocalBlobStore,
+    dedup: DeduplicationSettings,
+    file: File,
+    *,
+    part: str,
+    sha256: str,
+    size: int,
+) -> Blob:
+    """Point ``file`` at new bytes (a finished part), dropping its reference to the old blob.
+
+    Used by tasks that rewrite a file in place (encrypt, decrypt). The old
+    bytes go when the collector runs. Flushes; the caller commits.
+    """
+    if deduplicates(dedup, size):
+        blob = _shared_blob(session, store, part, sha256, size)
+    else:
+        stored = store.promote_part(part, sha256, size, shared=False)
+        blob = Blob(sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, ref_count=1)
+        session.add(blob)
+        session.flush()
+    session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count - 1))
+    file.blob_id = blob.id
+    session.flush()
+    return blob

@@ -1,0 +1,53 @@
+"""The ``task.*`` events, in the drive seed's shapes, and the progress throttle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from hmacfs.events import publish
+from hmacfs.models import Task
+
+
+def _iso(stamp: datetime | None) -> str | None:
+    return stamp.isoformat().replace("+00:00", "Z") if stamp else None
+
+
+def public_results(results: dict[str, Any]) -> dict[str, Any]:
+    """Results without internal checkpoint keys (those start with ``_``)."""
+    return {key: value for key, value in results.items() if not key.startswith("_")}
+
+
+def publish_task_event(session: Session, task: Task, kind: str, now: datetime) -> None:
+    """Publish ``task.<kind>`` for ``task`` as it is now (call after changing it)."""
+    data: dict[str, Any] = {"taskId": task.task_id, "name": task.name, "type": task.type}
+    if kind == "created":
+        data["createdAt"] = _iso(task.created_at or now)
+    elif kind == "progress":
+        data.update(progress=round(task.progress, 2), status=task.status, lastActivity=_iso(now))
+    elif kind == "completed":
+        data.update(completedAt=_iso(now), results=public_results(task.results or {}))
+    elif kind == "failed":
+        data.update(failedAt=_iso(now), errorMessage=task.error_message, attempts=task.attempts)
+    else:
+        data.update(status=task.status, progress=round(task.progress, 2), at=_iso(now))
+    publish(session, task.account_id, f"task.{kind}", data)
+
+
+def should_publish_progress(
+    last_progress: float | None,
+    last_at: float | None,
+    progress: float,
+    now: float,
+    *,
+    min_step: float,
+    min_interval: float,
+) -> bool:
+    """Throttle like upload progress: when it moved ``min_step`` percent or ``min_interval`` passed."""
+    if last_progress is None or last_at is None:
+        return True
+    if progress == last_progress:
+        return False
+    return progress - last_progress >= min_step or now - last_at >= min_interval or progress >= 100

@@ -1,0 +1,187 @@
+"""Helpers shared by the built-in handlers: parameter checks, owned files, part writing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hmacfs.container import Services
+from hmacfs.files import NewFile, create_file_from_part
+from hmacfs.models import Blob, Bundle, File, Pool
+from hmacfs.tasks.context import TaskContext, TaskError
+
+MAX_IDS = 10_000
+
+
+# -- parameter validation (raise ValueError("field: problem") -> 400) -----------------
+def uuid_param(parameters: dict[str, Any], field: str, *, required: bool = True) -> uuid.UUID | None:
+    value = parameters.get(field)
+    if value is None:
+        if required:
+            raise ValueError(f"{field}: required")
+        return None
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ValueError(f"{field}: not a valid id") from None
+
+
+def id_list_param(parameters: dict[str, Any], field: str) -> list[uuid.UUID]:
+    value = parameters.get(field)
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{field}: required non-empty list of file ids")
+    if len(value) > MAX_IDS:
+        raise ValueError(f"{field}: at most {MAX_IDS} ids")
+    try:
+        return [uuid.UUID(str(item)) for item in value]
+    except ValueError:
+        raise ValueError(f"{field}: not a list of valid ids") from None
+
+
+def check_owned_files(session: Session, account_id: uuid.UUID, field: str, ids: list[uuid.UUID]) -> None:
+    """Every id names a file of the account (another account's file reads as missing)."""
+    wanted = set(ids)
+    found = session.scalar(select(func.count()).where(File.id.in_(wanted), File.account_id == account_id))
+    if found != len(wanted):
+        raise ValueError(f"{field}: file not found")
+
+
+def check_bundle(session: Session, account_id: uuid.UUID, field: str, bundle_id: uuid.UUID | None) -> None:
+    if bundle_id is None:
+        return
+    bundle = session.get(Bundle, bundle_id)
+    if bundle is None or bundle.account_id != account_id:
+        raise ValueError(f"{field}: bundle not found")
+
+
+def check_pool(session: Session, field: str, pool_id: uuid.UUID | None) -> None:
+    if pool_id is not None and session.get(Pool, pool_id) is None:
+        raise ValueError(f"{field}: pool not found")
+
+
+def choice_param(parameters: dict[str, Any], field: str, choices: tuple[str, ...], default: str) -> str:
+    value = parameters.get(field, default)
+    if value not in choices:
+        raise ValueError(f"{field}: one of {', '.join(choices)}")
+    return str(value)
+
+
+def int_param(parameters: dict[str, Any], field: str, low: int, high: int, default: int | None) -> int | None:
+    value = parameters.get(field, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{field}: an integer {low}..{high}")
+    return value
+
+
+def name_param(parameters: dict[str, Any], field: str, default: str) -> str:
+    value = parameters.get(field, default)
+    if not isinstance(value, str) or not value.strip() or len(value) > 255 or "/" in value or "\x00" in value:
+        raise ValueError(f"{field}: a file name without '/' (at most 255 characters)")
+    return value.strip()
+
+
+# -- files ------------------------------------------------------------------------------
+def owned_file(session: Session, ctx: TaskContext, file_id: Any, *, lock: bool = False) -> File:
+    """The task account's file; TaskError when it is gone or belongs to someone else."""
+    try:
+        ident = uuid.UUID(str(file_id))
+    except ValueError:
+        raise TaskError(f"file {file_id} not found") from None
+    query = select(File).where(File.id == ident, File.account_id == ctx.account_id)
+    if lock:
+        query = query.with_for_update()
+    file = session.scalars(query).first()
+    if file is None:
+        raise TaskError(f"file {file_id} not found")
+    return file
+
+
+def blob_file_path(services: Services, blob: Blob) -> Path:
+    """Where a blob's bytes are: its own ``storage_root`` (after a migration) or the store root."""
+    root = Path(blob.storage_root) if blob.storage_root else services.store.root
+    return root / blob.storage_key
+
+
+def file_path(session: Session, services: Services, file: File) -> Path:
+    blob = session.get(Blob, file.blob_id)
+    if blob is None:
+        raise TaskError(f"file {file.id} has no stored content")
+    return blob_file_path(services, blob)
+
+
+def read_blocks(path: Path, block: int) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while data := handle.read(block):
+            yield data
+
+
+class PartWriter:
+    """Writes a task's output part sequentially, hashing as it goes (never buffering it whole)."""
+
+    def __init__(self, ctx: TaskContext, suffix: str) -> None:
+        store = ctx.services.store
+        store.ensure_layout()
+        self.store = store
+        self.part = ctx.part(suffix)
+        self.path = store.part_path(self.part)
+        self.handle = self.path.open("wb")
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.handle.write(data)
+        self.hasher.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def sync(self) -> None:
+        self.handle.flush()
+        if self.store.fsync:
+            os.fsync(self.handle.fileno())
+
+    def close(self) -> str:
+        """Make the part durable and return its SHA-256."""
+        self.sync()
+        self.handle.close()
+        return self.hasher.hexdigest()
+
+
+def store_output(
+    session: Session,
+    ctx: TaskContext,
+    writer: PartWriter,
+    *,
+    sha256: str,
+    name: str,
+    content_type: str,
+    like: File,
+    bundle_id: uuid.UUID | None = None,
+) -> File:
+    """Turn a finished part into a new file of the task's account, in ``like``'s pool."""
+    return create_file_from_part(
+        session,
+        ctx.services.store,
+        ctx.services.settings.deduplication,
+        part=writer.part,
+        sha256=sha256,
+        size=writer.size,
+        new=NewFile(
+            name=name,
+            content_type=content_type,
+            pool_id=like.pool_id,
+            account_id=ctx.account_id,
+            bundle_id=bundle_id if bundle_id is not None else like.bundle_id,
+        ),
+    )

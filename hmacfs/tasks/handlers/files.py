@@ -1,0 +1,159 @@
+"""FileMove and BulkOperation: one file per transaction, committed with the task's checkpoint.
+
+Each item's effect and the ``done`` counter commit together, so a run that is
+killed and retried continues after the last committed item and never applies
+an item twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from hmacfs.container import Services
+from hmacfs.files import delete_file
+from hmacfs.models import Blob, File, Pool
+from hmacfs.tasks.context import TaskContext, TaskError
+from hmacfs.tasks.handlers.common import (
+    check_bundle,
+    check_owned_files,
+    check_pool,
+    choice_param,
+    id_list_param,
+    owned_file,
+    uuid_param,
+)
+from hmacfs.tasks.registry import task_handler
+
+OPERATIONS = ("delete", "move", "copy", "set-expiry")
+
+
+def _validate_move(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+    check_owned_files(session, account, "fileIds", id_list_param(parameters, "fileIds"))
+    check_pool(session, "targetPoolId", uuid_param(parameters, "targetPoolId"))
+    check_bundle(session, account, "targetBundleId", uuid_param(parameters, "targetBundleId", required=False))
+
+
+def _each_file(ctx: TaskContext, ids: list[Any], apply: Any) -> int:
+    """Apply ``apply(session, file)`` to each id after the last committed one."""
+    start = int(ctx.state.get("done", 0))
+    for index in range(start, len(ids)):
+        with ctx.transaction(state={"done": index + 1}) as (session, _task):
+            apply(session, owned_file(session, ctx, ids[index], lock=True))
+        ctx.checkpoint(index + 1, len(ids))
+    return len(ids)
+
+
+def _mover(pool_id: Any, bundle_id: Any) -> Any:
+    def move(session: Session, file: File) -> None:
+        if pool_id is not None:
+            pool = session.get(Pool, uuid.UUID(str(pool_id)))
+            if pool is None:
+                raise TaskError(f"pool {pool_id} not found")
+            if pool.max_file_size is not None and file.size > pool.max_file_size:
+                raise TaskError(f"file {file.id} is larger than pool {pool.name} allows")
+            file.pool_id = pool.id
+        if bundle_id is not None:
+            file.bundle_id = uuid.UUID(str(bundle_id))
+
+    return move
+
+
+@task_handler("FileMove", validate=_validate_move, display_name="Move Files")
+def move_files(ctx: TaskContext) -> None:
+    params = ctx.parameters
+    count = _each_file(ctx, params["fileIds"], _mover(params["targetPoolId"], params.get("targetBundleId")))
+    ctx.results.update(filesProcessed=count)
+
+
+# -- bulk ----------------------------------------------------------------------------------
+def _validate_bulk(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+    operation = choice_param(parameters, "operationType", OPERATIONS, "")
+    check_owned_files(session, account, "targetIds", id_list_param(parameters, "targetIds"))
+    options = parameters.get("operationParameters", {})
+    if not isinstance(options, dict):
+        raise ValueError("operationParameters: must be an object")
+    prefixed = {f"operationParameters.{key}": value for key, value in options.items()}
+    if operation == "move":
+        pool = uuid_param(prefixed, "operationParameters.targetPoolId", required=False)
+        bundle = uuid_param(prefixed, "operationParameters.targetBundleId", required=False)
+        if pool is None and bundle is None:
+            raise ValueError("operationParameters.targetPoolId: targetPoolId or targetBundleId required")
+        check_pool(session, "operationParameters.targetPoolId", pool)
+        check_bundle(session, account, "operationParameters.targetBundleId", bundle)
+    elif operation == "copy":
+        bundle = uuid_param(prefixed, "operationParameters.targetBundleId", required=False)
+        check_bundle(session, account, "operationParameters.targetBundleId", bundle)
+    elif operation == "set-expiry":
+        expiry_from(options, datetime.now().astimezone())
+
+
+def expiry_from(options: dict[str, Any], now: datetime) -> datetime | None:
+    """``expiresAt`` (ISO 8601, or null to keep forever) or ``ttlSeconds``; ValueError otherwise."""
+    if "ttlSeconds" in options:
+        ttl = options["ttlSeconds"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise ValueError("operationParameters.ttlSeconds: a positive integer")
+        return now + timedelta(seconds=ttl)
+    if "expiresAt" not in options:
+        raise ValueError("operationParameters.expiresAt: expiresAt or ttlSeconds required")
+    value = options["expiresAt"]
+    if value is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("operationParameters.expiresAt: an ISO 8601 timestamp") from None
+    if stamp.tzinfo is None:
+        raise ValueError("operationParameters.expiresAt: needs a time zone")
+    return stamp
+
+
+def _copier(bundle_id: Any) -> Any:
+    def copy(session: Session, file: File) -> None:
+        session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count + 1))
+        session.add(
+            File(
+                account_id=file.account_id,
+                pool_id=file.pool_id,
+                bundle_id=uuid.UUID(str(bundle_id)) if bundle_id else file.bundle_id,
+                name=file.name,
+                content_type=file.content_type,
+                size=file.size,
+                blob_id=file.blob_id,
+                sha256=file.sha256,
+                encrypted=file.encrypted,
+                encryption=file.encryption,
+                expired_at=file.expired_at,
+            )
+        )
+
+    return copy
+
+
+def _operation(ctx: TaskContext, operation: str, options: dict[str, Any]) -> Any:
+    if operation == "delete":
+        return delete_file
+    if operation == "move":
+        return _mover(options.get("targetPoolId"), options.get("targetBundleId"))
+    if operation == "copy":
+        return _copier(options.get("targetBundleId"))
+    expiry = expiry_from(options, ctx.services.clock.now())
+
+    def set_expiry(session: Session, file: File) -> None:
+        file.expired_at = expiry
+
+    return set_expiry
+
+
+@task_handler("BulkOperation", validate=_validate_bulk, display_name="Bulk Operation")
+def bulk(ctx: TaskContext) -> None:
+    params = ctx.parameters
+    operation = str(params["operationType"])
+    apply = _operation(ctx, operation, dict(params.get("operationParameters") or {}))
+    count = _each_file(ctx, params["targetIds"], apply)
+    ctx.results.update(operationType=operation, processed=count)

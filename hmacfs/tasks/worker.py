@@ -1,0 +1,185 @@
+"""``hmacfs worker``: processes that claim tasks, run their handlers and hold leases.
+
+Concurrency is one OS process per slot, not a thread pool: the handlers are
+CPU-bound (deflate, AES-GCM, image decoding hold the GIL for much of their
+work) as well as I/O-bound, a crash or ``kill -9`` then costs one slot and its
+one task (which another slot or machine retries when the lease lapses), and
+each slot's memory stays bounded on its own. A supervising parent restarts a
+slot that dies and forwards SIGTERM. SQLite serves one process, so there the
+worker always runs a single slot in-process.
+
+SIGTERM: the running task stops at its next checkpoint, saves it, and is
+released back to Pending without counting an attempt; idle slots exit at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from types import FrameType
+
+from hmacfs.config import Settings
+from hmacfs.container import Services, build_services
+from hmacfs.models import Task
+from hmacfs.tasks import queue
+from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
+from hmacfs.tasks.registry import find_handler, load_handler_modules
+from hmacfs.tasks.service import discard_partial_output
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """One slot: claim, run, repeat until ``stop`` is set."""
+
+    def __init__(self, services: Services, stop: threading.Event) -> None:
+        self.services = services
+        self.stop = stop
+        self.owner = worker_id()
+        self._next_requeue = 0.0
+
+    def run_forever(self) -> None:
+        poll = self.services.settings.tasks.poll_interval.total_seconds()
+        while not self.stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # e.g. the database is restarting: keep the slot, retry after a pause
+                log.exception("worker loop failed; retrying")
+                busy = False
+                self.stop.wait(max(poll, 1.0))
+            if not busy:
+                self.stop.wait(poll)
+
+    def run_once(self) -> bool:
+        """Claim and run one batch; False when there was nothing to do."""
+        self._requeue_lapsed()
+        tasks = self._claim()
+        for task in tasks:
+            if self.stop.is_set():
+                self._release(task)
+                continue
+            self.run_task(task)
+        return bool(tasks)
+
+    def _requeue_lapsed(self) -> None:
+        if time.monotonic() < self._next_requeue:
+            return
+        self._next_requeue = time.monotonic() + self.services.settings.tasks.poll_interval.total_seconds()
+        with self.services.db.sessions() as session:
+            queue.requeue_lapsed(session, self.services, self.services.clock.now())
+            session.commit()
+
+    def _claim(self) -> list[Task]:
+        settings = self.services.settings.tasks
+        with self.services.db.sessions() as session:
+            tasks = queue.claim_tasks(
+                session, self.owner, self.services.clock.now(), settings.lease_duration, settings.claim_batch
+            )
+            session.commit()
+            return tasks
+
+    def _release(self, task: Task) -> None:
+        with self.services.db.sessions() as session:
+            queue.release_task(session, task.id, self.owner, self.services.clock.now())
+            session.commit()
+
+    def run_task(self, task: Task) -> None:
+        ctx = TaskContext.for_task(self.services, task, self.owner, self.stop)
+        handler = find_handler(task.custom_type or task.type)
+        try:
+            if handler is None:
+                raise TaskError(f"no handler for {task.custom_type or task.type!r} in this worker")
+            handler.run(ctx)
+            if not ctx.completed:
+                with ctx.finishing():
+                    pass
+            discard_partial_output(self.services, task)  # what earlier, interrupted runs left
+        except TaskStopped as stopped:
+            self._stopped(ctx, stopped.reason)
+        except TaskError as exc:
+            self._fail(ctx, str(exc))
+        except Exception as exc:
+            log.exception("task %s (%s) crashed", task.task_id, task.type)
+            self._fail(ctx, f"internal error ({type(exc).__name__})")
+
+    def _stopped(self, ctx: TaskContext, reason: str) -> None:
+        log.info("task %s stopped: %s", ctx.task_id, reason)
+        now = self.services.clock.now()
+        with self.services.db.sessions() as session:
+            if reason == "cancelled":
+                queue.finish_cancelled(session, self.services, ctx.row_id, self.owner, now)
+            elif reason in ("paused", "shutdown"):
+                queue.release_task(session, ctx.row_id, self.owner, now)
+            session.commit()
+
+    def _fail(self, ctx: TaskContext, message: str) -> None:
+        with self.services.db.sessions() as session:
+            task = queue.lock_owned(session, ctx.row_id, self.owner)
+            if task is None:
+                reason = ctx._why_stopped(session)
+                session.rollback()
+                self._stopped(ctx, reason)
+                return
+            queue.fail_task(session, self.services, task, message, self.services.clock.now())
+            session.commit()
+
+
+# -- processes --------------------------------------------------------------------------
+def _install_stop(stop: threading.Event) -> None:
+    def _handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+
+
+def run_slot(settings: Settings) -> None:
+    """Run one slot in this process until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    _install_stop(stop)
+    load_handler_modules(settings.tasks.handler_modules)
+    services = build_services(settings)
+    services.store.ensure_layout()
+    try:
+        Worker(services, stop).run_forever()
+    finally:
+        services.db.engine.dispose()
+
+
+def run_workers(settings: Settings, concurrency: int) -> None:
+    """Run ``concurrency`` slots (one on SQLite) and restart any that dies, until SIGTERM.
+
+    Handler modules are imported here first, so a broken one stops the command at once
+    instead of crashing every slot in a loop.
+    """
+    load_handler_modules(settings.tasks.handler_modules)
+    if concurrency <= 1 or not settings.database_url.startswith("postgresql"):
+        run_slot(settings)
+        return
+    stop = threading.Event()
+    _install_stop(stop)
+    context = multiprocessing.get_context("fork")
+    slots = [context.Process(target=run_slot, args=(settings,), daemon=False) for _ in range(concurrency)]
+    for slot in slots:
+        slot.start()
+    while not stop.wait(0.5):
+        for index, slot in enumerate(slots):
+            if not slot.is_alive():
+                log.warning("worker slot %d exited (%s); restarting", index, slot.exitcode)
+                slots[index] = context.Process(target=run_slot, args=(settings,), daemon=False)
+                slots[index].start()
+    for slot in slots:
+        if slot.pid is not None and slot.is_alive():
+            os.kill(slot.pid, signal.SIGTERM)
+    for slot in slots:
+        slot.join()
