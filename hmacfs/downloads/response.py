@@ -13,6 +13,7 @@ from flask import Request, Response
 
 from hmacfs.config import Settings
 from hmacfs.downloads.body import FileBody, Segment
+from hmacfs.downloads.encrypted import encrypted_response
 from hmacfs.downloads.http import (
     ByteRange,
     content_disposition,
@@ -24,6 +25,7 @@ from hmacfs.downloads.http import (
     security_headers,
 )
 from hmacfs.errors import NotFound
+from hmacfs.files import blob_location
 from hmacfs.metrics import AppMetrics
 from hmacfs.models import Blob, File
 from hmacfs.storage import LocalBlobStore
@@ -40,19 +42,20 @@ class Download:
     size: int
     sha256: str
     modified: datetime
+    encrypted: bool = False
 
 
 def load_download(store: LocalBlobStore, file: File, blob: Blob) -> Download:
-    root = Path(blob.storage_root) if blob.storage_root else store.root
     modified = file.created_at if file.created_at.tzinfo else file.created_at.replace(tzinfo=UTC)
     return Download(
-        path=root / blob.storage_key,
+        path=blob_location(store, blob),
         storage_key=blob.storage_key,
         name=file.name,
         content_type=file.content_type,
         size=file.size,
         sha256=file.sha256,
         modified=modified,
+        encrypted=file.encrypted,
     )
 
 
@@ -72,6 +75,8 @@ def download_response(
         request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"), tag, download.modified
     ):
         return Response(status=304, headers=headers)
+    if download.encrypted:
+        return encrypted_response(download.path, download.size, download.content_type, request, headers)
     ranges = _requested_ranges(download, request, settings, tag)
     if settings.streaming.x_accel_redirect:
         return _accel_response(download, settings, headers)

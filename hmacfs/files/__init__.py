@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hmacfs.files.service import (
     NewFile,
+    blob_location,
     collect_blobs,
     create_file_from_part,
     deduplicates,
@@ -14,6 +15,7 @@ from hmacfs.files.service import (
 
 __all__ = [
     "NewFile",
+    "blob_location",
     "collect_blobs",
     "create_file_from_part",
     "deduplicates",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +32,13 @@ class NewFile:
     bundle_id: uuid.UUID | None = None
     path: str | None = None
     expired_at: datetime | None = None
+
+
+def blob_location(store: LocalBlobStore, blob: Blob) -> Path:
+    """Where a blob's bytes are: under its own ``storage_root`` once a StorageMigration
+    moved it, else under the store's root."""
+    root = Path(blob.storage_root) if blob.storage_root else store.root
+    return root / blob.storage_key
 
 
 def deduplicates(settings: DeduplicationSettings, size: int) -> bool:
@@ -142,7 +150,7 @@ def collect_blobs(session: Session, store: LocalBlobStore, limit: int = 500) -> 
         query = query.with_for_update(skip_locked=True)
     orphans = session.scalars(query).all()
     for blob in orphans:
-        store.delete_blob(blob.storage_key)
+        blob_location(store, blob).unlink(missing_ok=True)
         session.delete(blob)
     session.flush()
     return len(orphans)

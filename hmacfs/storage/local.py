@@ -187,9 +187,6 @@ class LocalBlobStore:
             self.delete_part(part)
             raise
 
-    def delete_blob(self, storage_key: str) -> None:
-        self.blob_path(storage_key).unlink(missing_ok=True)
-
     def read_range(self, path: Path, start: int, length: int) -> Iterator[bytes]:
         """Yield ``length`` bytes of ``path`` from ``start`` in bounded blocks."""
         with path.open("rb") as handle:

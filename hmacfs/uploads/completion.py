@@ -11,8 +11,9 @@ from hmacfs.container import Services
 from hmacfs.errors import Conflict, Gone, HashMismatch
 from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import File, UploadChunk, UploadTask
-from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.models.status import Protocol, TaskType, UploadStatus
 from hmacfs.storage.blocking import offload
+from hmacfs.tasks.service import submit_task
 from hmacfs.uploads.notify import publish_completed
 from hmacfs.uploads.policy import check_quota
 from hmacfs.uploads.service import check_open, lock_task
@@ -126,12 +127,22 @@ def _mark_completed(session: Session, services: Services, task: UploadTask, file
 
 
 def hand_over_encryption(session: Session, services: Services, task: UploadTask, file: File) -> bool:
-    """The single place post-completion processing starts; True when encryption was asked for.
+    """Queue the FileEncrypt background task for an upload created with ``encryptPassword``.
 
-    The sealed password stays on the task row (never in clear) for the
-    background FileEncrypt task, which erases it once used.
+    The password moves from the upload row (sealed) to the task row (sealed
+    again, bound to the task) and is erased from the upload row; it is never
+    in clear in the database. Returns True when a task was queued.
     """
-    return task.encrypt_requested and task.encrypt_password_sealed is not None
+    if not task.encrypt_requested or task.encrypt_password_sealed is None or task.account_id is None:
+        return False
+    password = services.sealer.unseal(task.encrypt_password_sealed, context=str(task.id))
+    submit_task(
+        session, services, task.account_id, TaskType.FILE_ENCRYPT.value, {"fileId": str(file.id)},
+        name=f"Encrypt {file.name}", secret=password,
+    )  # fmt: skip
+    task.encrypt_password_sealed = None
+    session.flush()
+    return True
 
 
 def finish_partial(session: Session, services: Services, task: UploadTask) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.files import NewFile, create_file_from_part
+from hmacfs.files import NewFile, blob_location, create_file_from_part
 from hmacfs.models import Blob, Bundle, File, Pool
 from hmacfs.tasks.context import TaskContext, TaskError
 
@@ -107,8 +107,7 @@ def owned_file(session: Session, ctx: TaskContext, file_id: Any, *, lock: bool =
 
 def blob_file_path(services: Services, blob: Blob) -> Path:
     """Where a blob's bytes are: its own ``storage_root`` (after a migration) or the store root."""
-    root = Path(blob.storage_root) if blob.storage_root else services.store.root
-    return root / blob.storage_key
+    return blob_location(services.store, blob)
 
 
 def file_path(session: Session, services: Services, file: File) -> Path:
