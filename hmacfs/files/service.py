@@ -60,15 +60,8 @@ def create_file_from_part(
     With deduplication the bytes are kept once per content hash and the part
     is dropped when that content is already stored. Flushes; the caller commits.
     """
-    if deduplicates(dedup, size):
-        blob = _shared_blob(session, store, part, sha256, size)
-    else:
-        stored = store.promote_part(part, sha256, size, shared=False)
-        blob = Blob(sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, ref_count=1)
-        session.add(blob)
-        session.flush()
     file = File(
-        blob_id=blob.id,
+        blob_id=_reference_blob(session, store, dedup, part=part, sha256=sha256, size=size),
         sha256=sha256,
         size=size,
         name=new.name,
@@ -88,7 +81,27 @@ def _insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:
     return postgresql.Insert if session.get_bind().dialect.name == "postgresql" else sqlite.Insert
 
 
-def _shared_blob(session: Session, store: LocalBlobStore, part: str, sha256: str, size: int) -> Blob:
+def _reference_blob(
+    session: Session,
+    store: LocalBlobStore,
+    dedup: DeduplicationSettings,
+    *,
+    part: str,
+    sha256: str,
+    size: int,
+) -> uuid.UUID:
+    """Move a finished part into a blob (a shared one when deduplicating) and take one
+    reference to it; returns the blob's id."""
+    if deduplicates(dedup, size):
+        return _shared_blob(session, store, part, sha256, size)
+    stored = store.promote_part(part, sha256, size, shared=False)
+    blob = Blob(sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, ref_count=1)
+    session.add(blob)
+    session.flush()
+    return blob.id
+
+
+def _shared_blob(session: Session, store: LocalBlobStore, part: str, sha256: str, size: int) -> uuid.UUID:
     key = store.blob_key(sha256)
     statement = (
         _insert(session)(Blob)
@@ -97,16 +110,15 @@ def _shared_blob(session: Session, store: LocalBlobStore, part: str, sha256: str
     )
     session.execute(statement)
     # Taking the reference locks the row until commit: the collector waits.
-    blob_id = session.execute(
+    reference = session.execute(
         update(Blob)
         .where(Blob.sha256 == sha256, Blob.shared)
         .values(ref_count=Blob.ref_count + 1)
         .returning(Blob.id)
     ).scalar_one()
     store.promote_part(part, sha256, size, shared=True)
-    blob = session.get(Blob, blob_id, populate_existing=True)
-    assert blob is not None
-    return blob
+    blob_id: uuid.UUID = reference
+    return blob_id
 
 
 def find_duplicate(session: Session, sha256: str, account_id: uuid.UUID | None, now: datetime) -> File | None:
@@ -165,20 +177,13 @@ def replace_content(
     part: str,
     sha256: str,
     size: int,
-) -> Blob:
+) -> None:
     """Point ``file`` at new bytes (a finished part), dropping its reference to the old blob.
 
     Used by tasks that rewrite a file in place (encrypt, decrypt). The old
     bytes go when the collector runs. Flushes; the caller commits.
     """
-    if deduplicates(dedup, size):
-        blob = _shared_blob(session, store, part, sha256, size)
-    else:
-        stored = store.promote_part(part, sha256, size, shared=False)
-        blob = Blob(sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, ref_count=1)
-        session.add(blob)
-        session.flush()
+    new_blob = _reference_blob(session, store, dedup, part=part, sha256=sha256, size=size)
     session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count - 1))
-    file.blob_id = blob.id
+    file.blob_id = new_blob
     session.flush()
-    return blob
