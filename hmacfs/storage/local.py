@@ -47,10 +47,22 @@ class StoredBlob:
 
 
 class LocalBlobStore:
-    def __init__(self, root: Path, *, fsync: bool = True, buffer_size: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        buffer_size: int = 1024 * 1024,
+        offload_dir_sync: bool = False,
+    ) -> None:
         self.root = root
         self.fsync = fsync
         self.buffer_size = buffer_size
+        # promote_part runs inside the caller's database transaction. Letting other
+        # greenlets run meanwhile is only safe when the database does not hold a
+        # process-wide write lock then (PostgreSQL yes, SQLite no: a second writer
+        # would block the whole loop in sqlite's busy wait).
+        self.offload_dir_sync = offload_dir_sync
 
     # -- life cycle -----------------------------------------------------------
     def ensure_layout(self) -> None:
@@ -175,7 +187,10 @@ class LocalBlobStore:
             os.truncate(source, size)
         os.replace(source, target)
         if self.fsync:
-            _fsync_dir(target.parent)
+            if self.offload_dir_sync:
+                offload(_fsync_dir, target.parent)
+            else:
+                _fsync_dir(target.parent)
         return StoredBlob(sha256, size, key, created=True)
 
     def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
