@@ -71,5 +71,7 @@ def _configure_request_session(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from hmacfs.web.health import health
+    from hmacfs.web.ws import ws
 
     app.register_blueprint(health)
+    app.register_blueprint(ws)
