@@ -177,15 +177,17 @@ class PgEventBus:
         raw: Any = connection.connection.dbapi_connection  # psycopg2: notifies, poll()
         session = Session(bind=connection)
         while True:
-            if not raw.notifies:
-                readable, _, _ = select.select([raw], [], [], self._heartbeat)
-                if not readable:
-                    connection.execute(text("SELECT 1"))  # a dead connection fails here
-                    continue
-                raw.poll()
-            notes = list(raw.notifies)
-            del raw.notifies[:]
-            self._handle([note.payload for note in notes], session)
+            # poll() first: a query may have pulled notifications into libpq's buffer
+            # already, and then the socket never turns readable for them.
+            raw.poll()
+            if raw.notifies:
+                notes = list(raw.notifies)
+                del raw.notifies[:]
+                self._handle([note.payload for note in notes], session)
+                continue
+            readable, _, _ = select.select([raw], [], [], self._heartbeat)
+            if not readable:
+                connection.execute(text("SELECT 1"))  # a dead connection fails here
 
     def _handle(self, payloads: list[str], session: Session) -> None:
         now = time.monotonic()

@@ -95,7 +95,10 @@ def _pump(socket: Server, stream: EventStream) -> None:
     """Serve the socket from this one greenlet: client messages and events both set
     ``socket.event`` (simple-websocket's own wake-up), so no extra greenlet per socket."""
     while stream.flush():
-        socket.event.wait()
+        # receive() clears the event after waking even when more messages are
+        # buffered (e.g. a ping right behind the auth message): look before waiting.
+        if not socket.input_buffer:
+            socket.event.wait()
         socket.event.clear()
         while (message := socket.receive(timeout=0)) is not None:  # raises once closed
             stream.handle(message)
