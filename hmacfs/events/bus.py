@@ -190,21 +190,17 @@ class PgEventBus:
                 connection.execute(text("SELECT 1"))  # a dead connection fails here
 
     def _handle(self, payloads: list[str], session: Session) -> None:
-        now = time.monotonic()
-        wanted: list[int] = []
-        for payload in payloads:
-            parsed = parse_notification(payload)
-            if parsed is None or parsed[0] in self._delivered:
-                continue
-            self._delivered.add(parsed[0], now)
-            if self._hub.wants(parsed[1]):
-                wanted.append(parsed[0])
+        parsed = (parse_notification(payload) for payload in payloads)
+        fresh = [note for note in parsed if note is not None and note[0] not in self._delivered]
         if payloads:
             self._on_commit()
-        if wanted:
-            found = events_by_id(session, wanted)
-            records = (found[event_id] for event_id in wanted if event_id in found)
-            deliver_in_slices(self._hub, records, self._sleep)
+        wanted = [event_id for event_id, account in fresh if self._hub.wants(account)]
+        found = events_by_id(session, wanted) if wanted else {}
+        # Marked only once read: if the read fails, the catch-up after reconnecting delivers them.
+        now = time.monotonic()
+        for event_id, _ in fresh:
+            self._delivered.add(event_id, now)
+        deliver_in_slices(self._hub, [found[i] for i in wanted if i in found], self._sleep)
 
 
 class LocalEventBus:
