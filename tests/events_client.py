@@ -75,3 +75,23 @@ def close_status(sock: websocket.WebSocket) -> tuple[int, str]:
         opcode, data = sock.recv_data(control_frame=True)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+
+def raw_close_code(sock: websocket.WebSocket) -> int:
+    """Read the raw stream to EOF without answering anything; the close frame's code.
+
+    (websocket-client would answer the pings it reads, which fails on a socket
+    the server already closed.)"""
+    data = b""
+    sock.sock.settimeout(10)
+    while chunk := sock.sock.recv(65536):
+        data += chunk
+    while data:
+        opcode, length = data[0] & 0x0F, data[1] & 0x7F  # server frames are unmasked
+        header = 2 + (2 if length == 126 else 8 if length == 127 else 0)
+        if length >= 126:
+            length = int.from_bytes(data[2:header], "big")
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[header : header + 2], "big")
+        data = data[header + length :]
+    raise AssertionError("no close frame")

@@ -3,10 +3,12 @@ published from the test process: a genuine second process writing to the server'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +24,7 @@ from tests.events_client import (
     connect,
     publish_events,
     publisher,
+    raw_close_code,
     receive,
     receive_events,
     ws_url,
@@ -197,3 +200,21 @@ def test_slow_subscriber_gets_resync_without_slowing_others(start_server: StartS
     while (message := receive(slow))["type"] != "resync":
         types.append(message["type"])
     assert len(types) < count
+
+
+def test_server_pings_and_closes_sockets_that_never_answer(start_server: StartServer) -> None:
+    server = start_server(workers=1, events={"ping_interval": "300ms"})
+    account = uuid.uuid4()
+    dead, alive = connect(server, account), connect(server, account)
+    pings = 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:  # alive answers every ping (websocket-client does on read)
+        alive.settimeout(0.5)
+        with contextlib.suppress(websocket.WebSocketTimeoutException):
+            opcode, _ = alive.recv_data(control_frame=True)
+            pings += opcode == websocket.ABNF.OPCODE_PING
+    assert pings >= 2
+    assert raw_close_code(dead) == 1008  # never read, so never answered: closed (policy violation)
+    alive.settimeout(10)
+    alive.send(json.dumps({"type": "ping"}))
+    assert receive(alive) == {"type": "pong"}
