@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
+import jwt
 from flask import Blueprint, request
 from flask.blueprints import BlueprintSetupState
 from flask_sock import Sock
@@ -65,8 +67,9 @@ def _configure(state: BlueprintSetupState) -> None:
 @sock.route("/ws", bp=ws)  # type: ignore[untyped-decorator]
 def events_socket(socket: Server) -> None:
     found = services()
-    account = _authenticate(socket, found)
-    if account is None:
+    token = _token(socket)
+    account = _authenticate(socket, found, token)
+    if account is None or token is None:
         return
     try:
         since = parse_since(request.args["since"]) if "since" in request.args else None
@@ -84,29 +87,43 @@ def events_socket(socket: Server) -> None:
     )
     try:
         stream.open(since)
-        _pump(socket, stream)
+        _pump(socket, stream, _expiry(token, found))
     except OSError:  # the peer vanished mid-send; nothing left to tell it
         pass
     finally:
         stream.close()
 
 
-def _pump(socket: Server, stream: EventStream) -> None:
+def _pump(socket: Server, stream: EventStream, expires: float) -> None:
     """Serve the socket from this one greenlet: client messages and events both set
-    ``socket.event`` (simple-websocket's own wake-up), so no extra greenlet per socket."""
+    ``socket.event`` (simple-websocket's own wake-up), so no extra greenlet per socket.
+    The socket lives no longer than its token (epoch seconds ``expires``)."""
     while stream.flush():
+        remaining = expires - time.time()
+        if remaining <= 0:
+            socket.close(reason=CLOSE_UNAUTHORIZED, message="token expired")
+            return
         # receive() clears the event after waking even when more messages are
         # buffered (e.g. a ping right behind the auth message): look before waiting.
         if not socket.input_buffer:
-            socket.event.wait()
+            socket.event.wait(remaining)
         socket.event.clear()
         while (message := socket.receive(timeout=0)) is not None:  # raises once closed
             stream.handle(message)
     socket.close(reason=CLOSE_GOING_AWAY, message="server shutting down; reconnect with since")
 
 
-def _authenticate(socket: Server, found: Services) -> uuid.UUID | None:
-    token = bearer_token() or request.args.get("token") or _first_message_token(socket)
+def _token(socket: Server) -> str | None:
+    return bearer_token() or request.args.get("token") or _first_message_token(socket)
+
+
+def _expiry(token: str, found: Services) -> float:
+    """When a verified token stops being valid (its ``exp`` plus the configured leeway)."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return float(claims["exp"]) + found.tokens.leeway.total_seconds()
+
+
+def _authenticate(socket: Server, found: Services, token: str | None) -> uuid.UUID | None:
     try:
         if token is None:
             raise Unauthorized("authentication required")

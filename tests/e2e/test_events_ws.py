@@ -16,8 +16,9 @@ import pytest
 import websocket
 from sqlalchemy import text, update
 
+from hmacfs.auth import TokenCodec
 from hmacfs.models import Event
-from tests.conftest import bearer
+from tests.conftest import JWT_SECRET, bearer
 from tests.e2e.conftest import StartServer
 from tests.events_client import (
     close_status,
@@ -203,9 +204,14 @@ def test_slow_subscriber_gets_resync_without_slowing_others(start_server: StartS
 
 
 def test_server_pings_and_closes_sockets_that_never_answer(start_server: StartServer) -> None:
-    server = start_server(workers=1, events={"ping_interval": "300ms"})
+    server = start_server(workers=1, events={"ping_interval": "300ms"}, security={"jwt_leeway": "0s"})
     account = uuid.uuid4()
-    dead, alive = connect(server, account), connect(server, account)
+    dead = connect(server, account)
+    codec = TokenCodec("HS256", JWT_SECRET, JWT_SECRET, timedelta(0))
+    short_token = codec.issue(account, timedelta(seconds=1))
+    expiring = websocket.create_connection(ws_url(server, f"token={short_token}"), timeout=10)
+    assert close_status(expiring) == (4401, "token expired")  # a socket lives no longer than its token
+    alive = connect(server, account)
     pings = 0
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:  # alive answers every ping (websocket-client does on read)
