@@ -77,9 +77,11 @@ def _register_blueprints(app: Flask) -> None:
     from hmacfs.web.multipart import multipart
     from hmacfs.web.tasks import tasks_api
     from hmacfs.web.tus import tus
+    from hmacfs.web.ws import ws
     from hmacfs.web.xep0363 import xep0363
 
     app.register_blueprint(health)
+    app.register_blueprint(ws)
     app.register_blueprint(tasks_api)
     # The chunked API's exact /upload/... routes win over the slot paths below.
     app.register_blueprint(chunked)

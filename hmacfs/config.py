@@ -169,6 +169,8 @@ class EventsSettings(_Section):
     subscriber_queue_size: int = Field(1000, ge=1)
     webhooks: tuple[WebhookSettings, ...] = ()
     webhook_max_retry: Duration = timedelta(hours=24)
+    webhook_backoff: Duration = timedelta(seconds=1)
+    webhook_timeout: Duration = timedelta(seconds=10)
 
 
 class MetricsSettings(_Section):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hmacfs.auth import TokenCodec
 from hmacfs.config import Settings
 from hmacfs.db import Database, create_database
+from hmacfs.events.hub import Hub
 from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
 from hmacfs.sealing import Sealer
@@ -26,6 +27,8 @@ class Services:
     clock: Clock
     sealer: Sealer
     metrics: AppMetrics | None = None
+    # This process's live-event subscribers; the event bus feeds it (hmacfs.events.delivery).
+    hub: Hub = field(default_factory=Hub)
 
 
 def build_services(settings: Settings, **overrides: Any) -> Services:

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
+from hmacfs.events.log import purge_events
 from hmacfs.files import collect_blobs, expire_files
 from hmacfs.ports import LockBusy
 
@@ -39,10 +40,15 @@ def _orphan_blobs(session: Session, services: Services, now: datetime) -> int:
     return collect_blobs(session, services.store)
 
 
+def _expired_events(session: Session, services: Services, now: datetime) -> int:
+    return purge_events(session, services, now)
+
+
 # Order matters: files expire before their blobs are collected.
 STEPS: list[CleanupStep] = [
     CleanupStep("files.expired", _expired_files),
     CleanupStep("blobs.orphaned", _orphan_blobs),
+    CleanupStep("events.expired", _expired_events),
 ]
 
 

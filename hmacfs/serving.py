@@ -68,16 +68,28 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start this worker's background greenlets (the periodic cleanup).
+    """Start this worker's background greenlets (the periodic cleanup, event delivery).
 
-    Every worker runs the loop; the cleanup lock lets one pass run at a time.
+    Every worker runs the loops; locks let one cleanup pass and one webhook
+    deliverer run at a time.
     """
     import gevent
 
+    from hmacfs.events.delivery import start_event_delivery
     from hmacfs.maintenance import cleanup_forever
 
     services = worker.wsgi.extensions["hmacfs"]
     gevent.spawn(cleanup_forever, services, gevent.sleep)
+    start_event_delivery(services, gevent.spawn)
+    gevent.spawn(_close_sockets_on_exit, worker, services, gevent.sleep)
+
+
+def _close_sockets_on_exit(worker: Any, services: Any, sleep: Any) -> None:
+    """On shutdown close the WebSockets at once instead of holding the graceful
+    timeout open: clients reconnect (to another worker) with ``since``."""
+    while worker.alive:
+        sleep(0.2)
+    services.hub.close_all()
 
 
 def child_exit(server: Any, worker: Any) -> None:

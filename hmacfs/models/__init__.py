@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hmacfs.models.accounts import AccountQuota, ClientProfile
 from hmacfs.models.base import Base, utcnow
-from hmacfs.models.events import Event
+from hmacfs.models.events import Event, EventLogState, WebhookCursor
 from hmacfs.models.files import Blob, Bundle, File, Pool
 from hmacfs.models.status import Protocol, TaskStatus, TaskType, UploadStatus
 from hmacfs.models.tasks import Task
@@ -17,6 +17,7 @@ __all__ = [
     "Bundle",
     "ClientProfile",
     "Event",
+    "EventLogState",
     "File",
     "Pool",
     "Protocol",
@@ -26,5 +27,6 @@ __all__ = [
     "UploadChunk",
     "UploadStatus",
     "UploadTask",
+    "WebhookCursor",
     "utcnow",
 ]

@@ -1,0 +1,41 @@
+"""The event log on both backends: retention horizon, replay reads, the in-process commit hook."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from hmacfs.events import publish
+from hmacfs.events.log import account_events_after, purge_events, purged_through
+from hmacfs.events.publisher import commit_hooks
+
+
+def test_purge_deletes_old_events_and_raises_the_horizon(app: Flask, session: Session) -> None:
+    services = app.extensions["hmacfs"]
+    account = uuid.uuid4()
+    old = publish(session, account, "upload.progress", {"n": 1})
+    new = publish(session, account, "upload.progress", {"n": 2})
+    old.created_at = services.clock.now() - timedelta(days=2)
+    session.flush()
+    assert purge_events(session, services, services.clock.now()) >= 1
+    assert purged_through(session) == old.id
+    assert [record.id for record in account_events_after(session, account, 0, 10)] == [new.id]
+    assert account_events_after(session, uuid.uuid4(), 0, 10) == []
+
+
+def test_commit_hooks_run_after_commit_only(session: Session, backend: str) -> None:
+    calls: list[int] = []
+    commit_hooks.append(lambda: calls.append(1))
+    try:
+        publish(session, uuid.uuid4(), "task.created", {})
+        session.rollback()
+        assert calls == []
+        publish(session, uuid.uuid4(), "task.created", {})
+        session.commit()
+        # PostgreSQL wakes listeners with NOTIFY instead of the in-process hook.
+        assert calls == ([] if backend == "postgresql" else [1])
+    finally:
+        commit_hooks.pop()
