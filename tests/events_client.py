@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from hmacfs.db import make_engine
 from hmacfs.events import publish
+from hmacfs.events.publisher import written_events
 from tests.conftest import bearer
 from tests.live import LiveServer
 
@@ -64,8 +65,9 @@ def publish_events(
     ids = []
     for n in range(count):
         with Session(engine) as session:
-            ids.append(publish(session, account, type, {"n": n, **data}).id)
+            publish(session, account, type, {"n": n, **data})
             session.commit()
+            ids.extend(event.id for event in written_events(session))
     return ids
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.events import publish
+from hmacfs.events.publisher import written_events
 from hmacfs.models import Event, Pool, Task, UploadChunk, UploadTask
 
 
@@ -85,8 +86,11 @@ def test_task_constraints(session: Session, fields: dict[str, object]) -> None:
 
 def test_publish_appends_monotonic_events(session: Session) -> None:
     account = uuid.uuid4()
-    first = publish(session, account, "upload.progress", {"progress": 5.0})
-    second = publish(session, account, "upload.completed", {"fileId": "x"})
+    publish(session, account, "upload.progress", {"progress": 5.0})
+    publish(session, account, "upload.completed", {"fileId": "x"})
+    assert session.scalars(select(Event).where(Event.account_id == account)).all() == []  # not before commit
+    session.commit()
+    first, second = written_events(session)
     assert second.id > first.id
     rows = session.scalars(select(Event).where(Event.account_id == account).order_by(Event.id)).all()
     assert [row.type for row in rows] == ["upload.progress", "upload.completed"]

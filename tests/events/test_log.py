@@ -10,14 +10,16 @@ from sqlalchemy.orm import Session
 
 from hmacfs.events import publish
 from hmacfs.events.log import account_events_after, purge_events, purged_through
-from hmacfs.events.publisher import commit_hooks
+from hmacfs.events.publisher import commit_hooks, written_events
 
 
 def test_purge_deletes_old_events_and_raises_the_horizon(app: Flask, session: Session) -> None:
     services = app.extensions["hmacfs"]
     account = uuid.uuid4()
-    old = publish(session, account, "upload.progress", {"n": 1})
-    new = publish(session, account, "upload.progress", {"n": 2})
+    publish(session, account, "upload.progress", {"n": 1})
+    publish(session, account, "upload.progress", {"n": 2})
+    session.commit()
+    old, new = written_events(session)
     old.created_at = services.clock.now() - timedelta(days=2)
     session.flush()
     assert purge_events(session, services, services.clock.now()) >= 1

@@ -81,6 +81,7 @@ def test_password_is_sealed_never_stored(session: Session, services: Services, a
     assert "password" not in task.parameters
     assert task.sealed_secret is not None and b"hunter2" not in task.sealed_secret
     assert services.sealer.unseal(task.sealed_secret, context=task.task_id) == "hunter2"
+    session.commit()  # events are written when the transaction commits
     event = session.query(Event).filter_by(account_id=account).one()
     assert event.type == "task.created" and "hunter2" not in str(event.data)
     assert event.data["taskId"] == task.task_id and event.data["type"] == "FileEncrypt"
@@ -144,6 +145,7 @@ def test_pause_resume_cancel_transitions(session: Session, services: Services, a
             action(session, services, account, task.task_id)
     with pytest.raises(NotFound):
         cancel_task(session, services, uuid.uuid4(), task.task_id)
+    session.commit()  # events are written when the transaction commits
     kinds = [e.type for e in session.query(Event).filter_by(account_id=account).order_by(Event.id)]
     assert kinds == ["task.created", "task.paused", "task.resumed", "task.cancelled"]
 

@@ -71,6 +71,7 @@ def test_stale_uploads_expire_and_lose_their_parts(
     clock.current += timedelta(minutes=2)
     assert expire_stale_uploads(session, services, clock.now()) == 1
     assert task.status == UploadStatus.EXPIRED and not part.exists()
+    session.commit()  # events are written when the transaction commits
     failed = session.scalars(select(Event).where(Event.type == "upload.failed")).one()
     assert failed.data["taskId"] == task.task_id and failed.data["errorMessage"]
     with pytest.raises(Exception) as gone:
@@ -96,6 +97,7 @@ def test_progress_events_are_throttled(
     task = create_upload(session, services, _new(account, CHUNK * chunks))
     for index in range(chunks):
         _send(session, services, task, index, b"\0" * CHUNK)
+    session.commit()  # events are written when the transaction commits
     progress = [
         e.data["progress"] for e in session.scalars(select(Event).where(Event.type == "upload.progress"))
     ]
@@ -106,6 +108,7 @@ def test_progress_events_are_throttled(
     _send(session, services, task2, 0, b"\0" * CHUNK)
     clock.current += timedelta(seconds=2)
     _send(session, services, task2, 1, b"\0" * CHUNK)
+    session.commit()
     assert session.scalar(select(Event.id).where(Event.data["progress"].as_float() == 5.0)) is not None
 
 
@@ -120,6 +123,7 @@ def test_complete_checks_every_chunk_and_is_idempotent(
     _send(session, services, task, 0, payload[:CHUNK])
     first = complete_upload(session, services, task)
     assert complete_upload(session, services, task).id == first.id
+    session.commit()  # events are written when the transaction commits
     completed = session.scalars(select(Event).where(Event.type == "upload.completed")).one()
     assert completed.data["fileId"] == str(first.id)
 
