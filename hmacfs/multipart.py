@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, MultipartDecoder
+from werkzeug.sansio.multipart import Field as FormField
 from werkzeug.sansio.multipart import File as FilePart
 
 from hmacfs.container import Services
@@ -24,13 +26,100 @@ from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import File
 from hmacfs.models.status import Protocol
 from hmacfs.storage.blocking import offload
-from hmacfs.storage.local import IncompleteBody, Reader
+from hmacfs.storage.local import IncompleteBody, Reader, blocks_reader
 from hmacfs.xep0363.service import completed_task, count_upload, file_expiry
 from hmacfs.xep0363.signing import extension_allowed
 
 FIELD = "file"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _BLOCK = 1024 * 1024
+_MAX_PARTS = 16
+
+
+class FieldStream:
+    """One field of a multipart/form-data body, decoded as the body arrives
+    (werkzeug's sans-I/O decoder): only one read block is held, other fields are
+    skipped. ``open()`` finds the field, then ``chunks()`` or ``read()`` give its bytes.
+
+    ``length`` (the Content-Length) bounds the reads; a body that ends early
+    raises IncompleteBody. A malformed body is BadRequest INVALID_MULTIPART, a
+    missing field BadRequest MISSING_FIELD.
+    """
+
+    def __init__(self, read: Reader, boundary: bytes, field: str, length: int | None = None) -> None:
+        self._read = read
+        self._remaining = length
+        self._length = length
+        self.field = field
+        # The memory limit covers the decoder's buffer, which holds one read block.
+        self._decoder = MultipartDecoder(boundary, max_form_memory_size=2 * _BLOCK, max_parts=_MAX_PARTS)
+        self._events = self._decode()
+        self._data: Iterator[bytes] | None = None
+        self._reader: Reader | None = None
+
+    def open(self) -> tuple[str, str]:
+        """Skip to the field; return its (file name, content type)."""
+        for event in self._events:
+            if isinstance(event, (FormField, FilePart)) and event.name == self.field:
+                self._data = self._field_data()
+                content_type = event.headers.get("Content-Type", DEFAULT_CONTENT_TYPE)
+                return getattr(event, "filename", "") or "", content_type
+            if isinstance(event, Epilogue):
+                break
+        raise BadRequest(
+            f"multipart field {self.field!r} is missing", code="MISSING_FIELD", details={"field": self.field}
+        )
+
+    def chunks(self) -> Iterator[bytes]:
+        """The field's bytes, block by block."""
+        if self._data is None:
+            self.open()
+        assert self._data is not None
+        return self._data
+
+    def read(self, size: int) -> bytes:
+        """A Reader over the field's bytes: b"" once the field ends."""
+        if self._reader is None:
+            self._reader = blocks_reader(self.chunks())
+        return self._reader(size)
+
+    def finish(self) -> None:
+        """Consume the rest of the body, checking that it is well formed to the end."""
+        for event in self._events:
+            if isinstance(event, Epilogue):
+                return
+
+    def _field_data(self) -> Iterator[bytes]:
+        for event in self._events:
+            if isinstance(event, Data):
+                if event.data:
+                    yield event.data
+                if not event.more_data:
+                    return
+
+    def _decode(self) -> Iterator[object]:
+        while True:
+            try:
+                event = self._decoder.next_event()
+            except ValueError as exc:  # the decoder's word for a malformed body
+                raise BadRequest(f"malformed multipart body: {exc}", code="INVALID_MULTIPART") from None
+            if event is not NEED_DATA:
+                yield event
+                continue
+            if self._decoder.complete:  # the whole body was given and it is not a full form
+                raise BadRequest("multipart body ends before its closing boundary", code="INVALID_MULTIPART")
+            self._decoder.receive_data(self._next_block() or None)
+
+    def _next_block(self) -> bytes:
+        if self._remaining is None:
+            return self._read(_BLOCK)
+        if not self._remaining:
+            return b""
+        data = self._read(min(_BLOCK, self._remaining))
+        if not data:
+            raise IncompleteBody("body ended early", details={"expected": self._length})
+        self._remaining -= len(data)
+        return data
 
 
 @dataclass(frozen=True)
@@ -39,33 +128,6 @@ class ReceivedPart:
     content_type: str
     size: int
     sha256: str
-
-
-class _PartWriter:
-    """Appends to one store part, hashing as it goes, refusing past ``limit`` bytes."""
-
-    def __init__(self, path: os.PathLike[str], limit: int) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self.hasher = hashlib.sha256()
-        self.size = 0
-        self.limit = limit
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.limit:
-            raise PayloadTooLarge("file too large", details={"maxSize": self.limit})
-        self.hasher.update(data)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-
-    def finish(self, fsync: bool) -> str:
-        if fsync:
-            offload(os.fsync, self.fd)
-        return self.hasher.hexdigest()
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def safe_filename(raw: str) -> str:
@@ -85,22 +147,38 @@ def receive_multipart(
     IncompleteBody when it ends early, PayloadTooLarge past ``uploads.max_upload_size``.
     The part is removed on any failure.
     """
+    stream = FieldStream(read, boundary, FIELD, length)
+    raw_name, content_type = stream.open()
+    name = _allowed_name(raw_name, services.settings.uploads.allowed_extensions)
+    limit = services.settings.uploads.max_upload_size
     services.store.create_part(part, None)
-    writer = _PartWriter(services.store.part_path(part), services.settings.uploads.max_upload_size)
     try:
-        # The limit covers the decoder's buffer, which holds one read block.
-        decoder = MultipartDecoder(boundary, max_form_memory_size=2 * _BLOCK)
-        try:
-            found = _decode(decoder, writer, read, length, services.settings.uploads.allowed_extensions)
-        except ValueError as exc:  # the decoder's word for a malformed body
-            raise BadRequest(f"malformed multipart body: {exc}", code="BAD_MULTIPART") from None
-        digest = writer.finish(services.store.fsync)
+        size, digest = _write_limited(services, part, stream.chunks(), limit)
+        stream.finish()
     except BaseException:
-        writer.close()
         services.store.delete_part(part)
         raise
-    writer.close()
-    return ReceivedPart(found[0], found[1], writer.size, digest)
+    return ReceivedPart(name, content_type, size, digest)
+
+
+def _write_limited(services: Services, part: str, chunks: Iterator[bytes], limit: int) -> tuple[int, str]:
+    """Append ``chunks`` to the part, hashing them; fsync; refuse past ``limit`` bytes."""
+    hasher, size = hashlib.sha256(), 0
+    fd = os.open(services.store.part_path(part), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for data in chunks:
+            size += len(data)
+            if size > limit:
+                raise PayloadTooLarge("file too large", details={"maxSize": limit})
+            hasher.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        if services.store.fsync:
+            offload(os.fsync, fd)
+    finally:
+        os.close(fd)
+    return size, hasher.hexdigest()
 
 
 def _allowed_name(raw: str, allowed: tuple[str, ...]) -> str:
@@ -108,38 +186,6 @@ def _allowed_name(raw: str, allowed: tuple[str, ...]) -> str:
     if not extension_allowed(name, allowed):
         raise BadRequest("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
     return name
-
-
-def _decode(
-    decoder: MultipartDecoder, writer: _PartWriter, read: Reader, length: int, allowed: tuple[str, ...]
-) -> tuple[str, str]:
-    block = _BLOCK
-    remaining, found, receiving = length, None, False
-    while True:
-        event = decoder.next_event()
-        if event is NEED_DATA:
-            if decoder.complete:  # the whole body was given and it is not a full form
-                raise BadRequest("multipart body ends before its closing boundary", code="BAD_MULTIPART")
-            data = read(min(block, remaining)) if remaining else b""
-            if remaining and not data:
-                raise IncompleteBody("body ended early", details={"expected": length})
-            remaining -= len(data)
-            decoder.receive_data(data or None)
-        elif isinstance(event, FilePart):
-            receiving = event.name == FIELD and found is None
-            if receiving:
-                found = (
-                    _allowed_name(event.filename, allowed),
-                    event.headers.get("Content-Type", DEFAULT_CONTENT_TYPE),
-                )
-        elif isinstance(event, Data) and receiving:
-            writer.write(event.data)
-            receiving = event.more_data
-        elif isinstance(event, Epilogue):
-            break
-    if found is None:
-        raise BadRequest(f"multipart field '{FIELD}' is missing", code="MISSING_FILE_FIELD")
-    return found
 
 
 def store_multipart_upload(

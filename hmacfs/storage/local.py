@@ -25,6 +25,24 @@ _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def blocks_reader(blocks: Iterator[bytes]) -> Reader:
+    """A Reader over an iterator of byte blocks: exactly ``size`` bytes per call
+    until the blocks run out, then b""."""
+    pending = bytearray()
+
+    def read(size: int) -> bytes:
+        while len(pending) < size:
+            block = next(blocks, b"")
+            if not block:
+                break
+            pending.extend(block)
+        data = bytes(pending[:size])
+        del pending[:size]
+        return data
+
+    return read
+
+
 class IncompleteBody(BadRequest):
     """The client sent fewer bytes than it declared; nothing was kept."""
 

@@ -14,6 +14,7 @@ from hmacfs.container import Services
 from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
+from hmacfs.storage.local import blocks_reader
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
@@ -173,19 +174,3 @@ def _rewrite_chunk(
     task.last_activity = now
     session.flush()
     return ChunkResult(task, stored=True)
-
-
-def blocks_reader(blocks: Any) -> Reader:
-    pending = bytearray()
-
-    def read(size: int) -> bytes:
-        while len(pending) < size:
-            block = next(blocks, b"")
-            if not block:
-                break
-            pending.extend(block)
-        data = bytes(pending[:size])
-        del pending[:size]
-        return data
-
-    return read

@@ -6,31 +6,18 @@ shared secret; the file then has no owner) or a bearer JWT (the account owns it)
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from hmacfs.auth import bearer_token, current_account
 from hmacfs.config import Settings
 from hmacfs.errors import BadRequest, LengthRequired, PayloadTooLarge
 from hmacfs.multipart import store_multipart_upload
 from hmacfs.web.context import db_session, services
-from hmacfs.xep0363.signing import BadSignature, matches
+from hmacfs.web.signature import signed_or_account
 
 multipart = Blueprint("multipart", __name__)
 
 # Room for the multipart framing around a file of the largest allowed size.
 FRAMING_ALLOWANCE = 64 * 1024
-
-
-def _uploader(settings: Settings) -> uuid.UUID | None:
-    signature = request.headers.get("X-Signature")
-    if signature is None or bearer_token() is not None:
-        return current_account()
-    secrets = (settings.security.secret, *settings.security.previous_secrets)
-    if not matches(secrets, request.path.encode("utf-8"), signature):
-        raise BadSignature("signature mismatch")
-    return None
 
 
 def _boundary() -> bytes:
@@ -51,7 +38,7 @@ def _length(settings: Settings) -> int:
 @multipart.post("/upload")
 def post_upload() -> tuple[Response, int]:
     svc = services()
-    account = _uploader(svc.settings)
+    account = signed_or_account()
     file = store_multipart_upload(
         db_session(),
         svc,

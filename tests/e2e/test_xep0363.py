@@ -390,7 +390,7 @@ def test_multipart_refusals_store_nothing(server: LiveServer) -> None:
     wrong_field = requests.post(
         f"{server.url}/upload", files={"other": ("a.txt", b"x")}, headers=headers, timeout=10
     )
-    assert wrong_field.status_code == 400 and wrong_field.json()["code"] == "MISSING_FILE_FIELD"
+    assert wrong_field.status_code == 400 and wrong_field.json()["code"] == "MISSING_FIELD"
     evil = requests.post(f"{server.url}/upload", files={"file": ("a.exe", b"x")}, headers=headers, timeout=10)
     assert evil.status_code == 400
     big = requests.post(

@@ -109,11 +109,14 @@ def test_bad_input_answers_with_codes(client: FlaskClient, session: Session) -> 
 
 def test_signature_or_token_required(client: FlaskClient, account: uuid.UUID) -> None:
     headers = {"X-Filename": "a.bin", "X-Total-Size": "10"}
-    assert client.post("/upload/chunked", headers={**headers, "X-Signature": "00" * 32}).status_code == 401
-    assert client.post("/upload/chunked", headers=headers).status_code == 401
+    # A wrong signature is refused (403), a missing one asks for credentials (401).
+    bad = client.post("/upload/chunked", headers={**headers, "X-Signature": "00" * 32})
+    assert bad.status_code == 403 and bad.json["code"] == "BAD_SIGNATURE"
+    missing = client.post("/upload/chunked", headers=headers)
+    assert missing.status_code == 401 and "WWW-Authenticate" in missing.headers
     # The signature covers the path used: the alias needs its own.
     wrong_path = client.post("/chunked-upload", headers={**headers, **signature("/upload/chunked")})
-    assert wrong_path.status_code == 401
+    assert wrong_path.status_code == 403
     assert (
         client.post("/chunked-upload", headers={**headers, **signature("/chunked-upload")}).status_code == 201
     )
