@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from hmacfs.models import Event
+from hmacfs.models.base import iso_utc
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class EventRecord:
 
     @classmethod
     def of(cls, row: Event) -> EventRecord:
-        envelope = {"id": row.id, "type": row.type, "ts": row.created_at.isoformat(), "data": row.data}
+        envelope = {"id": row.id, "type": row.type, "ts": iso_utc(row.created_at), "data": row.data}
         return cls(row.id, row.account_id, row.type, row.created_at, row.data, json.dumps(envelope))
 
 

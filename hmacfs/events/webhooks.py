@@ -30,6 +30,7 @@ from hmacfs.config import WebhookSettings
 from hmacfs.events.log import latest_event_id
 from hmacfs.events.records import EventRecord, type_matches
 from hmacfs.models import Event, WebhookCursor
+from hmacfs.models.base import iso_utc
 from hmacfs.ports import LockBusy
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def webhook_body(record: EventRecord) -> bytes:
     envelope = {
         "id": record.id,
         "type": record.type,
-        "ts": record.ts.isoformat(),
+        "ts": iso_utc(record.ts),
         "account": str(record.account_id),
         "data": record.data,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hmacfs.models.accounts import AccountQuota, ClientProfile
-from hmacfs.models.base import Base, utcnow
+from hmacfs.models.base import Base, iso_utc, utcnow
 from hmacfs.models.events import Event, EventLogState, WebhookCursor
 from hmacfs.models.files import Blob, Bundle, File, Pool
 from hmacfs.models.status import Protocol, TaskStatus, TaskType, UploadStatus
@@ -28,5 +28,6 @@ __all__ = [
     "UploadStatus",
     "UploadTask",
     "WebhookCursor",
+    "iso_utc",
     "utcnow",
 ]

@@ -50,6 +50,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(stamp: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a ``Z`` suffix, as every API and event shows time; None stays None."""
+    return None if stamp is None else stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime()}

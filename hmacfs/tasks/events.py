@@ -8,11 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from hmacfs.events import publish
-from hmacfs.models import Task
-
-
-def _iso(stamp: datetime | None) -> str | None:
-    return stamp.isoformat().replace("+00:00", "Z") if stamp else None
+from hmacfs.models import Task, iso_utc
 
 
 def public_results(results: dict[str, Any]) -> dict[str, Any]:
@@ -24,15 +20,15 @@ def publish_task_event(session: Session, task: Task, kind: str, now: datetime) -
     """Publish ``task.<kind>`` for ``task`` as it is now (call after changing it)."""
     data: dict[str, Any] = {"taskId": task.task_id, "name": task.name, "type": task.type}
     if kind == "created":
-        data["createdAt"] = _iso(task.created_at or now)
+        data["createdAt"] = iso_utc(task.created_at or now)
     elif kind == "progress":
-        data.update(progress=round(task.progress, 2), status=task.status, lastActivity=_iso(now))
+        data.update(progress=round(task.progress, 2), status=task.status, lastActivity=iso_utc(now))
     elif kind == "completed":
-        data.update(completedAt=_iso(now), results=public_results(task.results or {}))
+        data.update(completedAt=iso_utc(now), results=public_results(task.results or {}))
     elif kind == "failed":
-        data.update(failedAt=_iso(now), errorMessage=task.error_message, attempts=task.attempts)
+        data.update(failedAt=iso_utc(now), errorMessage=task.error_message, attempts=task.attempts)
     else:
-        data.update(status=task.status, progress=round(task.progress, 2), at=_iso(now))
+        data.update(status=task.status, progress=round(task.progress, 2), at=iso_utc(now))
     publish(session, task.account_id, f"task.{kind}", data)
 
 

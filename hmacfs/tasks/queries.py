@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import ValidationFailed
-from hmacfs.models import Task
+from hmacfs.models import Task, iso_utc
 from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType, values
 from hmacfs.tasks.events import public_results
 from hmacfs.tasks.service import discard_partial_output
@@ -60,10 +60,6 @@ def list_tasks(
     return list(page), total
 
 
-def _iso(stamp: datetime | None) -> str | None:
-    return stamp.isoformat().replace("+00:00", "Z") if stamp else None
-
-
 def serialize(task: Task) -> dict[str, Any]:
     """The API shape of a task (never the sealed secret or internal checkpoints)."""
     return {
@@ -79,11 +75,11 @@ def serialize(task: Task) -> dict[str, Any]:
         "results": public_results(task.results or {}),
         "errorMessage": task.error_message,
         "attempts": task.attempts,
-        "createdAt": _iso(task.created_at),
-        "updatedAt": _iso(task.updated_at),
-        "lastActivity": _iso(task.last_activity),
-        "startedAt": _iso(task.started_at),
-        "completedAt": _iso(task.completed_at),
+        "createdAt": iso_utc(task.created_at),
+        "updatedAt": iso_utc(task.updated_at),
+        "lastActivity": iso_utc(task.last_activity),
+        "startedAt": iso_utc(task.started_at),
+        "completedAt": iso_utc(task.completed_at),
     }
 
 
@@ -103,7 +99,7 @@ def details(task: Task, now: datetime) -> dict[str, Any]:
         speed=round(processed["done"] / elapsed, 3) if elapsed > 0 and processed.get("done") else None,
         progressPerSecond=round(percent_rate, 4) if percent_rate else None,
         etaSeconds=round(eta, 1) if eta is not None else None,
-        leaseExpiresAt=_iso(task.lease_expires_at),
+        leaseExpiresAt=iso_utc(task.lease_expires_at),
         hasSecret=task.sealed_secret is not None,
     )
     return data

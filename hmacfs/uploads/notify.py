@@ -12,12 +12,8 @@ from sqlalchemy.orm import Session
 
 from hmacfs.config import EventsSettings
 from hmacfs.events import publish
-from hmacfs.models import File, UploadTask
+from hmacfs.models import File, UploadTask, iso_utc
 from hmacfs.uploads.chunking import progress_percent, should_publish
-
-
-def iso(stamp: datetime | None) -> str | None:
-    return None if stamp is None else stamp.isoformat().replace("+00:00", "Z")
 
 
 def progress_data(task: UploadTask) -> dict[str, object]:
@@ -29,7 +25,7 @@ def progress_data(task: UploadTask) -> dict[str, object]:
         "chunksTotal": task.chunks_count,
         "progress": progress_percent(task.bytes_received, task.file_size),
         "status": task.status,
-        "lastActivity": iso(task.last_activity),
+        "lastActivity": iso_utc(task.last_activity),
     }
 
 
@@ -62,7 +58,7 @@ def publish_completed(session: Session, task: UploadTask, file: File) -> None:
         "fileId": str(file.id),
         "fileName": task.file_name,
         "fileSize": task.file_size,
-        "completedAt": iso(task.completed_at),
+        "completedAt": iso_utc(task.completed_at),
     }
     publish(session, task.account_id, "upload.completed", data)
 
@@ -74,7 +70,7 @@ def publish_failed(session: Session, task: UploadTask, now: datetime, message: s
         "taskId": task.task_id,
         "fileName": task.file_name,
         "fileSize": task.file_size,
-        "failedAt": iso(now),
+        "failedAt": iso_utc(now),
         "errorMessage": message,
     }
     publish(session, task.account_id, "upload.failed", data)

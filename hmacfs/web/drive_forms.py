@@ -10,10 +10,10 @@ from typing import Any
 from flask import request
 
 from hmacfs.errors import BadRequest
-from hmacfs.models import File, UploadTask
+from hmacfs.models import File, UploadTask, iso_utc
 from hmacfs.models.status import Protocol
 from hmacfs.uploads.chunking import check_file_name, progress_percent
-from hmacfs.uploads.notify import iso, progress_data
+from hmacfs.uploads.notify import progress_data
 from hmacfs.uploads.queries import TaskFilter
 from hmacfs.uploads.service import NewUpload
 
@@ -132,8 +132,8 @@ def file_json(file: File) -> dict[str, Any]:
         "hash": file.sha256,
         "poolId": str(file.pool_id),
         "bundleId": None if file.bundle_id is None else str(file.bundle_id),
-        "createdAt": iso(file.created_at),
-        "expiredAt": iso(file.expired_at),
+        "createdAt": iso_utc(file.created_at),
+        "expiredAt": iso_utc(file.expired_at),
         "url": f"/download/{file.id}",
     }
 
@@ -156,10 +156,10 @@ def task_json(task: UploadTask) -> dict[str, Any]:
         "encryptRequested": task.encrypt_requested,
         "fileId": None if task.file_id is None else str(task.file_id),
         "errorMessage": task.error_message,
-        "expiredAt": iso(task.expired_at),
-        "lastActivity": iso(task.last_activity),
-        "createdAt": iso(task.created_at),
-        "updatedAt": iso(task.updated_at),
+        "expiredAt": iso_utc(task.expired_at),
+        "lastActivity": iso_utc(task.last_activity),
+        "createdAt": iso_utc(task.created_at),
+        "updatedAt": iso_utc(task.updated_at),
     }
 
 
