@@ -15,8 +15,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hmacfs.config import Settings, load_settings
 from hmacfs.container import build_services
-from hmacfs.errors import register_error_handlers
-from hmacfs.metrics import configure_metrics
+from hmacfs.web.errors import register_error_handlers
+from hmacfs.web.metrics import configure_metrics
 
 log = logging.getLogger(__name__)
 

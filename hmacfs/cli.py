@@ -169,7 +169,7 @@ def token() -> None:
 @click.pass_context
 def token_issue(ctx: click.Context, account: uuid.UUID, ttl: str) -> None:
     """Print a bearer token for ACCOUNT."""
-    from hmacfs.auth import TokenCodec
+    from hmacfs.tokens import TokenCodec
 
     try:
         lifetime = parse_duration(ttl)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hmacfs.auth import TokenCodec
 from hmacfs.config import Settings
 from hmacfs.db import Database, create_database
 from hmacfs.events.hub import Hub
@@ -13,6 +12,7 @@ from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
 from hmacfs.sealing import Sealer
 from hmacfs.storage import LocalBlobStore
+from hmacfs.tokens import TokenCodec
 
 
 @dataclass(frozen=True)
