@@ -1,18 +1,13 @@
-"""Domain exceptions, each with an HTTP status and a stable code, rendered in one place.
+"""Domain exceptions, each with an HTTP status and a stable code.
 
-Body shape (the drive seed's): ``{"code", "message", "status", "details"}``.
+``hmacfs.web.errors`` renders them, in one place, in the drive seed's shape
+``{"code", "message", "status", "details"}``. Nothing here needs Flask, so
+workers and the CLI raise the same errors without the web stack.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from typing import Any
-
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
 
 
 class HmacfsError(Exception):
@@ -94,39 +89,3 @@ class HashMismatch(UnprocessableEntity):
 class ServiceUnavailable(HmacfsError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
-
-
-def problem(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
-    response = jsonify({"code": code, "message": message, "status": status, "details": details or {}})
-    response.status_code = status
-    return response
-
-
-def _http_code(exc: HTTPException) -> str:
-    name = (exc.name or "error").upper().replace(" ", "_").replace("'", "")
-    return name
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Render domain errors, Flask's own HTTP errors and crashes in the same JSON shape."""
-
-    @app.errorhandler(HmacfsError)
-    def _domain(exc: HmacfsError) -> Response:
-        response = problem(exc.status, exc.code, exc.message, exc.details)
-        response.headers.update(exc.headers)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        response = problem(status, _http_code(exc), exc.description or exc.name)
-        for key, value in exc.get_headers():
-            if key.lower() != "content-type":
-                response.headers[key] = value
-        return response
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        error_id = uuid.uuid4().hex
-        log.exception("unhandled error %s", error_id)
-        return problem(500, "INTERNAL_ERROR", "internal server error", {"errorId": error_id})

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, request
 
 from hmacfs.auth import optional_account
 from hmacfs.db import DEFAULT_POOL_ID
-from hmacfs.errors import BadRequest, Forbidden, Gone, HmacfsError, LengthRequired, Unauthorized, problem
+from hmacfs.errors import BadRequest, Forbidden, Gone, HmacfsError, LengthRequired, Unauthorized
 from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.ports import LockBusy
@@ -36,6 +36,7 @@ from hmacfs.uploads.tus_headers import (
 )
 from hmacfs.web.bodies import stream_reader
 from hmacfs.web.context import db_session, services
+from hmacfs.web.errors import problem
 
 tus = Blueprint("tus", __name__)
 

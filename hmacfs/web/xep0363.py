@@ -16,9 +16,10 @@ from flask import Blueprint, Response, jsonify, request
 from hmacfs.auth import bearer_token
 from hmacfs.config import Settings
 from hmacfs.downloads import download_response, load_download
-from hmacfs.errors import HmacfsError, LengthRequired, NotFound, PayloadTooLarge, problem
+from hmacfs.errors import HmacfsError, LengthRequired, NotFound, PayloadTooLarge
 from hmacfs.models.status import Protocol
 from hmacfs.web.context import db_session, services
+from hmacfs.web.errors import problem
 from hmacfs.xep0363.service import SlotUpload, find_slot_file, store_slot_upload
 from hmacfs.xep0363.signing import (
     DEFAULT_CONTENT_TYPE,

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from pathlib import Path
 
 import pytest
 from flask import Flask, abort
 from flask.testing import FlaskClient
+from sqlalchemy.orm import sessionmaker
 
+from hmacfs.app import create_app
+from hmacfs.db import Database, make_engine
 from hmacfs.errors import Conflict
+from tests.conftest import bearer, make_settings
 
 
 @pytest.fixture
@@ -69,3 +75,19 @@ def test_flask_413_has_the_same_shape(failing_app: Flask) -> None:
     assert response.status_code == 413
     body = response.get_json()
     assert body["code"] == "REQUEST_ENTITY_TOO_LARGE" and body["status"] == 413
+
+
+def test_unreachable_database_is_503_with_retry_after(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused connection is transient: 503 + Retry-After, no internals, logged with an id."""
+    settings = make_settings(tmp_path / "storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    engine = make_engine(settings.database_url)
+    app = create_app(settings, db=Database(engine=engine, sessions=sessionmaker(engine)))
+    app.testing = False
+    with caplog.at_level(logging.WARNING):
+        response = app.test_client().get("/api/tasks", headers=bearer(uuid.uuid4()))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    body = response.get_json()
+    assert body["code"] == "DATABASE_UNAVAILABLE" and "127.0.0.1" not in response.get_data(as_text=True)
+    assert any(body["details"]["errorId"] in record.getMessage() for record in caplog.records)
