@@ -4,11 +4,13 @@ the same for every contender so only the server side differs."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -200,6 +202,21 @@ def _parallel(
         thread.join(900)
     if errors:
         raise errors[0]
+
+
+def xep_put(base: str, secret: str, source: Source) -> float:
+    """One XEP-0363 signed PUT of the whole file (protocol v); seconds until the 201."""
+    path = f"{uuid.uuid4().hex}/file.bin"
+    signature = hmac.new(secret.encode(), f"{path} {source.size}".encode(), hashlib.sha256).hexdigest()
+    conn = connect(base)
+    started = time.perf_counter()
+    status, _, data = call(
+        conn, "PUT", f"/upload/{path}?v={signature}", source.reader(), {"Content-Length": str(source.size)}
+    )
+    elapsed = time.perf_counter() - started
+    _check(status, 201, data, "xep PUT")
+    conn.close()
+    return elapsed
 
 
 def nginx_put(base: str, source: Source, name: str) -> float:

@@ -1,8 +1,8 @@
 """Resumable uploads against the real server (gunicorn + gevent, PostgreSQL, 2 workers).
 
 Contenders, alternated round by round on the same server:
-  single   "our single PUT": the whole file in one tus creation-with-upload request
-           (this branch has no XEP-0363 PUT yet; rerun against it after merge)
+  single   our single PUT: the whole file in one XEP-0363 signed PUT
+  tus1     the whole file in one tus creation-with-upload request
   drive1   Drive API, 5 MiB chunks over 1 connection, then complete (hash verified)
   drive4   the same over 4 parallel connections
   tus      tus creation, then 5 MiB PATCHes
@@ -25,8 +25,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench._upload_clients import MiB, Source, drive_upload, nginx_put, tree_rss, tus_patches, tus_single
-from tests.conftest import bearer
+from bench._upload_clients import (
+    MiB,
+    Source,
+    drive_upload,
+    nginx_put,
+    tree_rss,
+    tus_patches,
+    tus_single,
+    xep_put,
+)
+from tests.conftest import HMAC_SECRET, bearer
 from tests.live import LiveServer
 from tests.pg import PgServer, find_server, free_port
 
@@ -145,7 +154,8 @@ def _run(options: argparse.Namespace, server: LiveServer, nginx: str | None) -> 
     source = Source.make(size)
     url = server.url
     contenders: dict[str, Callable[[], float]] = {
-        "single": lambda: tus_single(url, bearer(uuid.uuid4()), source),
+        "single": lambda: xep_put(url, HMAC_SECRET, source),
+        "tus1": lambda: tus_single(url, bearer(uuid.uuid4()), source),
         "drive1": lambda: drive_upload(url, bearer(uuid.uuid4()), source, 1).total,
         "drive4": lambda: drive_upload(url, bearer(uuid.uuid4()), source, 4).total,
         "tus": lambda: tus_patches(url, bearer(uuid.uuid4()), source),
