@@ -31,13 +31,17 @@ class Services:
     hub: Hub = field(default_factory=Hub)
 
 
-def build_services(settings: Settings, **overrides: Any) -> Services:
-    """Build the dependencies from settings; ``overrides`` replace any of them (tests)."""
+def build_services(settings: Settings, *, pre_ping: bool = True, **overrides: Any) -> Services:
+    """Build the dependencies from settings; ``overrides`` replace any of them (tests).
+
+    ``pre_ping``: see ``hmacfs.db.create_database``.
+    """
     db = overrides.pop("db", None) or create_database(
         settings.database_url,
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.max_overflow,
         echo=settings.database.echo,
+        pre_ping=pre_ping,
     )
     services = Services(
         settings=settings,

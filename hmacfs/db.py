@@ -24,17 +24,29 @@ class Database:
         return self.engine.dialect.name == "postgresql"
 
 
-def create_database(url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False) -> Database:
-    """Build the engine (no connection is opened until first use)."""
-    engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
+def create_database(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False, pre_ping: bool = True
+) -> Database:
+    """Build the engine (no connection is opened until first use).
+
+    ``pre_ping`` tests a pooled connection before each use (one round trip) so a
+    request never fails on a connection the database dropped; a loop that
+    retries on errors anyway (the task worker) can do without it: SQLAlchemy
+    invalidates a dead connection on its first failure.
+    """
+    engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo, pre_ping=pre_ping)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False, pre_ping: bool = True
+) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo)
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, echo=echo)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping, echo=echo
+    )
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:

@@ -152,7 +152,9 @@ def run_slot(settings: Settings) -> None:
     stop = threading.Event()
     _install_stop(stop)
     load_handler_modules(settings.tasks.handler_modules)
-    services = build_services(settings)
+    # No pre-ping: run_forever retries after any database error, and a dropped
+    # connection fails once and is invalidated; the ping cost a round trip per claim.
+    services = build_services(settings, pre_ping=False)
     services.store.ensure_layout()
     try:
         Worker(services, stop).run_forever()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from hmacfs.config import Settings, load_settings
@@ -329,3 +330,26 @@ def test_a_killed_slot_is_replaced(workers: Cluster) -> None:
     assert victim not in _slots(worker) and len(_slots(worker)) == 2
     task_id = _slow(workers, uuid.uuid4(), steps=2, delay=0.01)
     assert wait_finished(workers.services, task_id).status == "Completed"
+
+
+def test_worker_survives_the_database_dropping_its_connections(workers: Cluster) -> None:
+    """Workers do not ping pooled connections; a dropped one fails once, is replaced, and work goes on."""
+    account = uuid.uuid4()
+    workers.worker(concurrency=2)
+    first = _slow(workers, account, steps=5, delay=0.01)
+    assert wait_finished(workers.services, first).status == "Completed"
+    database = workers.services.db.engine.url.database
+    with workers.services.db.engine.connect() as admin:
+        dropped = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": database},
+        ).scalar()
+        admin.commit()
+    assert dropped and dropped >= 2  # at least one pooled connection per slot
+    second = _slow(workers, account, steps=5, delay=0.01)
+    task = wait_finished(workers.services, second)
+    assert task.status == "Completed", task.error_message
+    assert all(process.alive for process in workers.started)
