@@ -31,13 +31,13 @@ from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.drive_forms import (
     file_json,
-    json_body,
     parse_create,
     parse_filter,
     progress_json,
     recent_limit,
     task_json,
 )
+from hmacfs.web.params import json_object
 
 PREFIXES = {"drive_api": "/api/files/upload", "drive_gateway": "/drive/files/upload"}
 
@@ -60,7 +60,7 @@ def _enabled() -> None:
 def create() -> Response:
     account = current_account()
     session = db_session()
-    new = parse_create(json_body(), account, DEFAULT_POOL_ID)
+    new = parse_create(json_object(), account, DEFAULT_POOL_ID)
     if new.bundle_id is not None:
         bundle = session.get(Bundle, new.bundle_id)
         if bundle is None or bundle.account_id != account:

@@ -16,19 +16,13 @@ from hmacfs.uploads.chunking import check_file_name, progress_percent
 from hmacfs.uploads.notify import progress_data
 from hmacfs.uploads.queries import TaskFilter
 from hmacfs.uploads.service import NewUpload
+from hmacfs.web.params import query_flag, query_int
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def _invalid(field: str, message: str) -> BadRequest:
     return BadRequest(f"{field}: {message}", code="VALIDATION_FAILED", details={"field": field})
-
-
-def json_body() -> dict[str, Any]:
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object", code="INVALID_JSON", details={"field": "body"})
-    return body
 
 
 def _int(body: dict[str, Any], field: str, *, required: bool) -> int | None:
@@ -98,29 +92,18 @@ def parse_create(body: dict[str, Any], account: uuid.UUID, default_pool: uuid.UU
     )
 
 
-def _query_int(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise _invalid(name, "must be an integer") from None
-
-
 def parse_filter() -> TaskFilter:
-    descending = request.args.get("sortDescending", "true").lower() not in {"false", "0", "no"}
     return TaskFilter(
         status=request.args.get("status") or None,
         sort_by=request.args.get("sortBy", "lastActivity"),
-        descending=descending,
-        offset=_query_int("offset", 0),
-        limit=_query_int("limit", 50),
+        descending=query_flag("sortDescending", True),
+        offset=query_int("offset", 0),
+        limit=query_int("limit", 50),
     )
 
 
 def recent_limit() -> int:
-    return _query_int("limit", 10)
+    return query_int("limit", 10)
 
 
 def file_json(file: File) -> dict[str, Any]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
 from hmacfs.auth import current_account
@@ -11,6 +9,7 @@ from hmacfs.errors import ValidationFailed
 from hmacfs.maintenance import register_step
 from hmacfs.tasks import queries, service
 from hmacfs.web.context import db_session, services
+from hmacfs.web.params import json_object, query_flag, query_int
 
 tasks_api = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 register_step("tasks.finished", queries.cleanup_step)
@@ -18,26 +17,9 @@ register_step("tasks.finished", queries.cleanup_step)
 _ACTIONS = {"pause": service.pause_task, "resume": service.resume_task, "cancel": service.cancel_task}
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ValidationFailed("body: a JSON object is required", details={"field": "body"})
-    return body
-
-
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name}: an integer", details={"field": name}) from None
-
-
 @tasks_api.post("")
 def create() -> tuple[Response, int]:
-    body = _body()
+    body = json_object()
     optional_text = {key: body.get(key) for key in ("name", "description")}
     if any(value is not None and not isinstance(value, str) for value in optional_text.values()):
         raise ValidationFailed("name: name and description must be strings", details={"field": "name"})
@@ -62,9 +44,9 @@ def index() -> Response:
         type=request.args.get("type"),
         status=request.args.get("status"),
         sort_by=request.args.get("sortBy", "lastActivity"),
-        descending=request.args.get("sortDescending", "true").lower() not in ("false", "0", "no"),
-        offset=_int_arg("offset", 0),
-        limit=_int_arg("limit", 50),
+        descending=query_flag("sortDescending", True),
+        offset=query_int("offset", 0),
+        limit=query_int("limit", 50),
     )
     response = jsonify([queries.serialize(task) for task in tasks])
     response.headers["X-Total"] = str(total)
