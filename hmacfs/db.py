@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,3 +71,8 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def dialect_insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:
+    """The backend's INSERT construct, for ``ON CONFLICT DO NOTHING`` on both PostgreSQL and SQLite."""
+    return postgresql.Insert if session.get_bind().dialect.name == "postgresql" else sqlite.Insert

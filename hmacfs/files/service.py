@@ -13,10 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hmacfs.config import DeduplicationSettings
+from hmacfs.db import dialect_insert
 from hmacfs.models import Blob, File, Pool
 from hmacfs.storage import LocalBlobStore
 
@@ -77,10 +77,6 @@ def create_file_from_part(
     return file
 
 
-def _insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:
-    return postgresql.Insert if session.get_bind().dialect.name == "postgresql" else sqlite.Insert
-
-
 def _reference_blob(
     session: Session,
     store: LocalBlobStore,
@@ -104,7 +100,7 @@ def _reference_blob(
 def _shared_blob(session: Session, store: LocalBlobStore, part: str, sha256: str, size: int) -> uuid.UUID:
     key = store.blob_key(sha256)
     statement = (
-        _insert(session)(Blob)
+        dialect_insert(session)(Blob)
         .values(id=uuid.uuid4(), sha256=sha256, size=size, shared=True, storage_key=key, ref_count=0)
         .on_conflict_do_nothing(index_elements=["sha256"], index_where=text("shared"))
     )

@@ -11,14 +11,15 @@ from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
+from hmacfs.db import dialect_insert
 from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
-from hmacfs.storage.local import blocks_reader
+from hmacfs.storage.local import Reader, blocks_reader
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
-from hmacfs.uploads.service import ChecksumMismatch, Reader, check_open, dialect_insert, release_connection
+from hmacfs.uploads.service import ChecksumMismatch, check_open, release_connection
 from hmacfs.uploads.tus_headers import ExpectedDigest
 
 

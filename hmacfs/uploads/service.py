@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -27,8 +25,6 @@ from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads.chunking import choose_chunk_size, chunk_count
 from hmacfs.uploads.policy import check_extension, check_pool_accepts, check_quota, get_pool
-
-Reader = Callable[[int], bytes]
 
 
 class ChecksumMismatch(BadRequest):
@@ -151,10 +147,6 @@ def check_open(task: UploadTask) -> None:
     if task.status == UploadStatus.COMPLETED:
         raise Conflict("upload already completed", code="UPLOAD_COMPLETED")
     raise Gone(f"upload is {task.status.lower()}", code=f"UPLOAD_{task.status.upper()}")
-
-
-def dialect_insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:
-    return postgresql.Insert if session.get_bind().dialect.name == "postgresql" else sqlite.Insert
 
 
 def lock_task(session: Session, task: UploadTask) -> UploadTask:

@@ -7,7 +7,6 @@ the wanted file field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import IO
 
 from flask import request
@@ -15,8 +14,8 @@ from werkzeug.exceptions import ClientDisconnected
 
 from hmacfs.errors import BadRequest
 from hmacfs.multipart import FieldStream
+from hmacfs.storage.local import Reader
 
-Reader = Callable[[int], bytes]
 _READ = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)
 _MAX_PARTS = 16
