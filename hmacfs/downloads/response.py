@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from flask import Request, Response
@@ -46,7 +46,6 @@ class Download:
 
 
 def load_download(store: LocalBlobStore, file: File, blob: Blob) -> Download:
-    modified = file.created_at if file.created_at.tzinfo else file.created_at.replace(tzinfo=UTC)
     return Download(
         path=blob_location(store, blob),
         storage_key=blob.storage_key,
@@ -54,7 +53,7 @@ def load_download(store: LocalBlobStore, file: File, blob: Blob) -> Download:
         content_type=file.content_type,
         size=file.size,
         sha256=file.sha256,
-        modified=modified,
+        modified=file.created_at,  # UTCDateTime: always timezone-aware UTC
         encrypted=file.encrypted,
     )
 
