@@ -165,18 +165,27 @@ def _read_exactly(handle: BinaryIO, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def encrypt_segments(handle: BinaryIO, cipher: SegmentCipher, start: int = 0) -> Iterator[bytes]:
-    """Sealed segments of ``handle`` from segment ``start`` (the handle is positioned there)."""
-    size = cipher.header.segment_size
-    counter = start
+def _framed(handle: BinaryIO, size: int) -> Iterator[tuple[bytes, bool]]:
+    """Blocks of ``size`` bytes, each with a flag telling whether it is the last.
+
+    The next block is read before the current one is handed out, because the
+    last-segment flag is part of each segment's authenticated data. The last
+    block may be short (or empty, for an empty file).
+    """
     current = _read_exactly(handle, size)
     while True:
         following = _read_exactly(handle, size) if len(current) == size else b""
         last = not following
-        yield cipher.seal(counter, current, last)
+        yield current, last
         if last:
             return
-        counter, current = counter + 1, following
+        current = following
+
+
+def encrypt_segments(handle: BinaryIO, cipher: SegmentCipher, start: int = 0) -> Iterator[bytes]:
+    """Sealed segments of ``handle`` from segment ``start`` (the handle is positioned there)."""
+    for counter, (block, last) in enumerate(_framed(handle, cipher.header.segment_size), start):
+        yield cipher.seal(counter, block, last)
 
 
 def encrypt_stream(
@@ -217,17 +226,7 @@ def decrypt_stream(source: str | os.PathLike[str] | BinaryIO, password: str) -> 
 
 def decrypt_segments(handle: BinaryIO, cipher: SegmentCipher, start: int = 0) -> Iterator[bytes]:
     """Opened segments from segment ``start`` (the handle is positioned at it)."""
-    size = cipher.header.segment_size + TAG_SIZE
-    counter = start
-    current = _read_exactly(handle, size)
-    if len(current) < TAG_SIZE:
-        raise CorruptCiphertext("truncated file")
-    while True:
-        following = _read_exactly(handle, size) if len(current) == size else b""
-        last = not following
-        yield cipher.open(counter, current, last)
-        if last:
-            return
-        if len(following) < TAG_SIZE:
+    for counter, (block, last) in enumerate(_framed(handle, cipher.header.segment_size + TAG_SIZE), start):
+        if len(block) < TAG_SIZE:
             raise CorruptCiphertext("truncated file")
-        counter, current = counter + 1, following
+        yield cipher.open(counter, block, last)
