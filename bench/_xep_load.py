@@ -23,24 +23,12 @@ from typing import Any  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
+from bench._http import read_head  # noqa: E402
+
 
 def read_response(sock: socket.socket, buffer: bytearray) -> int:
-    """Read one response (Content-Length framed); return its status."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    if lines[0].split()[1] == b"100":
-        return read_response_after(sock, rest, buffer)
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
+    """Read one response (Content-Length framed), discarding the body; return its status."""
+    status, length, rest = read_head(sock)
     remaining = length - len(rest)
     view = memoryview(buffer)
     while remaining > 0:
@@ -48,13 +36,7 @@ def read_response(sock: socket.socket, buffer: bytearray) -> int:
         if not got:
             raise ConnectionError("closed")
         remaining -= got
-    return int(lines[0].split()[1])
-
-
-def read_response_after(sock: socket.socket, rest: bytes, buffer: bytearray) -> int:
-    if rest:
-        raise ConnectionError("unexpected bytes after 100 Continue")
-    return read_response(sock, buffer)
+    return status
 
 
 def small(job: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench._http import read_head
 from bench._xep_servers import CONTENDERS, Contender
 
 MiB = 1024 * 1024
@@ -50,27 +51,6 @@ QUICK = Plan(2, 64 * MiB, 8 * MiB, 640, 32, 256 * MiB, 100, 256 * 1024, 1.0)
 
 
 # -- one request over a raw socket (no client library in the way) ------------------
-def _read_head(sock: socket.socket) -> tuple[int, int, bytes]:
-    data = b""
-    while True:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed before the response")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        if status != 100:
-            break
-        data = rest
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, length, rest
-
-
 def timed_put(contender: Contender, path: str, size: int) -> float:
     """Seconds to PUT ``size`` bytes (unique content) and get the answer; raises on failure."""
     target = contender.put_target(path, size)
@@ -84,7 +64,7 @@ def timed_put(contender: Contender, path: str, size: int) -> float:
         while remaining > 0:
             sock.sendall(BLOCK if remaining >= MiB else BLOCK[:remaining])
             remaining -= MiB
-        status, _length, _rest = _read_head(sock)
+        status, _length, _rest = read_head(sock)
         elapsed = time.perf_counter() - start
     if status not in (200, 201, 204):
         raise RuntimeError(f"{contender.name}: PUT {path} answered {status}")
@@ -97,7 +77,7 @@ def timed_get(contender: Contender, path: str, expected: int) -> float:
     with socket.create_connection(("127.0.0.1", contender.port), timeout=600) as sock:
         start = time.perf_counter()
         sock.sendall(f"GET {contender.get_target(path)} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-        status, length, rest = _read_head(sock)
+        status, length, rest = read_head(sock)
         remaining = length - len(rest)
         while remaining > 0:
             got = sock.recv_into(view[: min(MiB, remaining)])
