@@ -74,14 +74,6 @@ def parse_duration(value: object) -> timedelta:
     return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
 
 
-def format_size(size: int) -> str:
-    """Render bytes in the largest exact 1024-based unit ("5MB"), for config output."""
-    for unit, factor in (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}B"
-
-
 def format_duration(value: timedelta) -> str:
     """Render a timedelta as the largest exact unit ("48h", "90s")."""
     seconds = value.total_seconds()

@@ -171,9 +171,6 @@ class LocalBlobStore:
             hasher.update(block)
         return hasher.hexdigest()
 
-    def truncate_part(self, part: str, size: int) -> None:
-        os.truncate(self.part_path(part), size)
-
     def delete_part(self, part: str) -> None:
         self.part_path(part).unlink(missing_ok=True)
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from hmacfs.container import Services
 from hmacfs.errors import Conflict, NotFound, ValidationFailed
 from hmacfs.models import Task
-from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType
+from hmacfs.models.status import TaskStatus, TaskType
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.registry import find_handler, load_handler_modules
 
@@ -204,7 +204,3 @@ def discard_partial_output(services: Services, task: Task) -> int:
         path.unlink(missing_ok=True)
         removed += 1
     return removed
-
-
-def is_finished(status: str) -> bool:
-    return status in FINISHED_STATUSES

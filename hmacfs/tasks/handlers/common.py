@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +114,6 @@ def file_path(session: Session, services: Services, file: File) -> Path:
     if blob is None:
         raise TaskError(f"file {file.id} has no stored content")
     return blob_file_path(services, blob)
-
-
-def read_blocks(path: Path, block: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while data := handle.read(block):
-            yield data
 
 
 class PartWriter:
