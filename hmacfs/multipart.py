@@ -27,7 +27,7 @@ from hmacfs.models import File
 from hmacfs.models.status import Protocol
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.local import IncompleteBody, Reader, blocks_reader
-from hmacfs.xep0363.service import completed_task, count_upload, file_expiry
+from hmacfs.xep0363.service import count_upload, file_expiry, record_completed_task
 from hmacfs.xep0363.signing import extension_allowed
 
 FIELD = "file"
@@ -221,7 +221,6 @@ def store_multipart_upload(
     except BaseException:
         services.store.delete_part(part)
         raise
-    session.add(completed_task(Protocol.MULTIPART, file, now))
-    session.flush()
+    record_completed_task(session, Protocol.MULTIPART, file, now)
     count_upload(services, Protocol.MULTIPART, received.size)
     return file

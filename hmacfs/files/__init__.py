@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hmacfs.files.service import (
     NewFile,
+    PathTaken,
     blob_location,
     collect_blobs,
     create_file_from_part,
@@ -15,6 +16,7 @@ from hmacfs.files.service import (
 
 __all__ = [
     "NewFile",
+    "PathTaken",
     "blob_location",
     "collect_blobs",
     "create_file_from_part",

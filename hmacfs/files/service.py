@@ -11,12 +11,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Executable, Result, Table, select, text, update
 from sqlalchemy.orm import Session
 
 from hmacfs.config import DeduplicationSettings
 from hmacfs.db import dialect_insert
+from hmacfs.errors import Conflict
 from hmacfs.models import Blob, File, Pool
 from hmacfs.storage import LocalBlobStore
 
@@ -45,6 +47,12 @@ def deduplicates(settings: DeduplicationSettings, size: int) -> bool:
     return settings.enabled and size <= settings.maxsize
 
 
+class PathTaken(Conflict):
+    """Another file already lives at the requested slot path."""
+
+    code = "SLOT_TAKEN"
+
+
 def create_file_from_part(
     session: Session,
     store: LocalBlobStore,
@@ -58,63 +66,96 @@ def create_file_from_part(
     """Turn a fully written, fsynced part into a blob and a ``files`` row.
 
     With deduplication the bytes are kept once per content hash and the part
-    is dropped when that content is already stored. Flushes; the caller commits.
+    is dropped when that content is already stored. The rows are written
+    before the part is moved, so a refused row (PathTaken: ``new.path`` is
+    taken, also by a concurrent upload that commits first) leaves the part
+    where it was for the caller to delete. Flushes; the caller commits.
     """
-    file = File(
-        blob_id=_reference_blob(session, store, dedup, part=part, sha256=sha256, size=size),
-        sha256=sha256,
-        size=size,
-        name=new.name,
-        content_type=new.content_type,
-        pool_id=new.pool_id,
-        account_id=new.account_id,
-        bundle_id=new.bundle_id,
-        path=new.path,
-        expired_at=new.expired_at,
-    )
-    session.add(file)
-    session.flush()
+    shared = deduplicates(dedup, size)
+    key = store.blob_key(sha256, None if shared else part)
+    blob_id = _reference_blob(session, sha256=sha256, size=size, key=key, shared=shared)
+    file = _insert_file(session, blob_id, sha256=sha256, size=size, new=new)
+    # The blob row stays locked until commit, so the collector cannot remove
+    # the target while the bytes move in.
+    store.promote_part(part, sha256, size, shared=shared)
     return file
 
 
-def _reference_blob(
-    session: Session,
-    store: LocalBlobStore,
-    dedup: DeduplicationSettings,
-    *,
-    part: str,
-    sha256: str,
-    size: int,
-) -> uuid.UUID:
-    """Move a finished part into a blob (a shared one when deduplicating) and take one
-    reference to it; returns the blob's id."""
-    if deduplicates(dedup, size):
-        return _shared_blob(session, store, part, sha256, size)
-    stored = store.promote_part(part, sha256, size, shared=False)
-    blob = Blob(sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, ref_count=1)
-    session.add(blob)
-    session.flush()
-    return blob.id
+def _reference_blob(session: Session, *, sha256: str, size: int, key: str, shared: bool) -> uuid.UUID:
+    """Take one reference to the blob at ``key`` (inserted when new) in one statement; returns its id."""
+    statements = _statements(session)
+    values = {"id": uuid.uuid4(), "sha256": sha256, "size": size, "storage_key": key, "ref_count": 1}
+    if shared:
+        return _one_id(session.execute(statements.reference_shared_blob, values))
+    return _one_id(session.execute(statements.insert_blob, {**values, "shared": False}))
 
 
-def _shared_blob(session: Session, store: LocalBlobStore, part: str, sha256: str, size: int) -> uuid.UUID:
-    key = store.blob_key(sha256)
-    statement = (
-        dialect_insert(session)(Blob)
-        .values(id=uuid.uuid4(), sha256=sha256, size=size, shared=True, storage_key=key, ref_count=0)
-        .on_conflict_do_nothing(index_elements=["sha256"], index_where=text("shared"))
-    )
-    session.execute(statement)
-    # Taking the reference locks the row until commit: the collector waits.
-    reference = session.execute(
-        update(Blob)
-        .where(Blob.sha256 == sha256, Blob.shared)
-        .values(ref_count=Blob.ref_count + 1)
-        .returning(Blob.id)
-    ).scalar_one()
-    store.promote_part(part, sha256, size, shared=True)
-    blob_id: uuid.UUID = reference
+def _one_id(result: Result[Any]) -> uuid.UUID:
+    blob_id: uuid.UUID = result.scalar_one()
     return blob_id
+
+
+def _insert_file(session: Session, blob_id: uuid.UUID, *, sha256: str, size: int, new: NewFile) -> File:
+    """INSERT the ``files`` row and return it as a persistent ORM object (one round trip).
+
+    A taken slot path waits for the other writer's transaction and then
+    raises PathTaken, so the part is never promoted for a refused upload.
+    """
+    values = {
+        "id": uuid.uuid4(),
+        "blob_id": blob_id,
+        "sha256": sha256,
+        "size": size,
+        "name": new.name,
+        "content_type": new.content_type,
+        "pool_id": new.pool_id,
+        "account_id": new.account_id,
+        "bundle_id": new.bundle_id,
+        "path": new.path,
+        "expired_at": new.expired_at,
+    }
+    file: File | None = session.scalars(_statements(session).insert_file, values).first()
+    if file is None:
+        raise PathTaken("a file already exists at this path")
+    return file
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements of the upload hot path, built once per dialect: building a statement
+    costs more Python than running a cached one (values are bound at execution)."""
+
+    reference_shared_blob: Executable
+    insert_blob: Executable
+    insert_file: Executable
+
+
+_BUILT: dict[str, _Statements] = {}
+
+
+def _statements(session: Session) -> _Statements:
+    dialect = session.get_bind().dialect.name
+    built = _BUILT.get(dialect)
+    if built is None:
+        built = _BUILT[dialect] = _build_statements(session)
+    return built
+
+
+def _build_statements(session: Session) -> _Statements:
+    insert = dialect_insert(session)
+    blobs, files = cast(Table, Blob.__table__), cast(Table, File.__table__)
+    upsert = insert(blobs).values(shared=True)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[blobs.c.sha256],
+        index_where=text("shared"),
+        set_={"ref_count": blobs.c.ref_count + 1},
+    )
+    add_file = insert(files).on_conflict_do_nothing(index_elements=[files.c.path])
+    return _Statements(
+        reference_shared_blob=upsert.returning(blobs.c.id),
+        insert_blob=insert(blobs).returning(blobs.c.id),
+        insert_file=select(File).from_statement(add_file.returning(*files.c)),
+    )
 
 
 def find_duplicate(session: Session, sha256: str, account_id: uuid.UUID | None, now: datetime) -> File | None:
@@ -179,7 +220,10 @@ def replace_content(
     Used by tasks that rewrite a file in place (encrypt, decrypt). The old
     bytes go when the collector runs. Flushes; the caller commits.
     """
-    new_blob = _reference_blob(session, store, dedup, part=part, sha256=sha256, size=size)
+    shared = deduplicates(dedup, size)
+    key = store.blob_key(sha256, None if shared else part)
+    new_blob = _reference_blob(session, sha256=sha256, size=size, key=key, shared=shared)
     session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count - 1))
     file.blob_id = new_blob
     session.flush()
+    store.promote_part(part, sha256, size, shared=shared)

@@ -87,6 +87,15 @@ class LocalBlobStore:
         for sub in ("parts", "blobs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
+    def _create(self, path: Path) -> int:
+        """Open a new file for writing, making the layout on first use."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            return os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            self.ensure_layout()
+            return os.open(path, flags, 0o600)
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
@@ -114,10 +123,7 @@ class LocalBlobStore:
         fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             if size:
-                try:
-                    os.posix_fallocate(fd, 0, size)
-                except OSError:
-                    os.ftruncate(fd, size)
+                _preallocate(fd, size)
         finally:
             os.close(fd)
 
@@ -194,13 +200,16 @@ class LocalBlobStore:
         key = self.blob_key(sha256, None if shared else part)
         target = self.blob_path(key)
         source = self.part_path(part)
-        if target.exists() and target.stat().st_size == size:
+        if _size_of(target) == size:
             source.unlink(missing_ok=True)
             return StoredBlob(sha256, size, key, created=False)
-        target.parent.mkdir(parents=True, exist_ok=True)
         if os.path.getsize(source) != size:
             os.truncate(source, size)
-        os.replace(source, target)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:  # first blob of this directory (or the part is gone: raises again)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
         if self.fsync:
             if self.offload_dir_sync:
                 offload(_fsync_dir, target.parent)
@@ -209,13 +218,21 @@ class LocalBlobStore:
         return StoredBlob(sha256, size, key, created=True)
 
     def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
-        """Stream a whole body into a new part; nothing remains if the body is short."""
-        self.create_part(part, length)
+        """Stream a whole body into a new part (created, preallocated, written and
+        fsynced through one descriptor); nothing remains if the body is short."""
+        fd = self._create(self.part_path(part))
         try:
-            return self.write_part(part, 0, read, length)
+            if length > self.buffer_size:
+                _preallocate(fd, length)
+            digest = self._copy_into(fd, 0, read, length)
+            if self.fsync:
+                offload(os.fsync, fd)
         except BaseException:
+            os.close(fd)
             self.delete_part(part)
             raise
+        os.close(fd)
+        return WrittenRange(0, length, digest)
 
     def read_range(self, path: Path, start: int, length: int) -> Iterator[bytes]:
         """Yield ``length`` bytes of ``path`` from ``start`` in bounded blocks."""
@@ -237,6 +254,21 @@ def _hash_and_write(hasher: Any, fd: int, data: bytes, position: int) -> None:
         written = os.pwrite(fd, view, position)
         position += written
         view = view[written:]
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes of disk (just set the length where fallocate is unsupported)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        os.ftruncate(fd, size)
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_dir(path: Path) -> None:

@@ -12,9 +12,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import exists, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hmacfs.config import Settings
@@ -24,7 +24,6 @@ from hmacfs.errors import Conflict
 from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import Blob, File, Pool, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
-from hmacfs.ports import lock_id
 from hmacfs.storage.local import Reader, WrittenRange
 
 log = logging.getLogger(__name__)
@@ -85,51 +84,30 @@ def store_slot_upload(session: Session, services: Services, upload: SlotUpload, 
 def _record(
     session: Session, services: Services, upload: SlotUpload, part: str, written: WrittenRange
 ) -> File:
-    _serialise_path(session, upload.path)
-    taken, pool_ttl = session.execute(
-        select(exists().where(File.path == upload.path), Pool.file_ttl_seconds).where(
-            Pool.id == DEFAULT_POOL_ID
-        )
-    ).one()
-    if taken:
-        raise Conflict("a file already exists at this path", code="SLOT_TAKEN")
     now = services.clock.now()
     new = NewFile(
         name=upload.filename,
         content_type=upload.content_type,
         pool_id=DEFAULT_POOL_ID,
         path=upload.path,
-        expired_at=expiry(pool_ttl, services.settings, now),
+        expired_at=file_expiry(session, services.settings, now),
     )
-    try:
-        with session.begin_nested():
-            file = create_file_from_part(
-                session,
-                services.store,
-                services.settings.deduplication,
-                part=part,
-                sha256=written.sha256,
-                size=written.size,
-                new=new,
-            )
-    except IntegrityError:
-        raise Conflict("a file already exists at this path", code="SLOT_TAKEN") from None
-    session.add(completed_task(Protocol.XEP0363, file, now))
-    session.flush()
+    file = create_file_from_part(
+        session,
+        services.store,
+        services.settings.deduplication,
+        part=part,
+        sha256=written.sha256,
+        size=written.size,
+        new=new,
+    )
+    record_completed_task(session, Protocol.XEP0363, file, now)
     return file
-
-
-def _serialise_path(session: Session, path: str) -> None:
-    """On PostgreSQL, make concurrent finishers of one path take turns until commit,
-    so the loser sees the winner's row (409) instead of failing on the unique
-    index after its bytes were already promoted."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_id(f"xep0363:{path}")})
 
 
 def file_expiry(session: Session, settings: Settings, now: datetime) -> datetime | None:
     """When a new file of the default pool expires; None = never."""
-    pool_ttl = session.scalar(select(Pool.file_ttl_seconds).where(Pool.id == DEFAULT_POOL_ID))
+    pool_ttl = session.scalar(_DEFAULT_POOL_TTL)
     return expiry(pool_ttl, settings, now)
 
 
@@ -139,28 +117,35 @@ def expiry(pool_ttl: int | None, settings: Settings, now: datetime) -> datetime 
     return now + ttl if ttl > timedelta(0) else None
 
 
-def completed_task(protocol: Protocol, file: File, now: datetime) -> UploadTask:
-    """The ``upload_tasks`` row of a one-shot upload, so stats and listings see it."""
-    return UploadTask(
-        task_id=uuid.uuid4().hex,
-        protocol=protocol.value,
-        status=UploadStatus.COMPLETED.value,
-        account_id=file.account_id,
-        pool_id=file.pool_id,
-        file_name=file.name,
-        file_size=file.size,
-        content_type=file.content_type,
-        chunk_size=max(file.size, 1),
-        chunks_count=1,
-        chunks_uploaded=1,
-        bytes_received=file.size,
-        upload_offset=file.size,
-        hash=file.sha256,
-        file_id=file.id,
-        expired_at=file.expired_at,
-        last_activity=now,
-        completed_at=now,
-    )
+def record_completed_task(session: Session, protocol: Protocol, file: File, now: datetime) -> None:
+    """INSERT the ``upload_tasks`` row of a one-shot upload, so stats and listings see it."""
+    values = {
+        "id": uuid.uuid4(),
+        "task_id": uuid.uuid4().hex,
+        "protocol": protocol.value,
+        "status": UploadStatus.COMPLETED.value,
+        "account_id": file.account_id,
+        "pool_id": file.pool_id,
+        "file_name": file.name,
+        "file_size": file.size,
+        "content_type": file.content_type,
+        "chunk_size": max(file.size, 1),
+        "chunks_count": 1,
+        "chunks_uploaded": 1,
+        "bytes_received": file.size,
+        "upload_offset": file.size,
+        "hash": file.sha256,
+        "file_id": file.id,
+        "expired_at": file.expired_at,
+        "last_activity": now,
+        "completed_at": now,
+    }
+    session.execute(_INSERT_UPLOAD_TASK, values)
+
+
+# Built once: the statements of every one-shot upload (values bound at execution).
+_INSERT_UPLOAD_TASK = insert(cast(Table, UploadTask.__table__))
+_DEFAULT_POOL_TTL = select(Pool.file_ttl_seconds).where(Pool.id == DEFAULT_POOL_ID)
 
 
 def count_upload(services: Services, protocol: Protocol, size: int) -> None:

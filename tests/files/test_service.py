@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from hmacfs.config import DeduplicationSettings
 from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.files import (
     NewFile,
+    PathTaken,
     collect_blobs,
     create_file_from_part,
     delete_file,
@@ -64,6 +66,19 @@ def test_same_content_is_stored_once(session: Session, store: LocalBlobStore) ->
     assert blob is not None and blob.ref_count == 2
     assert store.blob_path(blob.storage_key).read_bytes() == b"hello world"
     assert list((store.root / "parts").iterdir()) == []
+
+
+def test_taken_path_is_refused_before_the_part_moves(session: Session, store: LocalBlobStore) -> None:
+    add(session, store, b"first", path="slot/a.txt")
+    part = uuid.uuid4().hex
+    written = store.receive(part, io.BytesIO(b"second").read, 6)
+    new = NewFile(name="a.txt", content_type="text/plain", pool_id=DEFAULT_POOL_ID, path="slot/a.txt")
+    with pytest.raises(PathTaken) as refused, session.begin_nested():
+        create_file_from_part(session, store, DEDUP, part=part, sha256=written.sha256, size=6, new=new)
+    assert refused.value.status == 409 and refused.value.code == "SLOT_TAKEN"
+    assert store.part_path(part).exists()  # left for the caller to delete
+    assert not store.blob_path(store.blob_key(written.sha256)).exists()
+    assert session.scalars(select(Blob.sha256)).all() == [hashlib.sha256(b"first").hexdigest()]
 
 
 def test_dedup_disabled_or_over_maxsize_keeps_copies(session: Session, store: LocalBlobStore) -> None:
