@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from hmacfs.files.service import (
     NewFile,
+    adopt_copy,
     blob_location,
+    blob_root,
     collect_blobs,
     create_file_from_part,
     deduplicates,
@@ -15,7 +17,9 @@ from hmacfs.files.service import (
 
 __all__ = [
     "NewFile",
+    "adopt_copy",
     "blob_location",
+    "blob_root",
     "collect_blobs",
     "create_file_from_part",
     "deduplicates",

@@ -3,6 +3,15 @@
 Blob rows are reference counted. The row is locked (inserted or updated) before
 its bytes are moved or removed, so an upload reusing a blob and the collector
 removing unreferenced blobs never interleave.
+
+Storage roots: a part is written under its pool's storage path (``root``; None
+is the store's own root) and a new blob is made there by a rename. Each blob
+row records its root (``blobs.storage_root``, NULL = the store root) and every
+reader resolves it with ``blob_location``. Deduplication stays global, one
+shared blob per content hash: content already stored under another root is
+referenced where it is and the new part is dropped (no copy), so a pool's root
+holds the content first stored through that pool, while every file of the pool
+still reads its bytes through its blob row.
 """
 
 from __future__ import annotations
@@ -35,10 +44,14 @@ class NewFile:
 
 
 def blob_location(store: LocalBlobStore, blob: Blob) -> Path:
-    """Where a blob's bytes are: under its own ``storage_root`` once a StorageMigration
-    moved it, else under the store's root."""
-    root = Path(blob.storage_root) if blob.storage_root else store.root
-    return root / blob.storage_key
+    """Where a blob's bytes are: under its own ``storage_root`` (a pool's storage path, or
+    where a StorageMigration or FileMove put it), else under the store's root."""
+    return blob_root(store, blob.storage_root) / blob.storage_key
+
+
+def blob_root(store: LocalBlobStore, storage_root: str | None) -> Path:
+    """The directory a ``storage_root`` column value names (NULL: the store's root)."""
+    return Path(storage_root) if storage_root else store.root
 
 
 def deduplicates(settings: DeduplicationSettings, size: int) -> bool:
@@ -54,14 +67,17 @@ def create_file_from_part(
     sha256: str,
     size: int,
     new: NewFile,
+    root: str | None = None,
 ) -> File:
-    """Turn a fully written, fsynced part into a blob and a ``files`` row.
+    """Turn a fully written, fsynced part (under ``root``, None = the store root) into a blob
+    there and a ``files`` row.
 
     With deduplication the bytes are kept once per content hash and the part
-    is dropped when that content is already stored. Flushes; the caller commits.
+    is dropped when that content is already stored (under any root). Flushes;
+    the caller commits.
     """
     file = File(
-        blob_id=_reference_blob(session, store, dedup, part=part, sha256=sha256, size=size),
+        blob_id=_reference_blob(session, store, dedup, part=part, sha256=sha256, size=size, root=root),
         sha256=sha256,
         size=size,
         name=new.name,
@@ -85,36 +101,62 @@ def _reference_blob(
     part: str,
     sha256: str,
     size: int,
+    root: str | None,
 ) -> uuid.UUID:
     """Move a finished part into a blob (a shared one when deduplicating) and take one
     reference to it; returns the blob's id."""
     if deduplicates(dedup, size):
-        return _shared_blob(session, store, part, sha256, size)
-    stored = store.promote_part(part, sha256, size, shared=False)
-    blob = Blob(sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, ref_count=1)
+        return _shared_blob(session, store, part=part, sha256=sha256, size=size, root=root)
+    stored = store.at(root).promote_part(part, sha256, size, shared=False)
+    blob = Blob(
+        sha256=sha256, size=size, shared=False, storage_key=stored.storage_key, storage_root=root, ref_count=1
+    )
     session.add(blob)
     session.flush()
     return blob.id
 
 
-def _shared_blob(session: Session, store: LocalBlobStore, part: str, sha256: str, size: int) -> uuid.UUID:
+def _shared_blob(
+    session: Session, store: LocalBlobStore, *, part: str, sha256: str, size: int, root: str | None
+) -> uuid.UUID:
     key = store.blob_key(sha256)
+    row = {"sha256": sha256, "size": size, "shared": True, "storage_key": key, "storage_root": root}
     statement = (
         dialect_insert(session)(Blob)
-        .values(id=uuid.uuid4(), sha256=sha256, size=size, shared=True, storage_key=key, ref_count=0)
+        .values(id=uuid.uuid4(), ref_count=0, **row)
         .on_conflict_do_nothing(index_elements=["sha256"], index_where=text("shared"))
     )
     session.execute(statement)
-    # Taking the reference locks the row until commit: the collector waits.
-    reference = session.execute(
+    # Taking the reference locks the row until commit: the collector, a migration
+    # switching its root and other uploads of this content wait.
+    blob_id, where = session.execute(
         update(Blob)
         .where(Blob.sha256 == sha256, Blob.shared)
         .values(ref_count=Blob.ref_count + 1)
-        .returning(Blob.id)
-    ).scalar_one()
-    store.promote_part(part, sha256, size, shared=True)
-    blob_id: uuid.UUID = reference
-    return blob_id
+        .returning(Blob.id, Blob.storage_root)
+    ).one()
+    parts = store.at(root)
+    existing = blob_root(store, where) / key
+    if _same_root(store, where, root) or not _holds(existing, size):
+        parts.promote_part(part, sha256, size, shared=True)
+        if not _same_root(store, where, root):
+            # The row's bytes were missing where it pointed: they are now under ``root``.
+            session.execute(update(Blob).where(Blob.id == blob_id).values(storage_root=root))
+    else:
+        parts.delete_part(part)  # a dedup hit under another root: referenced where it is
+    ident: uuid.UUID = blob_id
+    return ident
+
+
+def _same_root(store: LocalBlobStore, first: str | None, second: str | None) -> bool:
+    return blob_root(store, first) == blob_root(store, second)
+
+
+def _holds(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def find_duplicate(session: Session, sha256: str, account_id: uuid.UUID | None, now: datetime) -> File | None:
@@ -173,13 +215,43 @@ def replace_content(
     part: str,
     sha256: str,
     size: int,
+    root: str | None = None,
 ) -> None:
-    """Point ``file`` at new bytes (a finished part), dropping its reference to the old blob.
+    """Point ``file`` at new bytes (a finished part under ``root``), dropping its reference
+    to the old blob.
 
     Used by tasks that rewrite a file in place (encrypt, decrypt). The old
     bytes go when the collector runs. Flushes; the caller commits.
     """
-    new_blob = _reference_blob(session, store, dedup, part=part, sha256=sha256, size=size)
+    new_blob = _reference_blob(session, store, dedup, part=part, sha256=sha256, size=size, root=root)
     session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count - 1))
     file.blob_id = new_blob
     session.flush()
+
+
+def adopt_copy(session: Session, file: File, *, storage_key: str, storage_root: str | None) -> Blob:
+    """Point ``file`` at a private blob holding a verified copy of its bytes (``storage_key``
+    under ``storage_root``), dropping its reference to the blob it shared with other files.
+
+    Used when one of several files sharing a blob moves to another storage root:
+    the others keep the old bytes, which the collector removes once nothing
+    references them. Flushes; the caller commits.
+    """
+    old = session.get(Blob, file.blob_id)
+    if old is None:
+        raise LookupError(f"file {file.id} has no blob")
+    # The blob's own hash and size: an encrypted file's differ from the file's (plaintext) ones.
+    blob = Blob(
+        sha256=old.sha256,
+        size=old.size,
+        shared=False,
+        storage_key=storage_key,
+        storage_root=storage_root,
+        ref_count=1,
+    )
+    session.add(blob)
+    session.flush()
+    session.execute(update(Blob).where(Blob.id == old.id).values(ref_count=Blob.ref_count - 1))
+    file.blob_id = blob.id
+    session.flush()
+    return blob
