@@ -1,10 +1,12 @@
 # hmacfs — two commands on a fresh machine:
 #   make run    create .venv, install, migrate the embedded SQLite database, serve on 127.0.0.1:8080
 #   make test   create .venv with the test extras and run the whole suite (SQLite and PostgreSQL)
+#               (with node and npm on the machine, also the tus-js-client interop test)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN_CONFIG ?= var/hmacfs.toml
+JS_TESTS := tests/e2e/js
 
 .PHONY: run test lint bench clean
 
@@ -34,7 +36,16 @@ run: $(VENV)/.installed $(RUN_CONFIG)
 	@echo "hmacfs: http://127.0.0.1:8080/health  (config: $(RUN_CONFIG); a token: HMACFS_CONFIG=$(RUN_CONFIG) $(BIN)/hmacfs token issue --account <uuid>)"
 	HMACFS_CONFIG=$(RUN_CONFIG) $(BIN)/hmacfs serve --bind 127.0.0.1:8080
 
-test: $(VENV)/.installed-test
+# The pinned npm packages of the end-to-end tests (tus-js-client). Without npm the
+# test that needs them is skipped (it says why); with npm they are always installed.
+$(JS_TESTS)/node_modules/.package-lock.json: $(JS_TESTS)/package.json $(JS_TESTS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(JS_TESTS) && npm ci --no-audit --no-fund; \
+	else \
+		echo "npm not found: the tus-js-client test will be skipped"; \
+	fi
+
+test: $(VENV)/.installed-test $(JS_TESTS)/node_modules/.package-lock.json
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
@@ -46,4 +57,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(SUITES)
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(JS_TESTS)/node_modules

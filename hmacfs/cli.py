@@ -222,7 +222,7 @@ def pool() -> None:
 )
 @click.option("--content-type", "content_types", multiple=True, help="accepted type or type/*; repeatable.")
 @click.option("--ttl", default=None, help="default file lifetime, e.g. 7d (default: forever).")
-@click.option("--storage-path", default=None, help="root directory for this pool's blobs.")
+@click.option("--storage-path", default=None, help="absolute, writable directory for this pool's bytes.")
 @click.option("--public", is_flag=True, help="files are shared across accounts (dedup may return them).")
 @click.option("--allow-anonymous", is_flag=True, help="accept tus uploads without an account.")
 @click.pass_context
@@ -251,7 +251,7 @@ def pool_create(ctx: click.Context, /, name: str, **options: Any) -> None:
     services = build_services(settings_from(ctx))
     with services.db.sessions() as session:
         try:
-            created = add_pool(session, new)
+            created = add_pool(session, services.store, new)
         except HmacfsError as exc:
             raise click.ClickException(exc.message) from None
         session.commit()
@@ -274,6 +274,7 @@ def pool_list(ctx: click.Context) -> None:
                 "id": str(found.id), "name": found.name, "maxFileSize": found.max_file_size,
                 "allowedContentTypes": found.allowed_content_types, "fileTtlSeconds": found.file_ttl_seconds,
                 "public": found.public, "allowAnonymous": found.allow_anonymous,
+                "storagePath": found.storage_path,
             }))  # fmt: skip
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from hmacfs.files.service import (
     NewFile,
     PathTaken,
+    adopt_copy,
     blob_location,
+    blob_root,
     collect_blobs,
     create_file_from_part,
     deduplicates,
@@ -17,7 +19,9 @@ from hmacfs.files.service import (
 __all__ = [
     "NewFile",
     "PathTaken",
+    "adopt_copy",
     "blob_location",
+    "blob_root",
     "collect_blobs",
     "create_file_from_part",
     "deduplicates",

@@ -3,6 +3,15 @@
 Blob rows are reference counted. The row is locked (inserted or updated) before
 its bytes are moved or removed, so an upload reusing a blob and the collector
 removing unreferenced blobs never interleave.
+
+Storage roots: a part is written under its pool's storage path (``root``; None
+is the store's own root) and a new blob is made there by a rename. Each blob
+row records its root (``blobs.storage_root``, NULL = the store root) and every
+reader resolves it with ``blob_location``. Deduplication stays global, one
+shared blob per content hash: content already stored under another root is
+referenced where it is and the new part is dropped (no copy), so a pool's root
+holds the content first stored through that pool, while every file of the pool
+still reads its bytes through its blob row.
 """
 
 from __future__ import annotations
@@ -11,9 +20,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Executable, Result, Table, select, text, update
+from sqlalchemy import Executable, Table, select, text, update
 from sqlalchemy.orm import Session
 
 from hmacfs.config import DeduplicationSettings
@@ -37,10 +46,14 @@ class NewFile:
 
 
 def blob_location(store: LocalBlobStore, blob: Blob) -> Path:
-    """Where a blob's bytes are: under its own ``storage_root`` once a StorageMigration
-    moved it, else under the store's root."""
-    root = Path(blob.storage_root) if blob.storage_root else store.root
-    return root / blob.storage_key
+    """Where a blob's bytes are: under its own ``storage_root`` (a pool's storage path, or
+    where a StorageMigration or FileMove put it), else under the store's root."""
+    return blob_root(store, blob.storage_root) / blob.storage_key
+
+
+def blob_root(store: LocalBlobStore, storage_root: str | None) -> Path:
+    """The directory a ``storage_root`` column value names (NULL: the store's root)."""
+    return Path(storage_root) if storage_root else store.root
 
 
 def deduplicates(settings: DeduplicationSettings, size: int) -> bool:
@@ -62,37 +75,95 @@ def create_file_from_part(
     sha256: str,
     size: int,
     new: NewFile,
+    root: str | None = None,
 ) -> File:
-    """Turn a fully written, fsynced part into a blob and a ``files`` row.
+    """Turn a fully written, fsynced part (under ``root``, None = the store root) into a blob
+    there and a ``files`` row.
 
     With deduplication the bytes are kept once per content hash and the part
-    is dropped when that content is already stored. The rows are written
-    before the part is moved, so a refused row (PathTaken: ``new.path`` is
-    taken, also by a concurrent upload that commits first) leaves the part
-    where it was for the caller to delete. Flushes; the caller commits.
+    is dropped when that content is already stored (under any root). The rows
+    are written before the part is moved, so a refused row (PathTaken:
+    ``new.path`` is taken, also by a concurrent upload that commits first)
+    leaves the part where it was for the caller to delete. Flushes; the
+    caller commits.
     """
     shared = deduplicates(dedup, size)
-    key = store.blob_key(sha256, None if shared else part)
-    blob_id = _reference_blob(session, sha256=sha256, size=size, key=key, shared=shared)
-    file = _insert_file(session, blob_id, sha256=sha256, size=size, new=new)
-    # The blob row stays locked until commit, so the collector cannot remove
-    # the target while the bytes move in.
-    store.promote_part(part, sha256, size, shared=shared)
+    blob = _reference_blob(session, store, sha256=sha256, size=size, part=part, shared=shared, root=root)
+    file = _insert_file(session, blob.id, sha256=sha256, size=size, new=new)
+    _place_part(session, store, blob, part=part, sha256=sha256, size=size, root=root)
     return file
 
 
-def _reference_blob(session: Session, *, sha256: str, size: int, key: str, shared: bool) -> uuid.UUID:
-    """Take one reference to the blob at ``key`` (inserted when new) in one statement; returns its id."""
+@dataclass(frozen=True)
+class _Reference:
+    id: uuid.UUID
+    storage_key: str
+    storage_root: str | None
+    shared: bool
+
+
+def _reference_blob(
+    session: Session,
+    store: LocalBlobStore,
+    *,
+    sha256: str,
+    size: int,
+    part: str,
+    shared: bool,
+    root: str | None,
+) -> _Reference:
+    """Take one reference to the blob of this content (inserted under ``root`` when new) in
+    one statement. The row stays locked until commit: the collector, a migration switching
+    its root and other uploads of this content wait."""
     statements = _statements(session)
-    values = {"id": uuid.uuid4(), "sha256": sha256, "size": size, "storage_key": key, "ref_count": 1}
+    key = store.blob_key(sha256, None if shared else part)
+    values = {
+        "id": uuid.uuid4(),
+        "sha256": sha256,
+        "size": size,
+        "storage_key": key,
+        "storage_root": root,
+        "ref_count": 1,
+    }
     if shared:
-        return _one_id(session.execute(statements.reference_shared_blob, values))
-    return _one_id(session.execute(statements.insert_blob, {**values, "shared": False}))
+        row = session.execute(statements.reference_shared_blob, values).one()
+    else:
+        row = session.execute(statements.insert_blob, {**values, "shared": False}).one()
+    return _Reference(row.id, row.storage_key, row.storage_root, shared)
 
 
-def _one_id(result: Result[Any]) -> uuid.UUID:
-    blob_id: uuid.UUID = result.scalar_one()
-    return blob_id
+def _place_part(
+    session: Session,
+    store: LocalBlobStore,
+    blob: _Reference,
+    *,
+    part: str,
+    sha256: str,
+    size: int,
+    root: str | None,
+) -> None:
+    """Make the part the blob's bytes (a rename under ``root``), or drop it when the blob's
+    bytes are already where its row says (a dedup hit, possibly under another root)."""
+    parts = store.at(root)
+    if _same_root(store, blob.storage_root, root):
+        parts.promote_part(part, sha256, size, shared=blob.shared)
+    elif _holds(blob_root(store, blob.storage_root) / blob.storage_key, size):
+        parts.delete_part(part)
+    else:
+        # The row's bytes were missing where it pointed: they are now under ``root``.
+        parts.promote_part(part, sha256, size, shared=blob.shared)
+        session.execute(update(Blob).where(Blob.id == blob.id).values(storage_root=root))
+
+
+def _same_root(store: LocalBlobStore, first: str | None, second: str | None) -> bool:
+    return blob_root(store, first) == blob_root(store, second)
+
+
+def _holds(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _insert_file(session: Session, blob_id: uuid.UUID, *, sha256: str, size: int, new: NewFile) -> File:
@@ -152,8 +223,8 @@ def _build_statements(session: Session) -> _Statements:
     )
     add_file = insert(files).on_conflict_do_nothing(index_elements=[files.c.path])
     return _Statements(
-        reference_shared_blob=upsert.returning(blobs.c.id),
-        insert_blob=insert(blobs).returning(blobs.c.id),
+        reference_shared_blob=upsert.returning(blobs.c.id, blobs.c.storage_key, blobs.c.storage_root),
+        insert_blob=insert(blobs).returning(blobs.c.id, blobs.c.storage_key, blobs.c.storage_root),
         insert_file=select(File).from_statement(add_file.returning(*files.c)),
     )
 
@@ -214,16 +285,45 @@ def replace_content(
     part: str,
     sha256: str,
     size: int,
+    root: str | None = None,
 ) -> None:
-    """Point ``file`` at new bytes (a finished part), dropping its reference to the old blob.
+    """Point ``file`` at new bytes (a finished part under ``root``), dropping its reference
+    to the old blob.
 
     Used by tasks that rewrite a file in place (encrypt, decrypt). The old
     bytes go when the collector runs. Flushes; the caller commits.
     """
     shared = deduplicates(dedup, size)
-    key = store.blob_key(sha256, None if shared else part)
-    new_blob = _reference_blob(session, sha256=sha256, size=size, key=key, shared=shared)
+    blob = _reference_blob(session, store, sha256=sha256, size=size, part=part, shared=shared, root=root)
     session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count - 1))
-    file.blob_id = new_blob
+    file.blob_id = blob.id
     session.flush()
-    store.promote_part(part, sha256, size, shared=shared)
+    _place_part(session, store, blob, part=part, sha256=sha256, size=size, root=root)
+
+
+def adopt_copy(session: Session, file: File, *, storage_key: str, storage_root: str | None) -> Blob:
+    """Point ``file`` at a private blob holding a verified copy of its bytes (``storage_key``
+    under ``storage_root``), dropping its reference to the blob it shared with other files.
+
+    Used when one of several files sharing a blob moves to another storage root:
+    the others keep the old bytes, which the collector removes once nothing
+    references them. Flushes; the caller commits.
+    """
+    old = session.get(Blob, file.blob_id)
+    if old is None:
+        raise LookupError(f"file {file.id} has no blob")
+    # The blob's own hash and size: an encrypted file's differ from the file's (plaintext) ones.
+    blob = Blob(
+        sha256=old.sha256,
+        size=old.size,
+        shared=False,
+        storage_key=storage_key,
+        storage_root=storage_root,
+        ref_count=1,
+    )
+    session.add(blob)
+    session.flush()
+    session.execute(update(Blob).where(Blob.id == old.id).values(ref_count=Blob.ref_count - 1))
+    file.blob_id = blob.id
+    session.flush()
+    return blob

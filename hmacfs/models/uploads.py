@@ -78,6 +78,9 @@ class UploadTask(Timestamped, Base):
     concat: Mapped[str | None] = mapped_column(
         String(8), comment="tus concatenation: partial|final; NULL for a plain upload"
     )
+    storage_root: Mapped[str | None] = mapped_column(
+        Text, comment="root directory holding the part (the pool's at creation); NULL = [storage] path"
+    )
     completed_at: Mapped[datetime | None] = mapped_column()
     deleted_at: Mapped[datetime | None] = mapped_column()
 

@@ -8,6 +8,7 @@ Every write is fsynced before the caller may acknowledge it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -81,6 +82,30 @@ class LocalBlobStore:
         # process-wide write lock then (PostgreSQL yes, SQLite no: a second writer
         # would block the whole loop in sqlite's busy wait).
         self.offload_dir_sync = offload_dir_sync
+
+    def usable_root(self, path: str) -> Path:
+        """``path`` as a storage root: absolute, symlinks resolved, and writable here (a
+        probe file is created, fsynced and removed). ValueError says what is wrong."""
+        if not os.path.isabs(path):
+            raise ValueError(f"{path!r} is not an absolute path")
+        root = normal_root(path)
+        try:
+            self.at(root).check_writable()
+        except OSError as exc:
+            raise ValueError(f"{path!r} is not writable: {exc.strerror or exc}") from None
+        return root
+
+    def at(self, root: str | Path | None) -> LocalBlobStore:
+        """The same store over another root (a pool's storage path); itself for None.
+
+        Parts written through it live under that root, so promoting one to a
+        blob there is a rename on one filesystem.
+        """
+        if root is None or Path(root) == self.root:
+            return self
+        other = copy.copy(self)
+        other.root = Path(root)
+        return other
 
     # -- life cycle -----------------------------------------------------------
     def ensure_layout(self) -> None:
@@ -205,16 +230,20 @@ class LocalBlobStore:
             return StoredBlob(sha256, size, key, created=False)
         if os.path.getsize(source) != size:
             os.truncate(source, size)
+        changed = [target.parent]  # directories whose entries must reach the disk
         try:
             os.replace(source, target)
         except FileNotFoundError:  # first blob of this directory (or the part is gone: raises again)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
+            # New directories are entries of their parents (blobs/aa/bb: up to two new ones).
+            changed += [target.parent.parent, target.parent.parent.parent]
         if self.fsync:
-            if self.offload_dir_sync:
-                offload(_fsync_dir, target.parent)
-            else:
-                _fsync_dir(target.parent)
+            for directory in changed:
+                if self.offload_dir_sync:
+                    offload(_fsync_dir, directory)
+                else:
+                    _fsync_dir(directory)
         return StoredBlob(sha256, size, key, created=True)
 
     def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
@@ -245,6 +274,11 @@ class LocalBlobStore:
                     break
                 remaining -= len(block)
                 yield block
+
+
+def normal_root(path: str | Path) -> Path:
+    """A root directory as rows record it and comparisons see it: symlinks resolved."""
+    return Path(os.path.realpath(path))
 
 
 def _hash_and_write(hasher: Any, fd: int, data: bytes, position: int) -> None:

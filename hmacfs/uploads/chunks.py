@@ -15,11 +15,12 @@ from hmacfs.db import dialect_insert
 from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
+from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.local import Reader, blocks_reader
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
-from hmacfs.uploads.service import ChecksumMismatch, check_open, release_connection
+from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store, release_connection
 from hmacfs.uploads.tus_headers import ExpectedDigest
 
 
@@ -55,9 +56,9 @@ def write_chunk(
     existing = session.get(UploadChunk, (task.id, index))
     if existing is not None:
         return _rewrite_chunk(session, services, task, existing, read, digest=digest)
-    upload_id, part = task.id, task.task_id
+    upload_id, part, store = task.id, task.task_id, part_store(services, task)
     release_connection(session)
-    sha256 = write_checked(services, part, offset, read, length, digest=digest)
+    sha256 = write_checked(store, part, offset, read, length, digest=digest)
     now = services.clock.now()
     row = {"upload_id": upload_id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
     inserted = record_chunk(session, {**row, "received_at": now})
@@ -70,7 +71,7 @@ def write_chunk(
 
 
 def write_checked(
-    services: Services, part: str, offset: int, read: Reader, length: int, *, digest: ExpectedDigest | None
+    store: LocalBlobStore, part: str, offset: int, read: Reader, length: int, *, digest: ExpectedDigest | None
 ) -> str:
     """Write and fsync ``length`` bytes at ``offset``; verify the declared digest and the end of the body."""
     hasher = digest.new_hasher() if digest is not None and digest.algorithm != "sha256" else None
@@ -81,7 +82,7 @@ def write_checked(
             hasher.update(data)
         return data
 
-    written = services.store.write_part(part, offset, reading, length)
+    written = store.write_part(part, offset, reading, length)
     if read(1):
         raise BadRequest(
             f"body is longer than {length} bytes", code="BODY_TOO_LONG", details={"expected": length}
@@ -113,7 +114,7 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
     re-created a stray file at the part path: remove it and refuse (409/410)."""
     session.refresh(task)
     if task.status not in OPEN_STATUSES:
-        services.store.delete_part(part)
+        part_store(services, task).delete_part(part)
         check_open(task)
 
 
@@ -151,14 +152,14 @@ def _rewrite_chunk(
     digest: ExpectedDigest | None,
 ) -> ChunkResult:
     """A chunk sent again: receive it aside, then keep it only if its bytes differ."""
-    store = services.store
+    store = part_store(services, task)
     key = {"upload_id": existing.upload_id, "chunk_index": existing.chunk_index}
     part, offset, size, old_sha256 = task.task_id, existing.offset, existing.size, existing.sha256
     scratch = f"{part}-r{existing.chunk_index}"
     release_connection(session)
     store.create_part(scratch, size)
     try:
-        sha256 = write_checked(services, scratch, 0, read, size, digest=digest)
+        sha256 = write_checked(store, scratch, 0, read, size, digest=digest)
         if sha256 == old_sha256:
             return ChunkResult(task, stored=False)
         blocks = store.read_range(store.part_path(scratch), 0, size)

@@ -16,7 +16,7 @@ from hmacfs.storage.blocking import offload
 from hmacfs.tasks.service import submit_task
 from hmacfs.uploads.notify import publish_completed
 from hmacfs.uploads.policy import check_quota
-from hmacfs.uploads.service import check_open, lock_task
+from hmacfs.uploads.service import check_open, lock_task, part_store
 
 
 def _whole_file_chunk_hash(session: Session, task: UploadTask, size: int) -> str | None:
@@ -36,15 +36,16 @@ def _whole_file_chunk_hash(session: Session, task: UploadTask, size: int) -> str
     return None
 
 
-def _hash_part(services: Services, part: str, size: int) -> str:
+def _hash_part(services: Services, task: UploadTask, size: int) -> str:
     """Stream the part through SHA-256; in the thread pool on PostgreSQL so other requests run.
 
     On SQLite the hash may run while this request holds the write lock, so it
     must not yield to other greenlets, which would block on that lock.
     """
+    store = part_store(services, task)
     if services.db.is_postgresql:
-        return offload(services.store.hash_part, part, size)
-    return services.store.hash_part(part, size)
+        return offload(store.hash_part, task.task_id, size)
+    return store.hash_part(task.task_id, size)
 
 
 def received_totals(session: Session, task: UploadTask) -> tuple[int, int]:
@@ -88,7 +89,7 @@ def complete_upload(session: Session, services: Services, task: UploadTask) -> F
     check_open(task)
     size = _check_received(session, task)
     check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
-    sha256 = _whole_file_chunk_hash(session, task, size) or _hash_part(services, task.task_id, size)
+    sha256 = _whole_file_chunk_hash(session, task, size) or _hash_part(services, task, size)
     if task.hash and not hmac.compare_digest(sha256, task.hash):
         raise HashMismatch(
             "the uploaded bytes do not match the declared SHA-256",
@@ -99,6 +100,7 @@ def complete_upload(session: Session, services: Services, task: UploadTask) -> F
         return _file_of(session, task)
     file = create_file_from_part(
         session, services.store, services.settings.deduplication, part=task.task_id, sha256=sha256, size=size,
+        root=task.storage_root,
         new=NewFile(
             name=task.file_name, content_type=task.content_type, pool_id=task.pool_id,
             account_id=task.account_id, bundle_id=task.bundle_id, expired_at=task.expired_at,

@@ -30,6 +30,7 @@ from hmacfs.uploads.service import (
     check_room,
     create_upload,
     lock_task,
+    part_store,
     release_connection,
 )
 from hmacfs.uploads.tus_headers import ExpectedDigest
@@ -89,10 +90,10 @@ def write_at_offset(
         if declared_size is not None:
             check_length(task, declared_size, limit)
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
-        part = task.task_id
+        part, store = task.task_id, part_store(services, task)
         if not services.db.is_postgresql:  # PostgreSQL keeps the row lock while the bytes stream
             release_connection(session)
-        sha256 = write_checked(services, part, offset, read, length, digest=digest) if length else ""
+        sha256 = write_checked(store, part, offset, read, length, digest=digest) if length else ""
         task = lock_task(session, task)
         check_still_open(session, services, task, part)
         if declared_size is not None:
@@ -140,11 +141,11 @@ def concatenate(
             raise BadRequest("every part must be a finished partial upload", code="INVALID_CONCAT")
     total = sum(part.file_size or 0 for part in parts)
     task = create_upload(session, services, _final(new, total))
-    store = services.store
+    store = part_store(services, task)
     offset = 0
     for part in parts:
         size = part.file_size or 0
-        blocks = iter(store.read_range(store.part_path(part.task_id), 0, size))
+        blocks = iter(store.read_range(part_store(services, part).part_path(part.task_id), 0, size))
         sha256 = store.write_part(task.task_id, offset, blocks_reader(blocks), size).sha256
         if size:
             _append(session, services, task, offset=offset, length=size, sha256=sha256)
@@ -183,5 +184,5 @@ def terminate_upload(session: Session, services: Services, task: UploadTask) -> 
         cancel_upload(session, services, task)
         return
     task.deleted_at = services.clock.now()
-    services.store.delete_part(task.task_id)
+    part_store(services, task).delete_part(task.task_id)
     session.flush()

@@ -11,6 +11,7 @@ from hmacfs.config import UploadsSettings
 from hmacfs.errors import BadRequest, NotFound, QuotaExceeded
 from hmacfs.models import AccountQuota, File, Pool, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
+from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import check_file_size, content_type_allowed
 
 
@@ -85,10 +86,18 @@ def check_quota(
         )
 
 
-def add_pool(session: Session, pool: Pool) -> Pool:
-    """Add a pool; raises BadRequest when the name is taken."""
+def add_pool(session: Session, store: LocalBlobStore, pool: Pool) -> Pool:
+    """Add a pool; raises BadRequest when the name is taken or the storage path is not an
+    absolute, writable directory (it is created when missing and recorded resolved)."""
     if session.scalar(select(Pool.id).where(Pool.name == pool.name)) is not None:
         raise BadRequest(f"pool {pool.name!r} exists", code="POOL_EXISTS", details={"field": "name"})
+    if pool.storage_path is not None:
+        try:
+            pool.storage_path = str(store.usable_root(pool.storage_path))
+        except ValueError as exc:
+            raise BadRequest(
+                f"storage path: {exc}", code="INVALID_STORAGE_PATH", details={"field": "storagePath"}
+            ) from None
     session.add(pool)
     session.flush()
     return pool

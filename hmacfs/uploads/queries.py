@@ -15,6 +15,7 @@ from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.uploads.chunking import progress_percent
 from hmacfs.uploads.notify import publish_failed
+from hmacfs.uploads.service import part_store
 
 SORT_COLUMNS: dict[str, ColumnElement[object]] = {
     "filename": UploadTask.file_name,  # type: ignore[dict-item]
@@ -130,7 +131,7 @@ def cleanup_finished(session: Session, services: Services, account_id: uuid.UUID
         )
     )
     for task in doomed:
-        services.store.delete_part(task.task_id)
+        part_store(services, task).delete_part(task.task_id)
         session.execute(delete(UploadChunk).where(UploadChunk.upload_id == task.id))
         session.delete(task)
     session.flush()
@@ -151,7 +152,7 @@ def expire_stale_uploads(session: Session, services: Services, now: datetime, li
     for task in stale:
         task.status = UploadStatus.EXPIRED.value
         task.error_message = "expired after inactivity"
-        services.store.delete_part(task.task_id)
+        part_store(services, task).delete_part(task.task_id)
         publish_failed(session, task, now, task.error_message)
     _drop_old_partials(session, services, cutoff, limit)
     session.flush()
@@ -166,7 +167,7 @@ def _drop_old_partials(session: Session, services: Services, cutoff: datetime, l
         .limit(limit)
     )
     for task in partials:
-        services.store.delete_part(task.task_id)
+        part_store(services, task).delete_part(task.task_id)
         task.status = UploadStatus.EXPIRED.value
 
 

@@ -23,6 +23,7 @@ from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
 from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
+from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import choose_chunk_size, chunk_count
 from hmacfs.uploads.policy import check_extension, check_pool_accepts, check_quota, get_pool
 
@@ -84,6 +85,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         upload_metadata=new.metadata,
         expired_at=new.expired_at or _pool_expiry(pool, now),
         concat=new.concat,
+        storage_root=pool.storage_path,
         last_activity=now,
         created_at=now,
         updated_at=now,
@@ -94,8 +96,14 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     session.add(task)
     session.flush()
     session.info[_WROTE] = True
-    services.store.create_part(task.task_id, new.file_size)
+    part_store(services, task).create_part(task.task_id, new.file_size)
     return task
+
+
+def part_store(services: Services, task: UploadTask) -> LocalBlobStore:
+    """The store over the root that holds ``task``'s part: its pool's storage path when the
+    upload began (recorded on the row, so changing the pool later strands nothing)."""
+    return services.store.at(task.storage_root)
 
 
 _WROTE = "hmacfs.uploads.wrote"
@@ -171,7 +179,7 @@ def cancel_upload(session: Session, services: Services, task: UploadTask) -> Non
     task.status = UploadStatus.CANCELLED.value
     task.last_activity = services.clock.now()
     session.flush()
-    services.store.delete_part(task.task_id)
+    part_store(services, task).delete_part(task.task_id)
 
 
 def check_room(task: UploadTask, offset: int, length: int, limit: int) -> None:

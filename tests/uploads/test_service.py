@@ -149,3 +149,27 @@ def test_upload_cancelled_while_a_chunk_streams(
     assert error.value.code == "UPLOAD_CANCELLED"
     assert not services.store.part_path(task.task_id).exists()  # the stray part the write re-created is gone
     assert task.chunks_uploaded == 0
+
+
+def test_an_upload_into_a_pool_with_a_storage_path_is_written_and_stored_there(
+    session: Session, services: Services, account: uuid.UUID, tmp_path: Path
+) -> None:
+    from hmacfs.files import blob_location
+    from hmacfs.models import Blob, Pool
+
+    root = tmp_path / "pool-root"
+    pool = Pool(name=f"rooted-{uuid.uuid4().hex[:6]}", storage_path=str(root))
+    session.add(pool)
+    session.flush()
+    task = create_upload(session, services, replace(_new(account, CHUNK + 1), pool_id=pool.id))
+    assert task.storage_root == str(root) and (root / "parts" / f"{task.task_id}.part").exists()
+    data = os.urandom(CHUNK + 1)
+    _send(session, services, task, 0, data[:CHUNK])
+    _send(session, services, task, 1, data[CHUNK:])
+    file = complete_upload(session, services, task)
+    blob = session.get(Blob, file.blob_id)
+    assert blob is not None and blob.storage_root == str(root)
+    assert blob_location(services.store, blob) == root / blob.storage_key
+    assert (root / blob.storage_key).read_bytes() == data
+    assert not (root / "parts" / f"{task.task_id}.part").exists()
+    assert not (services.store.root / blob.storage_key).exists()

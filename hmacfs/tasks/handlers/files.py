@@ -3,6 +3,12 @@
 Each item's effect and the ``done`` counter commit together, so a run that is
 killed and retried continues after the last committed item and never applies
 an item twice.
+
+FileMove into a pool whose storage root differs from where a file's blob is
+also moves the bytes (``relocation``): a blob only this file references is
+moved as a whole (copy, verify, switch the row, delete the old copy after
+``tasks.migration_grace``); a blob other files share stays where it is for
+them and the moved file gets its own verified copy in the target root.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.files import delete_file
+from hmacfs.files import adopt_copy, blob_root, delete_file
 from hmacfs.models import Blob, File, Pool
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.handlers.common import (
@@ -26,6 +32,14 @@ from hmacfs.tasks.handlers.common import (
     id_list_param,
     owned_file,
     uuid_param,
+)
+from hmacfs.tasks.handlers.relocation import (
+    Copied,
+    copy_blob,
+    delete_stale,
+    same_root,
+    stale_entry,
+    switch_root,
 )
 from hmacfs.tasks.registry import task_handler
 
@@ -66,8 +80,57 @@ def _mover(pool_id: Any, bundle_id: Any) -> Any:
 @task_handler("FileMove", validate=_validate_move, display_name="Move Files")
 def move_files(ctx: TaskContext) -> None:
     params = ctx.parameters
-    count = _each_file(ctx, params["fileIds"], _mover(params["targetPoolId"], params.get("targetBundleId")))
+    count = _move_each(ctx, params["fileIds"], params["targetPoolId"], params.get("targetBundleId"))
     ctx.results.update(filesProcessed=count)
+
+
+def _move_each(ctx: TaskContext, ids: list[Any], pool_id: Any, bundle_id: Any) -> int:
+    """Like ``_each_file`` with the mover, plus the bytes of files whose root changes."""
+    move, stale = _mover(pool_id, bundle_id), list(ctx.state.get("stale", []))
+    for index in range(int(ctx.state.get("done", 0)), len(ids)):
+        copied, storage_root = _copy_for_move(ctx, ids[index], pool_id, index) if pool_id else (None, None)
+        # The stale entry is added inside the block: the state dict commits as it is at the end.
+        with ctx.transaction(state={"done": index + 1, "stale": stale}) as (session, _task):
+            file = owned_file(session, ctx, ids[index], lock=True)
+            move(session, file)
+            if copied is not None and copied.blob_id == file.blob_id:
+                stale.extend(_switch(session, ctx.services, file, copied, storage_root))
+            elif copied is not None:  # the file got other bytes meanwhile: drop the copy
+                stale.append(stale_entry(copied.target))
+        ctx.checkpoint(index + 1, len(ids) + 1)
+    delete_stale(ctx, stale, len(ids))
+    return len(ids)
+
+
+def _copy_for_move(
+    ctx: TaskContext, file_id: Any, pool_id: Any, index: int
+) -> tuple[Copied | None, str | None]:
+    """Copy the file's bytes into the target pool's root when they live elsewhere (verified;
+    nothing points at the copy yet). Returns the copy and the root's column value."""
+    services = ctx.services
+    with services.db.sessions() as session:
+        file = owned_file(session, ctx, file_id)
+        pool, blob = session.get(Pool, uuid.UUID(str(pool_id))), session.get(Blob, file.blob_id)
+        if pool is None or blob is None or same_root(services, blob.storage_root, pool.storage_path):
+            return None, None
+        storage_root, blob_id, whole = pool.storage_path, blob.id, blob.ref_count <= 1
+        # A shared blob gets a private copy with a key of its own (this task and item:
+        # a retried run rewrites the same path instead of leaving a stray copy).
+        key = None if whole else services.store.blob_key(blob.sha256, f"{ctx.task_id}-{index}")
+    root = blob_root(services.store, storage_root)
+    return copy_blob(services, blob_id, root, key), storage_root
+
+
+def _switch(
+    session: Session, services: Services, file: File, copied: Copied, storage_root: str | None
+) -> list[str]:
+    """Point the file at its copy: the blob row itself when the copy has the blob's key (it
+    alone referenced it), else a private blob of its own. Returns stale paths to delete."""
+    blob = session.get(Blob, file.blob_id)
+    if blob is not None and copied.storage_key == blob.storage_key:
+        return [switch_root(session, services, copied, storage_root)]
+    adopt_copy(session, file, storage_key=copied.storage_key, storage_root=storage_root)
+    return []
 
 
 # -- bulk ----------------------------------------------------------------------------------
@@ -138,8 +201,6 @@ def _copier(bundle_id: Any) -> Any:
 def _operation(ctx: TaskContext, operation: str, options: dict[str, Any]) -> Any:
     if operation == "delete":
         return delete_file
-    if operation == "move":
-        return _mover(options.get("targetPoolId"), options.get("targetBundleId"))
     if operation == "copy":
         return _copier(options.get("targetBundleId"))
     expiry = expiry_from(options, ctx.services.clock.now())
@@ -154,6 +215,9 @@ def _operation(ctx: TaskContext, operation: str, options: dict[str, Any]) -> Any
 def bulk(ctx: TaskContext) -> None:
     params = ctx.parameters
     operation = str(params["operationType"])
-    apply = _operation(ctx, operation, dict(params.get("operationParameters") or {}))
-    count = _each_file(ctx, params["targetIds"], apply)
+    options, ids = dict(params.get("operationParameters") or {}), params["targetIds"]
+    if operation == "move":
+        count = _move_each(ctx, ids, options.get("targetPoolId"), options.get("targetBundleId"))
+    else:
+        count = _each_file(ctx, ids, _operation(ctx, operation, options))
     ctx.results.update(operationType=operation, processed=count)
