@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from hmacfs.errors import BadRequest
 from hmacfs.storage.blocking import Pending, offload, start_blocking
@@ -42,6 +42,27 @@ def blocks_reader(blocks: Iterator[bytes]) -> Reader:
         return data
 
     return read
+
+
+@runtime_checkable
+class FillingReader(Protocol):
+    """A Reader that can also fill a caller's buffer (as ``socket.recv_into``): up to
+    ``len(view)`` bytes, at least one unless the body has ended (0)."""
+
+    def __call__(self, size: int) -> bytes: ...
+
+    def readinto(self, view: memoryview) -> int: ...
+
+
+def _fill(read: FillingReader, view: memoryview) -> int:
+    """Fill ``view`` completely unless the body ends first; returns the bytes placed."""
+    filled = 0
+    while filled < len(view):
+        got = read.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
 
 
 class IncompleteBody(BadRequest):
@@ -170,7 +191,11 @@ class LocalBlobStore:
     def _copy_into(self, fd: int, offset: int, read: Reader, length: int) -> str:
         """Copy with hashing and writing of one block overlapped with receiving
         the next: SHA-256 and pwrite run in a native thread (hashlib and pwrite
-        release the GIL), so a large body is not limited by hashing on one core."""
+        release the GIL), so a large body is not limited by hashing on one core.
+        A reader that can fill buffers (``readinto``) is read into two reused
+        buffers, one filling while the other is hashed and written: no copies."""
+        if isinstance(read, FillingReader):
+            return self._fill_into(fd, offset, read, length)
         hasher = hashlib.sha256()
         position, remaining = offset, length
         pending: Pending | None = None
@@ -178,10 +203,7 @@ class LocalBlobStore:
             while remaining:
                 data = read(min(self.buffer_size, remaining))
                 if not data:
-                    raise IncompleteBody(
-                        f"body ended after {length - remaining} of {length} bytes",
-                        details={"expected": length, "received": length - remaining},
-                    )
+                    raise _short(length, length - remaining)
                 if pending is not None:
                     pending.get()
                 remaining -= len(data)
@@ -193,6 +215,36 @@ class LocalBlobStore:
         finally:
             if pending is not None:
                 pending.get()
+        return hasher.hexdigest()
+
+    def _fill_into(self, fd: int, offset: int, read: FillingReader, length: int) -> str:
+        """Hashing and writing a block run in two native threads at once, while the
+        next block fills: the three steps of a large body overlap on separate cores."""
+        hasher = hashlib.sha256()
+        size = min(self.buffer_size, length) or 1
+        buffers = (memoryview(bytearray(size)), memoryview(bytearray(size)))
+        position, remaining, turn = offset, length, 0
+        pending: list[Pending] = []
+        try:
+            while remaining:
+                block = buffers[turn][: min(size, remaining)]
+                filled = _fill(read, block)
+                if filled < len(block):
+                    raise _short(length, length - remaining + filled)
+                _wait(pending)  # the other buffer is free again
+                remaining -= filled
+                if remaining or position != offset:
+                    pending = [
+                        start_blocking(hasher.update, block),
+                        start_blocking(_write, fd, block, position),
+                    ]
+                else:  # the only block of a small body: no thread hand-off
+                    hasher.update(block)
+                    _write(fd, block, position)
+                position += filled
+                turn ^= 1
+        finally:
+            _wait(pending)
         return hasher.hexdigest()
 
     def hash_part(self, part: str, size: int) -> str:
@@ -281,8 +333,33 @@ def normal_root(path: str | Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+def _short(expected: int, received: int) -> IncompleteBody:
+    return IncompleteBody(
+        f"body ended after {received} of {expected} bytes",
+        details={"expected": expected, "received": received},
+    )
+
+
+def _wait(pending: list[Pending]) -> None:
+    """Wait for every call (none may still touch a buffer or the descriptor afterwards);
+    then raise the first failure."""
+    failures = []
+    for call in pending:
+        try:
+            call.get()
+        except BaseException as exc:  # re-raised below, once the others finished
+            failures.append(exc)
+    pending.clear()
+    if failures:
+        raise failures[0]
+
+
 def _hash_and_write(hasher: Any, fd: int, data: bytes, position: int) -> None:
     hasher.update(data)
+    _write(fd, data, position)
+
+
+def _write(fd: int, data: bytes | memoryview, position: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, position)

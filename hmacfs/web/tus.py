@@ -34,7 +34,7 @@ from hmacfs.uploads.tus_headers import (
     parse_offset,
     parse_upload_checksum,
 )
-from hmacfs.web.bodies import stream_reader
+from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.errors import problem
 
@@ -219,7 +219,7 @@ def _patch(task: UploadTask, offset: int) -> UploadTask:
     declared = request.headers.get("Upload-Length")
     session = db_session()
     write_at_offset(
-        session, services(), task, offset, stream_reader(request.stream), length=length,
+        session, services(), task, offset, request_body(), length=length,
         digest=parse_upload_checksum(request.headers.get("Upload-Checksum")),
         declared_size=None if declared is None else parse_offset(declared, "Upload-Length"),
     )  # fmt: skip

@@ -18,6 +18,7 @@ from hmacfs.config import Settings
 from hmacfs.downloads import download_response, load_download
 from hmacfs.errors import HmacfsError, LengthRequired, NotFound, PayloadTooLarge
 from hmacfs.models.status import Protocol
+from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.errors import problem
 from hmacfs.xep0363.service import SlotUpload, find_slot_file, store_slot_upload
@@ -86,7 +87,7 @@ def put_slot(_slot: str) -> tuple[Response, int]:
     upload = SlotUpload(signed.path, size, content_type or DEFAULT_CONTENT_TYPE)
     if not extension_allowed(upload.filename, settings.uploads.allowed_extensions):
         raise BadPath("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
-    file = store_slot_upload(db_session(), services(), upload, request.stream.read)
+    file = store_slot_upload(db_session(), services(), upload, request_body())
     return jsonify({"path": file.path, "size": file.size, "sha256": file.sha256}), 201
 
 

@@ -195,6 +195,26 @@ def test_short_body_stores_nothing(server: LiveServer) -> None:
     assert list((server.workdir / "storage" / "parts").glob("*.part")) == []
 
 
+def test_pipelined_puts_on_one_connection(server: LiveServer) -> None:
+    """Bodies are read from the socket directly: the bytes of the next request, sent
+    in the same packets, must stay for it (keep-alive and pipelining intact)."""
+    bodies = {"pipe/one.bin": os.urandom(1024 * 1024 + 4099), "pipe/two.bin": b"second body"}
+    wire = b""
+    for path, body in bodies.items():
+        url = urlsplit(slot_url(server, path, len(body)))
+        head = f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        wire += head.encode() + body
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(wire)
+        answers = b""
+        while answers.count(b"HTTP/1.1 201") < 2:
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+    for path, body in bodies.items():
+        assert requests.get(f"{server.url}/upload/{path}", timeout=10).content == body
+
+
 def test_concurrent_puts_to_one_path(server: LiveServer) -> None:
     body = os.urandom(256 * 1024)
     statuses: list[int] = []
