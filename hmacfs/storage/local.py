@@ -250,8 +250,15 @@ class LocalBlobStore:
     def hash_part(self, part: str, size: int) -> str:
         """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
         hasher = hashlib.sha256()
-        for block in self.read_range(self.part_path(part), 0, size):
-            hasher.update(block)
+        buffer = memoryview(bytearray(self.buffer_size))
+        with self.part_path(part).open("rb", buffering=0) as handle:
+            remaining = size
+            while remaining > 0:
+                got = handle.readinto(buffer[: min(len(buffer), remaining)])
+                if not got:
+                    break
+                hasher.update(buffer[:got])
+                remaining -= got
         return hasher.hexdigest()
 
     def delete_part(self, part: str) -> None:

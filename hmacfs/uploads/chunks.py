@@ -82,7 +82,7 @@ def write_checked(
             hasher.update(data)
         return data
 
-    written = store.write_part(part, offset, reading, length)
+    written = store.write_part(part, offset, read if hasher is None else reading, length)
     if read(1):
         raise BadRequest(
             f"body is longer than {length} bytes", code="BODY_TOO_LONG", details={"expected": length}
