@@ -175,7 +175,7 @@ def cancel_task(session: Session, services: Services, account_id: uuid.UUID, tas
     now = services.clock.now()
     if not _lease_held(task, now):
         # No worker holds it: remove what a paused run left behind right here.
-        discard_partial_output(services, task)
+        discard_partial_output(services, task.task_id)
         task.lease_owner = task.lease_expires_at = None
     task.sealed_secret = None
     task.completed_at = now
@@ -196,11 +196,11 @@ def part_prefix(task_id: str) -> str:
     return f"task-{task_id}"
 
 
-def discard_partial_output(services: Services, task: Task) -> int:
-    """Delete the parts a run of ``task`` left; returns how many."""
+def discard_partial_output(services: Services, task_id: str) -> int:
+    """Delete the parts the runs of task ``task_id`` left; returns how many."""
     parts = services.store.root / "parts"
     removed = 0
-    for path in parts.glob(f"{part_prefix(task.task_id)}*.part"):
+    for path in parts.glob(f"{part_prefix(task_id)}*.part"):
         path.unlink(missing_ok=True)
         removed += 1
     return removed

@@ -26,9 +26,9 @@ from types import FrameType
 
 from hmacfs.config import Settings
 from hmacfs.container import Services, build_services
-from hmacfs.models import Task
 from hmacfs.tasks import queue
 from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
+from hmacfs.tasks.queue import ClaimedTask
 from hmacfs.tasks.registry import find_handler, load_handler_modules
 from hmacfs.tasks.service import discard_partial_output
 
@@ -83,7 +83,7 @@ class Worker:
             queue.requeue_lapsed(session, self.services, self.services.clock.now())
             session.commit()
 
-    def _claim(self) -> list[Task]:
+    def _claim(self) -> list[ClaimedTask]:
         settings = self.services.settings.tasks
         with self.services.db.sessions() as session:
             tasks = queue.claim_tasks(
@@ -92,12 +92,12 @@ class Worker:
             session.commit()
             return tasks
 
-    def _release(self, task: Task) -> None:
+    def _release(self, task: ClaimedTask) -> None:
         with self.services.db.sessions() as session:
             queue.release_task(session, task.id, self.owner, self.services.clock.now())
             session.commit()
 
-    def run_task(self, task: Task) -> None:
+    def run_task(self, task: ClaimedTask) -> None:
         ctx = TaskContext.for_task(self.services, task, self.owner, self.stop)
         handler = find_handler(task.custom_type or task.type)
         try:
@@ -107,7 +107,7 @@ class Worker:
             if not ctx.completed:
                 with ctx.finishing():
                     pass
-            discard_partial_output(self.services, task)  # what earlier, interrupted runs left
+            discard_partial_output(self.services, task.task_id)  # what earlier, interrupted runs left
         except TaskStopped as stopped:
             self._stopped(ctx, stopped.reason)
         except TaskError as exc:

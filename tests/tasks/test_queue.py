@@ -100,7 +100,10 @@ def test_claim_order_priority_then_fifo_and_run_after(
     session.flush()
     claimed = claim_tasks(session, "w1", now + timedelta(seconds=2), LEASE, limit=10)
     assert [t.task_id for t in claimed] == [high.task_id, later.task_id, low.task_id]
-    assert all(t.status == "InProgress" and t.attempts == 1 and t.lease_owner == "w1" for t in claimed)
+    assert all(t.attempts == 1 and t.name == "test-noop" for t in claimed)
+    for task in (high, later, low):
+        session.refresh(task)
+        assert (task.status, task.attempts, task.lease_owner) == ("InProgress", 1, "w1")
     assert claim_tasks(session, "w2", now + timedelta(seconds=2), LEASE) == []
 
 
@@ -181,6 +184,35 @@ def test_checkpoint_stops_on_pause_cancel_and_shutdown(
     stop.clear()
     with pytest.raises(TaskStopped, match="cancelled"):
         ctx.checkpoint(4, 4)
+
+
+def test_finishing_completes_once_and_only_for_the_lease_holder(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    task = _custom(session, services, account)
+    session.commit()
+    now = services.clock.now()
+    [stale] = claim_tasks(session, "w1", now, LEASE)
+    requeue_lapsed(session, services, now + LEASE * 2)  # w1 looks dead: the task goes to w2
+    [fresh] = claim_tasks(session, "w2", now + LEASE * 2, LEASE)
+    session.commit()
+    lost = TaskContext.for_task(services, stale, "w1", threading.Event())
+    lost.results["from"] = "w1"
+    with pytest.raises(TaskStopped, match="lost"), lost.finishing():
+        raise AssertionError("the block of a worker that lost its lease must not run")
+    owner = TaskContext.for_task(services, fresh, "w2", threading.Event())
+    owner.results["before"] = 1
+    with owner.finishing() as inside:
+        inside.add(Event(account_id=account, type="test.effect", data={}))
+        owner.results["inside"] = 2  # results a block adds are written too
+    session.refresh(task)
+    assert (task.status, task.progress, task.lease_owner) == ("Completed", 100.0, None)
+    assert task.results == {"before": 1, "inside": 2}
+    completed = session.query(Event).filter_by(account_id=account, type="task.completed").one()
+    assert completed.data["results"] == {"before": 1, "inside": 2}
+    assert session.query(Event).filter_by(account_id=account, type="test.effect").count() == 1
+    with pytest.raises(TaskStopped, match="lost"), owner.finishing():
+        raise AssertionError("a finished task cannot complete again")
 
 
 def test_progress_throttle() -> None:
