@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, case, func, select, text, update
+from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -58,6 +58,57 @@ class ClaimedTask:
 
 _TASKS = cast(Table, Task.__table__)
 _CLAIMED = [_TASKS.c[field.name] for field in fields(ClaimedTask)]
+_OWNER = bindparam("owner", type_=_TASKS.c.lease_owner.type)
+_NOW = bindparam("now", type_=_TASKS.c.last_activity.type)
+
+# The worker's statements are built once: building and cache-keying a statement
+# cost more Python time than running it. SQLite renders no FOR UPDATE (one writer).
+_PENDING = (
+    select(_TASKS.c.id)
+    .where(_TASKS.c.status == TaskStatus.PENDING.value)
+    .where(or_(_TASKS.c.run_after.is_(None), _TASKS.c.run_after <= _NOW))
+    .order_by(_TASKS.c.priority.desc(), _TASKS.c.created_at)
+    .limit(bindparam("limit", type_=Integer()))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_TASKS)
+    .where(_TASKS.c.id.in_(_PENDING.scalar_subquery()))
+    .values(
+        status=TaskStatus.IN_PROGRESS.value,
+        lease_owner=_OWNER,
+        lease_expires_at=bindparam("expires", type_=_TASKS.c.lease_expires_at.type),
+        attempts=_TASKS.c.attempts + 1,
+        started_at=func.coalesce(_TASKS.c.started_at, _NOW),
+        last_activity=_NOW,
+        updated_at=_NOW,
+    )
+    .returning(*_CLAIMED)
+)
+_COMPLETE = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id == bindparam("row_id", type_=_TASKS.c.id.type),
+        _TASKS.c.lease_owner == _OWNER,
+        _TASKS.c.status == TaskStatus.IN_PROGRESS.value,
+    )
+    .values(
+        status=TaskStatus.COMPLETED.value,
+        progress=100.0,
+        results=bindparam("new_results", type_=_TASKS.c.results.type),
+        sealed_secret=None,  # the password is erased once the task ends
+        lease_owner=None,
+        lease_expires_at=None,
+        completed_at=_NOW,
+        last_activity=_NOW,
+        updated_at=_NOW,
+    )
+)
+_SET_RESULTS = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("row_id", type_=_TASKS.c.id.type))
+    .values(results=bindparam("new_results", type_=_TASKS.c.results.type))
+)
 
 
 def claim_tasks(
@@ -69,30 +120,8 @@ def claim_tasks(
     (one round trip; Core, not the ORM: the worker needs no Task objects). Commit
     to make the claim visible.
     """
-    pending = (
-        select(_TASKS.c.id)
-        .where(_TASKS.c.status == TaskStatus.PENDING.value)
-        .where((_TASKS.c.run_after.is_(None)) | (_TASKS.c.run_after <= now))
-        .order_by(_TASKS.c.priority.desc(), _TASKS.c.created_at)
-        .limit(limit)
-    )
-    if _skip_locked(session):
-        pending = pending.with_for_update(skip_locked=True)
-    rows = session.execute(
-        update(_TASKS)
-        .where(_TASKS.c.id.in_(pending.scalar_subquery()))
-        .values(
-            status=TaskStatus.IN_PROGRESS.value,
-            lease_owner=owner,
-            lease_expires_at=now + lease,
-            attempts=_TASKS.c.attempts + 1,
-            started_at=func.coalesce(_TASKS.c.started_at, now),
-            last_activity=now,
-            updated_at=now,
-        )
-        .returning(*_CLAIMED)
-    ).all()
-    claimed = [ClaimedTask(*row) for row in rows]
+    parameters = {"owner": owner, "now": now, "expires": now + lease, "limit": limit}
+    claimed = [ClaimedTask(*row) for row in session.execute(_CLAIM, parameters)]
     return sorted(claimed, key=lambda t: (-t.priority, t.created_at, t.id))
 
 
@@ -136,31 +165,14 @@ def complete_owned(
     transaction ends. False (nothing changed) when the lease was lost or the task
     was paused or cancelled.
     """
-    result = session.execute(
-        update(_TASKS)
-        .where(
-            _TASKS.c.id == row_id,
-            _TASKS.c.lease_owner == owner,
-            _TASKS.c.status == TaskStatus.IN_PROGRESS.value,
-        )
-        .values(
-            status=TaskStatus.COMPLETED.value,
-            progress=100.0,
-            results=results,
-            sealed_secret=None,  # the password is erased once the task ends
-            lease_owner=None,
-            lease_expires_at=None,
-            completed_at=now,
-            last_activity=now,
-            updated_at=now,
-        )
-    )
+    parameters = {"row_id": row_id, "owner": owner, "new_results": results, "now": now}
+    result = session.execute(_COMPLETE, parameters)
     return bool(cast(CursorResult[Any], result).rowcount)
 
 
 def set_results(session: Session, row_id: uuid.UUID, results: dict[str, Any]) -> None:
     """Overwrite the results of a task this transaction already holds (see ``complete_owned``)."""
-    session.execute(update(_TASKS).where(_TASKS.c.id == row_id).values(results=results))
+    session.execute(_SET_RESULTS, {"row_id": row_id, "new_results": results})
 
 
 def fail_task(session: Session, services: Services, task: Task, message: str, now: datetime) -> None:
