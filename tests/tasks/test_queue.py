@@ -285,3 +285,50 @@ def test_worker_loop_survives_database_errors(tmp_path: Path) -> None:
     worker.run_forever()  # returns once stopped instead of dying on the first error
     timer.join()
     assert stop.is_set()
+
+
+def test_claim_size_grows_only_for_a_deep_queue_of_short_tasks() -> None:
+    from hmacfs.tasks.worker import ClaimSize
+
+    size = ClaimSize(limit=8)
+    for expected in (2, 4, 8, 8):  # full claims, 1 ms per task: double up to the limit
+        size.update(asked=size.size, got=size.size, seconds=0.001 * size.size)
+        assert size.size == expected
+    size.update(asked=8, got=3, seconds=0.003)  # the queue ran short: back to one
+    assert size.size == 1
+    size.update(asked=1, got=1, seconds=ClaimSize.WINDOW)  # a task as long as the window: stay at one
+    assert size.size == 1
+    size.size = 8
+    size.update(asked=8, got=8, seconds=8 * ClaimSize.WINDOW / 4)  # tasks of a quarter window: halve
+    assert size.size == 4
+    one_at_a_time = ClaimSize(limit=1)
+    one_at_a_time.update(asked=1, got=1, seconds=0.0001)
+    assert one_at_a_time.size == 1
+
+
+@task_handler("test-sleep")
+def _sleep(ctx: TaskContext) -> None:
+    import time
+
+    time.sleep(float(ctx.parameters["seconds"]))
+
+
+def test_a_slot_gives_back_claimed_tasks_still_waiting_behind_a_long_one(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    from hmacfs.tasks.worker import Worker
+
+    parameters = {"handler": "test-sleep", "seconds": 0.2}
+    long = submit_task(session, services, account, "Custom", parameters, priority=10)  # claimed first
+    waiting = [_custom(session, services, account) for _ in range(2)]
+    session.commit()
+    worker = Worker(services, threading.Event())
+    worker._give_back_after = 0.1
+    worker.claim_size.size = 3  # as if its earlier tasks had been short
+    assert worker.run_once()
+    for task in (long, *waiting):
+        session.refresh(task)
+    assert long.status == "Completed"
+    # Given back untouched: Pending, attempt not counted, free for any slot.
+    assert [(t.status, t.attempts, t.lease_owner) for t in waiting] == [("Pending", 0, None)] * 2
+    assert worker.claim_size.size == 1  # the long task taught it to claim one at a time
