@@ -28,6 +28,9 @@ def _skip_locked(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_NO_WAL_WAIT = text("SET LOCAL synchronous_commit TO off")
+
+
 def skip_wal_wait(session: Session) -> None:
     """Let this transaction's commit return before its WAL is flushed (PostgreSQL only).
 
@@ -35,7 +38,7 @@ def skip_wal_wait(session: Session) -> None:
     commits in a crash of its own, but never applies part of one.
     """
     if _skip_locked(session):
-        session.execute(text("SET LOCAL synchronous_commit TO off"))
+        session.execute(_NO_WAL_WAIT)
 
 
 @dataclass(frozen=True)
