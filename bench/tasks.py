@@ -279,6 +279,7 @@ def file_tasks(env: Env, size: int, rounds: int) -> dict[str, list[tuple[float, 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench tasks")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (default 3, --quick 1)")
     parser.add_argument("--only", choices=("statements", "throughput", "chaos", "files"), help="run one part")
     parser.add_argument(
         "--baseline",
@@ -294,6 +295,7 @@ def main(argv: list[str]) -> int:
             Contender(f"baseline {name}: claim_batch 8", {"claim_batch": 8}, source),
         ]
     count, rounds = (1000, 1) if args.quick else (3000, 3)
+    rounds = args.rounds or rounds
     chaos_count = 1000 if args.quick else 10_000
     big = (64 if args.quick else 1024) * MIB
     server = find_server()
