@@ -56,7 +56,7 @@ class ClaimSize:
         self.size = 1
 
     def update(self, asked: int, got: int, seconds: float) -> None:
-        """Learn from a claim of ``asked`` that returned ``got`` tasks, run in ``seconds``."""
+        """Learn from a claim of ``asked`` tasks of which ``got`` came back and ran, in ``seconds``."""
         if got < asked:
             self.size = 1
             return
@@ -98,13 +98,15 @@ class Worker:
         self._requeue_lapsed()
         asked = self.claim_size.size
         tasks = self._claim(asked)
-        started = time.monotonic()
+        started, ran = time.monotonic(), 0
         for index, task in enumerate(tasks):
             if self.stop.is_set() or (index and time.monotonic() - started > self._give_back_after):
                 self._release(task)
                 continue
             self.run_task(task)
-        self.claim_size.update(asked, len(tasks), time.monotonic() - started)
+            ran += 1
+        # Tasks given back count as a short claim: claim one at a time again.
+        self.claim_size.update(asked, ran, time.monotonic() - started)
         return bool(tasks)
 
     def _requeue_lapsed(self) -> None:
