@@ -89,9 +89,12 @@ def test_one_commit_writes_many_events_in_order_and_announces_each(backend: str,
     NOTIFY per event (PostgreSQL), and written_events gives the rows back, attached."""
     first, second = uuid.uuid4(), uuid.uuid4()
     accounts = [first, second, first, second, first]
-    listener = engine.raw_connection() if backend == "postgresql" else None
-    if listener is not None:
-        listener.driver_connection.autocommit = True
+    listener = None
+    if backend == "postgresql":
+        pooled = engine.raw_connection()
+        pooled.detach()  # closed, not pooled, afterwards: autocommit must not leak into other tests
+        listener = pooled.dbapi_connection
+        listener.autocommit = True
         listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
     try:
         with Session(engine) as session:
@@ -118,9 +121,8 @@ def test_one_commit_writes_many_events_in_order_and_announces_each(backend: str,
             check.execute(Event.__table__.delete().where(Event.id.in_(ids)))
             check.commit()
         if listener is not None:
-            connection = listener.driver_connection
-            connection.poll()
-            payloads = [note.payload for note in connection.notifies]
+            listener.poll()
+            payloads = [note.payload for note in listener.notifies]
             assert payloads == [f"{i}:{a}" for i, a in zip(ids, accounts, strict=True)]
     finally:
         if listener is not None:
