@@ -1,21 +1,26 @@
 """Background task benchmarks on PostgreSQL with real ``hmacfs worker`` processes.
 
-1. No-op throughput with 4 slots, claiming 1 vs 8 tasks per query (alternating rounds).
-2. Chaos: N no-op tasks while worker processes are ``kill -9``-ed at random;
+1. Statements, round trips and CPU per no-op task of one in-process slot.
+2. No-op throughput with 4 slots: defaults, one task per claim, no WAL-flush wait,
+   and with ``--baseline PATH`` another checkout's workers (alternating rounds).
+3. Chaos: N no-op tasks while worker processes are ``kill -9``-ed at random;
    counts effect rows to show every task ran and none twice.
-3. FileCompress (zip, level 6) and FileEncrypt/FileDecrypt throughput on a
+4. FileCompress (zip, level 6) and FileEncrypt/FileDecrypt throughput on a
    large file, with the worker slot's peak RSS (VmHWM).
 
-``python -m bench tasks -- [--quick]``
+``python -m bench tasks -- [--quick] [--only PART] [--baseline PATH]``
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -35,8 +40,9 @@ from hmacfs.migrate import upgrade
 from hmacfs.models import Task
 from hmacfs.tasks import submit_task
 from hmacfs.tasks.registry import load_handler_modules
+from tests.live import REPO
 from tests.pg import find_server
-from tests.worker_process import WorkerProcess, worker_config
+from tests.worker_process import WorkerProcess, worker_config, worker_env
 
 MIB = 1024 * 1024
 
@@ -67,8 +73,8 @@ class Env:
 
 
 @contextmanager
-def workers(config: Path, processes: int, slots: int) -> Iterator[list[WorkerProcess]]:
-    started = [WorkerProcess(config, slots).start() for _ in range(processes)]
+def workers(config: Path, processes: int, slots: int, source: Path = REPO) -> Iterator[list[WorkerProcess]]:
+    started = [WorkerProcess(config, slots, source=source).start() for _ in range(processes)]
     try:
         yield started
     finally:
@@ -106,30 +112,56 @@ def _wait_all(services: Services, timeout: float) -> float:
     return time.perf_counter() - start
 
 
-CONTENDERS: dict[str, dict[str, Any]] = {
-    "claim 1 (defaults)": {"claim_batch": 1},
-    "claim 8": {"claim_batch": 8},
-    "claim 8, durable_commits=false": {"claim_batch": 8, "durable_commits": False},
-}
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    tasks: dict[str, Any]  # [tasks] settings
+    source: Path = REPO  # the checkout whose worker code runs
 
 
-def throughput(env: Env, count: int, rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+CONTENDERS = [
+    Contender("defaults", {}),
+    Contender("claim_batch 1", {"claim_batch": 1}),
+    Contender("defaults, durable_commits=false", {"durable_commits": False}),
+]
+
+
+def throughput(env: Env, contenders: list[Contender], count: int, rounds: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {contender.name: [] for contender in contenders}
     for _ in range(rounds):
-        for name, tasks in CONTENDERS.items():
-            config, services = env.services(**tasks)
+        for contender in contenders:
+            config, services = env.services(**contender.tasks)
             _reset(services)
-            with workers(config, 1, 4):
+            with workers(config, 1, 4, contender.source):
                 time.sleep(2)  # slots up and idle
                 _submit_noops(services, count)
                 elapsed = _wait_all(services, 300)
-            results[name].append(count / elapsed)
+            results[contender.name].append(count / elapsed)
             services.db.engine.dispose()
     return results
 
 
+def statements(env: Env, contenders: list[Contender], count: int) -> dict[str, dict[str, Any]]:
+    """Per no-op task of one in-process slot: statements by kind, round trips, CPU (see _task_statements)."""
+    script = Path(__file__).with_name("_task_statements.py")
+    found = {}
+    for contender in contenders:
+        config, services = env.services(**contender.tasks)
+        _reset(services)
+        services.db.engine.dispose()
+        done = subprocess.run(
+            [sys.executable, str(script), str(config), str(count)],
+            env=worker_env(config, contender.source),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found[contender.name] = json.loads(done.stdout.splitlines()[-1])
+    return found
+
+
 def chaos(env: Env, count: int, seconds: float) -> dict[str, Any]:
-    config, services = env.services(claim_batch=8)
+    config, services = env.services()
     _reset(services)
     _submit_noops(services, count)
     kills = 0
@@ -247,9 +279,23 @@ def file_tasks(env: Env, size: int, rounds: int) -> dict[str, list[tuple[float, 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench tasks")
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
-    parser.add_argument("--only", choices=("throughput", "chaos", "files"), help="run one part")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (default 3, --quick 1)")
+    parser.add_argument("--only", choices=("statements", "throughput", "chaos", "files"), help="run one part")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. a git worktree of main): its workers, with its defaults, contend first",
+    )
     args = parser.parse_args(argv)
+    contenders = list(CONTENDERS)
+    if args.baseline is not None:
+        source, name = args.baseline.resolve(), args.baseline.name
+        contenders[:0] = [
+            Contender(f"baseline {name}: defaults", {}, source),
+            Contender(f"baseline {name}: claim_batch 8", {"claim_batch": 8}, source),
+        ]
     count, rounds = (1000, 1) if args.quick else (3000, 3)
+    rounds = args.rounds or rounds
     chaos_count = 1000 if args.quick else 10_000
     big = (64 if args.quick else 1024) * MIB
     server = find_server()
@@ -264,16 +310,20 @@ def main(argv: list[str]) -> int:
             connection.execute(text("CREATE TABLE bench_effects (task_id text NOT NULL, worker_pid int)"))
         engine.dispose()
         try:
-            _report(env, args.only, (count, rounds, chaos_count, big))
+            _report(env, contenders, args.only, (count, rounds, chaos_count, big))
         finally:
             server.drop_databases()
     return 0
 
 
-def _report(env: Env, only: str | None, sizes: tuple[int, int, int, int]) -> None:
+def _report(
+    env: Env, contenders: list[Contender], only: str | None, sizes: tuple[int, int, int, int]
+) -> None:
     count, rounds, chaos_count, big = sizes
+    if only in (None, "statements"):
+        _report_statements(env, contenders, count)
     if only in (None, "throughput"):
-        _report_throughput(env, count, rounds)
+        _report_throughput(env, contenders, count, rounds)
     if only in (None, "chaos"):
         outcome = chaos(env, chaos_count, seconds=120)
         print(f"\nchaos run: {outcome}")
@@ -283,16 +333,28 @@ def _report(env: Env, only: str | None, sizes: tuple[int, int, int, int]) -> Non
         _report_files(env, big, max(1, rounds - 1))
 
 
-def _report_throughput(env: Env, count: int, rounds: int) -> None:
-    rates = throughput(env, count, rounds)
-    print(f"\nno-op tasks, 4 slots (1 `hmacfs worker --concurrency 4`), {count} tasks x {rounds} rounds")
+def _report_statements(env: Env, contenders: list[Contender], count: int) -> None:
+    found = statements(env, contenders, count)
+    print(f"\nper no-op task, 1 in-process slot, {count} tasks (CPU times depend on the load)")
+    print("| contender | round trips | statements | client CPU ms | backend CPU ms |\n|---|---|---|---|---|")
+    for name, values in found.items():
+        kinds = ", ".join(f"{kind} {n:g}" for kind, n in values["per_task"].items())
+        cpu = f"{values['client_cpu_ms']} | {values['server_cpu_ms']}"
+        print(f"| {name} | {values['round_trips']} | {kinds} | {cpu} |")
+
+
+def _report_throughput(env: Env, contenders: list[Contender], count: int, rounds: int) -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f}")
-    print("| contender | median tasks/s | runs |\n|---|---|---|")
+    rates = throughput(env, contenders, count, rounds)
+    print(f"\nno-op tasks, 4 slots (1 `hmacfs worker --concurrency 4`), {count} tasks x {rounds} rounds")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    first = contenders[0].name
+    base = statistics.median(rates[first])
+    print(f"| contender | median tasks/s | runs | ratio to {first} |\n|---|---|---|---|")
     for name, values in rates.items():
-        print(f"| {name} | {statistics.median(values):.0f} | {', '.join(f'{v:.0f}' for v in values)} |")
-    base = statistics.median(rates["claim 1 (defaults)"])
-    for name, values in rates.items():
-        print(f"ratio {name} / defaults: {statistics.median(values) / base:.2f}")
+        median = statistics.median(values)
+        runs = ", ".join(f"{v:.0f}" for v in values)
+        print(f"| {name} | {median:.0f} | {runs} | {median / base:.2f} |")
 
 
 def _report_files(env: Env, big: int, rounds: int) -> None:

@@ -144,7 +144,7 @@ class TasksSettings(_Section):
     poll_interval: Duration = timedelta(seconds=1)
     retention: Duration = timedelta(days=30)
     checkpoint_interval: Duration = timedelta(milliseconds=500)
-    claim_batch: int = Field(1, ge=1, le=100)
+    claim_batch: int = Field(8, ge=1, le=100)
     durable_commits: bool = True
     handler_modules: tuple[str, ...] = ()
     decompress_max_total_size: Size = parse_size("10GB")

@@ -28,12 +28,13 @@ def worker_config(workdir: Path, database_url: str, **sections: dict[str, Any]) 
     return write_config(workdir / "hmacfs.toml", base)
 
 
-def worker_env(config: Path) -> dict[str, str]:
+def worker_env(config: Path, source: Path = REPO) -> dict[str, str]:
+    """The environment of a worker process; ``source`` is the checkout whose code it runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HMACFS_")}
     env.pop("DATABASE_URL", None)
     env["HMACFS_CONFIG"] = str(config)
     # handler_modules may name test modules (tests.tasks.slow_handlers, bench.tasks).
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH", "")]))
     return env
 
 
@@ -44,6 +45,7 @@ class WorkerProcess:
     config: Path
     concurrency: int = 1
     log_path: Path | None = None
+    source: Path = REPO  # benchmarks run another checkout (a baseline) the same way
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> WorkerProcess:
@@ -52,7 +54,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [HMACFS, "worker", "--concurrency", str(self.concurrency)],
                 cwd=REPO,
-                env=worker_env(self.config),
+                env=worker_env(self.config, self.source),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

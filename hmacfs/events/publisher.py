@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+from sqlalchemy import BigInteger, Table, bindparam, func, insert, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached
 
 from hmacfs.models import Event
 from hmacfs.ports import lock_id
 
 NOTIFY_CHANNEL = "hmacfs_events"
 _Queued = tuple[SessionTransaction, uuid.UUID, str, dict[str, Any]]
+_Written = tuple[int, datetime, uuid.UUID, str, dict[str, Any]]  # id, created_at, account, type, data
 _QUEUED = "hmacfs_queued_events"
 _WRITTEN = "hmacfs_written_events"
 
@@ -41,9 +43,27 @@ def publish(session: Session, account_id: uuid.UUID, type: str, data: dict[str, 
 
 
 def written_events(session: Session) -> list[Event]:
-    """The events the last commit of ``session`` wrote (ids assigned), oldest first."""
-    found: list[Event] = session.info.get(_WRITTEN, [])
-    return found
+    """The events the last commit of ``session`` wrote (ids assigned), oldest first, attached to it."""
+    written: list[Event | _Written] = session.info.get(_WRITTEN, [])
+    for index, item in enumerate(written):
+        if not isinstance(item, Event):  # made only when asked for: publishing needs no ORM objects
+            event = Event(id=item[0], created_at=item[1], account_id=item[2], type=item[3], data=item[4])
+            make_transient_to_detached(event)
+            session.add(event)
+            written[index] = event
+    return cast(list[Event], written)
+
+
+_EVENTS = cast(Table, Event.__table__)
+_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger())))
+_INSERT = insert(_EVENTS).returning(_EVENTS.c.id, _EVENTS.c.created_at, sort_by_parameter_order=True)
+# PostgreSQL: the INSERT announces its own rows (NOTIFY is delivered at commit), one round trip.
+_INSERT_AND_NOTIFY = insert(_EVENTS).returning(
+    _EVENTS.c.id,
+    _EVENTS.c.created_at,
+    func.pg_notify(NOTIFY_CHANNEL, func.concat(_EVENTS.c.id, ":", _EVENTS.c.account_id)),
+    sort_by_parameter_order=True,
+)
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -55,14 +75,14 @@ def _write_queued(session: Session) -> None:
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql:
         for account in sorted({account for _, account, _, _ in queued}, key=str):
-            session.execute(select(func.pg_advisory_xact_lock(lock_id(f"hmacfs:events:{account}"))))
-    events = [Event(account_id=account, type=type, data=data) for _, account, type, data in queued]
-    session.add_all(events)
-    session.flush()
-    for event in events:
-        if postgresql:
-            session.execute(select(func.pg_notify(NOTIFY_CHANNEL, f"{event.id}:{event.account_id}")))
-    session.info[_WRITTEN] = events
+            session.execute(_LOCK, {"key": lock_id(f"hmacfs:events:{account}")})
+    rows = [{"account_id": account, "type": type, "data": data} for _, account, type, data in queued]
+    statement = _INSERT_AND_NOTIFY if postgresql else _INSERT
+    returned = session.execute(statement, rows if len(rows) > 1 else rows[0]).all()
+    session.info[_WRITTEN] = [
+        (row[0], row[1], values["account_id"], values["type"], values["data"])
+        for row, values in zip(returned, rows, strict=True)
+    ]
 
 
 @sa_event.listens_for(Session, "after_commit")

@@ -16,7 +16,13 @@ from hmacfs.container import Services
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus
 from hmacfs.tasks import queue
-from hmacfs.tasks.events import publish_task_event, should_publish_progress
+from hmacfs.tasks.events import (
+    public_results,
+    publish_task_completed,
+    publish_task_event,
+    should_publish_progress,
+)
+from hmacfs.tasks.queue import ClaimedTask
 from hmacfs.tasks.service import part_prefix
 
 
@@ -38,6 +44,7 @@ class TaskContext:
     row_id: uuid.UUID
     task_id: str
     account_id: uuid.UUID
+    name: str
     type: str
     owner: str
     parameters: dict[str, Any]
@@ -47,22 +54,29 @@ class TaskContext:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     results: dict[str, Any] = field(default_factory=dict)
     completed: bool = False
+    # The row's public results as this run last committed them (only the lease holder
+    # writes them), so the completion can merge without reading the row first.
+    saved_results: dict[str, Any] = field(default_factory=dict)
     _last_write: float = 0.0
     _published: tuple[float, float] | None = None
 
     @classmethod
-    def for_task(cls, services: Services, task: Task, owner: str, stop: threading.Event) -> TaskContext:
+    def for_task(
+        cls, services: Services, task: ClaimedTask, owner: str, stop: threading.Event
+    ) -> TaskContext:
         return cls(
             services=services,
             row_id=task.id,
             task_id=task.task_id,
             account_id=task.account_id,
+            name=task.name,
             type=task.type,
             owner=owner,
             parameters=dict(task.parameters or {}),
             state=dict((task.results or {}).get("_checkpoint") or {}),
             sealed_secret=task.sealed_secret,
             stop_requested=stop,
+            saved_results=public_results(task.results or {}),
         )
 
     # -- inputs -------------------------------------------------------------------
@@ -153,13 +167,31 @@ class TaskContext:
                 task.results = {**(task.results or {}), "_checkpoint": state}
                 self.state = state
             session.commit()
+            self.saved_results = public_results(task.results or {})
 
     @contextmanager
     def finishing(self) -> Iterator[Session]:
-        """The final transaction: the block's work and the task's completion commit together."""
-        with self.transaction() as (session, task):
+        """The final transaction: the block's work and the task's completion commit together.
+
+        The completion is written first, by the statement that checks the lease and
+        locks the row (one round trip instead of two), so the block runs under the
+        same lock as a ``transaction`` block; results the block adds are written
+        after it. Raises TaskStopped (and rolls back) like ``transaction``.
+        """
+        with self.services.db.sessions() as session:
+            now = self.services.clock.now()
+            if not self.services.settings.tasks.durable_commits:
+                queue.skip_wal_wait(session)
+            written = {**self.saved_results, **self.results}
+            if not queue.complete_owned(session, self.row_id, self.owner, written, now):
+                session.rollback()
+                raise TaskStopped(self._why_stopped(session))
             yield session
-            queue.complete_task(session, task, self.results, self.services.clock.now())
+            final = {**self.saved_results, **self.results}
+            if final != written:
+                queue.set_results(session, self.row_id, final)
+            publish_task_completed(session, self, final, now)
+            session.commit()
             self.completed = True
 
     def _why_stopped(self, session: Session) -> str:

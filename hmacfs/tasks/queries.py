@@ -130,7 +130,7 @@ def delete_finished(
         query = query.where(Task.last_activity < before)
     doomed = session.scalars(query.limit(10_000)).all()
     for task in doomed:
-        discard_partial_output(services, task)
+        discard_partial_output(services, task.task_id)
     if doomed:
         session.execute(delete(Task).where(Task.id.in_([task.id for task in doomed])))
     session.flush()

@@ -10,10 +10,11 @@ to another) cannot overwrite the new owner's work.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, select, text, update
+from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -27,6 +28,9 @@ def _skip_locked(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_NO_WAL_WAIT = text("SET LOCAL synchronous_commit TO off")
+
+
 def skip_wal_wait(session: Session) -> None:
     """Let this transaction's commit return before its WAL is flushed (PostgreSQL only).
 
@@ -34,42 +38,93 @@ def skip_wal_wait(session: Session) -> None:
     commits in a crash of its own, but never applies part of one.
     """
     if _skip_locked(session):
-        session.execute(text("SET LOCAL synchronous_commit TO off"))
+        session.execute(_NO_WAL_WAIT)
 
 
-def claim_tasks(session: Session, owner: str, now: datetime, lease: timedelta, limit: int = 1) -> list[Task]:
+@dataclass(frozen=True)
+class ClaimedTask:
+    """What a worker needs of a task it claimed: read once, by the claim itself."""
+
+    id: uuid.UUID
+    task_id: str
+    account_id: uuid.UUID
+    name: str
+    type: str
+    custom_type: str | None
+    parameters: dict[str, Any]
+    results: dict[str, Any]
+    sealed_secret: bytes | None
+    priority: int
+    created_at: datetime
+    attempts: int
+
+
+_TASKS = cast(Table, Task.__table__)
+_CLAIMED = [_TASKS.c[field.name] for field in fields(ClaimedTask)]
+_OWNER = bindparam("owner", type_=_TASKS.c.lease_owner.type)
+_NOW = bindparam("now", type_=_TASKS.c.last_activity.type)
+
+# The worker's statements are built once: building and cache-keying a statement
+# cost more Python time than running it. SQLite renders no FOR UPDATE (one writer).
+_PENDING = (
+    select(_TASKS.c.id)
+    .where(_TASKS.c.status == TaskStatus.PENDING.value)
+    .where(or_(_TASKS.c.run_after.is_(None), _TASKS.c.run_after <= _NOW))
+    .order_by(_TASKS.c.priority.desc(), _TASKS.c.created_at)
+    .limit(bindparam("limit", type_=Integer()))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    update(_TASKS)
+    .where(_TASKS.c.id.in_(_PENDING.scalar_subquery()))
+    .values(
+        status=TaskStatus.IN_PROGRESS.value,
+        lease_owner=_OWNER,
+        lease_expires_at=bindparam("expires", type_=_TASKS.c.lease_expires_at.type),
+        attempts=_TASKS.c.attempts + 1,
+        started_at=func.coalesce(_TASKS.c.started_at, _NOW),
+        last_activity=_NOW,
+        updated_at=_NOW,
+    )
+    .returning(*_CLAIMED)
+)
+_COMPLETE = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id == bindparam("row_id", type_=_TASKS.c.id.type),
+        _TASKS.c.lease_owner == _OWNER,
+        _TASKS.c.status == TaskStatus.IN_PROGRESS.value,
+    )
+    .values(
+        status=TaskStatus.COMPLETED.value,
+        progress=100.0,
+        results=bindparam("new_results", type_=_TASKS.c.results.type),
+        sealed_secret=None,  # the password is erased once the task ends
+        lease_owner=None,
+        lease_expires_at=None,
+        completed_at=_NOW,
+        last_activity=_NOW,
+        updated_at=_NOW,
+    )
+)
+_SET_RESULTS = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("row_id", type_=_TASKS.c.id.type))
+    .values(results=bindparam("new_results", type_=_TASKS.c.results.type))
+)
+
+
+def claim_tasks(
+    session: Session, owner: str, now: datetime, lease: timedelta, limit: int = 1
+) -> list[ClaimedTask]:
     """Take up to ``limit`` runnable tasks: highest priority first, FIFO within a priority.
 
     Sets the lease, status InProgress and counts the attempt, in one statement
-    (one round trip). Commit to make the claim visible.
+    (one round trip; Core, not the ORM: the worker needs no Task objects). Commit
+    to make the claim visible.
     """
-    pending = (
-        select(Task.id)
-        .where(Task.status == TaskStatus.PENDING.value)
-        .where((Task.run_after.is_(None)) | (Task.run_after <= now))
-        .order_by(Task.priority.desc(), Task.created_at)
-        .limit(limit)
-    )
-    if _skip_locked(session):
-        pending = pending.with_for_update(skip_locked=True)
-        # A claim lost in a database crash only puts the task back to Pending, and every
-        # later write of the worker checks its lease: no need to wait for the WAL flush here.
-        skip_wal_wait(session)
-    claimed = session.scalars(
-        update(Task)
-        .where(Task.id.in_(pending.scalar_subquery()))
-        .values(
-            status=TaskStatus.IN_PROGRESS.value,
-            lease_owner=owner,
-            lease_expires_at=now + lease,
-            attempts=Task.attempts + 1,
-            started_at=case((Task.started_at.is_(None), now), else_=Task.started_at),
-            last_activity=now,
-            updated_at=now,
-        )
-        .returning(Task)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).all()
+    parameters = {"owner": owner, "now": now, "expires": now + lease, "limit": limit}
+    claimed = [ClaimedTask(*row) for row in session.execute(_CLAIM, parameters)]
     return sorted(claimed, key=lambda t: (-t.priority, t.created_at, t.id))
 
 
@@ -103,22 +158,31 @@ def status_of(session: Session, row_id: uuid.UUID) -> tuple[str | None, str | No
     return (row[0], row[1]) if row else (None, None)
 
 
-def complete_task(session: Session, task: Task, results: dict[str, Any], now: datetime) -> None:
-    merged = {key: value for key, value in (task.results or {}).items() if not key.startswith("_")}
-    merged.update(results)
-    task.results = merged
-    task.status = TaskStatus.COMPLETED.value
-    task.progress = 100.0
-    _end(task, now)
-    session.flush()
-    publish_task_event(session, task, "completed", now)
+def complete_owned(
+    session: Session, row_id: uuid.UUID, owner: str, results: dict[str, Any], now: datetime
+) -> bool:
+    """Mark the task Completed with ``results`` if this worker still holds it and it is still running.
+
+    One conditional UPDATE: it checks the lease and takes the row lock (kept until
+    commit), so nothing can pause, cancel or hand the task over before this
+    transaction ends. False (nothing changed) when the lease was lost or the task
+    was paused or cancelled.
+    """
+    parameters = {"row_id": row_id, "owner": owner, "new_results": results, "now": now}
+    result = session.execute(_COMPLETE, parameters)
+    return bool(cast(CursorResult[Any], result).rowcount)
+
+
+def set_results(session: Session, row_id: uuid.UUID, results: dict[str, Any]) -> None:
+    """Overwrite the results of a task this transaction already holds (see ``complete_owned``)."""
+    session.execute(_SET_RESULTS, {"row_id": row_id, "new_results": results})
 
 
 def fail_task(session: Session, services: Services, task: Task, message: str, now: datetime) -> None:
     task.status = TaskStatus.FAILED.value
     task.error_message = message[:2000]
     task.results = {key: value for key, value in (task.results or {}).items() if not key.startswith("_")}
-    discard_partial_output(services, task)
+    discard_partial_output(services, task.task_id)
     _end(task, now)
     session.flush()
     publish_task_event(session, task, "failed", now)
@@ -160,7 +224,7 @@ def finish_cancelled(
     task = session.get(Task, row_id, with_for_update=True, populate_existing=True)
     if task is None or task.lease_owner != owner:
         return
-    discard_partial_output(services, task)
+    discard_partial_output(services, task.task_id)
     task.lease_owner = task.lease_expires_at = None
     task.sealed_secret = None
     session.flush()
@@ -172,6 +236,8 @@ def requeue_lapsed(session: Session, services: Services, now: datetime, limit: i
         select(Task)
         .where(Task.status == TaskStatus.IN_PROGRESS.value, Task.lease_expires_at < now)
         .limit(limit)
+        # The rows as they are now, even if this session holds older copies (the claim is Core).
+        .execution_options(populate_existing=True)
     )
     if _skip_locked(session):
         query = query.with_for_update(skip_locked=True)

@@ -15,8 +15,10 @@ Anything else is a 409 with code ``TASK_INVALID_TRANSITION``.
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -175,7 +177,7 @@ def cancel_task(session: Session, services: Services, account_id: uuid.UUID, tas
     now = services.clock.now()
     if not _lease_held(task, now):
         # No worker holds it: remove what a paused run left behind right here.
-        discard_partial_output(services, task)
+        discard_partial_output(services, task.task_id)
         task.lease_owner = task.lease_expires_at = None
     task.sealed_secret = None
     task.completed_at = now
@@ -196,11 +198,19 @@ def part_prefix(task_id: str) -> str:
     return f"task-{task_id}"
 
 
-def discard_partial_output(services: Services, task: Task) -> int:
-    """Delete the parts a run of ``task`` left; returns how many."""
-    parts = services.store.root / "parts"
+def discard_partial_output(services: Services, task_id: str) -> int:
+    """Delete the parts the runs of task ``task_id`` left; returns how many."""
+    prefix = part_prefix(task_id)
     removed = 0
-    for path in parts.glob(f"{part_prefix(task.task_id)}*.part"):
-        path.unlink(missing_ok=True)
-        removed += 1
+    # A prefix test instead of Path.glob: glob compiles a new regex for every task id,
+    # and the worker calls this after every task.
+    try:
+        entries = os.scandir(services.store.root / "parts")
+    except FileNotFoundError:
+        return 0
+    with entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(".part"):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
     return removed

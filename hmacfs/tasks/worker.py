@@ -26,9 +26,9 @@ from types import FrameType
 
 from hmacfs.config import Settings
 from hmacfs.container import Services, build_services
-from hmacfs.models import Task
 from hmacfs.tasks import queue
 from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
+from hmacfs.tasks.queue import ClaimedTask
 from hmacfs.tasks.registry import find_handler, load_handler_modules
 from hmacfs.tasks.service import discard_partial_output
 
@@ -39,6 +39,34 @@ def worker_id() -> str:
     return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class ClaimSize:
+    """How many tasks a slot claims at once: one, unless the queue is deep and its tasks short.
+
+    Claiming several saves a transaction per task, but the claimed tasks wait for
+    this slot while others may be idle. So the size doubles (up to
+    ``tasks.claim_batch``) only while claims come back full (the queue is deeper
+    than the batch) and a whole batch would still run within ``WINDOW``; it drops
+    to one as soon as a claim comes back short, and halves when a batch took longer.
+    """
+
+    WINDOW = 0.05  # seconds a claimed task may wait for its slot, about
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 1
+
+    def update(self, asked: int, got: int, seconds: float) -> None:
+        """Learn from a claim of ``asked`` tasks of which ``got`` came back and ran, in ``seconds``."""
+        if got < asked:
+            self.size = 1
+            return
+        per_task = seconds / got
+        if per_task * min(self.limit, self.size * 2) <= self.WINDOW:
+            self.size = min(self.limit, self.size * 2)
+        elif per_task * self.size > self.WINDOW:
+            self.size = max(1, self.size // 2)
+
+
 class Worker:
     """One slot: claim, run, repeat until ``stop`` is set."""
 
@@ -47,6 +75,11 @@ class Worker:
         self.stop = stop
         self.owner = worker_id()
         self._next_requeue = 0.0
+        self.claim_size = ClaimSize(services.settings.tasks.claim_batch)
+        # A claimed task still waiting this long (a task before it ran long) goes back to the
+        # queue for an idle slot, well before its lease could lapse.
+        lease = services.settings.tasks.lease_duration.total_seconds()
+        self._give_back_after = min(10 * ClaimSize.WINDOW, lease / 2)
 
     def run_forever(self) -> None:
         poll = self.services.settings.tasks.poll_interval.total_seconds()
@@ -63,12 +96,17 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and run one batch; False when there was nothing to do."""
         self._requeue_lapsed()
-        tasks = self._claim()
-        for task in tasks:
-            if self.stop.is_set():
+        asked = self.claim_size.size
+        tasks = self._claim(asked)
+        started, ran = time.monotonic(), 0
+        for index, task in enumerate(tasks):
+            if self.stop.is_set() or (index and time.monotonic() - started > self._give_back_after):
                 self._release(task)
                 continue
             self.run_task(task)
+            ran += 1
+        # Tasks given back count as a short claim: claim one at a time again.
+        self.claim_size.update(asked, ran, time.monotonic() - started)
         return bool(tasks)
 
     def _requeue_lapsed(self) -> None:
@@ -83,21 +121,19 @@ class Worker:
             queue.requeue_lapsed(session, self.services, self.services.clock.now())
             session.commit()
 
-    def _claim(self) -> list[Task]:
-        settings = self.services.settings.tasks
+    def _claim(self, limit: int) -> list[ClaimedTask]:
+        lease = self.services.settings.tasks.lease_duration
         with self.services.db.sessions() as session:
-            tasks = queue.claim_tasks(
-                session, self.owner, self.services.clock.now(), settings.lease_duration, settings.claim_batch
-            )
+            tasks = queue.claim_tasks(session, self.owner, self.services.clock.now(), lease, limit)
             session.commit()
             return tasks
 
-    def _release(self, task: Task) -> None:
+    def _release(self, task: ClaimedTask) -> None:
         with self.services.db.sessions() as session:
             queue.release_task(session, task.id, self.owner, self.services.clock.now())
             session.commit()
 
-    def run_task(self, task: Task) -> None:
+    def run_task(self, task: ClaimedTask) -> None:
         ctx = TaskContext.for_task(self.services, task, self.owner, self.stop)
         handler = find_handler(task.custom_type or task.type)
         try:
@@ -107,7 +143,7 @@ class Worker:
             if not ctx.completed:
                 with ctx.finishing():
                     pass
-            discard_partial_output(self.services, task)  # what earlier, interrupted runs left
+            discard_partial_output(self.services, task.task_id)  # what earlier, interrupted runs left
         except TaskStopped as stopped:
             self._stopped(ctx, stopped.reason)
         except TaskError as exc:

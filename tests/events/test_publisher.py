@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.events import publish
-from hmacfs.events.publisher import written_events
+from hmacfs.events.publisher import NOTIFY_CHANNEL, written_events
 from hmacfs.models import Event, Pool
 
 
@@ -82,3 +82,48 @@ def test_a_rolled_back_savepoint_drops_only_its_own_events(session: Session) -> 
     savepoint.rollback()
     session.commit()
     assert [event.data for event in written_events(session)] == [{"kept": True}]
+
+
+def test_one_commit_writes_many_events_in_order_and_announces_each(backend: str, engine: Engine) -> None:
+    """Several events of several accounts in one commit: ids follow publication order, one
+    NOTIFY per event (PostgreSQL), and written_events gives the rows back, attached."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    accounts = [first, second, first, second, first]
+    listener = None
+    if backend == "postgresql":
+        pooled = engine.raw_connection()
+        pooled.detach()  # closed, not pooled, afterwards: autocommit must not leak into other tests
+        listener = pooled.dbapi_connection
+        listener.autocommit = True
+        listener.cursor().execute(f"LISTEN {NOTIFY_CHANNEL}")
+    try:
+        with Session(engine) as session:
+            for index, account in enumerate(accounts):
+                publish(session, account, "test.many", {"n": index})
+            session.commit()
+            written = written_events(session)
+            assert [event.data["n"] for event in written] == [0, 1, 2, 3, 4]
+            assert [event.account_id for event in written] == accounts
+            ids = [event.id for event in written]
+            assert ids == sorted(ids) and len(set(ids)) == 5
+            assert written_events(session) == written  # the same attached objects when asked again
+            written[0].data = {"n": "changed"}
+            session.commit()
+        with Session(engine) as check:
+            stored = check.scalars(select(Event).where(Event.id.in_(ids)).order_by(Event.id)).all()
+            assert [(e.account_id, e.data["n"]) for e in stored] == [
+                (first, "changed"),
+                (second, 1),
+                (first, 2),
+                (second, 3),
+                (first, 4),
+            ]
+            check.execute(Event.__table__.delete().where(Event.id.in_(ids)))
+            check.commit()
+        if listener is not None:
+            listener.poll()
+            payloads = [note.payload for note in listener.notifies]
+            assert payloads == [f"{i}:{a}" for i, a in zip(ids, accounts, strict=True)]
+    finally:
+        if listener is not None:
+            listener.close()

@@ -100,7 +100,10 @@ def test_claim_order_priority_then_fifo_and_run_after(
     session.flush()
     claimed = claim_tasks(session, "w1", now + timedelta(seconds=2), LEASE, limit=10)
     assert [t.task_id for t in claimed] == [high.task_id, later.task_id, low.task_id]
-    assert all(t.status == "InProgress" and t.attempts == 1 and t.lease_owner == "w1" for t in claimed)
+    assert all(t.attempts == 1 and t.name == "test-noop" for t in claimed)
+    for task in (high, later, low):
+        session.refresh(task)
+        assert (task.status, task.attempts, task.lease_owner) == ("InProgress", 1, "w1")
     assert claim_tasks(session, "w2", now + timedelta(seconds=2), LEASE) == []
 
 
@@ -183,6 +186,35 @@ def test_checkpoint_stops_on_pause_cancel_and_shutdown(
         ctx.checkpoint(4, 4)
 
 
+def test_finishing_completes_once_and_only_for_the_lease_holder(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    task = _custom(session, services, account)
+    session.commit()
+    now = services.clock.now()
+    [stale] = claim_tasks(session, "w1", now, LEASE)
+    requeue_lapsed(session, services, now + LEASE * 2)  # w1 looks dead: the task goes to w2
+    [fresh] = claim_tasks(session, "w2", now + LEASE * 2, LEASE)
+    session.commit()
+    lost = TaskContext.for_task(services, stale, "w1", threading.Event())
+    lost.results["from"] = "w1"
+    with pytest.raises(TaskStopped, match="lost"), lost.finishing():
+        raise AssertionError("the block of a worker that lost its lease must not run")
+    owner = TaskContext.for_task(services, fresh, "w2", threading.Event())
+    owner.results["before"] = 1
+    with owner.finishing() as inside:
+        inside.add(Event(account_id=account, type="test.effect", data={}))
+        owner.results["inside"] = 2  # results a block adds are written too
+    session.refresh(task)
+    assert (task.status, task.progress, task.lease_owner) == ("Completed", 100.0, None)
+    assert task.results == {"before": 1, "inside": 2}
+    completed = session.query(Event).filter_by(account_id=account, type="task.completed").one()
+    assert completed.data["results"] == {"before": 1, "inside": 2}
+    assert session.query(Event).filter_by(account_id=account, type="test.effect").count() == 1
+    with pytest.raises(TaskStopped, match="lost"), owner.finishing():
+        raise AssertionError("a finished task cannot complete again")
+
+
 def test_progress_throttle() -> None:
     assert should_publish_progress(None, None, 1.0, 0.0, min_step=5, min_interval=1)
     assert not should_publish_progress(1.0, 0.0, 2.0, 0.5, min_step=5, min_interval=1)
@@ -253,3 +285,50 @@ def test_worker_loop_survives_database_errors(tmp_path: Path) -> None:
     worker.run_forever()  # returns once stopped instead of dying on the first error
     timer.join()
     assert stop.is_set()
+
+
+def test_claim_size_grows_only_for_a_deep_queue_of_short_tasks() -> None:
+    from hmacfs.tasks.worker import ClaimSize
+
+    size = ClaimSize(limit=8)
+    for expected in (2, 4, 8, 8):  # full claims, 1 ms per task: double up to the limit
+        size.update(asked=size.size, got=size.size, seconds=0.001 * size.size)
+        assert size.size == expected
+    size.update(asked=8, got=3, seconds=0.003)  # the queue ran short: back to one
+    assert size.size == 1
+    size.update(asked=1, got=1, seconds=ClaimSize.WINDOW)  # a task as long as the window: stay at one
+    assert size.size == 1
+    size.size = 8
+    size.update(asked=8, got=8, seconds=8 * ClaimSize.WINDOW / 4)  # tasks of a quarter window: halve
+    assert size.size == 4
+    one_at_a_time = ClaimSize(limit=1)
+    one_at_a_time.update(asked=1, got=1, seconds=0.0001)
+    assert one_at_a_time.size == 1
+
+
+@task_handler("test-sleep")
+def _sleep(ctx: TaskContext) -> None:
+    import time
+
+    time.sleep(float(ctx.parameters["seconds"]))
+
+
+def test_a_slot_gives_back_claimed_tasks_still_waiting_behind_a_long_one(
+    session: Session, services: Services, account: uuid.UUID
+) -> None:
+    from hmacfs.tasks.worker import Worker
+
+    parameters = {"handler": "test-sleep", "seconds": 0.2}
+    long = submit_task(session, services, account, "Custom", parameters, priority=10)  # claimed first
+    waiting = [_custom(session, services, account) for _ in range(2)]
+    session.commit()
+    worker = Worker(services, threading.Event())
+    worker._give_back_after = 0.1
+    worker.claim_size.size = 3  # as if its earlier tasks had been short
+    assert worker.run_once()
+    for task in (long, *waiting):
+        session.refresh(task)
+    assert long.status == "Completed"
+    # Given back untouched: Pending, attempt not counted, free for any slot.
+    assert [(t.status, t.attempts, t.lease_owner) for t in waiting] == [("Pending", 0, None)] * 2
+    assert worker.claim_size.size == 1  # the long task taught it to claim one at a time
