@@ -67,6 +67,15 @@ class Blob(Base):
             postgresql_where=text("shared"),
             sqlite_where=text("shared"),
         ),
+        # Shared keys derive from the hash (unique above); a table-wide unique key would
+        # be a second, non-arbiter constraint for the dedup upsert to trip over.
+        Index(
+            "uq_blobs_storage_key_unshared",
+            "storage_key",
+            unique=True,
+            postgresql_where=text("NOT shared"),
+            sqlite_where=text("NOT shared"),
+        ),
         {"comment": "stored bytes; shared blobs are content-addressed and reference counted"},
     )
 
@@ -76,7 +85,7 @@ class Blob(Base):
     shared: Mapped[bool] = mapped_column(
         server_default=text("true"), default=True, comment="deduplicated: files with this hash reuse it"
     )
-    storage_key: Mapped[str] = mapped_column(Text, unique=True, comment="path relative to storage_root")
+    storage_key: Mapped[str] = mapped_column(Text, index=True, comment="path relative to storage_root")
     storage_root: Mapped[str | None] = mapped_column(
         Text, comment="root directory holding the blob; NULL = [storage] path"
     )

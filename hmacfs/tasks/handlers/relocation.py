@@ -121,8 +121,8 @@ def _delete_unless_referenced(services: Services, path: Path) -> None:
     so a concurrent ``switch_root`` to this path either sees it gone or keeps it)."""
     key = "/".join(path.parts[-4:])  # blobs/aa/bb/<name>
     with services.db.sessions() as session:
-        blob = session.scalars(select(Blob).where(Blob.storage_key == key).with_for_update()).first()
-        if blob is None or blob_location(services.store, blob).resolve() != path.resolve():
+        blobs = session.scalars(select(Blob).where(Blob.storage_key == key).with_for_update()).all()
+        if all(blob_location(services.store, blob).resolve() != path.resolve() for blob in blobs):
             path.unlink(missing_ok=True)
         session.commit()
 
