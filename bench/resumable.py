@@ -15,6 +15,7 @@ Then: RSS growth of the server over one large upload, and many concurrent upload
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import tempfile
@@ -82,6 +83,7 @@ def _round_robin(
     for number in range(rounds):
         order = list(contenders) if number % 2 == 0 else list(reversed(contenders))
         for name in order:
+            os.sync()  # start from clean writeback: the previous upload's dirty pages throttle this one
             times[name].append(contenders[name]())
             rate = size / MiB / times[name][-1]
             print(f"  round {number + 1} {name:7s} {times[name][-1]:7.2f} s  {rate:7.0f} MiB/s")
