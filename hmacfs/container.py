@@ -12,6 +12,7 @@ from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
 from hmacfs.sealing import Sealer
 from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.prefix import PrefixHashes
 from hmacfs.tokens import TokenCodec
 
 
@@ -29,6 +30,8 @@ class Services:
     metrics: AppMetrics | None = None
     # This process's live-event subscribers; the event bus feeds it (hmacfs.events.delivery).
     hub: Hub = field(default_factory=Hub)
+    # SHA-256 states of tus uploads this process received in order (hmacfs.storage.prefix).
+    prefixes: PrefixHashes = field(default_factory=PrefixHashes)
 
 
 def build_services(settings: Settings, *, pre_ping: bool = True, **overrides: Any) -> Services:

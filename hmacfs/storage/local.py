@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from hmacfs.errors import BadRequest
 from hmacfs.storage.blocking import Pending, offload, start_blocking
@@ -42,6 +42,12 @@ def blocks_reader(blocks: Iterator[bytes]) -> Reader:
         return data
 
     return read
+
+
+class Hasher(Protocol):
+    """What the store needs of a ``hashlib`` object."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 
 @runtime_checkable
@@ -173,30 +179,35 @@ class LocalBlobStore:
         finally:
             os.close(fd)
 
-    def write_part(self, part: str, offset: int, read: Reader, length: int) -> WrittenRange:
+    def write_part(
+        self, part: str, offset: int, read: Reader, length: int, *, also: Hasher | None = None
+    ) -> WrittenRange:
         """Stream exactly ``length`` bytes from ``read`` into the part at ``offset``.
 
         The bytes are fsynced before this returns. Raises IncompleteBody when
-        the source ends early (the range must then be treated as unwritten).
+        the source ends early (the range must then be treated as unwritten,
+        and ``also``, a hasher fed the same bytes, as spoiled).
         """
         fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            digest = self._copy_into(fd, offset, read, length)
+            digest = self._copy_into(fd, offset, read, length, also)
             if self.fsync:
                 offload(os.fsync, fd)
         finally:
             os.close(fd)
         return WrittenRange(offset, length, digest)
 
-    def _copy_into(self, fd: int, offset: int, read: Reader, length: int) -> str:
+    def _copy_into(self, fd: int, offset: int, read: Reader, length: int, also: Hasher | None = None) -> str:
         """Copy with hashing and writing of one block overlapped with receiving
         the next: SHA-256 and pwrite run in a native thread (hashlib and pwrite
         release the GIL), so a large body is not limited by hashing on one core.
         A reader that can fill buffers (``readinto``) is read into two reused
         buffers, one filling while the other is hashed and written: no copies."""
-        if isinstance(read, FillingReader):
-            return self._fill_into(fd, offset, read, length)
         hasher = hashlib.sha256()
+        hashers = (hasher,) if also is None else (hasher, also)
+        if isinstance(read, FillingReader):
+            self._fill_into(fd, offset, read, length, hashers)
+            return hasher.hexdigest()
         position, remaining = offset, length
         pending: Pending | None = None
         try:
@@ -208,19 +219,20 @@ class LocalBlobStore:
                     pending.get()
                 remaining -= len(data)
                 last = not remaining and pending is None
-                pending = None if last else start_blocking(_hash_and_write, hasher, fd, data, position)
+                pending = None if last else start_blocking(_hash_and_write, hashers, fd, data, position)
                 if last:
-                    _hash_and_write(hasher, fd, data, position)
+                    _hash_and_write(hashers, fd, data, position)
                 position += len(data)
         finally:
             if pending is not None:
                 pending.get()
         return hasher.hexdigest()
 
-    def _fill_into(self, fd: int, offset: int, read: FillingReader, length: int) -> str:
-        """Hashing and writing a block run in two native threads at once, while the
-        next block fills: the three steps of a large body overlap on separate cores."""
-        hasher = hashlib.sha256()
+    def _fill_into(
+        self, fd: int, offset: int, read: FillingReader, length: int, hashers: tuple[Hasher, ...]
+    ) -> None:
+        """Each hasher and the write of a block run in native threads at once, while the
+        next block fills: the steps of a large body overlap on separate cores."""
         size = min(self.buffer_size, length) or 1
         buffers = (memoryview(bytearray(size)), memoryview(bytearray(size)))
         position, remaining, turn = offset, length, 0
@@ -234,18 +246,14 @@ class LocalBlobStore:
                 _wait(pending)  # the other buffer is free again
                 remaining -= filled
                 if remaining or position != offset:
-                    pending = [
-                        start_blocking(hasher.update, block),
-                        start_blocking(_write, fd, block, position),
-                    ]
+                    pending = [start_blocking(hasher.update, block) for hasher in hashers]
+                    pending.append(start_blocking(_write, fd, block, position))
                 else:  # the only block of a small body: no thread hand-off
-                    hasher.update(block)
-                    _write(fd, block, position)
+                    _hash_and_write(hashers, fd, block, position)
                 position += filled
                 turn ^= 1
         finally:
             _wait(pending)
-        return hasher.hexdigest()
 
     def hash_part(self, part: str, size: int) -> str:
         """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
@@ -361,8 +369,9 @@ def _wait(pending: list[Pending]) -> None:
         raise failures[0]
 
 
-def _hash_and_write(hasher: Any, fd: int, data: bytes, position: int) -> None:
-    hasher.update(data)
+def _hash_and_write(hashers: tuple[Hasher, ...], fd: int, data: bytes | memoryview, position: int) -> None:
+    for hasher in hashers:
+        hasher.update(data)
     _write(fd, data, position)
 
 

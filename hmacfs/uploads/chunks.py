@@ -16,7 +16,7 @@ from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.local import Reader, blocks_reader
+from hmacfs.storage.local import Hasher, Reader, blocks_reader
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
@@ -71,7 +71,14 @@ def write_chunk(
 
 
 def write_checked(
-    store: LocalBlobStore, part: str, offset: int, read: Reader, length: int, *, digest: ExpectedDigest | None
+    store: LocalBlobStore,
+    part: str,
+    offset: int,
+    read: Reader,
+    length: int,
+    *,
+    digest: ExpectedDigest | None,
+    also: Hasher | None = None,
 ) -> str:
     """Write and fsync ``length`` bytes at ``offset``; verify the declared digest and the end of the body."""
     hasher = digest.new_hasher() if digest is not None and digest.algorithm != "sha256" else None
@@ -82,7 +89,7 @@ def write_checked(
             hasher.update(data)
         return data
 
-    written = store.write_part(part, offset, read if hasher is None else reading, length)
+    written = store.write_part(part, offset, read if hasher is None else reading, length, also=also)
     if read(1):
         raise BadRequest(
             f"body is longer than {length} bytes", code="BODY_TOO_LONG", details={"expected": length}

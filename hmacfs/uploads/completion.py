@@ -36,6 +36,17 @@ def _whole_file_chunk_hash(session: Session, task: UploadTask, size: int) -> str
     return None
 
 
+def _prefix_hash(session: Session, services: Services, task: UploadTask, size: int) -> str | None:
+    """The SHA-256 this process computed while the upload's bytes arrived in order (tus),
+    if its ranges are exactly the recorded ones; None leaves it to the full pass."""
+    if task.protocol != Protocol.TUS.value:
+        return None
+    recorded = session.scalars(
+        select(UploadChunk.sha256).where(UploadChunk.upload_id == task.id).order_by(UploadChunk.offset)
+    )
+    return services.prefixes.digest(task.id, size, recorded)
+
+
 def _hash_part(services: Services, task: UploadTask, size: int) -> str:
     """Stream the part through SHA-256; in the thread pool on PostgreSQL so other requests run.
 
@@ -89,7 +100,11 @@ def complete_upload(session: Session, services: Services, task: UploadTask) -> F
     check_open(task)
     size = _check_received(session, task)
     check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
-    sha256 = _whole_file_chunk_hash(session, task, size) or _hash_part(services, task, size)
+    sha256 = (
+        _whole_file_chunk_hash(session, task, size)
+        or _prefix_hash(session, services, task, size)
+        or _hash_part(services, task, size)
+    )
     if task.hash and not hmac.compare_digest(sha256, task.hash):
         raise HashMismatch(
             "the uploaded bytes do not match the declared SHA-256",

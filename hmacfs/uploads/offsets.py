@@ -93,13 +93,19 @@ def write_at_offset(
         part, store = task.task_id, part_store(services, task)
         if not services.db.is_postgresql:  # PostgreSQL keeps the row lock while the bytes stream
             release_connection(session)
-        sha256 = write_checked(store, part, offset, read, length, digest=digest) if length else ""
+        # The upload's running SHA-256 when this process received the bytes before ``offset``.
+        prefix = services.prefixes.take(task.id, offset) if length else None
+        also = prefix.content if prefix is not None else None
+        sha256 = write_checked(store, part, offset, read, length, digest=digest, also=also) if length else ""
         task = lock_task(session, task)
         check_still_open(session, services, task, part)
         if declared_size is not None:
             declare_length(session, task, declared_size)
         if length:
             _append(session, services, task, offset=offset, length=length, sha256=sha256)
+            if prefix is not None:
+                prefix.advance(length, sha256)
+                services.prefixes.keep(task.id, prefix)
         return finish_if_done(session, services, task)
 
 

@@ -8,11 +8,13 @@ import os
 import uuid
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.models import File, Pool, UploadChunk
+from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.tus_headers import encode_metadata, parse_metadata
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -212,3 +214,44 @@ def test_allowed_extensions(engine: Any, sessions: Any, tmp_path: Any, auth: dic
     other = {"Upload-Metadata": encode_metadata({"filename": "x.exe"})}
     refused = client.post("/files/", headers={**TUS, **auth, "Upload-Length": "5", **other})
     assert refused.status_code == 400 and refused.json["code"] == "EXTENSION_NOT_ALLOWED"
+
+
+def test_in_order_patches_complete_without_reading_the_part_again(
+    client: FlaskClient, auth: dict[str, str], session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SHA-256 is computed while the PATCHes arrive; completion does not re-read."""
+
+    def no_second_pass(*_args: object) -> str:
+        raise AssertionError("completion re-read the part")
+
+    monkeypatch.setattr(LocalBlobStore, "hash_part", no_second_pass)
+    payload = os.urandom(5000)
+    url = path_of(create(client, auth, len(payload)))
+    for offset in range(0, len(payload), 2000):
+        assert patch(client, auth, url, offset, payload[offset : offset + 2000]).status_code == 204
+    file = session.scalars(select(File).where(File.name == "song.ogg")).one()
+    assert file.sha256 == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_running_hash_that_disagrees_with_the_recorded_ranges_is_not_used(
+    client: FlaskClient, auth: dict[str, str], session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the first PATCH's bytes had been written, rolled back and re-sent otherwise:
+    the recorded range digest differs from what the running hash saw, so completion
+    streams the part (and finds the bytes really on disk)."""
+    passes: list[str] = []
+    full_pass = LocalBlobStore.hash_part
+
+    def counted(store: LocalBlobStore, part: str, size: int) -> str:
+        passes.append(part)
+        return full_pass(store, part, size)
+
+    monkeypatch.setattr(LocalBlobStore, "hash_part", counted)
+    payload = os.urandom(4000)
+    url = path_of(create(client, auth, len(payload)))
+    assert patch(client, auth, url, 0, payload[:2000]).status_code == 204
+    session.execute(update(UploadChunk).values(sha256=hashlib.sha256(b"other bytes").hexdigest()))
+    session.flush()
+    assert patch(client, auth, url, 2000, payload[2000:]).status_code == 204
+    file = session.scalars(select(File).where(File.name == "song.ogg")).one()
+    assert file.sha256 == hashlib.sha256(payload).hexdigest() and len(passes) == 1
