@@ -26,7 +26,8 @@ from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import File
 from hmacfs.models.status import Protocol
 from hmacfs.storage.blocking import offload
-from hmacfs.storage.local import IncompleteBody, Reader, blocks_reader
+from hmacfs.storage.copying import IncompleteBody, Reader
+from hmacfs.storage.local import blocks_reader
 from hmacfs.xep0363.service import count_upload, file_expiry, record_completed_task
 from hmacfs.xep0363.signing import extension_allowed
 

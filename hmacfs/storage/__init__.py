@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from hmacfs.storage.local import IncompleteBody, LocalBlobStore, StoredBlob, WrittenRange
+from hmacfs.storage.copying import IncompleteBody
+from hmacfs.storage.local import LocalBlobStore, StoredBlob, WrittenRange
 
 __all__ = ["IncompleteBody", "LocalBlobStore", "StoredBlob", "WrittenRange"]

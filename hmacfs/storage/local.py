@@ -13,15 +13,13 @@ import hashlib
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-from hmacfs.errors import BadRequest
-from hmacfs.storage.blocking import Pending, offload, start_blocking
+from hmacfs.storage.blocking import offload
+from hmacfs.storage.copying import Hasher, Reader, copy_into
 
-Reader = Callable[[int], bytes]
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -42,39 +40,6 @@ def blocks_reader(blocks: Iterator[bytes]) -> Reader:
         return data
 
     return read
-
-
-class Hasher(Protocol):
-    """What the store needs of a ``hashlib`` object."""
-
-    def update(self, data: bytes | memoryview, /) -> None: ...
-
-
-@runtime_checkable
-class FillingReader(Protocol):
-    """A Reader that can also fill a caller's buffer (as ``socket.recv_into``): up to
-    ``len(view)`` bytes, at least one unless the body has ended (0)."""
-
-    def __call__(self, size: int) -> bytes: ...
-
-    def readinto(self, view: memoryview) -> int: ...
-
-
-def _fill(read: FillingReader, view: memoryview) -> int:
-    """Fill ``view`` completely unless the body ends first; returns the bytes placed."""
-    filled = 0
-    while filled < len(view):
-        got = read.readinto(view[filled:])
-        if not got:
-            break
-        filled += got
-    return filled
-
-
-class IncompleteBody(BadRequest):
-    """The client sent fewer bytes than it declared; nothing was kept."""
-
-    code = "INCOMPLETE_BODY"
 
 
 @dataclass(frozen=True)
@@ -190,70 +155,12 @@ class LocalBlobStore:
         """
         fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            digest = self._copy_into(fd, offset, read, length, also)
+            digest = copy_into(fd, offset, read, length, buffer_size=self.buffer_size, also=also)
             if self.fsync:
                 offload(os.fsync, fd)
         finally:
             os.close(fd)
         return WrittenRange(offset, length, digest)
-
-    def _copy_into(self, fd: int, offset: int, read: Reader, length: int, also: Hasher | None = None) -> str:
-        """Copy with hashing and writing of one block overlapped with receiving
-        the next: SHA-256 and pwrite run in a native thread (hashlib and pwrite
-        release the GIL), so a large body is not limited by hashing on one core.
-        A reader that can fill buffers (``readinto``) is read into two reused
-        buffers, one filling while the other is hashed and written: no copies."""
-        hasher = hashlib.sha256()
-        hashers = (hasher,) if also is None else (hasher, also)
-        if isinstance(read, FillingReader):
-            self._fill_into(fd, offset, read, length, hashers)
-            return hasher.hexdigest()
-        position, remaining = offset, length
-        pending: Pending | None = None
-        try:
-            while remaining:
-                data = read(min(self.buffer_size, remaining))
-                if not data:
-                    raise _short(length, length - remaining)
-                if pending is not None:
-                    pending.get()
-                remaining -= len(data)
-                last = not remaining and pending is None
-                pending = None if last else start_blocking(_hash_and_write, hashers, fd, data, position)
-                if last:
-                    _hash_and_write(hashers, fd, data, position)
-                position += len(data)
-        finally:
-            if pending is not None:
-                pending.get()
-        return hasher.hexdigest()
-
-    def _fill_into(
-        self, fd: int, offset: int, read: FillingReader, length: int, hashers: tuple[Hasher, ...]
-    ) -> None:
-        """Each hasher and the write of a block run in native threads at once, while the
-        next block fills: the steps of a large body overlap on separate cores."""
-        size = min(self.buffer_size, length) or 1
-        buffers = (memoryview(bytearray(size)), memoryview(bytearray(size)))
-        position, remaining, turn = offset, length, 0
-        pending: list[Pending] = []
-        try:
-            while remaining:
-                block = buffers[turn][: min(size, remaining)]
-                filled = _fill(read, block)
-                if filled < len(block):
-                    raise _short(length, length - remaining + filled)
-                _wait(pending)  # the other buffer is free again
-                remaining -= filled
-                if remaining or position != offset:
-                    pending = [start_blocking(hasher.update, block) for hasher in hashers]
-                    pending.append(start_blocking(_write, fd, block, position))
-                else:  # the only block of a small body: no thread hand-off
-                    _hash_and_write(hashers, fd, block, position)
-                position += filled
-                turn ^= 1
-        finally:
-            _wait(pending)
 
     def hash_part(self, part: str, size: int) -> str:
         """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
@@ -320,7 +227,7 @@ class LocalBlobStore:
         try:
             if length > self.buffer_size:
                 _preallocate(fd, length)
-            digest = self._copy_into(fd, 0, read, length)
+            digest = copy_into(fd, 0, read, length, buffer_size=self.buffer_size)
             if self.fsync:
                 offload(os.fsync, fd)
         except BaseException:
@@ -346,41 +253,6 @@ class LocalBlobStore:
 def normal_root(path: str | Path) -> Path:
     """A root directory as rows record it and comparisons see it: symlinks resolved."""
     return Path(os.path.realpath(path))
-
-
-def _short(expected: int, received: int) -> IncompleteBody:
-    return IncompleteBody(
-        f"body ended after {received} of {expected} bytes",
-        details={"expected": expected, "received": received},
-    )
-
-
-def _wait(pending: list[Pending]) -> None:
-    """Wait for every call (none may still touch a buffer or the descriptor afterwards);
-    then raise the first failure."""
-    failures = []
-    for call in pending:
-        try:
-            call.get()
-        except BaseException as exc:  # re-raised below, once the others finished
-            failures.append(exc)
-    pending.clear()
-    if failures:
-        raise failures[0]
-
-
-def _hash_and_write(hashers: tuple[Hasher, ...], fd: int, data: bytes | memoryview, position: int) -> None:
-    for hasher in hashers:
-        hasher.update(data)
-    _write(fd, data, position)
-
-
-def _write(fd: int, data: bytes | memoryview, position: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, position)
-        position += written
-        view = view[written:]
 
 
 def _preallocate(fd: int, size: int) -> None:

@@ -16,7 +16,8 @@ from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.local import Hasher, Reader, blocks_reader
+from hmacfs.storage.copying import Hasher, Reader
+from hmacfs.storage.local import blocks_reader
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress

@@ -18,7 +18,8 @@ from hmacfs.container import Services
 from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
-from hmacfs.storage.local import Reader, blocks_reader
+from hmacfs.storage.copying import Reader
+from hmacfs.storage.local import blocks_reader
 from hmacfs.uploads.chunking import chunk_count
 from hmacfs.uploads.chunks import check_still_open, record_chunk, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial

@@ -18,7 +18,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from hmacfs.errors import BadRequest
 from hmacfs.multipart import FieldStream
-from hmacfs.storage.local import Reader
+from hmacfs.storage.copying import Reader
 
 _READ = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)

@@ -24,7 +24,8 @@ from hmacfs.errors import Conflict
 from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import Blob, File, Pool, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
-from hmacfs.storage.local import Reader, WrittenRange
+from hmacfs.storage.copying import Reader
+from hmacfs.storage.local import WrittenRange
 
 log = logging.getLogger(__name__)
 

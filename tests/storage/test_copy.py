@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.local import IncompleteBody
+from hmacfs.storage.copying import IncompleteBody
 
 
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 7])
