@@ -20,15 +20,13 @@ from werkzeug.sansio.multipart import Field as FormField
 from werkzeug.sansio.multipart import File as FilePart
 
 from hmacfs.container import Services
-from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import BadRequest, PayloadTooLarge
-from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import File
 from hmacfs.models.status import Protocol
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import IncompleteBody, Reader
-from hmacfs.storage.local import blocks_reader
-from hmacfs.xep0363.service import count_upload, file_expiry, record_completed_task
+from hmacfs.storage.local import WrittenRange, blocks_reader
+from hmacfs.xep0363.service import record_one_shot_upload
 from hmacfs.xep0363.signing import extension_allowed
 
 FIELD = "file"
@@ -201,27 +199,8 @@ def store_multipart_upload(
     """Receive the ``file`` field and record it as a file (and a completed upload task). Flushes."""
     part = uuid.uuid4().hex
     received = receive_multipart(services, part, boundary, read, length)
-    now = services.clock.now()
-    new = NewFile(
-        name=received.filename,
-        content_type=received.content_type,
-        pool_id=DEFAULT_POOL_ID,
-        account_id=account_id,
-        expired_at=file_expiry(session, services.settings, now),
-    )
-    try:
-        file = create_file_from_part(
-            session,
-            services.store,
-            services.settings.deduplication,
-            part=part,
-            sha256=received.sha256,
-            size=received.size,
-            new=new,
-        )
-    except BaseException:
-        services.store.delete_part(part)
-        raise
-    record_completed_task(session, Protocol.MULTIPART, file, now)
-    count_upload(services, Protocol.MULTIPART, received.size)
-    return file
+    written = WrittenRange(0, received.size, received.sha256)
+    return record_one_shot_upload(
+        session, services, Protocol.MULTIPART, part, written,
+        name=received.filename, content_type=received.content_type, account_id=account_id,
+    )  # fmt: skip

@@ -73,36 +73,44 @@ def store_slot_upload(session: Session, services: Services, upload: SlotUpload, 
         ensure_slot_free(services.db.sessions, upload.path)
     part = uuid.uuid4().hex
     written = services.store.receive(part, read, upload.size)
+    return record_one_shot_upload(
+        session, services, Protocol.XEP0363, part, written,
+        name=upload.filename, content_type=upload.content_type, path=upload.path,
+    )  # fmt: skip
+
+
+def record_one_shot_upload(
+    session: Session,
+    services: Services,
+    protocol: Protocol,
+    part: str,
+    written: WrittenRange,
+    *,
+    name: str,
+    content_type: str,
+    account_id: uuid.UUID | None = None,
+    path: str | None = None,
+) -> File:
+    """Record a part received in one request (XEP-0363 PUT, multipart POST) as a file of
+    the default pool and a completed upload task; the part is deleted if that fails.
+
+    Raises Conflict (409 SLOT_TAKEN) when ``path`` is taken. Flushes.
+    """
     try:
-        file = _record(session, services, upload, part, written)
+        now = services.clock.now()
+        new = NewFile(
+            name=name, content_type=content_type, pool_id=DEFAULT_POOL_ID, account_id=account_id,
+            path=path, expired_at=file_expiry(session, services.settings, now),
+        )  # fmt: skip
+        file = create_file_from_part(
+            session, services.store, services.settings.deduplication,
+            part=part, sha256=written.sha256, size=written.size, new=new,
+        )  # fmt: skip
+        record_completed_task(session, protocol, file, now)
     except BaseException:
         services.store.delete_part(part)
         raise
-    count_upload(services, Protocol.XEP0363, upload.size)
-    return file
-
-
-def _record(
-    session: Session, services: Services, upload: SlotUpload, part: str, written: WrittenRange
-) -> File:
-    now = services.clock.now()
-    new = NewFile(
-        name=upload.filename,
-        content_type=upload.content_type,
-        pool_id=DEFAULT_POOL_ID,
-        path=upload.path,
-        expired_at=file_expiry(session, services.settings, now),
-    )
-    file = create_file_from_part(
-        session,
-        services.store,
-        services.settings.deduplication,
-        part=part,
-        sha256=written.sha256,
-        size=written.size,
-        new=new,
-    )
-    record_completed_task(session, Protocol.XEP0363, file, now)
+    count_upload(services, protocol, written.size)
     return file
 
 
