@@ -30,6 +30,7 @@ from hmacfs.db import dialect_insert
 from hmacfs.errors import Conflict
 from hmacfs.models import Blob, File, Pool
 from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.local import holds
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _place_part(
     parts = store.at(root)
     if _same_root(store, blob.storage_root, root):
         parts.promote_part(part, sha256, size, shared=blob.shared)
-    elif _holds(blob_root(store, blob.storage_root) / blob.storage_key, size):
+    elif holds(blob_root(store, blob.storage_root) / blob.storage_key, size):
         parts.delete_part(part)
     else:
         # The row's bytes were missing where it pointed: they are now under ``root``.
@@ -157,13 +158,6 @@ def _place_part(
 
 def _same_root(store: LocalBlobStore, first: str | None, second: str | None) -> bool:
     return blob_root(store, first) == blob_root(store, second)
-
-
-def _holds(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except FileNotFoundError:
-        return False
 
 
 def _insert_file(session: Session, blob_id: uuid.UUID, *, sha256: str, size: int, new: NewFile) -> File:

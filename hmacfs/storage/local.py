@@ -199,7 +199,7 @@ class LocalBlobStore:
         key = self.blob_key(sha256, None if shared else part)
         target = self.blob_path(key)
         source = self.part_path(part)
-        if _size_of(target) == size:
+        if holds(target, size):
             source.unlink(missing_ok=True)
             return StoredBlob(sha256, size, key, created=False)
         if os.path.getsize(source) != size:
@@ -263,11 +263,12 @@ def _preallocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)
 
 
-def _size_of(path: Path) -> int | None:
+def holds(path: Path, size: int) -> bool:
+    """Whether ``path`` is a file of exactly ``size`` bytes (the bytes a blob row expects)."""
     try:
-        return os.stat(path).st_size
+        return os.stat(path).st_size == size
     except FileNotFoundError:
-        return None
+        return False
 
 
 def _fsync_dir(path: Path) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from hmacfs.container import Services
 from hmacfs.files import blob_location, blob_root
 from hmacfs.models import Blob
+from hmacfs.storage.local import holds
 from hmacfs.tasks.context import TaskContext, TaskError
 
 BLOCK = 1024 * 1024
@@ -94,7 +95,7 @@ def switch_root(session: Session, services: Services, copied: Copied, storage_ro
     blob = session.get(Blob, copied.blob_id, with_for_update=True, populate_existing=True)
     if blob is None:  # deleted meanwhile: the copy is the stray one
         return stale_entry(copied.target)
-    if not _holds(copied.target, copied.size):
+    if not holds(copied.target, copied.size):
         raise TaskError(f"the copy of blob {blob.id} vanished before it was switched; run the task again")
     old = blob_location(services.store, blob)
     blob.storage_root = storage_root
@@ -125,13 +126,6 @@ def _delete_unless_referenced(services: Services, path: Path) -> None:
         if all(blob_location(services.store, blob).resolve() != path.resolve() for blob in blobs):
             path.unlink(missing_ok=True)
         session.commit()
-
-
-def _holds(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except FileNotFoundError:
-        return False
 
 
 def same_root(services: Services, first: str | None, second: str | None) -> bool:
