@@ -50,8 +50,8 @@ class ServerSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = ""
-    pool_size: int = Field(10, ge=1)
-    max_overflow: int = Field(20, ge=0)
+    pool_size: int = Field(20, ge=1)
+    max_overflow: int = Field(10, ge=0)
     echo: bool = False
 
 

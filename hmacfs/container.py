@@ -53,7 +53,7 @@ def build_services(settings: Settings, *, pre_ping: bool = True, **overrides: An
             settings.storage.path,
             fsync=settings.storage.fsync,
             buffer_size=settings.performance.max_buffer_size,
-            offload_dir_sync=db.is_postgresql,
+            offload_promotion=db.is_postgresql,
         ),
         locker=PgAdvisoryLocker(db.engine) if db.is_postgresql else MemoryLocker(),
         tokens=TokenCodec.from_settings(settings.security),

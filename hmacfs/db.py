@@ -26,7 +26,7 @@ class Database:
 
 
 def create_database(
-    url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False, pre_ping: bool = True
+    url: str, *, pool_size: int = 20, max_overflow: int = 10, echo: bool = False, pre_ping: bool = True
 ) -> Database:
     """Build the engine (no connection is opened until first use).
 
@@ -40,7 +40,7 @@ def create_database(
 
 
 def make_engine(
-    url: str, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False, pre_ping: bool = True
+    url: str, *, pool_size: int = 20, max_overflow: int = 10, echo: bool = False, pre_ping: bool = True
 ) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

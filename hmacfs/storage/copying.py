@@ -2,14 +2,24 @@
 
 Hashing and ``pwrite`` run in native threads (both release the GIL) while the
 next block is received, so a large body is not limited by hashing on one core.
+
+Write-behind: when the caller will fsync, each written block is handed to the
+disk at once (``sync_file_range``), so the disk writes while the rest of the
+body arrives and the final fsync has little left to wait for. Without it the
+whole body stays dirty in the page cache (Linux starts background writeback
+only at ``dirty_background_ratio`` of memory) and fsync writes it all at the
+end, after the last byte arrived.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
+import sys
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from hmacfs.errors import BadRequest
 from hmacfs.storage.blocking import Pending, start_blocking
@@ -50,8 +60,34 @@ def _fill(read: FillingReader, view: memoryview) -> int:
     return filled
 
 
+def read_exactly(read: Reader, length: int) -> bytearray:
+    """The next ``length`` bytes of ``read`` in one buffer; IncompleteBody when it ends early."""
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    if isinstance(read, FillingReader):
+        filled = _fill(read, view)
+    else:
+        filled = 0
+        while filled < length:
+            data = read(length - filled)
+            if not data:
+                break
+            view[filled : filled + len(data)] = data
+            filled += len(data)
+    if filled < length:
+        raise _short(length, filled)
+    return buffer
+
+
 def copy_into(
-    fd: int, offset: int, read: Reader, length: int, *, buffer_size: int, also: Hasher | None = None
+    fd: int,
+    offset: int,
+    read: Reader,
+    length: int,
+    *,
+    buffer_size: int,
+    also: Hasher | None = None,
+    write_behind: bool = False,
 ) -> str:
     """Write exactly ``length`` bytes of ``read`` at ``offset`` of ``fd`` (not fsynced);
     return their SHA-256 (hex), also feeding them to ``also`` when given.
@@ -59,11 +95,13 @@ def copy_into(
     Raises IncompleteBody when ``read`` ends early. A reader that can fill
     buffers (``readinto``) is read into two reused buffers, one filling while
     the other is hashed and written: no copies. Blocks are at most
-    ``buffer_size`` bytes."""
+    ``buffer_size`` bytes. ``write_behind``: start the disk write of each block
+    at once (the caller fsyncs afterwards)."""
     hasher = hashlib.sha256()
     hashers = (hasher,) if also is None else (hasher, also)
+    write = _write_and_start if write_behind else write_all
     if isinstance(read, FillingReader):
-        _fill_into(fd, offset, read, length, hashers=hashers, buffer_size=buffer_size)
+        _fill_into(fd, offset, read, length, hashers=hashers, buffer_size=buffer_size, write=write)
         return hasher.hexdigest()
     position, remaining = offset, length
     pending: Pending | None = None
@@ -76,9 +114,9 @@ def copy_into(
                 pending.get()
             remaining -= len(data)
             last = not remaining and pending is None
-            pending = None if last else start_blocking(_hash_and_write, hashers, fd, data, position)
+            pending = None if last else start_blocking(_hash_and_write, hashers, write, fd, data, position)
             if last:
-                _hash_and_write(hashers, fd, data, position)
+                _hash_and_write(hashers, write, fd, data, position)
             position += len(data)
     finally:
         if pending is not None:
@@ -87,7 +125,14 @@ def copy_into(
 
 
 def _fill_into(
-    fd: int, offset: int, read: FillingReader, length: int, *, hashers: tuple[Hasher, ...], buffer_size: int
+    fd: int,
+    offset: int,
+    read: FillingReader,
+    length: int,
+    *,
+    hashers: tuple[Hasher, ...],
+    buffer_size: int,
+    write: _Write,
 ) -> None:
     """Each hasher and the write of a block run in native threads at once, while the
     next block fills: the steps of a large body overlap on separate cores."""
@@ -105,9 +150,9 @@ def _fill_into(
             remaining -= filled
             if remaining or position != offset:
                 pending = [start_blocking(hasher.update, block) for hasher in hashers]
-                pending.append(start_blocking(_write, fd, block, position))
+                pending.append(start_blocking(write, fd, block, position))
             else:  # the only block of a small body: no thread hand-off
-                _hash_and_write(hashers, fd, block, position)
+                _hash_and_write(hashers, write, fd, block, position)
             position += filled
             turn ^= 1
     finally:
@@ -135,15 +180,51 @@ def _wait(pending: list[Pending]) -> None:
         raise failures[0]
 
 
-def _hash_and_write(hashers: tuple[Hasher, ...], fd: int, data: bytes | memoryview, position: int) -> None:
+def _hash_and_write(
+    hashers: tuple[Hasher, ...], write: _Write, fd: int, data: bytes | memoryview, position: int
+) -> None:
     for hasher in hashers:
         hasher.update(data)
-    _write(fd, data, position)
+    write(fd, data, position)
 
 
-def _write(fd: int, data: bytes | memoryview, position: int) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
+    """``pwrite`` all of ``data`` at ``position`` (a write may place fewer bytes)."""
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, position)
         position += written
         view = view[written:]
+
+
+_Write = Callable[[int, "bytes | bytearray | memoryview", int], None]
+
+
+def _write_and_start(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
+    """``write_all``, then start writing those bytes to the disk without waiting."""
+    write_all(fd, data, position)
+    start_writeback(fd, position, len(data))
+
+
+def _libc_sync_file_range() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return cast(Callable[..., int], function)
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` to the disk, without
+    waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; elsewhere nothing). Not a
+    durability guarantee: fsync still follows."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # failures are harmless

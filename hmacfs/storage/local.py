@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hmacfs.storage.blocking import offload
-from hmacfs.storage.copying import Hasher, Reader, copy_into
+from hmacfs.storage.copying import Hasher, Reader, copy_into, read_exactly, write_all
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -64,16 +64,17 @@ class LocalBlobStore:
         *,
         fsync: bool = True,
         buffer_size: int = 1024 * 1024,
-        offload_dir_sync: bool = False,
+        offload_promotion: bool = False,
     ) -> None:
         self.root = root
         self.fsync = fsync
         self.buffer_size = buffer_size
         # promote_part runs inside the caller's database transaction. Letting other
-        # greenlets run meanwhile is only safe when the database does not hold a
-        # process-wide write lock then (PostgreSQL yes, SQLite no: a second writer
-        # would block the whole loop in sqlite's busy wait).
-        self.offload_dir_sync = offload_dir_sync
+        # greenlets run meanwhile (its rename and directory fsyncs in a thread) is
+        # only safe when the database does not hold a process-wide write lock then
+        # (PostgreSQL yes, SQLite no: a second writer would block the whole loop in
+        # sqlite's busy wait).
+        self.offload_promotion = offload_promotion
 
     def usable_root(self, path: str) -> Path:
         """``path`` as a storage root: absolute, symlinks resolved, and writable here (a
@@ -155,7 +156,9 @@ class LocalBlobStore:
         """
         fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            digest = copy_into(fd, offset, read, length, buffer_size=self.buffer_size, also=also)
+            digest = copy_into(
+                fd, offset, read, length, buffer_size=self.buffer_size, also=also, write_behind=self.fsync
+            )
             if self.fsync:
                 offload(os.fsync, fd)
         finally:
@@ -195,13 +198,24 @@ class LocalBlobStore:
 
         Callers hold the blob's database row while doing this (see
         ``hmacfs.files``), so a collector cannot remove the target meanwhile.
+        The rename and the directory fsyncs run in one thread hop when
+        ``offload_promotion``: file-system metadata calls wait on the journal.
         """
         key = self.blob_key(sha256, None if shared else part)
+        if self.offload_promotion:
+            created = offload(self._promote, part, key, size)
+        else:
+            created = self._promote(part, key, size)
+        return StoredBlob(sha256, size, key, created=created)
+
+    def _promote(self, part: str, key: str, size: int) -> bool:
+        """Rename the part to ``key`` and make that durable; False when ``key`` already
+        held the content (the part is dropped)."""
         target = self.blob_path(key)
         source = self.part_path(part)
         if holds(target, size):
             source.unlink(missing_ok=True)
-            return StoredBlob(sha256, size, key, created=False)
+            return False
         if os.path.getsize(source) != size:
             os.truncate(source, size)
         changed = [target.parent]  # directories whose entries must reach the disk
@@ -214,20 +228,24 @@ class LocalBlobStore:
             changed += [target.parent.parent, target.parent.parent.parent]
         if self.fsync:
             for directory in changed:
-                if self.offload_dir_sync:
-                    offload(_fsync_dir, directory)
-                else:
-                    _fsync_dir(directory)
-        return StoredBlob(sha256, size, key, created=True)
+                _fsync_dir(directory)
+        return True
 
     def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
         """Stream a whole body into a new part (created, preallocated, written and
-        fsynced through one descriptor); nothing remains if the body is short."""
+        fsynced through one descriptor); nothing remains if the body is short.
+
+        A body that fits one buffer is read first and then created, written and
+        fsynced in one thread hop: creating a file waits on the file-system
+        journal, which would stall every other request of a gevent worker."""
+        if length <= self.buffer_size:
+            data = read_exactly(read, length)
+            offload(self._write_new, self.part_path(part), data)
+            return WrittenRange(0, length, hashlib.sha256(data).hexdigest())
         fd = self._create(self.part_path(part))
         try:
-            if length > self.buffer_size:
-                _preallocate(fd, length)
-            digest = copy_into(fd, 0, read, length, buffer_size=self.buffer_size)
+            _preallocate(fd, length)
+            digest = copy_into(fd, 0, read, length, buffer_size=self.buffer_size, write_behind=self.fsync)
             if self.fsync:
                 offload(os.fsync, fd)
         except BaseException:
@@ -236,6 +254,19 @@ class LocalBlobStore:
             raise
         os.close(fd)
         return WrittenRange(0, length, digest)
+
+    def _write_new(self, path: Path, data: bytes | bytearray) -> None:
+        """Create ``path`` holding ``data``, fsynced; nothing remains if that fails."""
+        fd = self._create(path)
+        try:
+            write_all(fd, data, 0)
+            if self.fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
 
     def read_range(self, path: Path, start: int, length: int) -> Iterator[bytes]:
         """Yield ``length`` bytes of ``path`` from ``start`` in bounded blocks."""

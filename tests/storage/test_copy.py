@@ -10,20 +10,56 @@ from pathlib import Path
 import pytest
 
 from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.copying import IncompleteBody
+from hmacfs.storage.copying import IncompleteBody, Reader, copy_into, start_writeback
 
 
+class Filling:
+    """A reader that fills buffers (as ``SocketBody``), at most ``step`` bytes a call."""
+
+    def __init__(self, data: bytes, step: int = 1000) -> None:
+        self._source = io.BytesIO(data)
+        self._step = step
+
+    def __call__(self, size: int) -> bytes:
+        return self._source.read(min(size, self._step))
+
+    def readinto(self, view: memoryview) -> int:
+        return self._source.readinto(view[: self._step])
+
+
+def _readers(body: bytes) -> list[Reader]:
+    return [io.BytesIO(body).read, Filling(body)]
+
+
+@pytest.mark.parametrize("fsync", [False, True], ids=["no-fsync", "fsync+write-behind"])
 @pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 7])
-def test_receive_writes_and_hashes_every_block(tmp_path: Path, size: int) -> None:
-    store = LocalBlobStore(tmp_path, fsync=False, buffer_size=4096)
+def test_receive_writes_and_hashes_every_block(tmp_path: Path, size: int, fsync: bool) -> None:
+    store = LocalBlobStore(tmp_path, fsync=fsync, buffer_size=4096)
     body = os.urandom(size)
-    written = store.receive("p1", io.BytesIO(body).read, size)
-    assert written.sha256 == hashlib.sha256(body).hexdigest()
-    assert store.part_path("p1").read_bytes() == body
+    for number, read in enumerate(_readers(body)):
+        written = store.receive(f"p{number}", read, size)
+        assert written.sha256 == hashlib.sha256(body).hexdigest()
+        assert store.part_path(f"p{number}").read_bytes() == body
 
 
-def test_short_body_leaves_nothing(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path, fsync=False, buffer_size=4096)
-    with pytest.raises(IncompleteBody):
-        store.receive("p2", io.BytesIO(b"x" * 5000).read, 9000)
-    assert not store.part_path("p2").exists()
+@pytest.mark.parametrize("declared", [3000, 9000], ids=["one-buffer", "streamed"])
+def test_short_body_leaves_nothing(tmp_path: Path, declared: int) -> None:
+    store = LocalBlobStore(tmp_path, fsync=True, buffer_size=4096)
+    for number, read in enumerate(_readers(b"x" * (declared - 1))):
+        with pytest.raises(IncompleteBody):
+            store.receive(f"p{number}", read, declared)
+        assert not store.part_path(f"p{number}").exists()
+
+
+def test_write_behind_places_the_same_bytes_at_an_offset(tmp_path: Path) -> None:
+    body = os.urandom(50_000)
+    target = tmp_path / "f"
+    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, b"#" * 100, 0)
+        digest = copy_into(fd, 100, Filling(body), len(body), buffer_size=4096, write_behind=True)
+        start_writeback(fd, 0, 0)  # the whole file; harmless anywhere
+    finally:
+        os.close(fd)
+    assert digest == hashlib.sha256(body).hexdigest()
+    assert target.read_bytes() == b"#" * 100 + body
