@@ -91,12 +91,14 @@ def create_file_from_part(
     shared = deduplicates(dedup, size)
     blob = _reference_blob(session, store, sha256=sha256, size=size, part=part, shared=shared, root=root)
     file = _insert_file(session, blob.id, sha256=sha256, size=size, new=new)
-    _place_part(session, store, blob, part=part, sha256=sha256, size=size, root=root)
+    place_part(session, store, blob, part=part, sha256=sha256, size=size, root=root)
     return file
 
 
 @dataclass(frozen=True)
-class _Reference:
+class BlobReference:
+    """A blob row referenced by a new file: where its bytes are (or go)."""
+
     id: uuid.UUID
     storage_key: str
     storage_root: str | None
@@ -112,7 +114,7 @@ def _reference_blob(
     part: str,
     shared: bool,
     root: str | None,
-) -> _Reference:
+) -> BlobReference:
     """Take one reference to the blob of this content (inserted under ``root`` when new) in
     one statement. The row stays locked until commit: the collector, a migration switching
     its root and other uploads of this content wait."""
@@ -130,13 +132,13 @@ def _reference_blob(
         row = session.execute(statements.reference_shared_blob, values).one()
     else:
         row = session.execute(statements.insert_blob, {**values, "shared": False}).one()
-    return _Reference(row.id, row.storage_key, row.storage_root, shared)
+    return BlobReference(row.id, row.storage_key, row.storage_root, shared)
 
 
-def _place_part(
+def place_part(
     session: Session,
     store: LocalBlobStore,
-    blob: _Reference,
+    blob: BlobReference,
     *,
     part: str,
     sha256: str,
@@ -292,7 +294,7 @@ def replace_content(
     session.execute(update(Blob).where(Blob.id == file.blob_id).values(ref_count=Blob.ref_count - 1))
     file.blob_id = blob.id
     session.flush()
-    _place_part(session, store, blob, part=part, sha256=sha256, size=size, root=root)
+    place_part(session, store, blob, part=part, sha256=sha256, size=size, root=root)
 
 
 def adopt_copy(session: Session, file: File, *, storage_key: str, storage_root: str | None) -> Blob:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -21,7 +21,8 @@ from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import Conflict
-from hmacfs.files import NewFile, create_file_from_part
+from hmacfs.files import NewFile, create_file_from_part, deduplicates
+from hmacfs.files.one_shot import OneShot, record_one_shot
 from hmacfs.models import Blob, File, Pool, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.storage.copying import Reader
@@ -93,20 +94,29 @@ def record_one_shot_upload(
 ) -> File:
     """Record a part received in one request (XEP-0363 PUT, multipart POST) as a file of
     the default pool and a completed upload task; the part is deleted if that fails.
+    On PostgreSQL the rows are one statement (``hmacfs.files.one_shot``).
 
     Raises Conflict (409 SLOT_TAKEN) when ``path`` is taken. Flushes.
     """
     try:
         now = services.clock.now()
         new = NewFile(
-            name=name, content_type=content_type, pool_id=DEFAULT_POOL_ID, account_id=account_id,
-            path=path, expired_at=file_expiry(session, services.settings, now),
+            name=name, content_type=content_type, pool_id=DEFAULT_POOL_ID, account_id=account_id, path=path
         )  # fmt: skip
-        file = create_file_from_part(
-            session, services.store, services.settings.deduplication,
-            part=part, sha256=written.sha256, size=written.size, new=new,
-        )  # fmt: skip
-        record_completed_task(session, protocol, file, now)
+        if services.db.is_postgresql:
+            upload = OneShot(
+                protocol, part, written.sha256, written.size,
+                shared=deduplicates(services.settings.deduplication, written.size),
+                now=now, fallback_expiry=expiry(None, services.settings, now),
+            )  # fmt: skip
+            file = record_one_shot(session, services.store, upload, new)
+        else:
+            new = replace(new, expired_at=file_expiry(session, services.settings, now))
+            file = create_file_from_part(
+                session, services.store, services.settings.deduplication,
+                part=part, sha256=written.sha256, size=written.size, new=new,
+            )  # fmt: skip
+            record_completed_task(session, protocol, file, now)
     except BaseException:
         services.store.delete_part(part)
         raise

@@ -1,0 +1,144 @@
+"""Recording a one-request upload (XEP-0363 PUT, multipart POST) on PostgreSQL in one
+statement: the blob reference, the ``files`` row and its completed ``upload_tasks`` row.
+
+The same rows as ``create_file_from_part`` plus ``record_completed_task``, in the
+same order and with the same locks (the blob row is upserted first and stays
+locked until commit; a taken path waits for the other writer and then inserts
+nothing), but in one round trip instead of four: a 4 KiB PUT spends more on
+round trips than on its bytes. The pool's lifetime for the file is read in the
+same statement. SQLite has no data-modifying WITH, so it keeps the step-by-step
+path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, TextClause, bindparam, column, text
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+from hmacfs.files.service import BlobReference, NewFile, PathTaken, place_part
+from hmacfs.models import File
+from hmacfs.models.base import UTCDateTime
+from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.storage import LocalBlobStore
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """A part received in one request (under the store's root) and what its rows say."""
+
+    protocol: Protocol
+    part: str
+    sha256: str
+    size: int
+    shared: bool  # deduplicated: one blob per content hash
+    now: datetime
+    fallback_expiry: datetime | None  # the file's expiry when its pool sets no lifetime
+
+
+_FILES = cast(Table, File.__table__)
+_FILE_COLUMNS = ", ".join(c.name for c in _FILES.c)
+_FILE_RESULT = ", ".join(f"file.{c.name}" for c in _FILES.c)
+
+_SQL = """
+WITH blob AS (
+    INSERT INTO blobs AS b (id, sha256, size, shared, storage_key, storage_root, ref_count, created_at)
+    VALUES (CAST(:blob_id AS uuid), :sha256, :size, :shared, :storage_key, NULL, 1, :now)
+    {on_conflict}
+    RETURNING b.id, b.storage_key, b.storage_root
+), pool AS (
+    SELECT file_ttl_seconds AS ttl FROM pools WHERE id = CAST(:pool_id AS uuid)
+), file AS (
+    INSERT INTO files AS f (id, account_id, pool_id, path, name, content_type, size, blob_id, sha256,
+                            expired_at, created_at, updated_at)
+    SELECT CAST(:file_id AS uuid), CAST(:account_id AS uuid), CAST(:pool_id AS uuid), :path, :name,
+           :content_type, :size, blob.id, :sha256,
+           CASE WHEN pool.ttl > 0 THEN :now + make_interval(secs => pool.ttl)
+                WHEN pool.ttl < 0 THEN NULL
+                ELSE :fallback_expiry END,
+           :now, :now
+    FROM blob LEFT JOIN pool ON true
+    ON CONFLICT (path) DO NOTHING
+    RETURNING {file_columns}
+), task AS (
+    INSERT INTO upload_tasks (id, task_id, protocol, status, account_id, pool_id, file_name, file_size,
+                              content_type, chunk_size, chunks_count, chunks_uploaded, bytes_received,
+                              upload_offset, hash, file_id, expired_at, last_activity, completed_at,
+                              created_at, updated_at)
+    SELECT CAST(:task_row_id AS uuid), :task_id, :protocol, :status, file.account_id, file.pool_id,
+           file.name, file.size, file.content_type, GREATEST(file.size, 1), 1, 1, file.size, file.size,
+           file.sha256, file.id, file.expired_at, :now, :now, :now, :now
+    FROM file
+)
+SELECT {file_result}, blob.storage_key AS blob_storage_key, blob.storage_root AS blob_storage_root
+FROM file CROSS JOIN blob
+"""
+
+
+def _statement(on_conflict: str) -> TextClause:
+    sql = _SQL.format(on_conflict=on_conflict, file_columns=_FILE_COLUMNS, file_result=_FILE_RESULT)
+    typed = text(sql).bindparams(
+        bindparam("now", type_=UTCDateTime()), bindparam("fallback_expiry", type_=UTCDateTime())
+    )
+    # Result columns typed as the table's, so values come back as the ORM's (UUID, UTC).
+    result = [column(c.name, c.type) for c in _FILES.c]
+    return cast(TextClause, typed.columns(*result, column("blob_storage_key"), column("blob_storage_root")))
+
+
+# Built once (values bound at execution): shared content takes a reference to the
+# blob of its hash; unshared content always gets a blob of its own.
+_REFERENCE_SHARED = _statement("ON CONFLICT (sha256) WHERE shared DO UPDATE SET ref_count = b.ref_count + 1")
+_INSERT_UNSHARED = _statement("")
+
+
+def record_one_shot(session: Session, store: LocalBlobStore, upload: OneShot, new: NewFile) -> File:
+    """Insert the blob reference, the file and its completed upload task in one statement,
+    then make the part the blob's bytes. Raises PathTaken (the statement inserted
+    nothing that survives the rollback; the part is left for the caller) when
+    ``new.path`` is taken. The caller commits."""
+    statement = _REFERENCE_SHARED if upload.shared else _INSERT_UNSHARED
+    row = session.execute(statement, _values(store, upload, new)).first()
+    if row is None:
+        raise PathTaken("a file already exists at this path")
+    values = dict(row._mapping)
+    blob = BlobReference(
+        values["blob_id"], values.pop("blob_storage_key"), values.pop("blob_storage_root"), upload.shared
+    )
+    file = _persistent_file(session, values)
+    place_part(session, store, blob, part=upload.part, sha256=upload.sha256, size=upload.size, root=None)
+    return file
+
+
+def _values(store: LocalBlobStore, upload: OneShot, new: NewFile) -> dict[str, Any]:
+    return {
+        "blob_id": str(uuid.uuid4()),
+        "sha256": upload.sha256,
+        "size": upload.size,
+        "shared": upload.shared,
+        "storage_key": store.blob_key(upload.sha256, None if upload.shared else upload.part),
+        "now": upload.now,
+        "pool_id": str(new.pool_id),
+        "file_id": str(uuid.uuid4()),
+        "account_id": None if new.account_id is None else str(new.account_id),
+        "path": new.path,
+        "name": new.name,
+        "content_type": new.content_type,
+        "fallback_expiry": upload.fallback_expiry,
+        "task_row_id": str(uuid.uuid4()),
+        "task_id": uuid.uuid4().hex,
+        "protocol": upload.protocol.value,
+        "status": UploadStatus.COMPLETED.value,
+    }
+
+
+def _persistent_file(session: Session, values: dict[str, Any]) -> File:
+    """The inserted row as a File of the session, as if loaded by a query (no SQL)."""
+    mapper = File.__mapper__
+    file = File(**{prop.key: values[prop.columns[0].name] for prop in mapper.column_attrs})
+    make_transient_to_detached(file)
+    session.add(file)
+    return file
