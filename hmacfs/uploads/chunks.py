@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, Executable, Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -107,13 +107,19 @@ def write_checked(
 
 def record_chunk(session: Session, row: dict[str, Any]) -> bool:
     """Insert an ``upload_chunks`` row; False when a concurrent request recorded that chunk first."""
-    statement = (
-        dialect_insert(session)(UploadChunk)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["upload_id", "chunk_index"])
-    )
-    result = cast(CursorResult[Any], session.execute(statement))
+    dialect = session.get_bind().dialect.name
+    statement = _RECORD_CHUNK.get(dialect)
+    if statement is None:  # built once per dialect: building costs more than running
+        table = cast(Table, UploadChunk.__table__)
+        insert = dialect_insert(session)(table)
+        statement = _RECORD_CHUNK[dialect] = insert.on_conflict_do_nothing(
+            index_elements=[table.c.upload_id, table.c.chunk_index]
+        )
+    result = cast(CursorResult[Any], session.execute(statement, row))
     return result.rowcount == 1
+
+
+_RECORD_CHUNK: dict[str, Executable] = {}
 
 
 def check_still_open(session: Session, services: Services, task: UploadTask, part: str) -> None:
@@ -134,20 +140,24 @@ def _count_chunk(session: Session, services: Services, task: UploadTask, size: i
     while this chunk streamed in, the request fails (its chunk row rolls back)
     and the stray part file the write re-created is removed.
     """
-    statement = (
-        update(UploadTask)
-        .where(UploadTask.id == task.id, UploadTask.status.in_([s.value for s in OPEN_STATUSES]))
-        .values(
-            chunks_uploaded=UploadTask.chunks_uploaded + 1,
-            bytes_received=UploadTask.bytes_received + size,
-            status=UploadStatus.IN_PROGRESS.value,
-            last_activity=now,
-        )
-        .returning(UploadTask)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    if session.scalars(statement).first() is None:
+    values = {"upload": task.id, "added": size, "at": now}
+    if session.scalars(_COUNT_CHUNK, values).first() is None:
         check_still_open(session, services, task, task.task_id)
+
+
+# Built once (values bound at execution).
+_COUNT_CHUNK = (
+    update(UploadTask)
+    .where(UploadTask.id == bindparam("upload"), UploadTask.status.in_([s.value for s in OPEN_STATUSES]))
+    .values(
+        chunks_uploaded=UploadTask.chunks_uploaded + 1,
+        bytes_received=UploadTask.bytes_received + bindparam("added"),
+        status=UploadStatus.IN_PROGRESS.value,
+        last_activity=bindparam("at"),
+    )
+    .returning(UploadTask)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
 
 
 def _rewrite_chunk(
