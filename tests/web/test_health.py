@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hmacfs.app import create_app
 from hmacfs.config import Settings
 from hmacfs.db import Database, make_engine
+from hmacfs.models import Pool
 from tests.conftest import make_settings
 
 
@@ -48,3 +49,25 @@ def test_unreachable_database_is_503(tmp_path: Path) -> None:
     assert response.status_code == 503
     body = response.get_json()
     assert body["failed"] == ["database"] and body["database"]["ok"] is False
+
+
+def test_a_pool_whose_storage_path_is_unusable_is_named_and_503(
+    client: FlaskClient, session: Session, tmp_path: Path
+) -> None:
+    good, blocker = tmp_path / "good-pool", tmp_path / "blocker"
+    good.mkdir()
+    blocker.write_text("a file where a pool's storage directory should be")
+    session.add_all(
+        [
+            Pool(name="good-pool", storage_path=str(good)),
+            Pool(name="broken-pool", storage_path=str(blocker / "store")),
+        ]
+    )
+    session.flush()
+    response = client.get("/health/uploads")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["failed"] == ["pool:broken-pool"]
+    assert body["pools"]["good-pool"]["ok"] is True and body["pools"]["good-pool"]["free_bytes"] > 0
+    assert body["pools"]["broken-pool"]["ok"] is False
+    assert str(blocker) not in response.get_data(as_text=True)  # paths stay private
