@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hmacfs.app import create_app
-from hmacfs.db import Database
-from hmacfs.models import File
+from hmacfs.db import DEFAULT_POOL_ID, Database
+from hmacfs.models import Blob, File, Pool, UploadTask
 from hmacfs.xep0363.signing import SignedRequest, signed_query
 from tests.conftest import HMAC_SECRET, make_settings
 
@@ -42,6 +42,53 @@ def test_file_ttl_sets_expiry(
     file = session.scalars(select(File).where(File.path == "ttl/a.bin")).one()
     assert file.expired_at is not None
     assert abs(file.expired_at - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(minutes=1)
+
+
+def test_the_default_pools_lifetime_wins_over_file_ttl(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
+) -> None:
+    session.execute(update(Pool).where(Pool.id == DEFAULT_POOL_ID).values(file_ttl_seconds=600))
+    session.flush()
+    _app, client = _client(tmp_path, engine, sessions, xep0363={"file_ttl": "2h"})
+    assert client.put(f"/upload/pttl/a.bin?{_query('pttl/a.bin', 3)}", data=b"abc").status_code == 201
+    file = session.scalars(select(File).where(File.path == "pttl/a.bin")).one()
+    assert file.expired_at is not None
+    assert abs(file.expired_at - (datetime.now(UTC) + timedelta(minutes=10))) < timedelta(minutes=1)
+
+
+def test_a_put_records_its_completed_upload_task_and_one_blob_reference(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
+) -> None:
+    _app, client = _client(tmp_path, engine, sessions)
+    for slot in ("ref/a.bin", "ref/b.bin"):
+        assert client.put(f"/upload/{slot}?{_query(slot, 5)}", data=b"same!").status_code == 201
+    files = session.scalars(select(File).where(File.path.in_(["ref/a.bin", "ref/b.bin"]))).all()
+    assert len(files) == 2 and files[0].blob_id == files[1].blob_id
+    blob = session.get(Blob, files[0].blob_id)
+    assert blob is not None and blob.ref_count == 2 and blob.shared
+    for file in files:
+        task = session.scalars(select(UploadTask).where(UploadTask.file_id == file.id)).one()
+        assert (task.protocol, task.status, task.file_name, task.file_size, task.hash) == (
+            "xep0363",
+            "Completed",
+            file.name,
+            5,
+            file.sha256,
+        )
+        assert task.completed_at is not None and task.expired_at == file.expired_at
+
+
+def test_without_deduplication_every_put_gets_its_own_blob(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
+) -> None:
+    _app, client = _client(tmp_path, engine, sessions, deduplication={"enabled": False})
+    for slot in ("own/a.bin", "own/b.bin"):
+        assert client.put(f"/upload/{slot}?{_query(slot, 5)}", data=b"same!").status_code == 201
+        assert client.get(f"/upload/{slot}").data == b"same!"
+    files = session.scalars(select(File).where(File.path.in_(["own/a.bin", "own/b.bin"]))).all()
+    blobs = [session.get(Blob, file.blob_id) for file in files]
+    assert len({blob.id for blob in blobs if blob is not None}) == 2
+    assert all(blob is not None and not blob.shared and blob.ref_count == 1 for blob in blobs)
 
 
 def test_signature_required_for_get_when_configured(
