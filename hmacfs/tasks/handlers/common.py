@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -15,6 +16,7 @@ from hmacfs.container import Services
 from hmacfs.files import NewFile, blob_location, create_file_from_part
 from hmacfs.models import Blob, Bundle, File, Pool
 from hmacfs.tasks.context import TaskContext, TaskError
+from hmacfs.tasks.handlers.relocation import copy_verified
 
 MAX_IDS = 10_000
 
@@ -161,7 +163,9 @@ def store_output(
     like: File,
     bundle_id: uuid.UUID | None = None,
 ) -> File:
-    """Turn a finished part into a new file of the task's account, in ``like``'s pool."""
+    """Turn a finished part into a new file of the task's account, in ``like``'s pool (its
+    bytes under the pool's storage path, like an upload into that pool)."""
+    root = place_output(session, ctx, writer, sha256, like.pool_id)
     return create_file_from_part(
         session,
         ctx.services.store,
@@ -176,4 +180,34 @@ def store_output(
             account_id=ctx.account_id,
             bundle_id=bundle_id if bundle_id is not None else like.bundle_id,
         ),
+        root=root,
     )
+
+
+def place_output(
+    session: Session, ctx: TaskContext, writer: PartWriter, sha256: str, pool_id: uuid.UUID
+) -> str | None:
+    """Move a finished output part under the storage path of pool ``pool_id`` and return that
+    root (None: the pool has none, the part stays under the store's root).
+
+    A rename on one file system; across file systems a verified, fsynced copy.
+    Runs in the finishing transaction (the pool row is usually in the session
+    already): a part moved just before a crash is left under the pool's
+    ``parts`` directory, where the task's partial-output cleanup does not look.
+    """
+    pool = session.get(Pool, pool_id)
+    if pool is None or pool.storage_path is None:
+        return None
+    target = ctx.services.store.at(pool.storage_path)
+    if target.root == ctx.services.store.root:
+        return None
+    target.ensure_layout()
+    destination = target.part_path(writer.part)
+    try:
+        os.replace(writer.path, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy_verified(writer.path, destination, sha256, ctx.services.store.fsync)
+        writer.path.unlink()
+    return pool.storage_path

@@ -30,7 +30,14 @@ from hmacfs.tasks.crypto import (
     read_header,
     segment_count,
 )
-from hmacfs.tasks.handlers.common import PartWriter, check_owned_files, file_path, owned_file, uuid_param
+from hmacfs.tasks.handlers.common import (
+    PartWriter,
+    check_owned_files,
+    file_path,
+    owned_file,
+    place_output,
+    uuid_param,
+)
 from hmacfs.tasks.registry import task_handler
 
 
@@ -170,5 +177,6 @@ def _switch(session: Session, ctx: TaskContext, seen: File, writer: PartWriter, 
         part=writer.part,
         sha256=sha256,
         size=writer.size,
+        root=place_output(session, ctx, writer, sha256, target.pool_id),
     )
     return target
