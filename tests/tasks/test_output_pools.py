@@ -22,6 +22,8 @@ def _run(session: Session, services: Services, account: uuid.UUID, type: str, **
 
 
 def _rooted_pool(session: Session, root: Path) -> Pool:
+    """A pool keeping its files under ``root`` (made here)."""
+    root.mkdir()
     pool = Pool(name=f"p-{uuid.uuid4().hex[:6]}", storage_path=str(normal_root(root)))
     session.add(pool)
     session.flush()
@@ -45,7 +47,6 @@ def test_an_archive_of_a_pools_file_is_stored_under_the_pools_path(
     session: Session, services: Services, account: uuid.UUID, tmp_path: Path
 ) -> None:
     root = tmp_path / "pool-root"
-    root.mkdir()
     pool = _rooted_pool(session, root)
     file = add_file(session, services, account, b"pooled bytes " * 500, name="a.txt", pool_id=pool.id)
     task = _run(session, services, account, "FileCompress", fileIds=[str(file.id)])
@@ -62,7 +63,6 @@ def test_encrypting_stores_a_pools_file_under_its_path(
     session: Session, services: Services, account: uuid.UUID, tmp_path: Path
 ) -> None:
     root = tmp_path / "pool-root"
-    root.mkdir()
     pool = _rooted_pool(session, root)
     data = b"secret pooled bytes " * 2000
     file = add_file(session, services, account, data, pool_id=pool.id)
