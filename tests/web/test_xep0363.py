@@ -34,26 +34,24 @@ def _query(path: str, size: int, method: str = "PUT", base: str = "/upload/") ->
     return "&".join(f"{k}={v}" for k, v in query.items())
 
 
-def test_file_ttl_sets_expiry(
-    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
+@pytest.mark.parametrize(
+    "case", [(None, timedelta(hours=2)), (600, timedelta(minutes=10))], ids=["file_ttl", "pool"]
+)
+def test_expiry_is_the_default_pools_lifetime_else_file_ttl(
+    tmp_path: Path,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    session: Session,
+    case: tuple[int | None, timedelta],
 ) -> None:
+    pool_ttl, lifetime = case
+    session.execute(update(Pool).where(Pool.id == DEFAULT_POOL_ID).values(file_ttl_seconds=pool_ttl))
+    session.flush()
     _app, client = _client(tmp_path, engine, sessions, xep0363={"file_ttl": "2h"})
     assert client.put(f"/upload/ttl/a.bin?{_query('ttl/a.bin', 3)}", data=b"abc").status_code == 201
     file = session.scalars(select(File).where(File.path == "ttl/a.bin")).one()
     assert file.expired_at is not None
-    assert abs(file.expired_at - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(minutes=1)
-
-
-def test_the_default_pools_lifetime_wins_over_file_ttl(
-    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
-) -> None:
-    session.execute(update(Pool).where(Pool.id == DEFAULT_POOL_ID).values(file_ttl_seconds=600))
-    session.flush()
-    _app, client = _client(tmp_path, engine, sessions, xep0363={"file_ttl": "2h"})
-    assert client.put(f"/upload/pttl/a.bin?{_query('pttl/a.bin', 3)}", data=b"abc").status_code == 201
-    file = session.scalars(select(File).where(File.path == "pttl/a.bin")).one()
-    assert file.expired_at is not None
-    assert abs(file.expired_at - (datetime.now(UTC) + timedelta(minutes=10))) < timedelta(minutes=1)
+    assert abs(file.expired_at - (datetime.now(UTC) + lifetime)) < timedelta(minutes=1)
 
 
 def test_a_put_records_its_completed_upload_task_and_one_blob_reference(
