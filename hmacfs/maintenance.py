@@ -64,7 +64,7 @@ def register_step(
 
 # Modules that register cleanup steps when imported; loaded before a pass so
 # that `hmacfs cleanup` (which builds no app) runs them too.
-STEP_MODULES = ("hmacfs.uploads",)
+STEP_MODULES = ("hmacfs.uploads", "hmacfs.tasks.maintenance")
 
 
 def _load_steps() -> None:

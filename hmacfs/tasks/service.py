@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import Conflict, NotFound, ValidationFailed
-from hmacfs.models import Task
-from hmacfs.models.status import TaskStatus, TaskType
+from hmacfs.models import Pool, Task
+from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.registry import find_handler, load_handler_modules
 
@@ -196,6 +196,44 @@ def _set_status(session: Session, services: Services, task: Task, status: str, k
 def part_prefix(task_id: str) -> str:
     """Every part a task writes starts with this, so partial output can be found and removed."""
     return f"task-{task_id}"
+
+
+def discard_stray_pool_parts(session: Session, services: Services, now: datetime) -> int:
+    """Maintenance: remove task parts left in a pool's storage path, once their task has
+    finished or is gone; returns how many.
+
+    A finished output part is moved there just before the task's final commit
+    (``place_output``); a crash in between strands it where
+    ``discard_partial_output``, which looks under the store's root, never looks.
+    """
+    roots = set(session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None))))
+    strays: dict[str, list[Path]] = {}
+    for root in roots:
+        for path in _task_parts(services.store.at(root).root / "parts"):
+            strays.setdefault(path.name.split("-")[1], []).append(path)
+    if not strays:
+        return 0
+    unfinished = set(
+        session.scalars(
+            select(Task.task_id).where(Task.task_id.in_(strays), Task.status.not_in(FINISHED_STATUSES))
+        )
+    )
+    removed = 0
+    for task_id, paths in strays.items():
+        if task_id not in unfinished:
+            for path in paths:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _task_parts(directory: Path) -> list[Path]:
+    try:
+        entries = os.scandir(directory)
+    except FileNotFoundError:
+        return []
+    with entries:
+        return [Path(e.path) for e in entries if e.name.startswith("task-") and e.name.endswith(".part")]
 
 
 def discard_partial_output(services: Services, task_id: str) -> int:

@@ -6,13 +6,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from hmacfs.auth import current_account
 from hmacfs.errors import ValidationFailed
-from hmacfs.maintenance import register_step
 from hmacfs.tasks import queries, service
 from hmacfs.web.context import db_session, services
 from hmacfs.web.params import json_object, query_flag, query_int
 
 tasks_api = Blueprint("tasks", __name__, url_prefix="/api/tasks")
-register_step("tasks.finished", queries.cleanup_step)
 
 _ACTIONS = {"pause": service.pause_task, "resume": service.resume_task, "cancel": service.cancel_task}
 

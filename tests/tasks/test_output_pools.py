@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
+from hmacfs.maintenance import run_cleanup
 from hmacfs.models import Blob, File, Pool, Task
 from hmacfs.storage.local import normal_root
 from tests.tasks.conftest import drain
@@ -76,3 +77,28 @@ def test_encrypting_stores_a_pools_file_under_its_path(
     # references it where it is rather than keeping a second copy under the pool's path.
     assert _blob(session, file.id).id == plain_blob
     assert file_bytes(session, services, file.id) == data
+
+
+def test_cleanup_removes_output_parts_a_crash_left_in_a_pools_path_once_their_task_ended(
+    session: Session, services: Services, account: uuid.UUID, tmp_path: Path
+) -> None:
+    root = tmp_path / "pool-root"
+    _rooted_pool(session, root)
+    file = add_file(session, services, account, b"input " * 100)
+    finished = _run(session, services, account, "FileCompress", fileIds=[str(file.id)])
+    assert finished.status == "Completed", finished.error_message
+    pending = submit(session, services, account, "FileCompress", fileIds=[str(file.id)])
+    parts = normal_root(root) / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    stray = {
+        "finished": parts / f"task-{finished.task_id}-0a1b2c3d-archive.part",
+        "gone": parts / f"task-{uuid.uuid4().hex}-0a1b2c3d-archive.part",
+        "pending": parts / f"task-{pending}-0a1b2c3d-archive.part",
+        "upload": parts / f"{uuid.uuid4().hex}.part",  # an upload's part: not the tasks' business
+    }
+    for path in stray.values():
+        path.write_bytes(b"left behind")
+    report = run_cleanup(services)
+    assert report is not None and report["tasks.stray_parts"] == 2
+    assert not stray["finished"].exists() and not stray["gone"].exists()
+    assert stray["pending"].exists() and stray["upload"].exists()

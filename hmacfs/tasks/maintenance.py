@@ -1,0 +1,11 @@
+"""The task module's cleanup steps, registered when imported (``hmacfs.maintenance``
+loads this module before every pass, so ``hmacfs cleanup`` runs them too)."""
+
+from __future__ import annotations
+
+from hmacfs.maintenance import register_step
+from hmacfs.tasks.queries import cleanup_step
+from hmacfs.tasks.service import discard_stray_pool_parts
+
+register_step("tasks.finished", cleanup_step)
+register_step("tasks.stray_parts", discard_stray_pool_parts)
