@@ -215,7 +215,7 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
         return 0
     unfinished = set(
         session.scalars(
-            select(Task.task_id).where(Task.task_id.in_(strays), Task.status.not_in(FINISHED_STATUSES))
+            select(Task.task_id).where(Task.task_id.in_(list(strays)), Task.status.not_in(FINISHED_STATUSES))
         )
     )
     removed = 0
