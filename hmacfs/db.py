@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 DEFAULT_POOL_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 
@@ -71,6 +74,17 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def built_once(cache: dict[str, T], session: Session, build: Callable[[Session], T]) -> T:
+    """``build(session)`` once per database dialect, then from ``cache``: for statements
+    whose construction depends on the dialect. Building a statement costs more Python
+    than running a cached one (values are bound at execution)."""
+    dialect = session.get_bind().dialect.name
+    found = cache.get(dialect)
+    if found is None:
+        found = cache[dialect] = build(session)
+    return found
 
 
 def dialect_insert(session: Session) -> type[postgresql.Insert] | type[sqlite.Insert]:

@@ -26,7 +26,7 @@ from sqlalchemy import Executable, Table, select, text, update
 from sqlalchemy.orm import Session
 
 from hmacfs.config import DeduplicationSettings
-from hmacfs.db import dialect_insert
+from hmacfs.db import built_once, dialect_insert
 from hmacfs.errors import Conflict
 from hmacfs.models import Blob, File, Pool
 from hmacfs.storage import LocalBlobStore
@@ -201,11 +201,7 @@ _BUILT: dict[str, _Statements] = {}
 
 
 def _statements(session: Session) -> _Statements:
-    dialect = session.get_bind().dialect.name
-    built = _BUILT.get(dialect)
-    if built is None:
-        built = _BUILT[dialect] = _build_statements(session)
-    return built
+    return built_once(_BUILT, session, _build_statements)
 
 
 def _build_statements(session: Session) -> _Statements:

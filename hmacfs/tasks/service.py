@@ -209,7 +209,7 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
     roots = set(session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None))))
     strays: dict[str, list[Path]] = {}
     for root in roots:
-        for path in _task_parts(services.store.at(root).root / "parts"):
+        for path in _task_parts(services.store.at(root).root / "parts", "task-"):
             strays.setdefault(path.name.split("-")[1], []).append(path)
     if not strays:
         return 0
@@ -227,28 +227,22 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
     return removed
 
 
-def _task_parts(directory: Path) -> list[Path]:
+def _task_parts(directory: Path, prefix: str) -> list[Path]:
+    """The part files in ``directory`` whose names start with ``prefix``.
+
+    A prefix test instead of Path.glob: glob compiles a new regex for every task
+    id, and the worker looks after every task."""
     try:
         entries = os.scandir(directory)
     except FileNotFoundError:
         return []
     with entries:
-        return [Path(e.path) for e in entries if e.name.startswith("task-") and e.name.endswith(".part")]
+        return [Path(e.path) for e in entries if e.name.startswith(prefix) and e.name.endswith(".part")]
 
 
 def discard_partial_output(services: Services, task_id: str) -> int:
     """Delete the parts the runs of task ``task_id`` left; returns how many."""
-    prefix = part_prefix(task_id)
-    removed = 0
-    # A prefix test instead of Path.glob: glob compiles a new regex for every task id,
-    # and the worker calls this after every task.
-    try:
-        entries = os.scandir(services.store.root / "parts")
-    except FileNotFoundError:
-        return 0
-    with entries:
-        for entry in entries:
-            if entry.name.startswith(prefix) and entry.name.endswith(".part"):
-                Path(entry.path).unlink(missing_ok=True)
-                removed += 1
-    return removed
+    parts = _task_parts(services.store.root / "parts", part_prefix(task_id))
+    for path in parts:
+        path.unlink(missing_ok=True)
+    return len(parts)

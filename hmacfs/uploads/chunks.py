@@ -11,7 +11,7 @@ from sqlalchemy import CursorResult, Executable, Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import dialect_insert
+from hmacfs.db import built_once, dialect_insert
 from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
@@ -107,16 +107,15 @@ def write_checked(
 
 def record_chunk(session: Session, row: dict[str, Any]) -> bool:
     """Insert an ``upload_chunks`` row; False when a concurrent request recorded that chunk first."""
-    dialect = session.get_bind().dialect.name
-    statement = _RECORD_CHUNK.get(dialect)
-    if statement is None:  # built once per dialect: building costs more than running
-        table = cast(Table, UploadChunk.__table__)
-        insert = dialect_insert(session)(table)
-        statement = _RECORD_CHUNK[dialect] = insert.on_conflict_do_nothing(
-            index_elements=[table.c.upload_id, table.c.chunk_index]
-        )
+    statement = built_once(_RECORD_CHUNK, session, _build_record_chunk)
     result = cast(CursorResult[Any], session.execute(statement, row))
     return result.rowcount == 1
+
+
+def _build_record_chunk(session: Session) -> Executable:
+    table = cast(Table, UploadChunk.__table__)
+    insert = dialect_insert(session)(table)
+    return insert.on_conflict_do_nothing(index_elements=[table.c.upload_id, table.c.chunk_index])
 
 
 _RECORD_CHUNK: dict[str, Executable] = {}

@@ -42,6 +42,13 @@ def _one_statement(session: Session, store: LocalBlobStore, part: str, content: 
     record_one_shot(session, store, upload, new)
 
 
+def _run_together(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+
 @pytest.mark.parametrize("record", [_step_by_step, _one_statement], ids=["step-by-step", "one-statement"])
 def test_simultaneous_first_uploads_of_one_content_share_one_blob(
     backend: str, engine: Engine, tmp_path: Path, record: Any
@@ -69,11 +76,7 @@ def test_simultaneous_first_uploads_of_one_content_share_one_blob(
             except BaseException as exc:
                 failures.append(exc)
 
-        threads = [threading.Thread(target=upload) for _ in range(UPLOADERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        _run_together([threading.Thread(target=upload) for _ in range(UPLOADERS)])
         assert failures == []
         with Session(engine) as session:
             sha256 = hashlib.sha256(content).hexdigest()
@@ -116,11 +119,7 @@ def test_simultaneous_uploads_to_one_path_record_one_file(
                 store.delete_part(part)
                 outcomes.append("taken")
 
-    threads = [threading.Thread(target=upload, args=(number,)) for number in range(UPLOADERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    _run_together([threading.Thread(target=upload, args=(number,)) for number in range(UPLOADERS)])
     assert sorted(outcomes) == ["recorded"] + ["taken"] * (UPLOADERS - 1)
     with Session(engine) as session:
         file = session.scalars(select(File).where(File.path == slot)).one()
