@@ -1,23 +1,27 @@
 """Offset-addressed writes (tus): one writer per upload at a time, bytes appended at the offset.
 
-Writes are serialised per upload twice over: the ``upload:<id>`` lock (a
-PostgreSQL advisory lock across processes and machines; busy answers at
-once) keeps two writers from streaming into the part together, and the task
-row is re-read ``FOR UPDATE`` so a writer whose predecessor has released the
-lock but not yet committed waits and then sees the new offset.
+Writes are serialised per upload by the ``upload:<id>`` lock: busy answers at
+once (LockBusy, 423). On PostgreSQL it is a transaction-level advisory lock
+taken on the request's own connection, so it holds across processes and
+machines until the request commits or rolls back; the task row is then read
+``FOR UPDATE`` and stays locked while the bytes stream, so nothing can change
+the upload under the writer. SQLite (one process) uses the in-process locker
+and gives its connection back while the bytes stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
+from hmacfs.ports import LockBusy, lock_id
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import blocks_reader
 from hmacfs.uploads.chunking import chunk_count
@@ -78,7 +82,8 @@ def write_at_offset(
     Raises LockBusy while another request writes this upload. Returns the file
     when these bytes completed the upload.
     """
-    with services.locker.hold(upload_lock_key(task)):
+    pg = services.db.is_postgresql
+    with _one_writer(session, services, task):
         task = lock_task(session, task)
         check_open(task)
         if offset != task.upload_offset:
@@ -92,14 +97,15 @@ def write_at_offset(
             check_length(task, declared_size, limit)
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
         part, store = task.task_id, part_store(services, task)
-        if not services.db.is_postgresql:  # PostgreSQL keeps the row lock while the bytes stream
+        if not pg:  # PostgreSQL keeps the row lock while the bytes stream
             release_connection(session)
         # The upload's running SHA-256 when this process received the bytes before ``offset``.
         prefix = services.prefixes.take(task.id, offset) if length else None
         also = prefix.content if prefix is not None else None
         sha256 = write_checked(store, part, offset, read, length, digest=digest, also=also) if length else ""
-        task = lock_task(session, task)
-        check_still_open(session, services, task, part)
+        if not pg:  # the connection was given back: the upload may have ended meanwhile
+            task = lock_task(session, task)
+            check_still_open(session, services, task, part)
         if declared_size is not None:
             declare_length(session, task, declared_size)
         if length:
@@ -108,6 +114,27 @@ def write_at_offset(
                 prefix.advance(length, sha256)
                 services.prefixes.keep(task.id, prefix)
         return finish_if_done(session, services, task)
+
+
+@contextmanager
+def _one_writer(session: Session, services: Services, task: UploadTask) -> Iterator[None]:
+    """Hold the upload's writer lock (LockBusy at once when another request has it).
+
+    On PostgreSQL the lock lives in the request's transaction, which stays open
+    while the bytes stream and releases it at commit or rollback: one statement,
+    where a session-level lock on a second pooled connection cost six round trips.
+    """
+    key = upload_lock_key(task)
+    if not services.db.is_postgresql:
+        with services.locker.hold(key):
+            yield
+        return
+    if not session.scalar(_TRY_TRANSACTION_LOCK, {"key": lock_id(key)}):
+        raise LockBusy(key)
+    yield
+
+
+_TRY_TRANSACTION_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
 def _append(

@@ -214,3 +214,31 @@ def test_client_dropping_mid_chunk_records_nothing(live_server: LiveServer) -> N
     # The half-sent chunk was never counted: exactly the two full chunks were.
     progress = requests.get(f"{live_server.url}{API}/progress/{task}", headers=auth, timeout=10).json()
     assert progress["chunksUploaded"] == 2 and progress["bytesUploaded"] == len(payload)
+
+
+def test_tus_second_writer_is_refused_while_the_first_streams(live_server: LiveServer) -> None:
+    """Two PATCHes at one offset, from two connections (two workers on PostgreSQL): the one
+    that arrives while the other streams gets 423 at once; the first lands; the offset moved."""
+    auth = bearer(uuid.uuid4())
+    tus = {**auth, "Tus-Resumable": "1.0.0"}
+    payload = os.urandom(CHUNK)
+    created = requests.post(
+        f"{live_server.url}/files/", headers={**tus, "Upload-Length": str(2 * CHUNK)}, timeout=10
+    )
+    path = created.headers["Location"].split(str(live_server.port), 1)[1]
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {CHUNK}\r\n\r\n"
+    )
+    patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as first:
+        first.sendall(head.encode() + payload[: CHUNK // 2])  # the first writer is mid-body
+        time.sleep(0.5)  # the server reads the head and takes the lock before the body
+        second = requests.patch(f"{live_server.url}{path}", data=payload, headers=patch, timeout=10)
+        assert second.status_code == 423 and second.headers["Tus-Resumable"] == "1.0.0"
+        first.sendall(payload[CHUNK // 2 :])
+        assert first.recv(64).startswith(b"HTTP/1.1 204")
+    late = requests.patch(f"{live_server.url}{path}", data=payload, headers=patch, timeout=10)
+    assert late.status_code == 409  # the offset is CHUNK now
+    offset = requests.head(f"{live_server.url}{path}", headers=tus, timeout=10).headers["Upload-Offset"]
+    assert offset == str(CHUNK)
