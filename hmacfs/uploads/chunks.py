@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -65,7 +66,7 @@ def write_chunk(
     inserted = record_chunk(session, {**row, "received_at": now})
     if not inserted:
         return ChunkResult(task, stored=False)
-    _count_chunk(session, services, task, length, now)
+    _count_chunk(session, services, task, upload_id=upload_id, size=length, now=now)
     publish_progress(session, services.settings.events, task, now)
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return ChunkResult(task, stored=True, file=complete_upload(session, services, task) if done else None)
@@ -131,15 +132,18 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
         check_open(task)
 
 
-def _count_chunk(session: Session, services: Services, task: UploadTask, size: int, now: datetime) -> None:
+def _count_chunk(
+    session: Session, services: Services, task: UploadTask, *, upload_id: uuid.UUID, size: int, now: datetime
+) -> None:
     """Add one chunk to the counters in SQL (no lost update between parallel chunks) and
-    reload the task from the same statement.
+    reload the task from the same statement (``upload_id`` is the task's: reading ``task.id``
+    after the connection was given back would cost a SELECT of its own).
 
     Only while the upload is open: if it was completed, cancelled or expired
     while this chunk streamed in, the request fails (its chunk row rolls back)
     and the stray part file the write re-created is removed.
     """
-    values = {"upload": task.id, "added": size, "at": now}
+    values = {"upload": upload_id, "added": size, "at": now}
     if session.scalars(_COUNT_CHUNK, values).first() is None:
         check_still_open(session, services, task, task.task_id)
 
