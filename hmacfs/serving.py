@@ -114,6 +114,7 @@ class HmacfsServer(BaseApplication):  # type: ignore[misc]
             found = runpy.run_path(str(self.conf_file), {"hmacfs_settings": self.settings})
             options.update(found)
         options.update({k: v for k, v in self.overrides.items() if v is not None})
+        options["workers"] = worker_count(self.settings, int(options["workers"]))
         for key, value in options.items():
             if key in self.cfg.settings and value is not None:
                 self.cfg.set(key, value)
@@ -123,6 +124,21 @@ class HmacfsServer(BaseApplication):  # type: ignore[misc]
 
         configure_logging(self.settings.logging)
         return create_app(self.settings)
+
+
+def worker_count(settings: Settings, requested: int) -> int:
+    """How many gevent workers to fork: as asked on PostgreSQL, one on SQLite.
+
+    SQLite serves one process: its upload writer locks, tus running hashes and
+    event wake-ups live in that process's memory, so a second worker could
+    interleave two writes of one upload.
+    """
+    if requested > 1 and not settings.database_url.startswith("postgresql"):
+        logging.getLogger(__name__).warning(
+            "SQLite serves one process: running 1 worker instead of %d (use PostgreSQL for more)", requested
+        )
+        return 1
+    return requested
 
 
 def cleanup_metrics_dir(path: str) -> None:

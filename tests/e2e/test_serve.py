@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import requests
 
@@ -54,3 +55,16 @@ def test_sigterm_stops_cleanly(start_server: StartServer) -> None:
     server = start_server(workers=1)
     server.stop(signal.SIGTERM)
     assert server.process is not None and server.process.returncode == 0
+
+
+def test_sqlite_serves_one_worker_whatever_is_asked(tmp_path: Path) -> None:
+    """SQLite's writer locks and running hashes live in one process: ``--workers 3`` forks one."""
+    server = LiveServer(tmp_path, f"sqlite:///{tmp_path / 'one.db'}", workers=3)
+    server.start()
+    try:
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+        log = server.log()
+        assert log.count("Booting worker") == 1
+        assert "SQLite serves one process: running 1 worker instead of 3" in log
+    finally:
+        server.stop()
