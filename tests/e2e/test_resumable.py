@@ -227,8 +227,9 @@ def test_tus_second_writer_is_refused_while_the_first_streams(live_server: LiveS
     )
     path = created.headers["Location"].split(str(live_server.port), 1)[1]
     head = (
-        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\nTus-Resumable: 1.0.0\r\n"
-        f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {CHUNK}\r\n\r\n"
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+        f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {CHUNK}\r\n\r\n"
     )
     patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as first:
