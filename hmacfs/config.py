@@ -98,6 +98,7 @@ class TimeoutsSettings(_Section):
     writetimeout: Duration = timedelta(seconds=4800)
     idletimeout: Duration = timedelta(seconds=4800)
     graceful: Duration = timedelta(seconds=30)
+    body_idle: Duration = Field(timedelta(seconds=60), gt=timedelta(0))
 
 
 class WorkersSettings(_Section):

@@ -103,6 +103,15 @@ def test_chunk_bounds_are_checked(tmp_path: Path) -> None:
     assert found == ["uploads: chunk_size must lie within min_chunk_size..max_chunk_size"]
 
 
+def test_body_idle_must_be_positive(tmp_path: Path) -> None:
+    """Zero would make every body read non-blocking: each upload would fail at once."""
+    found = problems(write(tmp_path, '[timeouts]\nbody_idle = "0s"\n'), SECRETS)
+    assert len(found) == 1 and found[0].startswith("timeouts.body_idle:")
+    assert load_settings(write(tmp_path, '[timeouts]\nbody_idle = "90s"\n'), SECRETS).timeouts.body_idle == (
+        timedelta(seconds=90)
+    )
+
+
 def test_missing_explicit_file(tmp_path: Path) -> None:
     assert "configuration file not found" in problems(tmp_path / "nope.toml", SECRETS)[0]
 

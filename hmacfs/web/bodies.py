@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 from flask import request
@@ -19,20 +21,45 @@ from werkzeug.exceptions import ClientDisconnected
 from hmacfs.errors import BadRequest
 from hmacfs.multipart import FieldStream
 from hmacfs.storage.copying import Reader
+from hmacfs.web.context import services
 
 _READ = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)
 _MAX_PARTS = 16
 
 
-def stream_reader(stream: IO[bytes]) -> Reader:
-    """A reader that ends (b"") where the body ends, also when it ends before Content-Length,
-    so the store reports a short body as IncompleteBody and records nothing."""
+@contextmanager
+def idle_limit(sock: socket.socket | None, seconds: float | None) -> Iterator[None]:
+    """Let a read from ``sock`` wait at most ``seconds`` for a byte (``socket.timeout``, an
+    OSError, after that), then restore the socket's own timeout.
+
+    A client that switches networks mid-upload leaves its old connection open
+    without a FIN or RST ever reaching us; without a limit that request would
+    wait for bytes forever, holding its upload (tus's writer lock) against the
+    client's retry. The limit applies to body reads only: the keep-alive wait
+    and WebSockets keep their own timeouts.
+    """
+    if sock is None or seconds is None:
+        yield
+        return
+    previous = sock.gettimeout()
+    sock.settimeout(seconds)
+    try:
+        yield
+    finally:
+        sock.settimeout(previous)
+
+
+def stream_reader(stream: IO[bytes], sock: socket.socket | None = None, idle: float | None = None) -> Reader:
+    """A reader that ends (b"") where the body ends, also when it ends before Content-Length
+    or stays silent for ``idle`` seconds (reading from ``sock``), so the store reports a
+    short body as IncompleteBody and records nothing."""
 
     def read(size: int) -> bytes:
         try:
-            return stream.read(size)
-        except ClientDisconnected:
+            with idle_limit(sock, idle):
+                return stream.read(size)
+        except (ClientDisconnected, OSError):  # gone, reset, or silent for ``idle`` seconds
             return b""
 
     return read
@@ -49,13 +76,14 @@ class SocketBody:
     when the client goes away, which the store reports as IncompleteBody.
     """
 
-    def __init__(self, sock: socket.socket, unreader: Any, reader: Any) -> None:
-        self._sock, self._unreader, self._reader = sock, unreader, reader
+    def __init__(self, sock: socket.socket, unreader: Any, reader: Any, idle: float | None = None) -> None:
+        self._sock, self._unreader, self._reader, self._idle = sock, unreader, reader, idle
 
     @classmethod
-    def of(cls, environ: dict[str, Any]) -> SocketBody | None:
+    def of(cls, environ: dict[str, Any], idle: float | None = None) -> SocketBody | None:
         """The socket body of this request when gunicorn serves it and nothing has been
-        read from the body yet; None otherwise (then use the WSGI stream)."""
+        read from the body yet; None otherwise (then use the WSGI stream). A read
+        waits at most ``idle`` seconds for a byte (see ``idle_limit``)."""
         sock, body = environ.get("gunicorn.socket"), environ.get("wsgi.input")
         reader = getattr(body, "reader", None)
         unreader = getattr(reader, "unreader", None)
@@ -67,7 +95,7 @@ class SocketBody:
             and isinstance(getattr(body, "buf", None), io.BytesIO)
             and not body.buf.getbuffer().nbytes  # type: ignore[union-attr]
         ):
-            return cls(sock, unreader, reader)
+            return cls(sock, unreader, reader, idle)
         return None
 
     def readinto(self, view: memoryview) -> int:
@@ -82,8 +110,9 @@ class SocketBody:
                 self._unreader.unread(buffered[got:])  # the next pipelined request
         else:
             try:
-                got = self._sock.recv_into(view[:want])
-            except OSError:  # reset or timed out: a short body
+                with idle_limit(self._sock, self._idle):
+                    got = self._sock.recv_into(view[:want])
+            except OSError:  # reset, or silent for ``idle`` seconds: a short body
                 return 0
         self._reader.length -= got
         return got
@@ -95,8 +124,19 @@ class SocketBody:
 
 
 def request_body() -> Reader:
-    """The raw request body as a reader: from the socket when possible, else the WSGI stream."""
-    return SocketBody.of(request.environ) or stream_reader(request.stream)
+    """The raw request body as a reader: from the socket when possible, else the WSGI stream.
+    Either ends early once the client has been silent for ``timeouts.body_idle``."""
+    idle = services().settings.timeouts.body_idle.total_seconds()
+    return SocketBody.of(request.environ, idle) or request_stream(idle)
+
+
+def request_stream(idle: float | None = None) -> Reader:
+    """The WSGI body stream as a reader, limited to ``idle`` seconds of silence per read
+    (``timeouts.body_idle`` when not given)."""
+    if idle is None:
+        idle = services().settings.timeouts.body_idle.total_seconds()
+    sock = request.environ.get("gunicorn.socket")
+    return stream_reader(request.stream, sock if isinstance(sock, socket.socket) else None, idle)
 
 
 def chunk_body(field: str = "chunk") -> tuple[Reader, int | None]:
@@ -105,6 +145,6 @@ def chunk_body(field: str = "chunk") -> tuple[Reader, int | None]:
         boundary = request.mimetype_params.get("boundary")
         if not boundary:
             raise BadRequest("multipart body without boundary", code="INVALID_MULTIPART")
-        body = stream_reader(request.stream)
+        body = request_stream()
         return FieldStream(body, boundary.encode("latin-1"), field, request.content_length).read, None
     return request_body(), request.content_length

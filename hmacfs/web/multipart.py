@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from hmacfs.config import Settings
 from hmacfs.errors import BadRequest, LengthRequired, PayloadTooLarge
 from hmacfs.multipart import store_multipart_upload
+from hmacfs.web.bodies import request_stream
 from hmacfs.web.context import db_session, services
 from hmacfs.web.signature import signed_or_account
 
@@ -44,7 +45,7 @@ def post_upload() -> tuple[Response, int]:
         svc,
         account_id=account,
         boundary=_boundary(),
-        read=request.stream.read,
+        read=request_stream(),
         length=_length(svc.settings),
     )
     url = url_for("downloads.download_file", file_id=str(file.id), _external=True)

@@ -19,6 +19,7 @@ import requests
 from tusclient.client import TusClient
 
 from tests.conftest import HMAC_SECRET, bearer
+from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
 
 CHUNK = 256 * 1024
@@ -226,14 +227,10 @@ def test_tus_second_writer_is_refused_while_the_first_streams(live_server: LiveS
         f"{live_server.url}/files/", headers={**tus, "Upload-Length": str(2 * CHUNK)}, timeout=10
     )
     path = created.headers["Location"].split(str(live_server.port), 1)[1]
-    head = (
-        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
-        f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
-        f"Content-Length: {CHUNK}\r\n\r\n"
-    )
     patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as first:
-        first.sendall(head.encode() + payload[: CHUNK // 2])  # the first writer is mid-body
+        # the first writer is mid-body
+        first.sendall(_tus_patch_head(path, auth, 0, CHUNK) + payload[: CHUNK // 2])
         time.sleep(0.5)  # the server reads the head and takes the lock before the body
         second = requests.patch(f"{live_server.url}{path}", data=payload, headers=patch, timeout=10)
         assert second.status_code == 423 and second.headers["Tus-Resumable"] == "1.0.0"
@@ -243,3 +240,45 @@ def test_tus_second_writer_is_refused_while_the_first_streams(live_server: LiveS
     assert late.status_code == 409  # the offset is CHUNK now
     offset = requests.head(f"{live_server.url}{path}", headers=tus, timeout=10).headers["Upload-Offset"]
     assert offset == str(CHUNK)
+
+
+def _tus_patch_head(path: str, auth: dict[str, str], offset: int, length: int) -> bytes:
+    return (
+        f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+        f"Tus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_tus_resumes_after_a_network_switch_left_a_patch_hanging(start_server: StartServer) -> None:
+    """A phone changes networks mid-PATCH: the old connection goes silent without a FIN
+    or RST reaching the server. After ``timeouts.body_idle`` of silence the server drops
+    that PATCH (nothing recorded) and frees the upload, so the client's resume lands."""
+    server = start_server(timeouts={"body_idle": "2s"})
+    auth = bearer(uuid.uuid4())
+    tus = {**auth, "Tus-Resumable": "1.0.0"}
+    payload = os.urandom(2 * CHUNK)
+    created = requests.post(
+        f"{server.url}/files/", headers={**tus, "Upload-Length": str(len(payload))}, timeout=10
+    )
+    path = created.headers["Location"].split(str(server.port), 1)[1]
+    patch = {**tus, "Content-Type": "application/offset+octet-stream"}
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as old_network:
+        old_network.sendall(_tus_patch_head(path, auth, 0, CHUNK) + payload[: CHUNK // 2])
+        time.sleep(0.5)
+        started, resumed = time.monotonic(), None
+        while time.monotonic() - started < 15:  # tus clients retry with backoff
+            offset = requests.head(f"{server.url}{path}", headers=tus, timeout=10).headers["Upload-Offset"]
+            assert offset == "0"  # the half PATCH is never counted
+            resumed = requests.patch(f"{server.url}{path}", data=payload[:CHUNK],
+                                     headers={**patch, "Upload-Offset": "0"}, timeout=10)  # fmt: skip
+            if resumed.status_code != 423:
+                break
+            time.sleep(0.5)
+        assert resumed is not None and resumed.status_code == 204, resumed
+        assert 1.5 < time.monotonic() - started < 10  # freed by the idle limit, not before
+    last = requests.patch(f"{server.url}{path}", data=payload[CHUNK:],
+                          headers={**patch, "Upload-Offset": str(CHUNK)}, timeout=10)  # fmt: skip
+    assert last.status_code == 204
+    digest = hashlib.sha256(payload).hexdigest()
+    assert blob_sha256(server, digest) == digest

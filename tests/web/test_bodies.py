@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,20 @@ def test_not_used_for_other_servers_or_a_partly_read_body(pair: tuple[socket.soc
     environ = environ_of(server, 4, buffered=b"body")
     environ["wsgi.input"].read(1)  # type: ignore[attr-defined]
     assert SocketBody.of(environ) is None
+
+
+def test_a_silent_client_ends_the_body_after_the_idle_limit(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A peer that stops sending without closing (a phone gone to another network) ends the
+    body as short once it has been silent for ``idle`` seconds; the socket's own timeout
+    (gunicorn's blocking mode) is restored for the response and keep-alive."""
+    client, server = pair
+    environ = environ_of(server, 20)
+    client.sendall(b"half of it")
+    body = SocketBody.of(environ, idle=0.2)
+    assert body is not None
+    started = time.monotonic()
+    assert read_all(body) == b"half of it"
+    assert 0.15 < time.monotonic() - started < 5
+    assert server.gettimeout() is None
