@@ -1,0 +1,174 @@
+"""XEP-0363 interoperability: real XMPP servers hand out the slot URLs, a real
+XMPP client (slixmpp) uploads to the real ``hmacfs serve``.
+
+Issuers, all sharing ``[security] secret`` with hmacfs:
+
+- Prosody 0.12 with ``mod_http_upload_external`` (prosody-modules), protocol
+  v1 (``?v=``) and v2 (``?v2=``, which also signs the content type);
+- Prosody 0.12's own ``mod_http_file_share`` in external mode (a JWT in
+  ``Authorization: Bearer``);
+- ejabberd with ``mod_http_upload`` and ``external_secret`` (``?v=`` over a
+  three-segment slot path).
+
+Needs the Debian packages ``prosody prosody-modules ejabberd`` (``.ci/run``
+installs them); without them these tests skip, under ``CI=true`` they fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import requests
+
+from tests.e2e.conftest import StartServer
+from tests.live import LiveServer
+from tests.xmpp_client import Account, request_slot, upload
+from tests.xmpp_servers import PASSWORD, PROSODY_MODULES, Prosody, ProsodyHost, require
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "interop-shared-secret"
+TEXT_NAME = "Résumé 2026.txt"
+TEXT = "Résumé: 2026, naïve café\n".encode() * 40
+PROSODY_HOSTS = {  # test parameter: the VirtualHost that issues its slots
+    "prosody-upload-external-v1": "v1.interop.test",
+    "prosody-upload-external-v2": "v2.interop.test",
+    "prosody-file-share": "share.interop.test",
+}
+BINARY = bytes(range(256)) * 1024 + b"\x00\xff\r\n"  # every byte value, 256 KiB and a tail
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """A slot issuer under test: whom to log in as, and what it signs."""
+
+    name: str
+    account: Account
+    signs_content_type: bool
+
+    def stored_name(self, filename: str) -> str:
+        """The file name the issuer puts into the slot URL (ejabberd replaces specials by ``_``)."""
+        return re.sub(r"[^\w.-]", "_", filename) if self.name == "ejabberd" else filename
+
+
+@pytest.fixture(scope="module")
+def hmacfs(start_server: StartServer) -> LiveServer:
+    return start_server(security={"secret": SECRET})
+
+
+def _prosody_hosts(base_url: str) -> list[ProsodyHost]:
+    external = {"http_upload_external_base_url": base_url, "http_upload_external_secret": SECRET}
+    share = {"http_file_share_base_url": base_url, "http_file_share_secret": SECRET}
+    v1, v2, share_host = PROSODY_HOSTS.values()
+    return [
+        ProsodyHost(v1, ("http_upload_external",), external | {"http_upload_external_protocol": "v1"}),
+        ProsodyHost(v2, ("http_upload_external",), external | {"http_upload_external_protocol": "v2"}),
+        ProsodyHost(share_host, ("http_file_share",), share),
+    ]
+
+
+@pytest.fixture(scope="module")
+def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
+    require("prosody", "prosody prosody-modules", PROSODY_MODULES / "mod_http_upload_external")
+    server = Prosody(tmp_path_factory.mktemp("prosody"), _prosody_hosts(f"{hmacfs.url}/upload/"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+# Function-scoped, so the module-scoped servers are ordered by backend only.
+@pytest.fixture(params=list(PROSODY_HOSTS))
+def issuer(request: pytest.FixtureRequest) -> Issuer:
+    name: str = request.param
+    server: Prosody = request.getfixturevalue("prosody")
+    account = Account(f"alice@{PROSODY_HOSTS[name]}", PASSWORD, server.port)
+    return Issuer(name, account, signs_content_type=not name.endswith("v1"))
+
+
+def _assert_served(hmacfs: LiveServer, url: str, data: bytes, filename: str) -> requests.Response:
+    assert url.startswith(f"{hmacfs.url}/upload/"), url
+    assert unquote(urlsplit(url).path).rsplit("/", 1)[-1] == filename
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200, response.text
+    assert hashlib.sha256(response.content).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert response.content == data
+    return response
+
+
+def test_client_uploads_on_issued_slots(issuer: Issuer, hmacfs: LiveServer) -> None:
+    """slixmpp gets a slot from the real issuer and PUTs; hmacfs accepts the issuer's
+    signature and serves the same bytes (a non-ASCII name with a space, and binary)."""
+    text_url = upload(issuer.account, TEXT_NAME, TEXT)
+    served = _assert_served(hmacfs, text_url, TEXT, issuer.stored_name(TEXT_NAME))
+    assert served.headers["Content-Type"].startswith("text/plain")  # what slixmpp declared
+
+    binary_url = upload(issuer.account, "blob.bin", BINARY, content_type="application/octet-stream")
+    _assert_served(hmacfs, binary_url, BINARY, "blob.bin")
+
+
+def _tampered(slot_url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The slot with the last character of its signature changed (query or bearer JWT)."""
+
+    def flip(text: str) -> str:
+        return text[:-1] + ("0" if text[-1] != "0" else "1")
+
+    if "Authorization" in headers:
+        return slot_url, headers | {"Authorization": flip(headers["Authorization"])}
+    return flip(slot_url), headers
+
+
+def _put(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    return requests.put(url, data=body, headers=headers, timeout=10)
+
+
+def _assert_refused(response: requests.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert response.json()["code"] in {"BAD_SIGNATURE", "TOKEN_MISMATCH"}
+
+
+def test_tampered_slots_are_refused(issuer: Issuer, hmacfs: LiveServer) -> None:
+    """A real slot with its signature, the size or (where signed) the content type
+    changed gets 403; the untouched slot then still works, so the change was the cause."""
+    content_type = "application/octet-stream"
+    slot = request_slot(issuer.account, "tamper me.bin", len(BINARY), content_type)
+    headers = slot.headers | {"Content-Type": content_type}
+
+    forged_url, forged_headers = _tampered(slot.put_url, headers)
+    _assert_refused(_put(forged_url, BINARY, forged_headers))
+    _assert_refused(_put(slot.put_url, BINARY + b"!", headers))
+    _assert_refused(_put(slot.put_url, BINARY[:-1], headers))
+    retyped = _put(slot.put_url, BINARY, headers | {"Content-Type": "image/png"})
+    if issuer.signs_content_type:
+        _assert_refused(retyped)
+        assert _put(slot.put_url, BINARY, headers).status_code == 201
+    else:
+        assert retyped.status_code == 201, retyped.text
+    _assert_served(hmacfs, slot.get_url, BINARY, issuer.stored_name("tamper me.bin"))
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "content_type"),
+    [
+        ("a+b&c=d$e,f'(g)*!:@;h%i#j?k[l]~.txt", b"URL specials", None),
+        ("😀 emoji + dash.txt", b"outside the BMP", None),
+        ("empty.txt", b"", None),
+        ("params.txt", b"a content type with parameters", "text/plain; charset=utf-8"),
+    ],
+    ids=["url-specials", "emoji", "empty", "type-with-parameters"],
+)
+def test_names_and_types_survive_each_issuers_encoding(
+    issuer: Issuer, hmacfs: LiveServer, filename: str, data: bytes, content_type: str | None
+) -> None:
+    """Each issuer escapes the name its own way (Prosody v1/v2: everything but
+    ``[A-Za-z0-9._~-]``; mod_http_file_share: LuaSocket, keeping ``+&=$,'()*!:@``
+    literal; ejabberd: replaces them by ``_``) and signs the unescaped name."""
+    url = upload(issuer.account, filename, data, content_type=content_type)
+    served = _assert_served(hmacfs, url, data, issuer.stored_name(filename))
+    if content_type is not None:
+        assert served.headers["Content-Type"] == content_type
