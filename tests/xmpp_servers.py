@@ -8,6 +8,7 @@ except under ``CI=true``, where ``.ci/run`` installs them and a missing one fail
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.pg import free_port
 
@@ -154,3 +156,121 @@ def stop_group(process: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def ejabberd_libs() -> Path:
+    """The directory holding Debian's ``ejabberd-<version>`` (ejabberdctl's ERL_LIBS,
+    ``/usr/lib/<multiarch>``), or a path that does not exist."""
+    found = sorted(Path("/usr/lib").glob("*/ejabberd-*/ebin/ejabberd.beam"))
+    return found[-1].parent.parent.parent if found else Path("/usr/lib/ejabberd-not-installed")
+
+
+@dataclass
+class Ejabberd:
+    """An ejabberd node serving ``host`` to clients on ``port``, with ``mod_http_upload``
+    issuing slots on ``upload_url`` signed with ``secret`` (``external_secret``).
+
+    Started with ``erl`` directly rather than ``ejabberdctl``, which would switch
+    to the ``ejabberd`` user (who cannot read pytest's directories) and needs
+    Erlang distribution; this node is ``nonode@nohost``, so it starts no epmd
+    and cannot clash with another node. Users are registered through the admin
+    HTTP API, which only answers ``register`` from 127.0.0.1.
+    """
+
+    workdir: Path
+    host: str
+    upload_url: str
+    secret: str
+    port: int = 0
+    api_port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "ejabberd.yml"
+
+    def configure(self) -> None:
+        for name in ("spool", "logs", "docroot"):
+            (self.workdir / name).mkdir(parents=True, exist_ok=True)
+        self.port, self.api_port = free_port(), free_port()
+        # JSON is YAML: no quoting rules of our own.
+        config = {
+            "hosts": [self.host],
+            "loglevel": "info",
+            "log_rotate_count": 0,
+            "certfiles": [],
+            "acme": {"auto": False},
+            "auth_method": ["internal"],
+            "auth_password_format": "scram",
+            "listen": [
+                {"port": self.port, "ip": "127.0.0.1", "module": "ejabberd_c2s", "starttls": False},
+                {
+                    "port": self.api_port,
+                    "ip": "127.0.0.1",
+                    "module": "ejabberd_http",
+                    "request_handlers": {"/api": "mod_http_api"},
+                },
+            ],
+            "acl": {"local": {"user_regexp": ""}},
+            "access_rules": {"local": {"allow": "local"}, "c2s": {"allow": "all"}},
+            "api_permissions": {
+                "register from loopback": {
+                    "from": "mod_http_api",
+                    "who": {"ip": "127.0.0.1/32"},
+                    "what": ["register"],
+                }
+            },
+            "modules": {
+                "mod_disco": {},
+                "mod_http_api": {},
+                "mod_http_upload": {
+                    "put_url": self.upload_url,
+                    "get_url": self.upload_url,
+                    "external_secret": self.secret,
+                    "docroot": str(self.workdir / "docroot"),
+                },
+            },
+        }
+        self.config_path.write_text(json.dumps(config, indent=2))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "EJABBERD_CONFIG_PATH": str(self.config_path),
+            "EJABBERD_LOG_PATH": str(self.workdir / "logs" / "ejabberd.log"),
+            "ERL_CRASH_DUMP": str(self.workdir / "logs" / "erl_crash.dump"),
+            "ERL_LIBS": str(ejabberd_libs()),
+            "HOME": str(self.workdir),
+        }
+
+    def start(self) -> Ejabberd:
+        self.configure()
+        spool = str(self.workdir / "spool")
+        log = (self.workdir / "console.log").open("ab")
+        self.process = subprocess.Popen(
+            ["erl", "-noinput", "-mnesia", "dir", f'"{spool}"', "-s", "ejabberd"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_listening(self.port, self.process, self.log)
+        wait_listening(self.api_port, self.process, self.log)
+        self.register("alice")
+        return self
+
+    def register(self, user: str, password: str = PASSWORD) -> None:
+        response = requests.post(
+            f"http://127.0.0.1:{self.api_port}/api/register",
+            json={"user": user, "host": self.host, "password": password},
+            timeout=10,
+        )
+        assert response.status_code == 200, f"{response.status_code} {response.text}\n{self.log()}"
+
+    def log(self) -> str:
+        path = self.workdir / "logs" / "ejabberd.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        stop_group(self.process)

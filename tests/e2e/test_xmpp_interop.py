@@ -24,11 +24,20 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
+from slixmpp.exceptions import IqError
 
 from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
 from tests.xmpp_client import Account, request_slot, upload
-from tests.xmpp_servers import PASSWORD, PROSODY_MODULES, Prosody, ProsodyHost, require
+from tests.xmpp_servers import (
+    PASSWORD,
+    PROSODY_MODULES,
+    Ejabberd,
+    Prosody,
+    ProsodyHost,
+    ejabberd_libs,
+    require,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +49,7 @@ PROSODY_HOSTS = {  # test parameter: the VirtualHost that issues its slots
     "prosody-upload-external-v2": "v2.interop.test",
     "prosody-file-share": "share.interop.test",
 }
+EJABBERD_HOST = "ej.interop.test"
 BINARY = bytes(range(256)) * 1024 + b"\x00\xff\r\n"  # every byte value, 256 KiB and a tail
 
 
@@ -82,10 +92,26 @@ def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def ejabberd(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ejabberd]:
+    require("erl", "ejabberd", ejabberd_libs())
+    # No trailing slash: ejabberd joins the prefix and the slot with "/".
+    server = Ejabberd(tmp_path_factory.mktemp("ejabberd"), EJABBERD_HOST, f"{hmacfs.url}/upload", SECRET)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
 # Function-scoped, so the module-scoped servers are ordered by backend only.
-@pytest.fixture(params=list(PROSODY_HOSTS))
+@pytest.fixture(params=[*PROSODY_HOSTS, "ejabberd"])
 def issuer(request: pytest.FixtureRequest) -> Issuer:
     name: str = request.param
+    if name == "ejabberd":
+        ejabberd: Ejabberd = request.getfixturevalue("ejabberd")
+        return Issuer(
+            name, Account(f"alice@{EJABBERD_HOST}", PASSWORD, ejabberd.port), signs_content_type=False
+        )
     server: Prosody = request.getfixturevalue("prosody")
     account = Account(f"alice@{PROSODY_HOSTS[name]}", PASSWORD, server.port)
     return Issuer(name, account, signs_content_type=not name.endswith("v1"))
@@ -98,7 +124,18 @@ def _assert_served(hmacfs: LiveServer, url: str, data: bytes, filename: str) -> 
     assert response.status_code == 200, response.text
     assert hashlib.sha256(response.content).hexdigest() == hashlib.sha256(data).hexdigest()
     assert response.content == data
+    assert _disposition_name(response.headers["Content-Disposition"]) == filename
     return response
+
+
+def _disposition_name(disposition: str) -> str:
+    """The file name of a Content-Disposition, RFC 6266 ``filename*`` first."""
+    extended = re.search(r"filename\*=UTF-8''([^;\s]+)", disposition)
+    if extended:
+        return unquote(extended.group(1))
+    plain = re.search(r'filename="((?:[^"\\]|\\.)*)"', disposition)
+    assert plain is not None, disposition
+    return re.sub(r"\\(.)", r"\1", plain.group(1))
 
 
 def test_client_uploads_on_issued_slots(issuer: Issuer, hmacfs: LiveServer) -> None:
@@ -168,6 +205,10 @@ def test_names_and_types_survive_each_issuers_encoding(
     """Each issuer escapes the name its own way (Prosody v1/v2: everything but
     ``[A-Za-z0-9._~-]``; mod_http_file_share: LuaSocket, keeping ``+&=$,'()*!:@``
     literal; ejabberd: replaces them by ``_``) and signs the unescaped name."""
+    if issuer.name == "ejabberd" and not data:
+        with pytest.raises(IqError, match="size"):  # ejabberd wants a positive size
+            upload(issuer.account, filename, data, content_type=content_type)
+        return
     url = upload(issuer.account, filename, data, content_type=content_type)
     served = _assert_served(hmacfs, url, data, issuer.stored_name(filename))
     if content_type is not None:
