@@ -39,9 +39,9 @@ from tests.xmpp_servers import (
     require,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-SECRET = "interop-shared-secret"
+SECRET = "interop-shared-sécret"  # non-ASCII: every side must HMAC its UTF-8 bytes
 TEXT_NAME = "Résumé 2026.txt"
 TEXT = "Résumé: 2026, naïve café\n".encode() * 40
 PROSODY_HOSTS = {  # test parameter: the VirtualHost that issues its slots
@@ -50,7 +50,8 @@ PROSODY_HOSTS = {  # test parameter: the VirtualHost that issues its slots
     "prosody-file-share": "share.interop.test",
 }
 EJABBERD_HOST = "ej.interop.test"
-BINARY = bytes(range(256)) * 1024 + b"\x00\xff\r\n"  # every byte value, 256 KiB and a tail
+# Every byte value; over 1 MiB, where hmacfs checks the slot is free before reading the body.
+BINARY = bytes(range(256)) * 5 * 1024 + b"\x00\xff\r\n"
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ def issuer(request: pytest.FixtureRequest) -> Issuer:
 def _assert_served(hmacfs: LiveServer, url: str, data: bytes, filename: str) -> requests.Response:
     assert url.startswith(f"{hmacfs.url}/upload/"), url
     assert unquote(urlsplit(url).path).rsplit("/", 1)[-1] == filename
+    head = requests.head(url, timeout=10)  # clients look before they fetch
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(data))
     response = requests.get(url, timeout=10)
     assert response.status_code == 200, response.text
     assert hashlib.sha256(response.content).hexdigest() == hashlib.sha256(data).hexdigest()
