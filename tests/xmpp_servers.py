@@ -29,13 +29,16 @@ PASSWORD = "interop-password"
 START_TIMEOUT = 15.0
 
 
-def require(binary: str, package: str, *paths: Path) -> str:
-    """The path of ``binary`` (and that every one of ``paths`` exists): skip without them,
-    fail under ``CI=true``."""
-    found = shutil.which(binary)
-    missing = ([] if found else [binary]) + [str(path) for path in paths if not path.exists()]
-    if found is not None and not missing:
-        return found
+def require(package: str, *needed: str | Path) -> None:
+    """Skip unless every binary (``str``, on PATH) and file (``Path``) in ``needed``
+    is there; fail instead under ``CI=true``."""
+    missing = [
+        str(item)
+        for item in needed
+        if (shutil.which(item) is None if isinstance(item, str) else not item.exists())
+    ]
+    if not missing:
+        return
     reason = (
         f"{', '.join(missing)} not found: apt-get install --no-install-recommends {package} (.ci/run does)"
     )
@@ -103,24 +106,26 @@ storage = "internal"
         self.config_path.write_text(common + "\n".join(host.config() for host in self.hosts) + "\n")
 
     def register(self, user: str, host: str, password: str = PASSWORD) -> None:
-        subprocess.run(
+        done = subprocess.run(
             ["prosodyctl", "--config", str(self.config_path), "register", user, host, password],
             capture_output=True,
+            text=True,
             timeout=30,
-            check=True,
+            check=False,
         )
+        assert done.returncode == 0, f"prosodyctl register failed:\n{done.stdout}{done.stderr}"
 
     def start(self) -> Prosody:
         self.configure()
         for host in self.hosts:
             self.register("alice", host.name)
-        log = (self.workdir / "console.log").open("ab")
-        self.process = subprocess.Popen(
-            ["prosody", "--config", str(self.config_path), "-F"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.workdir / "console.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["prosody", "--config", str(self.config_path), "-F"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_listening(self.port, self.process, self.log)
         return self
 
@@ -158,11 +163,14 @@ def stop_group(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=10)
 
 
-def ejabberd_libs() -> Path:
-    """The directory holding Debian's ``ejabberd-<version>`` (ejabberdctl's ERL_LIBS,
-    ``/usr/lib/<multiarch>``), or a path that does not exist."""
-    found = sorted(Path("/usr/lib").glob("*/ejabberd-*/ebin/ejabberd.beam"))
-    return found[-1].parent.parent.parent if found else Path("/usr/lib/ejabberd-not-installed")
+EJABBERD_BEAM = "/usr/lib/*/ejabberd-*/ebin/ejabberd.beam"  # Debian: /usr/lib/<multiarch>/...
+
+
+def ejabberd_libs() -> Path | None:
+    """The directory holding Debian's ``ejabberd-<version>`` (what ejabberdctl sets as
+    ERL_LIBS), None when ejabberd is not installed."""
+    found = sorted(Path("/").glob(EJABBERD_BEAM.lstrip("/")))
+    return found[-1].parents[2] if found else None
 
 
 @dataclass
@@ -192,7 +200,9 @@ class Ejabberd:
     def configure(self) -> None:
         for name in ("spool", "logs", "docroot"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
-        self.port, self.api_port = free_port(), free_port()
+        self.port = self.api_port = free_port()
+        while self.api_port == self.port:
+            self.api_port = free_port()
         # JSON is YAML: no quoting rules of our own.
         config = {
             "hosts": [self.host],
@@ -240,21 +250,21 @@ class Ejabberd:
             "EJABBERD_CONFIG_PATH": str(self.config_path),
             "EJABBERD_LOG_PATH": str(self.workdir / "logs" / "ejabberd.log"),
             "ERL_CRASH_DUMP": str(self.workdir / "logs" / "erl_crash.dump"),
-            "ERL_LIBS": str(ejabberd_libs()),
+            "ERL_LIBS": str(ejabberd_libs()),  # the fixture checked it is there
             "HOME": str(self.workdir),
         }
 
     def start(self) -> Ejabberd:
         self.configure()
         spool = str(self.workdir / "spool")
-        log = (self.workdir / "console.log").open("ab")
-        self.process = subprocess.Popen(
-            ["erl", "-noinput", "-mnesia", "dir", f'"{spool}"', "-s", "ejabberd"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.workdir / "console.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["erl", "-noinput", "-mnesia", "dir", f'"{spool}"', "-s", "ejabberd"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_listening(self.port, self.process, self.log)
         wait_listening(self.api_port, self.process, self.log)
         self.register("alice")

@@ -20,6 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -30,6 +31,7 @@ from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
 from tests.xmpp_client import Account, request_slot, upload
 from tests.xmpp_servers import (
+    EJABBERD_BEAM,
     PASSWORD,
     PROSODY_MODULES,
     Ejabberd,
@@ -85,7 +87,7 @@ def _prosody_hosts(base_url: str) -> list[ProsodyHost]:
 
 @pytest.fixture(scope="module")
 def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
-    require("prosody", "prosody prosody-modules", PROSODY_MODULES / "mod_http_upload_external")
+    require("prosody prosody-modules", "prosody", "prosodyctl", PROSODY_MODULES / "mod_http_upload_external")
     server = Prosody(tmp_path_factory.mktemp("prosody"), _prosody_hosts(f"{hmacfs.url}/upload/"))
     try:
         yield server.start()
@@ -95,7 +97,7 @@ def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def ejabberd(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ejabberd]:
-    require("erl", "ejabberd", ejabberd_libs())
+    require("ejabberd", "erl", ejabberd_libs() or Path(EJABBERD_BEAM))
     # No trailing slash: ejabberd joins the prefix and the slot with "/".
     server = Ejabberd(tmp_path_factory.mktemp("ejabberd"), EJABBERD_HOST, f"{hmacfs.url}/upload", SECRET)
     try:
@@ -153,14 +155,14 @@ def test_client_uploads_on_issued_slots(issuer: Issuer, hmacfs: LiveServer) -> N
 
 
 def _tampered(slot_url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The slot with the last character of its signature changed (query or bearer JWT)."""
-
-    def flip(text: str) -> str:
-        return text[:-1] + ("0" if text[-1] != "0" else "1")
-
+    """The slot with one character of its signature changed: the last hex digit of the
+    query's HMAC, or the first of the JWT's (its last carries padding bits, where a
+    change may decode to the same signature)."""
     if "Authorization" in headers:
-        return slot_url, headers | {"Authorization": flip(headers["Authorization"])}
-    return flip(slot_url), headers
+        signed, _, signature = headers["Authorization"].rpartition(".")
+        changed = ("B" if signature[0] == "A" else "A") + signature[1:]
+        return slot_url, headers | {"Authorization": f"{signed}.{changed}"}
+    return slot_url[:-1] + ("0" if slot_url[-1] != "0" else "1"), headers
 
 
 def _put(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
