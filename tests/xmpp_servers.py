@@ -55,15 +55,23 @@ def _lua(value: str) -> str:
 
 @dataclass
 class ProsodyHost:
-    """One VirtualHost: ``modules`` it enables and its ``options`` (name = Lua string)."""
+    """A VirtualHost ``name`` whose upload service is the Component ``upload.<name>``
+    running ``upload_module`` with ``options`` (name = Lua string), as the modules'
+    documentation sets them up; clients find it through the host's disco#items."""
 
     name: str
-    modules: tuple[str, ...]
+    upload_module: str
     options: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def upload_service(self) -> str:
+        return f"upload.{self.name}"
+
     def config(self) -> str:
-        lines = [f"VirtualHost {_lua(self.name)}"]
-        lines.append(f"  modules_enabled = {{ {', '.join(_lua(m) for m in self.modules)} }}")
+        lines = [
+            f"VirtualHost {_lua(self.name)}",
+            f"Component {_lua(self.upload_service)} {_lua(self.upload_module)}",
+        ]
         lines.extend(f"  {key} = {_lua(value)}" for key, value in self.options.items())
         return "\n".join(lines)
 

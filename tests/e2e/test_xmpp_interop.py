@@ -79,9 +79,9 @@ def _prosody_hosts(base_url: str) -> list[ProsodyHost]:
     share = {"http_file_share_base_url": base_url, "http_file_share_secret": SECRET}
     v1, v2, share_host = PROSODY_HOSTS.values()
     return [
-        ProsodyHost(v1, ("http_upload_external",), external | {"http_upload_external_protocol": "v1"}),
-        ProsodyHost(v2, ("http_upload_external",), external | {"http_upload_external_protocol": "v2"}),
-        ProsodyHost(share_host, ("http_file_share",), share),
+        ProsodyHost(v1, "http_upload_external", external | {"http_upload_external_protocol": "v1"}),
+        ProsodyHost(v2, "http_upload_external", external | {"http_upload_external_protocol": "v2"}),
+        ProsodyHost(share_host, "http_file_share", share),
     ]
 
 
