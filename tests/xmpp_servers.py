@@ -82,12 +82,23 @@ class Prosody:
 
     workdir: Path
     hosts: list[ProsodyHost]
+    clock_ahead: int = 0  # seconds Prosody's os.time() runs ahead of the real clock
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def config_path(self) -> Path:
         return self.workdir / "prosody.cfg.lua"
+
+    def _clock(self) -> str:
+        """Config code shifting ``os.time()`` (which stamps slot tokens) by ``clock_ahead``:
+        the config runs in Prosody's own Lua state, with the global ``os`` in reach."""
+        if not self.clock_ahead:
+            return ""
+        return f"""
+local real_time = os.time
+os.time = function(date) if date then return real_time(date) end return real_time() + {self.clock_ahead} end
+"""
 
     def configure(self) -> None:
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
@@ -111,7 +122,8 @@ c2s_require_encryption = false
 authentication = "internal_hashed"
 storage = "internal"
 """
-        self.config_path.write_text(common + "\n".join(host.config() for host in self.hosts) + "\n")
+        hosts = "\n".join(host.config() for host in self.hosts)
+        self.config_path.write_text(f"{self._clock()}{common}{hosts}\n")
 
     def register(self, user: str, host: str, password: str = PASSWORD) -> None:
         done = subprocess.run(

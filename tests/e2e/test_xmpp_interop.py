@@ -96,6 +96,19 @@ def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="module")
+def prosody_ahead(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
+    """A mod_http_file_share issuer whose clock runs two minutes ahead of hmacfs's."""
+    require("prosody", "prosody", "prosodyctl")
+    share = {"http_file_share_base_url": f"{hmacfs.url}/upload/", "http_file_share_secret": SECRET}
+    host = ProsodyHost(PROSODY_HOSTS["prosody-file-share"], "http_file_share", share)
+    server = Prosody(tmp_path_factory.mktemp("prosody-ahead"), [host], clock_ahead=120)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def ejabberd(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ejabberd]:
     require("ejabberd", "erl", ejabberd_libs() or Path(EJABBERD_BEAM))
     # No trailing slash: ejabberd joins the prefix and the slot with "/".
@@ -218,3 +231,11 @@ def test_names_and_types_survive_each_issuers_encoding(
     served = _assert_served(hmacfs, url, data, issuer.stored_name(filename))
     if content_type is not None:
         assert served.headers["Content-Type"] == content_type
+
+
+def test_file_share_issuer_with_a_clock_ahead_of_hmacfs(prosody_ahead: Prosody, hmacfs: LiveServer) -> None:
+    """Prosody stamps the token's ``iat`` with its own clock; two hosts never agree to
+    the second, and an issuer ahead of hmacfs must not have every fresh slot refused."""
+    account = Account(f"alice@{PROSODY_HOSTS['prosody-file-share']}", PASSWORD, prosody_ahead.port)
+    url = upload(account, TEXT_NAME, TEXT)
+    _assert_served(hmacfs, url, TEXT, TEXT_NAME)
