@@ -189,7 +189,8 @@ def _assert_refused(response: requests.Response) -> None:
 
 def test_tampered_slots_are_refused(issuer: Issuer, hmacfs: LiveServer) -> None:
     """A real slot with its signature, the size or (where signed) the content type
-    changed gets 403; the untouched slot then still works, so the change was the cause."""
+    changed gets 403; the untouched slot then still works, so the change was the cause;
+    using it once more gets 409 (never overwrite, says mod_http_upload_external)."""
     content_type = "application/octet-stream"
     slot = request_slot(issuer.account, "tamper me.bin", len(BINARY), content_type)
     headers = slot.headers | {"Content-Type": content_type}
@@ -205,6 +206,8 @@ def test_tampered_slots_are_refused(issuer: Issuer, hmacfs: LiveServer) -> None:
     else:
         assert retyped.status_code == 201, retyped.text
     _assert_served(hmacfs, slot.get_url, BINARY, issuer.stored_name("tamper me.bin"))
+    reused = _put(slot.put_url, BINARY, headers)  # a client retrying a finished upload
+    assert reused.status_code == 409 and reused.json()["code"] == "SLOT_TAKEN", reused.text
 
 
 @pytest.mark.parametrize(
