@@ -160,11 +160,18 @@ def test_client_uploads_on_issued_slots(issuer: Issuer, hmacfs: LiveServer) -> N
     """slixmpp gets a slot from the real issuer and PUTs; hmacfs accepts the issuer's
     signature and serves the same bytes (a non-ASCII name with a space, and binary)."""
     text_url = upload(issuer.account, TEXT_NAME, TEXT)
-    served = _assert_served(hmacfs, text_url, TEXT, issuer.stored_name(TEXT_NAME))
-    assert served.headers["Content-Type"].startswith("text/plain")  # what slixmpp declared
-
+    text = _assert_served(hmacfs, text_url, TEXT, issuer.stored_name(TEXT_NAME))
     binary_url = upload(issuer.account, "blob.bin", BINARY, content_type="application/octet-stream")
-    _assert_served(hmacfs, binary_url, BINARY, "blob.bin")
+    binary = _assert_served(hmacfs, binary_url, BINARY, "blob.bin")
+
+    # mod_http_upload_external's serving rules: text/plain (image/*, ...) keeps its
+    # type, anything else is an attachment; never sniffed, never run.
+    assert text.headers["Content-Type"].startswith("text/plain")  # what slixmpp declared
+    assert text.headers["Content-Disposition"].startswith("inline")
+    assert binary.headers["Content-Disposition"].startswith("attachment")
+    for served in (text, binary):
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert served.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
 def _tampered(slot_url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
