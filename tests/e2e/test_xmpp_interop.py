@@ -69,6 +69,14 @@ class Issuer:
         return re.sub(r"[^\w.-]", "_", filename) if self.name == "ejabberd" else filename
 
 
+def _require_prosody() -> None:
+    require("prosody prosody-modules", "prosody", "prosodyctl", PROSODY_MODULES / "mod_http_upload_external")
+
+
+def _require_ejabberd() -> None:
+    require("ejabberd", "erl", ejabberd_libs() or Path(EJABBERD_BEAM))
+
+
 @pytest.fixture(scope="module")
 def hmacfs(start_server: StartServer) -> LiveServer:
     return start_server(security={"secret": SECRET})
@@ -87,7 +95,7 @@ def _prosody_hosts(base_url: str) -> list[ProsodyHost]:
 
 @pytest.fixture(scope="module")
 def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
-    require("prosody prosody-modules", "prosody", "prosodyctl", PROSODY_MODULES / "mod_http_upload_external")
+    _require_prosody()
     server = Prosody(tmp_path_factory.mktemp("prosody"), _prosody_hosts(f"{hmacfs.url}/upload/"))
     try:
         yield server.start()
@@ -98,7 +106,7 @@ def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def prosody_ahead(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
     """A mod_http_file_share issuer whose clock runs two minutes ahead of hmacfs's."""
-    require("prosody", "prosody", "prosodyctl")
+    _require_prosody()
     share = {"http_file_share_base_url": f"{hmacfs.url}/upload/", "http_file_share_secret": SECRET}
     host = ProsodyHost(PROSODY_HOSTS["prosody-file-share"], "http_file_share", share)
     server = Prosody(tmp_path_factory.mktemp("prosody-ahead"), [host], clock_ahead=120)
@@ -110,7 +118,7 @@ def prosody_ahead(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def ejabberd(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ejabberd]:
-    require("ejabberd", "erl", ejabberd_libs() or Path(EJABBERD_BEAM))
+    _require_ejabberd()
     # No trailing slash: ejabberd joins the prefix and the slot with "/".
     server = Ejabberd(tmp_path_factory.mktemp("ejabberd"), EJABBERD_HOST, f"{hmacfs.url}/upload", SECRET)
     try:
@@ -122,12 +130,15 @@ def ejabberd(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> It
 # Function-scoped, so the module-scoped servers are ordered by backend only.
 @pytest.fixture(params=[*PROSODY_HOSTS, "ejabberd"])
 def issuer(request: pytest.FixtureRequest) -> Issuer:
+    """Skips (before hmacfs starts) without the issuer's packages."""
     name: str = request.param
     if name == "ejabberd":
+        _require_ejabberd()
         ejabberd: Ejabberd = request.getfixturevalue("ejabberd")
         return Issuer(
             name, Account(f"alice@{EJABBERD_HOST}", PASSWORD, ejabberd.port), signs_content_type=False
         )
+    _require_prosody()
     server: Prosody = request.getfixturevalue("prosody")
     account = Account(f"alice@{PROSODY_HOSTS[name]}", PASSWORD, server.port)
     return Issuer(name, account, signs_content_type=not name.endswith("v1"))
@@ -251,7 +262,7 @@ def test_names_and_types_survive_each_issuers_encoding(
         assert served.headers["Content-Type"] == content_type
 
 
-def test_file_share_issuer_with_a_clock_ahead_of_hmacfs(prosody_ahead: Prosody, hmacfs: LiveServer) -> None:
+def test_file_share_issuer_with_a_clock_ahead_of_hmacfs(hmacfs: LiveServer, prosody_ahead: Prosody) -> None:
     """Prosody stamps the token's ``iat`` with its own clock; two hosts never agree to
     the second, and an issuer ahead of hmacfs must not have every fresh slot refused."""
     account = Account(f"alice@{PROSODY_HOSTS['prosody-file-share']}", PASSWORD, prosody_ahead.port)
