@@ -1,7 +1,8 @@
 # hmacfs — two commands on a fresh machine:
 #   make run    create .venv, install, migrate the embedded SQLite database, serve on 127.0.0.1:8080
 #   make test   create .venv with the test extras and run the whole suite (SQLite and PostgreSQL)
-#               (with node and npm on the machine, also the tus-js-client interop test)
+#               (with node and npm on the machine, also the tus-js-client interop test;
+#               with Debian's prosody, prosody-modules and ejabberd, the XMPP interop tests)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -115,7 +115,8 @@ def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedR
     match; ``filetype`` must match the request's Content-Type when both are
     present (Prosody always sets the claim, defaulting to
     application/octet-stream, but does not itself check it, so a client that
-    sends no Content-Type is not refused). Raises BadSignature (403).
+    sends no Content-Type is not refused). ``iat`` is not checked, as Prosody does
+    not check it: it comes from the issuer's clock. Raises BadSignature (403).
     """
     claims = _decode_with_any(secrets, token)
     slot, _, filename = request.path.partition("/")
@@ -132,8 +133,11 @@ def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedR
 def _decode_with_any(secrets: Iterable[str], token: str) -> dict[str, object]:
     for secret in secrets:
         try:
+            # Prosody stamps ``iat`` with its own clock and itself checks only ``exp``;
+            # PyJWT would refuse an ``iat`` in our future, i.e. every fresh token from
+            # an issuer whose clock runs even a second ahead of ours.
             claims: dict[str, object] = jwt.decode(
-                token, secret, algorithms=["HS256"], options={"require": ["exp"]}
+                token, secret, algorithms=["HS256"], options={"require": ["exp"], "verify_iat": False}
             )
             return claims
         except jwt.ExpiredSignatureError:

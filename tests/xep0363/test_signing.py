@@ -89,6 +89,13 @@ def test_file_share_token() -> None:
         verify_file_share_token(["secret"], _token("other"), _request())
 
 
+def test_file_share_token_issued_by_a_clock_ahead_of_ours() -> None:
+    """Prosody stamps ``iat`` with its own clock and checks only ``exp``; an issuer a
+    little ahead of hmacfs (any skew between two hosts) must not be refused."""
+    now = int(time.time())
+    verify_file_share_token(["secret"], _token(iat=now + 120, exp=now + 420), _request())
+
+
 @pytest.mark.parametrize(
     ("raw", "path"),
     [
