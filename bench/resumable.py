@@ -36,6 +36,7 @@ from bench._upload_clients import (
     tus_single,
     xep_put,
 )
+from bench._xep_servers import ensure_nginx
 from tests.conftest import HMAC_SECRET, bearer
 from tests.live import LiveServer
 from tests.pg import PgServer, find_server, free_port
@@ -71,7 +72,7 @@ http {{ access_log off; client_body_temp_path {root}/tmp; client_max_body_size 0
   server {{ listen 127.0.0.1:{port}; root {root}/data; dav_methods PUT; create_full_put_path on; }} }}
 """
     )
-    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([ensure_nginx(), "-c", str(conf), "-p", str(root)], stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     return process, f"http://127.0.0.1:{port}"
 
