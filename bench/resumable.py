@@ -69,7 +69,7 @@ def _start_nginx(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         f"""user root; worker_processes 1; daemon off; pid {root}/nginx.pid; error_log {root}/error.log;
 events {{ worker_connections 64; }}
 http {{ access_log off; client_body_temp_path {root}/tmp; client_max_body_size 0;
-  server {{ listen 127.0.0.1:{port}; root {root}/data; dav_methods PUT; create_full_put_path on; }} }}
+  server {{ listen 127.0.0.1:{port}; root {root}/data; dav_methods PUT DELETE; create_full_put_path on; }} }}
 """
     )
     process = subprocess.Popen([ensure_nginx(), "-c", str(conf), "-p", str(root)], stderr=subprocess.DEVNULL)
