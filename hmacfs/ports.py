@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 
 class Clock(Protocol):
@@ -29,6 +30,10 @@ class LockBusy(Exception):
 class Locker(Protocol):
     def hold(self, key: str) -> AbstractContextManager[None]:
         """Hold ``key`` exclusively for the ``with`` block; raise LockBusy at once if taken."""
+
+    def hold_in(self, session: Session, key: str) -> AbstractContextManager[None]:
+        """Hold ``key`` at least for the ``with`` block, and where the backend can until
+        ``session``'s transaction ends; raise LockBusy at once if taken."""
 
 
 def lock_id(key: str) -> int:
@@ -63,6 +68,18 @@ class PgAdvisoryLocker:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ident})
                 connection.commit()
 
+    @contextmanager
+    def hold_in(self, session: Session, key: str) -> Iterator[None]:
+        """A transaction-level lock on ``session``'s own connection, released by its
+        commit or rollback: one statement, where ``hold`` costs a second pooled
+        connection and six round trips."""
+        if not session.scalar(_TRY_TRANSACTION_LOCK, {"k": lock_id(key)}):
+            raise LockBusy(key)
+        yield
+
+
+_TRY_TRANSACTION_LOCK = text("SELECT pg_try_advisory_xact_lock(:k)")
+
 
 class MemoryLocker:
     """In-process locks for SQLite (one process serves it)."""
@@ -82,3 +99,8 @@ class MemoryLocker:
         finally:
             with self._guard:
                 self._held.discard(key)
+
+    def hold_in(self, session: Session, key: str) -> AbstractContextManager[None]:
+        """For the ``with`` block (one process: no other writer can come between it and
+        the commit)."""
+        return self.hold(key)

@@ -11,17 +11,15 @@ and gives its connection back while the bytes stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
-from hmacfs.ports import LockBusy, lock_id
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import blocks_reader
 from hmacfs.uploads.chunking import chunk_count
@@ -83,7 +81,7 @@ def write_at_offset(
     when these bytes completed the upload.
     """
     pg = services.db.is_postgresql
-    with _one_writer(session, services, task):
+    with services.locker.hold_in(session, upload_lock_key(task)):
         task = lock_task(session, task)
         check_open(task)
         if offset != task.upload_offset:
@@ -114,27 +112,6 @@ def write_at_offset(
                 prefix.advance(length, sha256)
                 services.prefixes.keep(task.id, prefix)
         return finish_if_done(session, services, task)
-
-
-@contextmanager
-def _one_writer(session: Session, services: Services, task: UploadTask) -> Iterator[None]:
-    """Hold the upload's writer lock (LockBusy at once when another request has it).
-
-    On PostgreSQL the lock lives in the request's transaction, which stays open
-    while the bytes stream and releases it at commit or rollback: one statement,
-    where a session-level lock on a second pooled connection cost six round trips.
-    """
-    key = upload_lock_key(task)
-    if not services.db.is_postgresql:
-        with services.locker.hold(key):
-            yield
-        return
-    if not session.scalar(_TRY_TRANSACTION_LOCK, {"key": lock_id(key)}):
-        raise LockBusy(key)
-    yield
-
-
-_TRY_TRANSACTION_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
 def _append(
