@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, bindparam, update
+from sqlalchemy import CursorResult, Executable, Table, bindparam, inspect, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
@@ -66,7 +65,7 @@ def write_chunk(
     inserted = record_chunk(session, {**row, "received_at": now})
     if not inserted:
         return ChunkResult(task, stored=False)
-    _count_chunk(session, services, task, upload_id=upload_id, size=length, now=now)
+    _count_chunk(session, services, task, length, now)
     publish_progress(session, services.settings.events, task, now)
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return ChunkResult(task, stored=True, file=complete_upload(session, services, task) if done else None)
@@ -132,18 +131,18 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
         check_open(task)
 
 
-def _count_chunk(
-    session: Session, services: Services, task: UploadTask, *, upload_id: uuid.UUID, size: int, now: datetime
-) -> None:
+def _count_chunk(session: Session, services: Services, task: UploadTask, size: int, now: datetime) -> None:
     """Add one chunk to the counters in SQL (no lost update between parallel chunks) and
-    reload the task from the same statement (``upload_id`` is the task's: reading ``task.id``
-    after the connection was given back would cost a SELECT of its own).
+    reload the task from the same statement. The task's id comes from its identity key:
+    reading ``task.id`` after the connection was given back would reload the whole row.
 
     Only while the upload is open: if it was completed, cancelled or expired
     while this chunk streamed in, the request fails (its chunk row rolls back)
     and the stray part file the write re-created is removed.
     """
-    values = {"upload": upload_id, "added": size, "at": now}
+    identity = inspect(task).identity
+    assert identity is not None  # a persistent task
+    values = {"upload": identity[0], "added": size, "at": now}
     if session.scalars(_COUNT_CHUNK, values).first() is None:
         check_still_open(session, services, task, task.task_id)
 
