@@ -126,17 +126,17 @@ class SocketBody:
 def request_body() -> Reader:
     """The raw request body as a reader: from the socket when possible, else the WSGI stream.
     Either ends early once the client has been silent for ``timeouts.body_idle``."""
-    idle = services().settings.timeouts.body_idle.total_seconds()
-    return SocketBody.of(request.environ, idle) or request_stream(idle)
+    return SocketBody.of(request.environ, _body_idle()) or request_stream()
 
 
-def request_stream(idle: float | None = None) -> Reader:
-    """The WSGI body stream as a reader, limited to ``idle`` seconds of silence per read
-    (``timeouts.body_idle`` when not given)."""
-    if idle is None:
-        idle = services().settings.timeouts.body_idle.total_seconds()
+def request_stream() -> Reader:
+    """The WSGI body stream as a reader, ending early after ``timeouts.body_idle`` of silence."""
     sock = request.environ.get("gunicorn.socket")
-    return stream_reader(request.stream, sock if isinstance(sock, socket.socket) else None, idle)
+    return stream_reader(request.stream, sock if isinstance(sock, socket.socket) else None, _body_idle())
+
+
+def _body_idle() -> float:
+    return services().settings.timeouts.body_idle.total_seconds()
 
 
 def chunk_body(field: str = "chunk") -> tuple[Reader, int | None]:
