@@ -211,6 +211,11 @@ class Settings(_Section):
         """The configured URL, or the embedded SQLite database under ``./var/``."""
         return self.database.url or f"sqlite:///{Path('var/hmacfs.db').resolve()}"
 
+    @property
+    def serves_many_processes(self) -> bool:
+        """PostgreSQL; SQLite serves one process (its locks and wake-ups live in memory)."""
+        return self.database_url.startswith("postgresql")
+
 
 # The seed's environment names, mapped to (section, key, value converter).
 _SEED_ENV: dict[str, tuple[str, str, Any]] = {

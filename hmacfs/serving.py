@@ -133,7 +133,7 @@ def worker_count(settings: Settings, requested: int) -> int:
     event wake-ups live in that process's memory, so a second worker could
     interleave two writes of one upload.
     """
-    if requested > 1 and not settings.database_url.startswith("postgresql"):
+    if requested > 1 and not settings.serves_many_processes:
         logging.getLogger(__name__).warning(
             "SQLite serves one process: running 1 worker instead of %d (use PostgreSQL for more)", requested
         )

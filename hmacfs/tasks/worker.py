@@ -205,7 +205,7 @@ def run_workers(settings: Settings, concurrency: int) -> None:
     instead of crashing every slot in a loop.
     """
     load_handler_modules(settings.tasks.handler_modules)
-    if concurrency <= 1 or not settings.database_url.startswith("postgresql"):
+    if concurrency <= 1 or not settings.serves_many_processes:
         run_slot(settings)
         return
     stop = threading.Event()
