@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -93,14 +94,21 @@ def _prosody_hosts(base_url: str) -> list[ProsodyHost]:
     ]
 
 
-@pytest.fixture(scope="module")
-def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
-    _require_prosody()
-    server = Prosody(tmp_path_factory.mktemp("prosody"), _prosody_hosts(f"{hmacfs.url}/upload/"))
+Server = TypeVar("Server", Prosody, Ejabberd)
+
+
+def _running(server: Server) -> Iterator[Server]:
+    """A fixture's body: the server started, and always stopped afterwards."""
     try:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def prosody(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
+    _require_prosody()
+    yield from _running(Prosody(tmp_path_factory.mktemp("prosody"), _prosody_hosts(f"{hmacfs.url}/upload/")))
 
 
 @pytest.fixture(scope="module")
@@ -109,22 +117,15 @@ def prosody_ahead(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) 
     _require_prosody()
     share = {"http_file_share_base_url": f"{hmacfs.url}/upload/", "http_file_share_secret": SECRET}
     host = ProsodyHost(PROSODY_HOSTS["prosody-file-share"], "http_file_share", share)
-    server = Prosody(tmp_path_factory.mktemp("prosody-ahead"), [host], clock_ahead=120)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    yield from _running(Prosody(tmp_path_factory.mktemp("prosody-ahead"), [host], clock_ahead=120))
 
 
 @pytest.fixture(scope="module")
 def ejabberd(hmacfs: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ejabberd]:
     _require_ejabberd()
     # No trailing slash: ejabberd joins the prefix and the slot with "/".
-    server = Ejabberd(tmp_path_factory.mktemp("ejabberd"), EJABBERD_HOST, f"{hmacfs.url}/upload", SECRET)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    workdir = tmp_path_factory.mktemp("ejabberd")
+    yield from _running(Ejabberd(workdir, EJABBERD_HOST, f"{hmacfs.url}/upload", SECRET))
 
 
 # Function-scoped, so the module-scoped servers are ordered by backend only.
