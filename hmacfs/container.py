@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hmacfs.background import KeyedRunner
 from hmacfs.config import Settings
 from hmacfs.db import Database, create_database
 from hmacfs.events.hub import Hub
@@ -32,6 +33,8 @@ class Services:
     hub: Hub = field(default_factory=Hub)
     # SHA-256 states of tus uploads this process received in order (hmacfs.storage.prefix).
     prefixes: PrefixHashes = field(default_factory=PrefixHashes)
+    # Advances Drive/chunked uploads' running hashes after commits (hmacfs.uploads.running_hash).
+    hash_advancer: KeyedRunner = field(default_factory=lambda: KeyedRunner("advancing the running hash"))
 
 
 def build_services(settings: Settings, *, pre_ping: bool = True, **overrides: Any) -> Services:

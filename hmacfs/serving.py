@@ -77,9 +77,11 @@ def post_worker_init(worker: Any) -> None:
 
     from hmacfs.events.delivery import start_event_delivery
     from hmacfs.maintenance import cleanup_forever
+    from hmacfs.uploads.running_hash import start_advancing
 
     services = worker.wsgi.extensions["hmacfs"]
     gevent.spawn(cleanup_forever, services, gevent.sleep)
+    start_advancing(services, gevent.spawn)
     start_event_delivery(services, gevent.spawn)
     gevent.spawn(_close_sockets_on_exit, worker, services, gevent.sleep)
 

@@ -22,6 +22,7 @@ class UploadTask(Timestamped, Base):
         CheckConstraint("chunk_size > 0", name="chunk_size_positive"),
         CheckConstraint("bytes_received >= 0", name="bytes_received_not_negative"),
         CheckConstraint("upload_offset >= 0", name="upload_offset_not_negative"),
+        CheckConstraint("hashed_bytes >= 0", name="hashed_bytes_not_negative"),
         CheckConstraint("file_size IS NOT NULL OR size_deferred", name="size_known_or_deferred"),
         CheckConstraint("concat IS NULL OR concat IN ('partial', 'final')", name="concat_valid"),
         Index("ix_upload_tasks_account_id_status", "account_id", "status"),
@@ -53,6 +54,16 @@ class UploadTask(Timestamped, Base):
         BigInteger, server_default=text("0"), default=0, comment="contiguous bytes (tus offset)"
     )
     hash: Mapped[str | None] = mapped_column(String(64), comment="declared SHA-256, hex")
+    hashed_bytes: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("0"), default=0, comment="bytes [0, hashed_bytes) are in hash_state"
+    )
+    hash_state: Mapped[bytes | None] = mapped_column(
+        comment="running SHA-256 state (OpenSSL SHA256_CTX, 112 bytes); NULL = nothing hashed"
+    )
+    hash_generation: Mapped[int] = mapped_column(
+        server_default=text("0"), default=0,
+        comment="bumped whenever committed bytes are replaced; guards hash_state updates",
+    )  # fmt: skip
     encrypt_requested: Mapped[bool] = mapped_column(
         server_default=text("false"), default=False, comment="encrypt after completion"
     )

@@ -168,16 +168,24 @@ class LocalBlobStore:
     def hash_part(self, part: str, size: int) -> str:
         """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
         hasher = hashlib.sha256()
-        buffer = memoryview(bytearray(self.buffer_size))
-        with self.part_path(part).open("rb", buffering=0) as handle:
-            remaining = size
-            while remaining > 0:
-                got = handle.readinto(buffer[: min(len(buffer), remaining)])
-                if not got:
-                    break
-                hasher.update(buffer[:got])
-                remaining -= got
+        self.feed_range(part, hasher, 0, size)
         return hasher.hexdigest()
+
+    def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
+        """Feed ``length`` bytes of a part from ``start`` to ``hasher``, in bounded buffers
+        (one reused buffer: a writable view, so a ctypes hasher need not copy it)."""
+        buffer = memoryview(bytearray(min(self.buffer_size, length) or 1))
+        fd = os.open(self.part_path(part), os.O_RDONLY)
+        try:
+            position, end = start, start + length
+            while position < end:
+                got = os.preadv(fd, [buffer[: min(len(buffer), end - position)]], position)
+                if not got:
+                    raise ValueError(f"part {part} ends at {position}, before {end}")
+                hasher.update(buffer[:got])
+                position += got
+        finally:
+            os.close(fd)
 
     def delete_part(self, part: str) -> None:
         self.part_path(part).unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+import secrets
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -12,15 +14,18 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.db import built_once, dialect_insert
-from hmacfs.errors import BadRequest
+from hmacfs.errors import BadRequest, Conflict
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.local import blocks_reader
+from hmacfs.storage.range_lock import PartLock
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
+from hmacfs.uploads.part_locks import held_or_open, keep_until_transaction_end
+from hmacfs.uploads.running_hash import bytes_replaced, schedule_advance
 from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store, release_connection
 from hmacfs.uploads.tus_headers import ExpectedDigest
 
@@ -45,30 +50,108 @@ def write_chunk(
 ) -> ChunkResult:
     """Store chunk ``index`` (exactly its slot's length) and record it once.
 
-    A repeated identical chunk is not recorded twice (``stored`` False); a
-    repeated chunk with other bytes replaces the old one after it has been
-    received in full, so a failed retry never damages an acknowledged chunk.
-    Raises ChecksumMismatch (nothing recorded) and IncompleteBody (400).
+    The chunk's range of the part is locked from before its first write until
+    its row commits (``hmacfs.uploads.part_locks``). A request that finds it
+    locked, or finds the chunk already recorded, receives the body aside and
+    then, under the lock, keeps it only if its bytes differ: a repeated
+    identical chunk is not recorded twice (``stored`` False), and a failed
+    retry never damages an acknowledged chunk. Raises ChecksumMismatch
+    (nothing recorded), IncompleteBody (400) and 409 CHUNK_BUSY when the lock
+    stays held past ``timeouts.body_idle``.
     """
     check_open(task)
-    assert task.file_size is not None
-    offset, length = chunk_bounds(index, task.file_size, task.chunk_size)
-    check_chunk_length(declared_length, length)
-    existing = session.get(UploadChunk, (task.id, index))
-    if existing is not None:
-        return _rewrite_chunk(session, services, task, existing, read, digest=digest)
-    upload_id, part, store = task.id, task.task_id, part_store(services, task)
-    release_connection(session)
-    sha256 = write_checked(store, part, offset, read, length, digest=digest)
-    now = services.clock.now()
-    row = {"upload_id": upload_id, "chunk_index": index, "offset": offset, "size": length, "sha256": sha256}
-    inserted = record_chunk(session, {**row, "received_at": now})
-    if not inserted:
-        return ChunkResult(task, stored=False)
-    _count_chunk(session, services, task, length, now)
-    publish_progress(session, services.settings.events, task, now)
+    slot = _Slot.of(services, task, index)
+    check_chunk_length(declared_length, slot.length)
+    if not services.db.is_postgresql:
+        release_connection(session)  # SQLite: read the chunk rows from a fresh snapshot
+    lock, held = _open_lock(session, services, task, slot)
+    try:
+        first = lock.try_lock(slot.offset, slot.length) and not session.get(UploadChunk, slot.key)
+        if first:
+            result = _write_in_place(session, services, task, slot, read=read, digest=digest)
+        else:
+            result = _write_aside(session, services, task, slot, lock=lock, read=read, digest=digest)
+    except BaseException:
+        _let_go(lock, held, slot)
+        raise
+    if not result.stored:
+        _let_go(lock, held, slot)
+        return result
+    if not held:
+        keep_until_transaction_end(session, lock)
+    schedule_advance(session, services, slot.upload_id)
+    publish_progress(session, services.settings.events, task, services.clock.now())
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
-    return ChunkResult(task, stored=True, file=complete_upload(session, services, task) if done else None)
+    return replace(result, file=complete_upload(session, services, task) if done else None)
+
+
+def _open_lock(session: Session, services: Services, task: UploadTask, slot: _Slot) -> tuple[PartLock, bool]:
+    try:
+        return held_or_open(session, slot.store.part_path(slot.part))
+    except FileNotFoundError:  # completed, cancelled or expired since the task was read
+        check_still_open(session, services, task, slot.part)
+        raise
+
+
+def _let_go(lock: PartLock, held: bool, slot: _Slot) -> None:
+    """Release the chunk's range: a lock this transaction keeps for other chunks stays open."""
+    if held:
+        lock.unlock(slot.offset, slot.length)
+    else:
+        lock.close()
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where chunk ``index`` goes, read from the task before its connection is given back
+    (reading an expired task afterwards would reload the whole row)."""
+
+    upload_id: uuid.UUID
+    part: str
+    store: LocalBlobStore
+    index: int
+    offset: int
+    length: int
+
+    @classmethod
+    def of(cls, services: Services, task: UploadTask, index: int) -> _Slot:
+        assert task.file_size is not None
+        offset, length = chunk_bounds(index, task.file_size, task.chunk_size)
+        return cls(task.id, task.task_id, part_store(services, task), index, offset, length)
+
+    @property
+    def key(self) -> tuple[uuid.UUID, int]:
+        return self.upload_id, self.index
+
+    def row(self, sha256: str) -> dict[str, Any]:
+        return {
+            "upload_id": self.upload_id, "chunk_index": self.index, "offset": self.offset,
+            "size": self.length, "sha256": sha256,
+        }  # fmt: skip
+
+
+def _write_in_place(
+    session: Session,
+    services: Services,
+    task: UploadTask,
+    slot: _Slot,
+    *,
+    read: Reader,
+    digest: ExpectedDigest | None,
+) -> ChunkResult:
+    """A first write, under the chunk's lock: straight into the part, then its row."""
+    release_connection(session)
+    sha256 = write_checked(slot.store, slot.part, slot.offset, read, slot.length, digest=digest)
+    _record_new(session, services, task, slot.row(sha256))
+    return ChunkResult(task, stored=True)
+
+
+def _record_new(session: Session, services: Services, task: UploadTask, row: dict[str, Any]) -> None:
+    """Insert a first-written chunk's row and count it (the lock makes this the only writer)."""
+    now = services.clock.now()
+    if not record_chunk(session, {**row, "received_at": now}):
+        raise Conflict("this chunk was recorded by another request meanwhile; retry", code="CHUNK_BUSY")
+    _count_chunk(session, services, task, row["size"], now)
 
 
 def write_checked(
@@ -162,37 +245,49 @@ _COUNT_CHUNK = (
 )
 
 
-def _rewrite_chunk(
+def _write_aside(
     session: Session,
     services: Services,
     task: UploadTask,
-    existing: UploadChunk,
-    read: Reader,
+    slot: _Slot,
     *,
+    lock: PartLock,
+    read: Reader,
     digest: ExpectedDigest | None,
 ) -> ChunkResult:
-    """A chunk sent again: receive it aside, then keep it only if its bytes differ."""
-    store = part_store(services, task)
-    key = {"upload_id": existing.upload_id, "chunk_index": existing.chunk_index}
-    part, offset, size, old_sha256 = task.task_id, existing.offset, existing.size, existing.sha256
-    scratch = f"{part}-r{existing.chunk_index}"
+    """The chunk is recorded already, or another request is writing it: receive the body
+    into a scratch part, then, holding the chunk's lock, keep it only if it differs."""
+    store, scratch = slot.store, f"{slot.part}-r{slot.index}-{secrets.token_hex(4)}"
     release_connection(session)
-    store.create_part(scratch, size)
+    store.create_part(scratch, slot.length)
     try:
-        sha256 = write_checked(store, scratch, 0, read, size, digest=digest)
-        if sha256 == old_sha256:
+        sha256 = write_checked(store, scratch, 0, read, slot.length, digest=digest)
+        wait = services.settings.timeouts.body_idle.total_seconds() + _LOCK_MARGIN
+        if not lock.wait_lock(slot.offset, slot.length, timeout=wait):
+            raise Conflict("another request keeps writing this chunk; retry", code="CHUNK_BUSY")
+        existing = session.get(UploadChunk, slot.key, populate_existing=True)
+        if existing is not None and existing.sha256 == sha256:
             return ChunkResult(task, stored=False)
-        blocks = store.read_range(store.part_path(scratch), 0, size)
-        store.write_part(part, offset, blocks_reader(iter(blocks)), size)
+        check_still_open(session, services, task, slot.part)
+        blocks = store.read_range(store.part_path(scratch), 0, slot.length)
+        store.write_part(slot.part, slot.offset, blocks_reader(iter(blocks)), slot.length)
     finally:
         store.delete_part(scratch)
-    check_still_open(session, services, task, part)
+    if existing is None:  # the request that held the lock failed before recording it
+        _record_new(session, services, task, slot.row(sha256))
+        return ChunkResult(task, stored=True)
     now = services.clock.now()
     session.execute(
         update(UploadChunk)
-        .where(UploadChunk.upload_id == key["upload_id"], UploadChunk.chunk_index == key["chunk_index"])
+        .where(UploadChunk.upload_id == slot.upload_id, UploadChunk.chunk_index == slot.index)
         .values(sha256=sha256, received_at=now)
     )
+    bytes_replaced(session, slot.upload_id, slot.offset)
     task.last_activity = now
     session.flush()
     return ChunkResult(task, stored=True)
+
+
+# Waiting for a chunk's lock: its holder either finishes or its body read gives up
+# after timeouts.body_idle; the margin covers its fsync and commit.
+_LOCK_MARGIN = 5.0

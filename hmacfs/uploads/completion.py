@@ -12,9 +12,10 @@ from hmacfs.errors import Conflict, Gone, HashMismatch
 from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import Protocol, TaskType, UploadStatus
-from hmacfs.storage.blocking import offload
 from hmacfs.tasks.service import submit_task
+from hmacfs.uploads import running_hash
 from hmacfs.uploads.notify import publish_completed
+from hmacfs.uploads.part_locks import held_or_new
 from hmacfs.uploads.policy import check_quota
 from hmacfs.uploads.service import check_open, lock_task, part_store
 
@@ -47,16 +48,12 @@ def _prefix_hash(session: Session, services: Services, task: UploadTask, size: i
     return services.prefixes.digest(task.id, size, recorded)
 
 
-def _hash_part(services: Services, task: UploadTask, size: int) -> str:
-    """Stream the part through SHA-256; in the thread pool on PostgreSQL so other requests run.
-
-    On SQLite the hash may run while this request holds the write lock, so it
-    must not yield to other greenlets, which would block on that lock.
-    """
-    store = part_store(services, task)
-    if services.db.is_postgresql:
-        return offload(store.hash_part, task.task_id, size)
-    return store.hash_part(task.task_id, size)
+def _lock_whole_part(session: Session, services: Services, task: UploadTask) -> None:
+    """Lock every byte of the part until this transaction ends, so no chunk is rewritten
+    while it is hashed and promoted; 409 UPLOAD_BUSY while a re-sent chunk is being copied in."""
+    lock = held_or_new(session, part_store(services, task).part_path(task.task_id))
+    if not lock.try_lock(0, 0):
+        raise Conflict("a chunk of this upload is being written; retry", code="UPLOAD_BUSY")
 
 
 def received_totals(session: Session, task: UploadTask) -> tuple[int, int]:
@@ -100,10 +97,12 @@ def complete_upload(session: Session, services: Services, task: UploadTask) -> F
     check_open(task)
     size = _check_received(session, task)
     check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
+    if task.protocol != Protocol.TUS.value:  # tus writes are serialised by the upload lock
+        _lock_whole_part(session, services, task)
     sha256 = (
         _whole_file_chunk_hash(session, task, size)
         or _prefix_hash(session, services, task, size)
-        or _hash_part(services, task, size)
+        or running_hash.finish(session, services, task, size)
     )
     if task.hash and not hmac.compare_digest(sha256, task.hash):
         raise HashMismatch(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from hmacfs.models import File, Pool, UploadChunk
 from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.copying import Hasher
 from hmacfs.uploads.tus_headers import encode_metadata, parse_metadata
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -221,10 +222,10 @@ def test_in_order_patches_complete_without_reading_the_part_again(
 ) -> None:
     """The SHA-256 is computed while the PATCHes arrive; completion does not re-read."""
 
-    def no_second_pass(*_args: object) -> str:
+    def no_second_pass(*_args: object) -> None:
         raise AssertionError("completion re-read the part")
 
-    monkeypatch.setattr(LocalBlobStore, "hash_part", no_second_pass)
+    monkeypatch.setattr(LocalBlobStore, "feed_range", no_second_pass)
     payload = os.urandom(5000)
     url = path_of(create(client, auth, len(payload)))
     for offset in range(0, len(payload), 2000):
@@ -240,13 +241,13 @@ def test_a_running_hash_that_disagrees_with_the_recorded_ranges_is_not_used(
     the recorded range digest differs from what the running hash saw, so completion
     streams the part (and finds the bytes really on disk)."""
     passes: list[str] = []
-    full_pass = LocalBlobStore.hash_part
+    full_pass = LocalBlobStore.feed_range
 
-    def counted(store: LocalBlobStore, part: str, size: int) -> str:
+    def counted(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
         passes.append(part)
-        return full_pass(store, part, size)
+        full_pass(store, part, hasher, start, length)
 
-    monkeypatch.setattr(LocalBlobStore, "hash_part", counted)
+    monkeypatch.setattr(LocalBlobStore, "feed_range", counted)
     payload = os.urandom(4000)
     url = path_of(create(client, auth, len(payload)))
     assert patch(client, auth, url, 0, payload[:2000]).status_code == 204
