@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import http.client
 import io
 import os
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 from tusclient.client import TusClient
 
 from tests.conftest import HMAC_SECRET, bearer
@@ -103,6 +105,35 @@ def test_drive_parallel_chunks(live_server: LiveServer) -> None:
     assert file["hash"] == hashlib.sha256(payload).hexdigest() == blob_sha256(live_server, file["hash"])
 
 
+def test_workers_hash_committed_chunks_before_completion(live_server: LiveServer) -> None:
+    """On PostgreSQL the workers advance the upload's running SHA-256 as chunks commit, so
+    completion finds it (almost) done; on SQLite completion hashes the whole part."""
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(CHUNK * 6 + 5)
+    task = _drive_create(live_server, auth, payload)["taskId"]
+    for index in range(7):
+        assert (
+            _send(live_server, auth, task, index, payload[index * CHUNK : (index + 1) * CHUNK]).status_code
+            == 200
+        )
+    engine = sa.create_engine(live_server.database_url, poolclass=sa.pool.NullPool)
+    query = sa.text("SELECT hashed_bytes FROM upload_tasks WHERE task_id = :task")
+    deadline = time.monotonic() + 20
+    with engine.connect() as connection:
+        hashed = connection.execute(query, {"task": task}).scalar_one()
+        while (
+            live_server.database_url.startswith("postgresql")
+            and hashed < len(payload)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+            hashed = connection.execute(query, {"task": task}).scalar_one()
+    engine.dispose()
+    assert hashed == (len(payload) if live_server.database_url.startswith("postgresql") else 0)
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest() == blob_sha256(live_server, file["hash"])
+
+
 def test_same_chunk_from_two_clients(live_server: LiveServer) -> None:
     auth = bearer(uuid.uuid4())
     payload = os.urandom(CHUNK * 2)
@@ -152,11 +183,48 @@ def test_tuspy_upload_and_resume(live_server: LiveServer) -> None:
     )
 
 
-def _slow_body(data: bytes, started: threading.Event) -> Iterator[bytes]:
+def _slow_body(data: bytes, started: threading.Event, pause: float = 0.05) -> Iterator[bytes]:
     for start in range(0, len(data), 16 * 1024):
         yield data[start : start + 16 * 1024]
         started.set()
-        time.sleep(0.05)
+        time.sleep(pause)
+
+
+def test_racing_first_writes_of_one_chunk_never_mix(live_server: LiveServer) -> None:
+    """Two clients send chunk 0 for the first time, with different bytes: a slow one starts
+    first, a fast one arrives while it streams. The first write holds the chunk's range
+    lock until its row commits, so the fast one waits (its body received aside), then
+    replaces the chunk whole: the file is exactly the second client's bytes, and the
+    running hash, dropped for the replaced bytes, agrees with them."""
+    auth = bearer(uuid.uuid4())
+    first, second = os.urandom(CHUNK), os.urandom(CHUNK)
+    rest = os.urandom(CHUNK)
+    task = _drive_create(live_server, auth, second + rest)["taskId"]
+    started = threading.Event()
+    statuses: list[int] = []
+
+    def slow() -> None:
+        headers = {**auth, "Content-Type": "application/octet-stream", "Content-Length": str(CHUNK)}
+        path = f"{API}/chunk/{task}/0"
+        conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=60)
+        conn.request("POST", path, body=_slow_body(first, started, 0.005), headers=headers)
+        statuses.append(conn.getresponse().status)
+        conn.close()
+
+    sender = threading.Thread(target=slow)
+    sender.start()
+    assert started.wait(10)
+    assert _send(live_server, auth, task, 1, rest).status_code == 200
+    assert _send(live_server, auth, task, 0, second).status_code == 200  # waited for the slow one
+    sender.join(60)
+    assert statuses == [200]
+    file = requests.post(f"{live_server.url}{API}/complete/{task}", headers=auth, timeout=30)
+    assert file.status_code == 200, file.text
+    assert (
+        file.json()["hash"]
+        == hashlib.sha256(second + rest).hexdigest()
+        == blob_sha256(live_server, file.json()["hash"])
+    )
 
 
 def test_kill_nine_mid_upload_then_resume(live_server: LiveServer) -> None:
