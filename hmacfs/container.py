@@ -13,7 +13,6 @@ from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
 from hmacfs.sealing import Sealer
 from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.prefix import PrefixHashes
 from hmacfs.tokens import TokenCodec
 
 
@@ -31,8 +30,6 @@ class Services:
     metrics: AppMetrics | None = None
     # This process's live-event subscribers; the event bus feeds it (hmacfs.events.delivery).
     hub: Hub = field(default_factory=Hub)
-    # SHA-256 states of tus uploads this process received in order (hmacfs.storage.prefix).
-    prefixes: PrefixHashes = field(default_factory=PrefixHashes)
     # Advances Drive/chunked uploads' running hashes after commits (hmacfs.uploads.running_hash).
     hash_advancer: KeyedRunner = field(default_factory=lambda: KeyedRunner("advancing the running hash"))
 

@@ -110,5 +110,7 @@ class UploadChunk(Base):
     chunk_index: Mapped[int] = mapped_column(primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, comment="byte offset in the file")
     size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64), comment="SHA-256 of this chunk, hex")
+    sha256: Mapped[str | None] = mapped_column(
+        String(64), comment="SHA-256 of this chunk, hex, when the client sent one to check; else NULL"
+    )
     received_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"), default=utcnow)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -86,23 +85,21 @@ def copy_into(
     length: int,
     *,
     buffer_size: int,
-    also: Hasher | None = None,
+    hashers: tuple[Hasher, ...] = (),
     write_behind: bool = False,
-) -> str:
-    """Write exactly ``length`` bytes of ``read`` at ``offset`` of ``fd`` (not fsynced);
-    return their SHA-256 (hex), also feeding them to ``also`` when given.
+) -> None:
+    """Write exactly ``length`` bytes of ``read`` at ``offset`` of ``fd`` (not fsynced),
+    feeding them to each of ``hashers`` on the way.
 
     Raises IncompleteBody when ``read`` ends early. A reader that can fill
     buffers (``readinto``) is read into two reused buffers, one filling while
     the other is hashed and written: no copies. Blocks are at most
     ``buffer_size`` bytes. ``write_behind``: start the disk write of each block
     at once (the caller fsyncs afterwards)."""
-    hasher = hashlib.sha256()
-    hashers = (hasher,) if also is None else (hasher, also)
     write = _write_and_start if write_behind else write_all
     if isinstance(read, FillingReader):
         _fill_into(fd, offset, read, length, hashers=hashers, buffer_size=buffer_size, write=write)
-        return hasher.hexdigest()
+        return
     position, remaining = offset, length
     pending: Pending | None = None
     try:
@@ -121,7 +118,6 @@ def copy_into(
     finally:
         if pending is not None:
             pending.get()
-    return hasher.hexdigest()
 
 
 def _fill_into(

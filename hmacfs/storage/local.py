@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Hasher, Reader, copy_into, read_exactly, write_all
@@ -146,24 +147,40 @@ class LocalBlobStore:
             os.close(fd)
 
     def write_part(
-        self, part: str, offset: int, read: Reader, length: int, *, also: Hasher | None = None
-    ) -> WrittenRange:
-        """Stream exactly ``length`` bytes from ``read`` into the part at ``offset``.
+        self, part: str, offset: int, read: Reader, length: int, *, hashers: tuple[Hasher, ...] = ()
+    ) -> None:
+        """Stream exactly ``length`` bytes from ``read`` into the part at ``offset``, feeding
+        them to ``hashers`` on the way.
 
         The bytes are fsynced before this returns. Raises IncompleteBody when
         the source ends early (the range must then be treated as unwritten,
-        and ``also``, a hasher fed the same bytes, as spoiled).
+        and the hashers as spoiled).
         """
         fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            digest = copy_into(
-                fd, offset, read, length, buffer_size=self.buffer_size, also=also, write_behind=self.fsync
-            )
+            copy_into(fd, offset, read, length, hashers=hashers, **self._copying)
             if self.fsync:
                 offload(os.fsync, fd)
         finally:
             os.close(fd)
-        return WrittenRange(offset, length, digest)
+
+    @property
+    def _copying(self) -> dict[str, Any]:
+        """``copy_into`` options: bounded blocks, written behind when they will be fsynced."""
+        return {"buffer_size": self.buffer_size, "write_behind": self.fsync}
+
+    def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
+        """Whether ``length`` bytes of ``part`` at ``offset`` equal the start of part ``other``."""
+        with self.part_path(part).open("rb") as mine, self.part_path(other).open("rb") as theirs:
+            mine.seek(offset)
+            remaining = length
+            while remaining > 0:
+                size = min(self.buffer_size, remaining)
+                block = mine.read(size)
+                if not block or block != theirs.read(size):
+                    return False
+                remaining -= len(block)
+        return True
 
     def hash_part(self, part: str, size: int) -> str:
         """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
@@ -253,7 +270,8 @@ class LocalBlobStore:
         fd = self._create(self.part_path(part))
         try:
             _preallocate(fd, length)
-            digest = copy_into(fd, 0, read, length, buffer_size=self.buffer_size, write_behind=self.fsync)
+            hasher = hashlib.sha256()
+            copy_into(fd, 0, read, length, hashers=(hasher,), **self._copying)
             if self.fsync:
                 offload(os.fsync, fd)
         except BaseException:
@@ -261,7 +279,7 @@ class LocalBlobStore:
             self.delete_part(part)
             raise
         os.close(fd)
-        return WrittenRange(0, length, digest)
+        return WrittenRange(0, length, hasher.hexdigest())
 
     def _write_new(self, path: Path, data: bytes | bytearray) -> None:
         """Create ``path`` holding ``data``, fsynced; nothing remains if that fails."""

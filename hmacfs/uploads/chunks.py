@@ -123,7 +123,7 @@ class _Slot:
     def key(self) -> tuple[uuid.UUID, int]:
         return self.upload_id, self.index
 
-    def row(self, sha256: str) -> dict[str, Any]:
+    def row(self, sha256: str | None) -> dict[str, Any]:
         return {
             "upload_id": self.upload_id, "chunk_index": self.index, "offset": self.offset,
             "size": self.length, "sha256": sha256,
@@ -163,29 +163,27 @@ def write_checked(
     *,
     digest: ExpectedDigest | None,
     also: Hasher | None = None,
-) -> str:
-    """Write and fsync ``length`` bytes at ``offset``; verify the declared digest and the end of the body."""
-    hasher = digest.new_hasher() if digest is not None and digest.algorithm != "sha256" else None
-
-    def reading(size: int) -> bytes:
-        data = read(size)
-        if hasher is not None:
-            hasher.update(data)
-        return data
-
-    written = store.write_part(part, offset, read if hasher is None else reading, length, also=also)
+) -> str | None:
+    """Write and fsync ``length`` bytes at ``offset`` (fed to ``also`` on the way); verify the
+    declared digest and the end of the body. Returns the bytes' SHA-256 (hex) when the
+    digest was a SHA-256 (the chunk row records it), else None: nothing else hashes a chunk
+    by itself, the upload's running hash covers its bytes."""
+    checking = digest.new_hasher() if digest is not None else None
+    hashers = tuple(h for h in (checking, also) if h is not None)
+    store.write_part(part, offset, read, length, hashers=hashers)
     if read(1):
         raise BadRequest(
             f"body is longer than {length} bytes", code="BODY_TOO_LONG", details={"expected": length}
         )
-    if digest is not None:
-        actual = hasher.digest() if hasher is not None else bytes.fromhex(written.sha256)
-        if not hmac.compare_digest(actual, digest.digest):
-            raise ChecksumMismatch(
-                f"{digest.header} does not match the body; the chunk was discarded",
-                details={"field": digest.header, "algorithm": digest.algorithm},
-            )
-    return written.sha256
+    if digest is None or checking is None:
+        return None
+    actual = checking.digest()
+    if not hmac.compare_digest(actual, digest.digest):
+        raise ChecksumMismatch(
+            f"{digest.header} does not match the body; the chunk was discarded",
+            details={"field": digest.header, "algorithm": digest.algorithm},
+        )
+    return actual.hex() if digest.algorithm == "sha256" else None
 
 
 def record_chunk(session: Session, row: dict[str, Any]) -> bool:
@@ -266,7 +264,7 @@ def _write_aside(
         if not lock.wait_lock(slot.offset, slot.length, timeout=wait):
             raise Conflict("another request keeps writing this chunk; retry", code="CHUNK_BUSY")
         existing = session.get(UploadChunk, slot.key, populate_existing=True)
-        if existing is not None and existing.sha256 == sha256:
+        if existing is not None and store.same_bytes(slot.part, slot.offset, scratch, slot.length):
             return ChunkResult(task, stored=False)
         check_still_open(session, services, task, slot.part)
         blocks = store.read_range(store.part_path(scratch), 0, slot.length)

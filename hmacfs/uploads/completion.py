@@ -20,34 +20,6 @@ from hmacfs.uploads.policy import check_quota
 from hmacfs.uploads.service import check_open, lock_task, part_store
 
 
-def _whole_file_chunk_hash(session: Session, task: UploadTask, size: int) -> str | None:
-    """The SHA-256 of a single recorded chunk spanning the whole file (one-request uploads).
-
-    That chunk's digest was computed over exactly the bytes written to
-    [0, size) of the part, so it is the file's hash; with several chunks the
-    whole file is streamed through SHA-256 again (chunk digests do not combine).
-    """
-    rows = session.execute(
-        select(UploadChunk.offset, UploadChunk.size, UploadChunk.sha256)
-        .where(UploadChunk.upload_id == task.id)
-        .limit(2)
-    ).all()
-    if len(rows) == 1 and rows[0][0] == 0 and rows[0][1] == size:
-        return str(rows[0][2])
-    return None
-
-
-def _prefix_hash(session: Session, services: Services, task: UploadTask, size: int) -> str | None:
-    """The SHA-256 this process computed while the upload's bytes arrived in order (tus),
-    if its ranges are exactly the recorded ones; None leaves it to the full pass."""
-    if task.protocol != Protocol.TUS.value:
-        return None
-    recorded = session.scalars(
-        select(UploadChunk.sha256).where(UploadChunk.upload_id == task.id).order_by(UploadChunk.offset)
-    )
-    return services.prefixes.digest(task.id, size, recorded)
-
-
 def _lock_whole_part(session: Session, services: Services, task: UploadTask) -> None:
     """Lock every byte of the part until this transaction ends, so no chunk is rewritten
     while it is hashed and promoted; 409 UPLOAD_BUSY while a re-sent chunk is being copied in."""
@@ -99,11 +71,7 @@ def complete_upload(session: Session, services: Services, task: UploadTask) -> F
     check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
     if task.protocol != Protocol.TUS.value:  # tus writes are serialised by the upload lock
         _lock_whole_part(session, services, task)
-    sha256 = (
-        _whole_file_chunk_hash(session, task, size)
-        or _prefix_hash(session, services, task, size)
-        or running_hash.finish(session, services, task, size)
-    )
+    sha256 = running_hash.finish(session, services, task, size)
     if task.hash and not hmac.compare_digest(sha256, task.hash):
         raise HashMismatch(
             "the uploaded bytes do not match the declared SHA-256",

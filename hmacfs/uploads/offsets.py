@@ -22,6 +22,7 @@ from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import blocks_reader
+from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
 from hmacfs.uploads.chunks import check_still_open, record_chunk, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial
@@ -95,31 +96,48 @@ def write_at_offset(
             check_length(task, declared_size, limit)
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
         part, store = task.task_id, part_store(services, task)
+        running = _continued_hash(task, offset) if length else None
         if not pg:  # PostgreSQL keeps the row lock while the bytes stream
             release_connection(session)
-        # The upload's running SHA-256 when this process received the bytes before ``offset``.
-        prefix = services.prefixes.take(task.id, offset) if length else None
-        also = prefix.content if prefix is not None else None
-        sha256 = write_checked(store, part, offset, read, length, digest=digest, also=also) if length else ""
+        sha256 = None
+        if length:
+            sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running)
         if not pg:  # the connection was given back: the upload may have ended meanwhile
             task = lock_task(session, task)
             check_still_open(session, services, task, part)
         if declared_size is not None:
             declare_length(session, task, declared_size)
         if length:
-            _append(session, services, task, offset=offset, length=length, sha256=sha256)
-            if prefix is not None:
-                prefix.advance(length, sha256)
-                services.prefixes.keep(task.id, prefix)
+            _append(session, services, task, offset=offset, length=length, sha256=sha256, running=running)
         return finish_if_done(session, services, task)
 
 
+def _continued_hash(task: UploadTask, offset: int) -> ResumableSha256 | None:
+    """The upload's running SHA-256, to be fed the bytes written at ``offset``: the PATCHes of
+    an upload are serialised and each stores the state with its offset, so it normally
+    covers exactly the bytes before ``offset``. None without libcrypto (completion then
+    hashes the part)."""
+    if not available() or task.hashed_bytes != offset or (offset and task.hash_state is None):
+        return None
+    return ResumableSha256(task.hash_state if offset else None)
+
+
 def _append(
-    session: Session, services: Services, task: UploadTask, *, offset: int, length: int, sha256: str
+    session: Session,
+    services: Services,
+    task: UploadTask,
+    *,
+    offset: int,
+    length: int,
+    sha256: str | None,
+    running: ResumableSha256 | None,
 ) -> None:
+    """Record the range, move the offset and, with it, the running hash's state."""
     now = services.clock.now()
     row = {"upload_id": task.id, "chunk_index": task.chunks_uploaded, "offset": offset, "size": length}
     record_chunk(session, {**row, "sha256": sha256, "received_at": now})
+    if running is not None:
+        task.hashed_bytes, task.hash_state = offset + length, running.state()
     task.chunks_uploaded += 1
     task.upload_offset = offset + length
     task.bytes_received = task.upload_offset
@@ -156,10 +174,12 @@ def concatenate(
     offset = 0
     for part in parts:
         size = part.file_size or 0
+        running = _continued_hash(task, offset)
         blocks = iter(store.read_range(part_store(services, part).part_path(part.task_id), 0, size))
-        sha256 = store.write_part(task.task_id, offset, blocks_reader(blocks), size).sha256
+        hashers = (running,) if running else ()
+        store.write_part(task.task_id, offset, blocks_reader(blocks), size, hashers=hashers)
         if size:
-            _append(session, services, task, offset=offset, length=size, sha256=sha256)
+            _append(session, services, task, offset=offset, length=size, sha256=None, running=running)
         offset += size
     finish_if_done(session, services, task)
     return task

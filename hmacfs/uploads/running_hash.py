@@ -161,7 +161,8 @@ def finish(session: Session, services: Services, task: UploadTask, size: int) ->
     ).one()
     start = row.hashed_bytes if row.hash_state is not None and row.hashed_bytes <= size else 0
     hasher = ResumableSha256(row.hash_state if start else None)
-    run(store.feed_range, task.task_id, hasher, start, size - start)
+    if start < size:
+        run(store.feed_range, task.task_id, hasher, start, size - start)
     return hasher.hexdigest()
 
 

@@ -8,6 +8,10 @@ what is left. ``hash_generation`` changes whenever committed bytes are
 replaced (a re-sent chunk with other bytes), so a hash computed over the old
 bytes is never stored.
 
+Chunks are no longer hashed one by one (each byte was hashed twice): a chunk
+row keeps a SHA-256 only when the client sent one to check it against, so
+``upload_chunks.sha256`` may now be NULL.
+
 Revision ID: 0005_upload_running_hash
 Revises: 0004_blob_key_unique_unshared
 """
@@ -52,9 +56,26 @@ def upgrade() -> None:
             )
         )
         batch.create_check_constraint(op.f("ck_upload_tasks_hashed_bytes_not_negative"), "hashed_bytes >= 0")
+    with op.batch_alter_table("upload_chunks") as batch:
+        batch.alter_column(
+            "sha256",
+            existing_type=sa.String(64),
+            nullable=True,
+            comment="SHA-256 of this chunk, hex, when the client sent one to check; else NULL",
+            existing_comment="SHA-256 of this chunk, hex",
+        )
 
 
 def downgrade() -> None:
+    op.execute("UPDATE upload_chunks SET sha256 = '' WHERE sha256 IS NULL")
+    with op.batch_alter_table("upload_chunks") as batch:
+        batch.alter_column(
+            "sha256",
+            existing_type=sa.String(64),
+            nullable=False,
+            comment="SHA-256 of this chunk, hex",
+            existing_comment="SHA-256 of this chunk, hex, when the client sent one to check; else NULL",
+        )
     with op.batch_alter_table("upload_tasks") as batch:
         batch.drop_constraint(op.f("ck_upload_tasks_hashed_bytes_not_negative"), type_="check")
         batch.drop_column("hash_generation")

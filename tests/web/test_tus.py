@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hmacfs.models import File, Pool, UploadChunk
+from hmacfs.models import File, Pool, UploadChunk, UploadTask
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher
 from hmacfs.uploads.tus_headers import encode_metadata, parse_metadata
@@ -234,25 +234,24 @@ def test_in_order_patches_complete_without_reading_the_part_again(
     assert file.sha256 == hashlib.sha256(payload).hexdigest()
 
 
-def test_a_running_hash_that_disagrees_with_the_recorded_ranges_is_not_used(
+def test_an_upload_whose_running_hash_does_not_reach_the_offset_is_hashed_at_completion(
     client: FlaskClient, auth: dict[str, str], session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As if the first PATCH's bytes had been written, rolled back and re-sent otherwise:
-    the recorded range digest differs from what the running hash saw, so completion
-    streams the part (and finds the bytes really on disk)."""
-    passes: list[str] = []
+    """As an upload begun before the running hash existed: its row has no state at the
+    offset, so the next PATCHes cannot continue it and completion streams the part once."""
+    reads: list[tuple[int, int]] = []
     full_pass = LocalBlobStore.feed_range
 
     def counted(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
-        passes.append(part)
+        reads.append((start, length))
         full_pass(store, part, hasher, start, length)
 
     monkeypatch.setattr(LocalBlobStore, "feed_range", counted)
     payload = os.urandom(4000)
     url = path_of(create(client, auth, len(payload)))
     assert patch(client, auth, url, 0, payload[:2000]).status_code == 204
-    session.execute(update(UploadChunk).values(sha256=hashlib.sha256(b"other bytes").hexdigest()))
+    session.execute(update(UploadTask).values(hashed_bytes=0, hash_state=None))
     session.flush()
     assert patch(client, auth, url, 2000, payload[2000:]).status_code == 204
     file = session.scalars(select(File).where(File.name == "song.ogg")).one()
-    assert file.sha256 == hashlib.sha256(payload).hexdigest() and len(passes) == 1
+    assert file.sha256 == hashlib.sha256(payload).hexdigest() and reads == [(0, len(payload))]
