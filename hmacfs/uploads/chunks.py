@@ -25,7 +25,7 @@ from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.part_locks import held_or_open, keep_until_transaction_end
-from hmacfs.uploads.running_hash import bytes_replaced, schedule_advance
+from hmacfs.uploads.running_hash import bytes_replaced, chunk_recorded
 from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store, release_connection
 from hmacfs.uploads.tus_headers import ExpectedDigest
 
@@ -79,7 +79,6 @@ def write_chunk(
         return result
     if not held:
         keep_until_transaction_end(session, lock)
-    schedule_advance(session, services, slot.upload_id)
     publish_progress(session, services.settings.events, task, services.clock.now())
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return replace(result, file=complete_upload(session, services, task) if done else None)
@@ -152,6 +151,7 @@ def _record_new(session: Session, services: Services, task: UploadTask, row: dic
     if not record_chunk(session, {**row, "received_at": now}):
         raise Conflict("this chunk was recorded by another request meanwhile; retry", code="CHUNK_BUSY")
     _count_chunk(session, services, task, row["size"], now)
+    chunk_recorded(session, services, task, row["offset"] + row["size"])
 
 
 def write_checked(
@@ -280,7 +280,7 @@ def _write_aside(
         .where(UploadChunk.upload_id == slot.upload_id, UploadChunk.chunk_index == slot.index)
         .values(sha256=sha256, received_at=now)
     )
-    bytes_replaced(session, slot.upload_id, slot.offset)
+    bytes_replaced(session, services, slot.upload_id, slot.offset)
     task.last_activity = now
     session.flush()
     return ChunkResult(task, stored=True)

@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 _SCHEDULED = "hmacfs.uploads.running_hash.scheduled"
 _STEP = 256 * 1024 * 1024  # bytes hashed per transaction (bounds how long one holds a connection)
+_BATCH = 16 * 1024 * 1024  # bytes that wait past the hashed prefix before an advance starts
 _OPEN = [status.value for status in OPEN_STATUSES]
 
 
@@ -54,7 +55,18 @@ def start_advancing(services: Services, spawn: Callable[..., Any]) -> None:
         services.hash_advancer.start(spawn, lambda upload_id: bool(advance(services, upload_id)))
 
 
-def schedule_advance(session: Session, services: Services, upload_id: uuid.UUID) -> None:
+def chunk_recorded(session: Session, services: Services, task: UploadTask, end: int) -> None:
+    """A chunk ending at byte ``end`` is recorded (``task`` freshly read with it): advance the
+    hash once this transaction commits, if that many bytes wait past the hashed prefix.
+
+    Advancing in batches of ``_BATCH`` bytes rather than after every chunk saves most
+    of the advances' transactions; completion hashes the rest (at most about a batch
+    when the chunks came in order)."""
+    if end - task.hashed_bytes >= _BATCH:
+        _schedule(session, services, task.id)
+
+
+def _schedule(session: Session, services: Services, upload_id: uuid.UUID) -> None:
     """Advance ``upload_id``'s hash once ``session`` commits (nothing if it rolls back)."""
     session.info.setdefault(_SCHEDULED, {})[upload_id] = services.hash_advancer
 
@@ -129,9 +141,10 @@ def _contiguous_end(session: Session, upload_id: uuid.UUID, start: int) -> int:
     return end
 
 
-def bytes_replaced(session: Session, upload_id: uuid.UUID, offset: int) -> None:
+def bytes_replaced(session: Session, services: Services, upload_id: uuid.UUID, offset: int) -> None:
     """Committed bytes at ``offset`` were replaced: a state covering them is dropped, and
-    any advance that started before is refused (the generation moves on)."""
+    any advance that started before is refused (the generation moves on); the hash
+    starts again once this transaction commits."""
     covered = UploadTask.hashed_bytes > offset
     session.execute(
         update(UploadTask)
@@ -143,6 +156,7 @@ def bytes_replaced(session: Session, upload_id: uuid.UUID, offset: int) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    _schedule(session, services, upload_id)
 
 
 def finish(session: Session, services: Services, task: UploadTask, size: int) -> str:

@@ -137,12 +137,34 @@ def test_an_advance_that_read_bytes_being_replaced_is_not_stored(
 
     def replaced_meanwhile(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
         original(store, part, hasher, start, length)
-        bytes_replaced(session, task.id, 0)  # a re-send finished while this advance hashed
+        bytes_replaced(session, services, task.id, 0)  # a re-send finished while this advance hashed
         session.commit()
 
     monkeypatch.setattr(LocalBlobStore, "feed_range", replaced_meanwhile)
     assert advance(services, task.id) == 0
     assert _state(session, task) == (0, False, 1)
+
+
+def test_committed_chunks_start_an_advance_once_a_batch_waits_past_the_hashed_prefix(
+    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(running_hash, "_BATCH", 2 * CHUNK)
+    started: list[uuid.UUID] = []
+    services.hash_advancer.start(lambda run, key: started.append(key) or run(key), lambda _key: False)
+    payload = os.urandom(CHUNK * 4)
+    task = _upload(session, services, payload)
+    _send(session, services, task, 0, _piece(payload, 0))
+    session.commit()
+    assert started == []  # one chunk waits: not yet
+    _send(session, services, task, 1, _piece(payload, 1))
+    session.rollback()
+    assert started == []  # nothing starts for a transaction that rolled back
+    _send(session, services, task, 1, _piece(payload, 1))
+    session.commit()
+    assert started == [task.id]
+    _send(session, services, task, 1, os.urandom(CHUNK))  # a replacement always restarts it
+    session.commit()
+    assert started == [task.id, task.id]
 
 
 def test_a_first_write_that_finds_its_chunk_locked_waits_then_writes(
