@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import tempfile
@@ -81,12 +82,14 @@ def _round_robin(
     contenders: dict[str, Callable[[], float]], rounds: int, size: int
 ) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
+    shuffler = random.Random(20261125)  # the same orders every run
     for number in range(rounds):
-        # Rotated, so every contender takes every place in turn: the first upload of a
-        # round ran up to 2.5x slower than the same upload later in a round here.
-        shift = number % len(names)
-        order = names[shift:] + names[:shift]
+        # A new order every round, so no contender keeps a place or a neighbour: the
+        # first upload of a round ran up to 2.5x slower than later ones here, and a
+        # plain rotation kept neighbours (tus1 always ran right after the single PUT,
+        # in whatever page-cache state that one left).
+        order = list(contenders)
+        shuffler.shuffle(order)
         for name in order:
             os.sync()  # start from clean writeback: the previous upload's dirty pages throttle this one
             times[name].append(contenders[name]())

@@ -14,12 +14,15 @@ class KeyedRunner:
 
     A request for a key that is running makes that run go once more when it
     ends, instead of starting a second one; ``work`` returns True when there
-    may be more to do at once. Until ``start`` is called, requests are ignored
-    (the caller's fallback does the work later).
+    may be more to do at once. At most ``limit`` keys run at a time (each may
+    hold a pooled database connection); requests beyond that, and all
+    requests until ``start`` is called, are ignored: the work must be
+    optional, the caller's fallback doing it later.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, limit: int = 4) -> None:
         self.name = name
+        self.limit = limit
         self._spawn: Callable[..., Any] | None = None
         self._work: Callable[[Any], bool] | None = None
         self._running: set[Hashable] = set()
@@ -33,6 +36,8 @@ class KeyedRunner:
             return
         if key in self._running:
             self._again.add(key)
+            return
+        if len(self._running) >= self.limit:
             return
         self._running.add(key)
         self._spawn(self._run, key)
