@@ -131,14 +131,20 @@ def _fill_into(
     write: _Write,
 ) -> None:
     """Each hasher and the write of a block run in native threads at once, while the
-    next block fills: the steps of a large body overlap on separate cores."""
+    next block fills: the steps of a large body overlap on separate cores.
+
+    Blocks start and end small (``_block_size``): what waits before the first
+    write starts, and what is left to hash and write after the last byte
+    arrives, is a small block rather than a full buffer. For a chunk that is
+    part of every request's answer time (a 1 MiB block took ~2.5 ms to write
+    into this VM's page cache)."""
     size = min(buffer_size, length) or 1
     buffers = (memoryview(bytearray(size)), memoryview(bytearray(size)))
     position, remaining, turn = offset, length, 0
     pending: list[Pending] = []
     try:
         while remaining:
-            block = buffers[turn][: min(size, remaining)]
+            block = buffers[turn][: _block_size(size, remaining, first=position == offset)]
             filled = _fill(read, block)
             if filled < len(block):
                 raise _short(length, length - remaining + filled)
@@ -153,6 +159,17 @@ def _fill_into(
             turn ^= 1
     finally:
         _wait(pending)
+
+
+_SMALLEST_BLOCK = 64 * 1024
+_FIRST_BLOCK = 256 * 1024
+
+
+def _block_size(size: int, remaining: int, *, first: bool) -> int:
+    """The next block: at most ``size``, at most half of what remains (so the blocks
+    shrink towards the end, down to ``_SMALLEST_BLOCK``), and ``_FIRST_BLOCK`` at first."""
+    block = min(size, remaining, max(_SMALLEST_BLOCK, remaining // 2))
+    return min(block, _FIRST_BLOCK) if first else block
 
 
 def _short(expected: int, received: int) -> IncompleteBody:

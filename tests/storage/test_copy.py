@@ -64,3 +64,16 @@ def test_write_behind_places_the_same_bytes_at_an_offset(tmp_path: Path) -> None
         os.close(fd)
     assert hasher.hexdigest() == hashlib.sha256(body).hexdigest()
     assert target.read_bytes() == b"#" * 100 + body
+
+
+def test_blocks_start_and_end_small_so_little_waits_before_the_first_write_and_after_the_last_byte() -> None:
+    from hmacfs.storage.copying import _block_size
+
+    mib = 1024 * 1024
+    remaining, blocks = 5 * mib, []
+    while remaining:
+        blocks.append(_block_size(mib, remaining, first=not blocks))
+        remaining -= blocks[-1]
+    assert blocks[0] == 256 * 1024 and max(blocks) == mib and blocks[-1] <= 64 * 1024
+    assert len(blocks) <= 12
+    assert [_block_size(mib, 4096, first=True)] == [4096]  # a small body is one block
