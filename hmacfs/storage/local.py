@@ -204,6 +204,15 @@ class LocalBlobStore:
         finally:
             os.close(fd)
 
+    def parts_older_than(self, cutoff: float) -> Iterator[str]:
+        """Names of the parts last written before ``cutoff`` (a Unix time)."""
+        for path in (self.root / "parts").glob("*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    yield path.stem
+            except FileNotFoundError:  # removed meanwhile
+                continue
+
     def delete_part(self, part: str) -> None:
         self.part_path(part).unlink(missing_ok=True)
 

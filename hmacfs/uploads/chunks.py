@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, bindparam, inspect, update
+from sqlalchemy import CursorResult, Executable, Table, bindparam, inspect, select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.db import built_once, dialect_insert
 from hmacfs.errors import BadRequest, Conflict
-from hmacfs.models import File, UploadChunk, UploadTask
+from hmacfs.models import File, Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher, Reader
@@ -255,7 +256,7 @@ def _write_aside(
 ) -> ChunkResult:
     """The chunk is recorded already, or another request is writing it: receive the body
     into a scratch part, then, holding the chunk's lock, keep it only if it differs."""
-    store, scratch = slot.store, f"{slot.part}-r{slot.index}-{secrets.token_hex(4)}"
+    store, scratch = slot.store, f"{slot.part}-r{slot.index}-{secrets.token_hex(4)}"  # see _SCRATCH
     release_connection(session)
     store.create_part(scratch, slot.length)
     try:
@@ -284,6 +285,26 @@ def _write_aside(
     task.last_activity = now
     session.flush()
     return ChunkResult(task, stored=True)
+
+
+# A scratch part: the upload's part name, the chunk index, a random tag.
+_SCRATCH = re.compile(r"-r[0-9]+-[0-9a-f]{8}$")
+
+
+def remove_stale_scratch(session: Session, services: Services, now: datetime) -> int:
+    """Maintenance step: delete scratch parts of re-sent chunks that a process dying
+    mid-request left behind: untouched for ``uploads.max_resumable_age``, under the
+    default root and every pool's. Returns how many."""
+    cutoff = (now - services.settings.uploads.max_resumable_age).timestamp()
+    pool_roots = session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None)))
+    removed = 0
+    stores = {store.root: store for store in (services.store, *map(services.store.at, pool_roots))}
+    for store in stores.values():
+        for part in list(store.parts_older_than(cutoff)):
+            if _SCRATCH.search(part):
+                store.delete_part(part)
+                removed += 1
+    return removed
 
 
 # Waiting for a chunk's lock: its holder either finishes or its body read gives up

@@ -20,7 +20,7 @@ from hmacfs.errors import Conflict
 from hmacfs.maintenance import run_cleanup
 from hmacfs.models import Event, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
-from hmacfs.uploads.chunks import write_chunk
+from hmacfs.uploads.chunks import remove_stale_scratch, write_chunk
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.queries import expire_stale_uploads
 from hmacfs.uploads.service import NewUpload, create_upload
@@ -79,6 +79,22 @@ def test_stale_uploads_expire_and_lose_their_parts(
     assert getattr(gone.value, "code", None) == "UPLOAD_EXPIRED"
 
 
+def test_scratch_parts_a_dead_request_left_are_removed_once_stale(
+    session: Session, services: Services, clock: FixedClock, account: uuid.UUID
+) -> None:
+    task = create_upload(session, services, _new(account, CHUNK * 2))
+    parts = services.store.part_path(task.task_id).parent
+    old, fresh = parts / f"{task.task_id}-r1-0a1b2c3d.part", parts / f"{task.task_id}-r0-deadbeef.part"
+    for path in (old, fresh):
+        path.write_bytes(b"x")
+    long_ago = (clock.now() - services.settings.uploads.max_resumable_age).timestamp() - 60
+    os.utime(old, (long_ago, long_ago))
+    os.utime(services.store.part_path(task.task_id), (long_ago, long_ago))  # an idle upload's own part
+    os.utime(fresh, (long_ago + 120, long_ago + 120))
+    assert remove_stale_scratch(session, services, clock.now()) == 1
+    assert not old.exists() and fresh.exists() and services.store.part_path(task.task_id).exists()
+
+
 def test_cleanup_pass_includes_the_upload_step(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "storage", f"sqlite:///{tmp_path / 'c.db'}")
     from hmacfs.migrate import upgrade
@@ -86,7 +102,7 @@ def test_cleanup_pass_includes_the_upload_step(tmp_path: Path) -> None:
     services = build_services(settings)
     upgrade(services.db.engine)
     result = run_cleanup(services)
-    assert result is not None and result["uploads.stale"] == 0
+    assert result is not None and result["uploads.stale"] == 0 and result["uploads.scratch"] == 0
     assert list(result).index("uploads.stale") < list(result).index("blobs.orphaned")
 
 
