@@ -14,6 +14,7 @@ from hmacfs.files.service import (
     delete_file,
     expire_files,
     find_duplicate,
+    pool_stores,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "delete_file",
     "expire_files",
     "find_duplicate",
+    "pool_stores",
 ]

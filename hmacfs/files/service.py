@@ -57,6 +57,12 @@ def blob_root(store: LocalBlobStore, storage_root: str | None) -> Path:
     return Path(storage_root) if storage_root else store.root
 
 
+def pool_stores(session: Session, store: LocalBlobStore) -> list[LocalBlobStore]:
+    """``store`` over each distinct storage path a pool has of its own."""
+    roots = session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None)).distinct())
+    return [store.at(root) for root in roots]
+
+
 def deduplicates(settings: DeduplicationSettings, size: int) -> bool:
     return settings.enabled and size <= settings.maxsize
 

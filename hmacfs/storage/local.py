@@ -204,14 +204,17 @@ class LocalBlobStore:
         finally:
             os.close(fd)
 
-    def parts_older_than(self, cutoff: float) -> Iterator[str]:
-        """Names of the parts last written before ``cutoff`` (a Unix time)."""
-        for path in (self.root / "parts").glob("*.part"):
-            try:
-                if path.stat().st_mtime < cutoff:
-                    yield path.stem
-            except FileNotFoundError:  # removed meanwhile
-                continue
+    def part_files(self, prefix: str = "") -> list[Path]:
+        """The part files whose names start with ``prefix``.
+
+        A prefix test instead of Path.glob: glob compiles a new regex for every
+        prefix, and the task worker looks after every task."""
+        try:
+            entries = os.scandir(self.root / "parts")
+        except FileNotFoundError:
+            return []
+        with entries:
+            return [Path(e.path) for e in entries if e.name.startswith(prefix) and e.name.endswith(".part")]
 
     def delete_part(self, part: str) -> None:
         self.part_path(part).unlink(missing_ok=True)

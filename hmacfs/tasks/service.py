@@ -15,7 +15,6 @@ Anything else is a 409 with code ``TASK_INVALID_TRANSITION``.
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import Conflict, NotFound, ValidationFailed
-from hmacfs.models import Pool, Task
+from hmacfs.files import pool_stores
+from hmacfs.models import Task
 from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.registry import find_handler, load_handler_modules
@@ -206,10 +206,9 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
     (``place_output``); a crash in between strands it where
     ``discard_partial_output``, which looks under the store's root, never looks.
     """
-    roots = set(session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None))))
     strays: dict[str, list[Path]] = {}
-    for root in roots:
-        for path in _task_parts(services.store.at(root).root / "parts", "task-"):
+    for store in pool_stores(session, services.store):
+        for path in store.part_files("task-"):
             strays.setdefault(path.name.split("-")[1], []).append(path)
     if not strays:
         return 0
@@ -227,22 +226,9 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
     return removed
 
 
-def _task_parts(directory: Path, prefix: str) -> list[Path]:
-    """The part files in ``directory`` whose names start with ``prefix``.
-
-    A prefix test instead of Path.glob: glob compiles a new regex for every task
-    id, and the worker looks after every task."""
-    try:
-        entries = os.scandir(directory)
-    except FileNotFoundError:
-        return []
-    with entries:
-        return [Path(e.path) for e in entries if e.name.startswith(prefix) and e.name.endswith(".part")]
-
-
 def discard_partial_output(services: Services, task_id: str) -> int:
     """Delete the parts the runs of task ``task_id`` left; returns how many."""
-    parts = _task_parts(services.store.root / "parts", part_prefix(task_id))
+    parts = services.store.part_files(part_prefix(task_id))
     for path in parts:
         path.unlink(missing_ok=True)
     return len(parts)

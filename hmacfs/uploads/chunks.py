@@ -8,15 +8,17 @@ import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, bindparam, inspect, select, update
+from sqlalchemy import CursorResult, Executable, Table, bindparam, inspect, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.db import built_once, dialect_insert
 from hmacfs.errors import BadRequest, Conflict
-from hmacfs.models import File, Pool, UploadChunk, UploadTask
+from hmacfs.files import pool_stores
+from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher, Reader
@@ -296,15 +298,20 @@ def remove_stale_scratch(session: Session, services: Services, now: datetime) ->
     mid-request left behind: untouched for ``uploads.max_resumable_age``, under the
     default root and every pool's. Returns how many."""
     cutoff = (now - services.settings.uploads.max_resumable_age).timestamp()
-    pool_roots = session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None)))
     removed = 0
-    stores = {store.root: store for store in (services.store, *map(services.store.at, pool_roots))}
-    for store in stores.values():
-        for part in list(store.parts_older_than(cutoff)):
-            if _SCRATCH.search(part):
-                store.delete_part(part)
+    for store in (services.store, *pool_stores(session, services.store)):
+        for path in store.part_files():
+            if _SCRATCH.search(path.stem) and _untouched_since(path, cutoff):
+                path.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def _untouched_since(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:  # removed meanwhile
+        return False
 
 
 # Waiting for a chunk's lock: its holder either finishes or its body read gives up
