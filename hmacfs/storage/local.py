@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -171,22 +172,9 @@ class LocalBlobStore:
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
         """Whether ``length`` bytes of ``part`` at ``offset`` equal the start of part ``other``."""
-        with self.part_path(part).open("rb") as mine, self.part_path(other).open("rb") as theirs:
-            mine.seek(offset)
-            remaining = length
-            while remaining > 0:
-                size = min(self.buffer_size, remaining)
-                block = mine.read(size)
-                if not block or block != theirs.read(size):
-                    return False
-                remaining -= len(block)
-        return True
-
-    def hash_part(self, part: str, size: int) -> str:
-        """SHA-256 of the first ``size`` bytes of a part, read in bounded buffers."""
-        hasher = hashlib.sha256()
-        self.feed_range(part, hasher, 0, size)
-        return hasher.hexdigest()
+        mine = self.read_range(self.part_path(part), offset, length)
+        theirs = self.read_range(self.part_path(other), 0, length)
+        return all(a == b for a, b in itertools.zip_longest(mine, theirs))
 
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
         """Feed ``length`` bytes of a part from ``start`` to ``hasher``, in bounded buffers

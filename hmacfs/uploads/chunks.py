@@ -178,7 +178,7 @@ def write_checked(
         raise BadRequest(
             f"body is longer than {length} bytes", code="BODY_TOO_LONG", details={"expected": length}
         )
-    if digest is None or checking is None:
+    if checking is None or digest is None:  # one is None only with the other
         return None
     actual = checking.digest()
     if not hmac.compare_digest(actual, digest.digest):

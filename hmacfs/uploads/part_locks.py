@@ -36,10 +36,9 @@ def held_or_open(session: Session, path: Path) -> tuple[PartLock, bool]:
 
 def held_or_new(session: Session, path: Path) -> PartLock:
     """The lock this transaction holds on ``path``, or a new one kept until it ends."""
-    held: dict[Path, PartLock] = session.info.setdefault(_HELD, {})
-    lock = held.get(path)
-    if lock is None:
-        lock = held[path] = PartLock(path)
+    lock, held = held_or_open(session, path)
+    if not held:
+        keep_until_transaction_end(session, lock)
     return lock
 
 

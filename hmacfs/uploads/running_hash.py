@@ -27,6 +27,7 @@ on SQLite (one worker) completion hashes the whole part as before.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -166,17 +167,18 @@ def finish(session: Session, services: Services, task: UploadTask, size: int) ->
     In the thread pool on PostgreSQL so other requests run; on SQLite the
     request may hold the database's write lock, so it must not yield.
     """
-    store = services.store.at(task.storage_root)
-    run = offload if services.db.is_postgresql else _call
-    if not available():
-        return run(store.hash_part, task.task_id, size)
-    row = session.execute(
-        select(UploadTask.hashed_bytes, UploadTask.hash_state).where(UploadTask.id == task.id)
-    ).one()
-    start = row.hashed_bytes if row.hash_state is not None and row.hashed_bytes <= size else 0
-    hasher = ResumableSha256(row.hash_state if start else None)
+    hasher: ResumableSha256 | hashlib._Hash
+    if available():
+        row = session.execute(
+            select(UploadTask.hashed_bytes, UploadTask.hash_state).where(UploadTask.id == task.id)
+        ).one()
+        start = row.hashed_bytes if row.hash_state is not None and row.hashed_bytes <= size else 0
+        hasher = ResumableSha256(row.hash_state if start else None)
+    else:
+        start, hasher = 0, hashlib.sha256()
     if start < size:
-        run(store.feed_range, task.task_id, hasher, start, size - start)
+        run = offload if services.db.is_postgresql else _call
+        run(services.store.at(task.storage_root).feed_range, task.task_id, hasher, start, size - start)
     return hasher.hexdigest()
 
 

@@ -219,3 +219,18 @@ def test_completion_refuses_while_a_chunk_is_being_written(session: Session, ser
     finally:
         writer.close()
     assert complete_upload(session, services, task).sha256 == hashlib.sha256(payload).hexdigest()
+
+
+def test_without_libcrypto_completion_hashes_the_whole_part(
+    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = os.urandom(CHUNK * 2)
+    task = _upload(session, services, payload)
+    for index in range(2):
+        _send(session, services, task, index, _piece(payload, index))
+    session.commit()
+    assert advance(services, task.id) == 2 * CHUNK
+    monkeypatch.setattr(running_hash, "available", lambda: False)
+    reads = _reads(monkeypatch)
+    assert complete_upload(session, services, task).sha256 == hashlib.sha256(payload).hexdigest()
+    assert reads == [(0, len(payload))]  # the stored state is not used: plain hashlib from the start
