@@ -25,6 +25,8 @@ from hmacfs.auth import TokenCodec
 from hmacfs.config import Settings
 from hmacfs.db import Database, make_engine
 from hmacfs.migrate import upgrade
+from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.copying import Hasher
 from tests.pg import PgServer, find_server
 
 HMAC_SECRET = "test-hmac-secret"
@@ -126,6 +128,21 @@ def app(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def part_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every (start, length) range of a part read for hashing (``LocalBlobStore.feed_range``)
+    during the test; clear it to count from a later point."""
+    reads: list[tuple[int, int]] = []
+    original = LocalBlobStore.feed_range
+
+    def counted(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
+        reads.append((start, length))
+        original(store, part, hasher, start, length)
+
+    monkeypatch.setattr(LocalBlobStore, "feed_range", counted)
+    return reads
 
 
 @pytest.fixture

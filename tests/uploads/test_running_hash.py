@@ -55,26 +55,24 @@ def _piece(payload: bytes, index: int) -> bytes:
     return payload[index * CHUNK : (index + 1) * CHUNK]
 
 
+def _sent_in_full(
+    session: Session, services: Services, payload: bytes, *, wrong: int | None = None
+) -> UploadTask:
+    """An upload with every chunk sent and committed (chunk ``wrong`` with other bytes)."""
+    task = _upload(session, services, payload)
+    for index in range(-(-len(payload) // CHUNK)):
+        _send(session, services, task, index, os.urandom(CHUNK) if index == wrong else _piece(payload, index))
+    session.commit()
+    return task
+
+
 def _state(session: Session, task: UploadTask) -> tuple[int, bool, int]:
     session.expire(task)
     return task.hashed_bytes, task.hash_state is not None, task.hash_generation
 
 
-def _reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Every (start, length) read of a part for hashing, from now on."""
-    reads: list[tuple[int, int]] = []
-    original = LocalBlobStore.feed_range
-
-    def counted(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
-        reads.append((start, length))
-        original(store, part, hasher, start, length)
-
-    monkeypatch.setattr(LocalBlobStore, "feed_range", counted)
-    return reads
-
-
 def test_advance_hashes_the_committed_prefix_and_completion_reads_only_the_rest(
-    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
+    session: Session, services: Services, part_reads: list[tuple[int, int]]
 ) -> None:
     payload = os.urandom(CHUNK * 3 + 100)
     task = _upload(session, services, payload)
@@ -85,20 +83,17 @@ def test_advance_hashes_the_committed_prefix_and_completion_reads_only_the_rest(
     assert advance(services, task.id) == 0
     assert _state(session, task) == (2 * CHUNK, True, 0)
     _send(session, services, task, 2, _piece(payload, 2))
-    reads = _reads(monkeypatch)
+    part_reads.clear()
     file = complete_upload(session, services, task)
     assert file.sha256 == hashlib.sha256(payload).hexdigest()
-    assert reads == [(2 * CHUNK, len(payload) - 2 * CHUNK)]
+    assert part_reads == [(2 * CHUNK, len(payload) - 2 * CHUNK)]
 
 
 def test_a_resent_chunk_with_other_bytes_drops_a_state_that_covered_it(
-    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
+    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch, part_reads: list[tuple[int, int]]
 ) -> None:
     payload = os.urandom(CHUNK * 4)
-    task = _upload(session, services, payload)
-    for index in range(4):
-        _send(session, services, task, index, os.urandom(CHUNK) if index == 1 else _piece(payload, index))
-    session.commit()
+    task = _sent_in_full(session, services, payload, wrong=1)
     monkeypatch.setattr(running_hash, "_STEP", 2 * CHUNK)  # one transaction hashes at most a step
     assert advance(services, task.id) == 2 * CHUNK
     assert advance(services, task.id) == 2 * CHUNK
@@ -107,9 +102,9 @@ def test_a_resent_chunk_with_other_bytes_drops_a_state_that_covered_it(
     assert _state(session, task) == (4 * CHUNK, True, 0)
     assert _send(session, services, task, 1, _piece(payload, 1)) is True  # other bytes
     assert _state(session, task) == (0, False, 1)
-    reads = _reads(monkeypatch)
+    part_reads.clear()
     assert complete_upload(session, services, task).sha256 == hashlib.sha256(payload).hexdigest()
-    assert reads == [(0, len(payload))]
+    assert part_reads == [(0, len(payload))]
 
 
 def test_a_replacement_after_the_hashed_prefix_keeps_the_state(session: Session, services: Services) -> None:
@@ -129,10 +124,7 @@ def test_an_advance_that_read_bytes_being_replaced_is_not_stored(
     session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     payload = os.urandom(CHUNK * 2)
-    task = _upload(session, services, payload)
-    for index in range(2):
-        _send(session, services, task, index, _piece(payload, index))
-    session.commit()
+    task = _sent_in_full(session, services, payload)
     original = LocalBlobStore.feed_range
 
     def replaced_meanwhile(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
@@ -222,15 +214,12 @@ def test_completion_refuses_while_a_chunk_is_being_written(session: Session, ser
 
 
 def test_without_libcrypto_completion_hashes_the_whole_part(
-    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
+    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch, part_reads: list[tuple[int, int]]
 ) -> None:
     payload = os.urandom(CHUNK * 2)
-    task = _upload(session, services, payload)
-    for index in range(2):
-        _send(session, services, task, index, _piece(payload, index))
-    session.commit()
+    task = _sent_in_full(session, services, payload)
     assert advance(services, task.id) == 2 * CHUNK
     monkeypatch.setattr(running_hash, "available", lambda: False)
-    reads = _reads(monkeypatch)
+    part_reads.clear()
     assert complete_upload(session, services, task).sha256 == hashlib.sha256(payload).hexdigest()
-    assert reads == [(0, len(payload))]  # the stored state is not used: plain hashlib from the start
+    assert part_reads == [(0, len(payload))]  # the stored state is not used: plain hashlib from the start

@@ -8,14 +8,11 @@ import os
 import uuid
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.models import File, Pool, UploadChunk, UploadTask
-from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.copying import Hasher
 from hmacfs.uploads.tus_headers import encode_metadata, parse_metadata
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -218,35 +215,23 @@ def test_allowed_extensions(engine: Any, sessions: Any, tmp_path: Any, auth: dic
 
 
 def test_in_order_patches_complete_without_reading_the_part_again(
-    client: FlaskClient, auth: dict[str, str], session: Session, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, auth: dict[str, str], session: Session, part_reads: list[tuple[int, int]]
 ) -> None:
     """The SHA-256 is computed while the PATCHes arrive; completion does not re-read."""
-
-    def no_second_pass(*_args: object) -> None:
-        raise AssertionError("completion re-read the part")
-
-    monkeypatch.setattr(LocalBlobStore, "feed_range", no_second_pass)
     payload = os.urandom(5000)
     url = path_of(create(client, auth, len(payload)))
     for offset in range(0, len(payload), 2000):
         assert patch(client, auth, url, offset, payload[offset : offset + 2000]).status_code == 204
     file = session.scalars(select(File).where(File.name == "song.ogg")).one()
     assert file.sha256 == hashlib.sha256(payload).hexdigest()
+    assert part_reads == []  # completion did not re-read the part
 
 
 def test_an_upload_whose_running_hash_does_not_reach_the_offset_is_hashed_at_completion(
-    client: FlaskClient, auth: dict[str, str], session: Session, monkeypatch: pytest.MonkeyPatch
+    client: FlaskClient, auth: dict[str, str], session: Session, part_reads: list[tuple[int, int]]
 ) -> None:
     """As an upload begun before the running hash existed: its row has no state at the
     offset, so the next PATCHes cannot continue it and completion streams the part once."""
-    reads: list[tuple[int, int]] = []
-    full_pass = LocalBlobStore.feed_range
-
-    def counted(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
-        reads.append((start, length))
-        full_pass(store, part, hasher, start, length)
-
-    monkeypatch.setattr(LocalBlobStore, "feed_range", counted)
     payload = os.urandom(4000)
     url = path_of(create(client, auth, len(payload)))
     assert patch(client, auth, url, 0, payload[:2000]).status_code == 204
@@ -254,4 +239,4 @@ def test_an_upload_whose_running_hash_does_not_reach_the_offset_is_hashed_at_com
     session.flush()
     assert patch(client, auth, url, 2000, payload[2000:]).status_code == 204
     file = session.scalars(select(File).where(File.name == "song.ogg")).one()
-    assert file.sha256 == hashlib.sha256(payload).hexdigest() and reads == [(0, len(payload))]
+    assert file.sha256 == hashlib.sha256(payload).hexdigest() and part_reads == [(0, len(payload))]
