@@ -18,13 +18,33 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from typing import Any
 
 STATE_SIZE = 112  # sizeof(SHA256_CTX) in OpenSSL 1.x and 3.x
 
 
-def _load() -> Any | None:
-    name = ctypes.util.find_library("crypto")
+def _loaded_libcrypto() -> str | None:
+    """The libcrypto ``hashlib`` already loaded into this process (Linux), found without
+    ``ctypes.util.find_library``, which runs ``ldconfig`` (~14 ms at every start-up)."""
+    import _hashlib  # noqa: F401  (loads libcrypto)
+
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rsplit(" ", 1)[-1].strip()
+                if "/libcrypto.so" in path:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+@functools.cache
+def _lib() -> Any | None:
+    """libcrypto with the three SHA-256 functions typed; None when it cannot be loaded.
+    Loaded on first use."""
+    name = _loaded_libcrypto() or ctypes.util.find_library("crypto")
     if name is None:
         return None
     try:
@@ -40,20 +60,18 @@ def _load() -> Any | None:
     return lib
 
 
-_LIB = _load()
-
-
 def available() -> bool:
-    return _LIB is not None
+    return _lib() is not None
 
 
 class ResumableSha256:
     """SHA-256 fed with ``update``; ``state()`` saves it, ``ResumableSha256(state)`` continues."""
 
     def __init__(self, state: bytes | None = None) -> None:
-        if _LIB is None:
+        lib = _lib()
+        if lib is None:
             raise RuntimeError("libcrypto is not available")
-        self._lib: Any = _LIB
+        self._lib: Any = lib
         self._ctx = ctypes.create_string_buffer(STATE_SIZE)
         if state is None:
             self._lib.SHA256_Init(self._ctx)
