@@ -51,6 +51,9 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--size-mib", type=int, default=None, help="override the main upload size")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated contenders; only their table (for quick comparisons)"
+    )
     options = parser.parse_args(argv)
     quick = options.quick
     options.size = 64 * MiB if quick else GiB
@@ -192,10 +195,15 @@ def _run(options: argparse.Namespace, server: LiveServer, nginx: str | None) -> 
     }
     if nginx:
         contenders["nginx"] = lambda: nginx_put(nginx, source, f"{uuid.uuid4().hex}.bin")
+    if options.only:
+        names = {"single", *options.only.split(",")}
+        contenders = {name: run for name, run in contenders.items() if name in names}
     print(f"upload of {size / MiB:.0f} MiB, {options.rounds} rounds")
     tus_single(url, bearer(uuid.uuid4()), Source.make(8 * MiB))  # warm-up
     times = _round_robin(contenders, options.rounds, size)
     print("\n".join(_table(times, size, "single")))
+    if options.only:
+        return
     completes = [drive_upload(url, bearer(uuid.uuid4()), source, 4).complete for _ in range(options.rounds)]
     print(f"complete (hash + promote) of {size / MiB:.0f} MiB: median {statistics.median(completes):.2f} s")
     before, peak = _rss_growth(server, options.rss_size)

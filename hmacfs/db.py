@@ -48,9 +48,31 @@ def make_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo)
-    return create_engine(
+    engine = create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping, echo=echo
     )
+
+    @event.listens_for(engine, "checkin")
+    def _transactional_again(dbapi_connection: Any, _record: Any) -> None:
+        if dbapi_connection is not None and getattr(dbapi_connection, "autocommit", False):
+            dbapi_connection.autocommit = False  # see commit_each_statement
+
+    return engine
+
+
+def commit_each_statement(session: Session) -> None:
+    """Until ``session``'s transaction ends, each statement commits by itself (PostgreSQL).
+
+    psycopg2's ``autocommit`` is set on the connection directly: that is
+    client-side, while SQLAlchemy's AUTOCOMMIT isolation level sends a SET
+    when it is applied and another when it is reset, which costs what the
+    saved BEGIN and COMMIT would. The pool turns it off when the connection
+    comes back (``make_engine``). The session must not have begun yet.
+    """
+    assert not session.in_transaction()
+    dbapi_connection = session.connection().connection.dbapi_connection
+    assert dbapi_connection is not None
+    dbapi_connection.autocommit = True
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:

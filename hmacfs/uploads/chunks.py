@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, Table, bindparam, inspect, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from hmacfs.container import Services
 from hmacfs.db import built_once, dialect_insert
@@ -29,7 +30,13 @@ from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.part_locks import held_or_open, keep_until_transaction_end
 from hmacfs.uploads.running_hash import bytes_replaced, chunk_recorded
-from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store, release_connection
+from hmacfs.uploads.service import (
+    ChecksumMismatch,
+    check_open,
+    part_store,
+    release_connection,
+    statements_commit_alone,
+)
 from hmacfs.uploads.tus_headers import ExpectedDigest
 
 
@@ -38,6 +45,7 @@ class ChunkResult:
     task: UploadTask
     stored: bool  # False when an identical chunk was already there
     file: File | None = None  # the file, when this chunk completed the upload
+    committed: bool = False  # its row committed by itself (``statements_commit_alone``)
 
 
 def write_chunk(
@@ -82,6 +90,8 @@ def write_chunk(
         return result
     if not held:
         keep_until_transaction_end(session, lock)
+    if result.committed:  # end that transaction: the lock goes, the hash advance may start
+        session.commit()
     publish_progress(session, services.settings.events, task, services.clock.now())
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return replace(result, file=complete_upload(session, services, task) if done else None)
@@ -141,19 +151,32 @@ def _write_in_place(
     read: Reader,
     digest: ExpectedDigest | None,
 ) -> ChunkResult:
-    """A first write, under the chunk's lock: straight into the part, then its row."""
+    """A first write, under the chunk's lock: straight into the part, then its row (on
+    PostgreSQL in one statement that commits by itself)."""
     release_connection(session)
     sha256 = write_checked(slot.store, slot.part, slot.offset, read, slot.length, digest=digest)
+    alone = statements_commit_alone(session, services)
     _record_new(session, services, task, slot.row(sha256))
-    return ChunkResult(task, stored=True)
+    return ChunkResult(task, stored=True, committed=alone)
 
 
 def _record_new(session: Session, services: Services, task: UploadTask, row: dict[str, Any]) -> None:
-    """Insert a first-written chunk's row and count it (the lock makes this the only writer)."""
-    now = services.clock.now()
-    if not record_chunk(session, {**row, "received_at": now}):
+    """Insert a first-written chunk's row and count it, reloading ``task`` with the counts
+    (the lock makes this the only writer of the chunk). Only while the upload is open:
+    if it was completed, cancelled or expired while this chunk streamed in, the request
+    fails and the stray part file the write re-created is removed.
+
+    One statement on PostgreSQL (the insert, then the count only if it inserted); two
+    on SQLite, in the request's transaction."""
+    values = {**row, "received_at": services.clock.now()}
+    if services.db.is_postgresql:
+        statement = built_once(_RECORD_AND_COUNT, session, _build_record_and_count)
+        recorded = session.scalars(statement, values).first() is not None
+    else:
+        recorded = record_chunk(session, values) and _count_chunk(session, values)
+    if not recorded:
+        check_still_open(session, services, task, task.task_id)
         raise Conflict("this chunk was recorded by another request meanwhile; retry", code="CHUNK_BUSY")
-    _count_chunk(session, services, task, row["size"], now)
     chunk_recorded(session, services, task, row["offset"] + row["size"])
 
 
@@ -215,35 +238,53 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
         check_open(task)
 
 
-def _count_chunk(session: Session, services: Services, task: UploadTask, size: int, now: datetime) -> None:
+def _count_chunk(session: Session, values: dict[str, Any]) -> bool:
     """Add one chunk to the counters in SQL (no lost update between parallel chunks) and
-    reload the task from the same statement. The task's id comes from its identity key:
-    reading ``task.id`` after the connection was given back would reload the whole row.
-
-    Only while the upload is open: if it was completed, cancelled or expired
-    while this chunk streamed in, the request fails (its chunk row rolls back)
-    and the stray part file the write re-created is removed.
-    """
-    identity = inspect(task).identity
-    assert identity is not None  # a persistent task
-    values = {"upload": identity[0], "added": size, "at": now}
-    if session.scalars(_COUNT_CHUNK, values).first() is None:
-        check_still_open(session, services, task, task.task_id)
+    reload the task from the same statement; False when the upload is no longer open."""
+    return session.scalars(_COUNT_CHUNK, values).first() is not None
 
 
-# Built once (values bound at execution).
-_COUNT_CHUNK = (
-    update(UploadTask)
-    .where(UploadTask.id == bindparam("upload"), UploadTask.status.in_([s.value for s in OPEN_STATUSES]))
-    .values(
-        chunks_uploaded=UploadTask.chunks_uploaded + 1,
-        bytes_received=UploadTask.bytes_received + bindparam("added"),
-        status=UploadStatus.IN_PROGRESS.value,
-        last_activity=bindparam("at"),
+def _counted(upload: ColumnElement[Any]) -> ReturningUpdate[UploadTask]:
+    """UPDATE of one open upload's counters by one chunk (``size`` bytes, received at
+    ``received_at``), reloading the task; ``upload`` is its id (a value or an expression)."""
+    return (
+        update(UploadTask)
+        .where(UploadTask.id == upload, UploadTask.status.in_(_OPEN))
+        .values(
+            chunks_uploaded=UploadTask.chunks_uploaded + 1,
+            bytes_received=UploadTask.bytes_received + bindparam("size"),
+            status=UploadStatus.IN_PROGRESS.value,
+            last_activity=bindparam("received_at"),
+            updated_at=bindparam("received_at"),  # set here: in a WITH, its onupdate default stays None
+        )
+        .returning(UploadTask)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    .returning(UploadTask)
-    .execution_options(synchronize_session=False, populate_existing=True)
-)
+
+
+_OPEN = [s.value for s in OPEN_STATUSES]
+_COUNT_CHUNK = _counted(bindparam("upload_id"))  # built once (values bound at execution)
+
+
+def _build_record_and_count(session: Session) -> Executable:
+    """PostgreSQL: insert the chunk's row if its upload is open, and count it only if it
+    was inserted, in one statement (a data-modifying WITH)."""
+    chunks, tasks = cast(Table, UploadChunk.__table__), cast(Table, UploadTask.__table__)
+    names = ("chunk_index", "offset", "size", "sha256", "received_at")
+    row = select(tasks.c.id, *(bindparam(name, type_=chunks.c[name].type) for name in names)).where(
+        tasks.c.id == bindparam("upload_id"), tasks.c.status.in_(_OPEN)
+    )
+    added = (
+        dialect_insert(session)(chunks)
+        .from_select(["upload_id", *names], row)
+        .on_conflict_do_nothing(index_elements=[chunks.c.upload_id, chunks.c.chunk_index])
+        .returning(chunks.c.upload_id)
+        .cte("added")
+    )
+    return _counted(select(added.c.upload_id).scalar_subquery()).add_cte(added)
+
+
+_RECORD_AND_COUNT: dict[str, Executable] = {}
 
 
 def _write_aside(

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import DEFAULT_POOL_ID
+from hmacfs.db import DEFAULT_POOL_ID, commit_each_statement
 from hmacfs.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
 from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
@@ -118,11 +118,26 @@ def release_connection(session: Session) -> None:
     cannot become a write one once another connection has committed
     (SQLITE_BUSY_SNAPSHOT). With no I/O between the first write and the
     commit, no other greenlet runs while a request holds SQLite's write lock.
-    Loaded objects are expired and reload on next use. Skipped once the
-    request has written (tus creation-with-upload), whose transaction must stay.
+    It ends with a commit, which, with nothing written, ends it like a
+    rollback but keeps the loaded objects as they were read (no reload).
+    Skipped once the request has written (tus creation-with-upload), whose
+    transaction must stay.
     """
     if not session.info.get(_WROTE):
-        session.rollback()
+        session.commit()
+
+
+def statements_commit_alone(session: Session, services: Services) -> bool:
+    """On PostgreSQL, and when ``session`` has no transaction yet: until its transaction
+    ends, each statement commits by itself (autocommit), so no BEGIN, COMMIT or ROLLBACK
+    round trip is spent. For a chunk request's reads, and for its one recording
+    statement: a round trip costs 0.25-0.3 ms here, and a chunk used ten. Returns
+    whether it applies; the caller ends such a transaction as soon as it needs more
+    than one statement to be atomic."""
+    if not services.db.is_postgresql or session.in_transaction():
+        return False
+    commit_each_statement(session)
+    return True
 
 
 def _pool_expiry(pool: Pool, now: datetime) -> datetime | None:

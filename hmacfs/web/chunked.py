@@ -22,7 +22,13 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads.chunking import check_file_name, missing_chunks
 from hmacfs.uploads.chunks import write_chunk
-from hmacfs.uploads.service import NewUpload, create_upload, get_upload, uploaded_indexes
+from hmacfs.uploads.service import (
+    NewUpload,
+    create_upload,
+    get_upload,
+    statements_commit_alone,
+    uploaded_indexes,
+)
 from hmacfs.uploads.tus_headers import parse_chunk_digest
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services
@@ -88,6 +94,7 @@ def start_session() -> tuple[Response, int]:
 def put_chunk() -> Response:
     account = optional_account()
     session = db_session()
+    statements_commit_alone(session, services())  # its reads need no transaction
     task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
     index = _int_header("X-Chunk-Number")
     assert index is not None

@@ -25,7 +25,13 @@ from hmacfs.uploads.queries import (
     upload_speed,
     upload_stats,
 )
-from hmacfs.uploads.service import cancel_upload, create_upload, get_upload, uploaded_indexes
+from hmacfs.uploads.service import (
+    cancel_upload,
+    create_upload,
+    get_upload,
+    statements_commit_alone,
+    uploaded_indexes,
+)
 from hmacfs.uploads.tus_headers import parse_chunk_digest
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services
@@ -83,6 +89,7 @@ def create() -> Response:
 @drive.post("/chunk/<task_id>/<int:index>")
 def chunk(task_id: str, index: int) -> Response:
     session = db_session()
+    statements_commit_alone(session, services())  # its reads need no transaction
     task = get_upload(session, task_id, current_account(), Protocol.DRIVE)
     digest = parse_chunk_digest(_header("Content-Digest"), _header("X-Chunk-SHA256"))
     read, declared = chunk_body("chunk")
