@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import LocalBlobStore, copying
 from hmacfs.storage.copying import IncompleteBody, Reader, copy_into, start_writeback
 
 
@@ -77,3 +77,26 @@ def test_blocks_start_and_end_small_so_little_waits_before_the_first_write_and_a
     assert blocks[0] == 256 * 1024 and max(blocks) == mib and blocks[-1] <= 64 * 1024
     assert len(blocks) <= 12
     assert [_block_size(mib, 4096, first=True)] == [4096]  # a small body is one block
+
+
+def test_buffers_are_reused_across_bodies_without_carrying_bytes_over(tmp_path: Path) -> None:
+    """A full-size buffer pair goes back for the next body; a shorter body after a longer
+    one (and a body that failed half-way) writes and hashes only its own bytes."""
+    size = 64 * 1024
+    bodies = [os.urandom(3 * size + 5), b"", os.urandom(size // 3), os.urandom(size + 1)]
+    seen = set()
+    for number, body in enumerate(bodies):
+        fd = os.open(tmp_path / f"f{number}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            hasher = hashlib.sha256()
+            copy_into(fd, 0, Filling(body, step=7000), len(body), buffer_size=size, hashers=(hasher,))
+            if number == 0:
+                with pytest.raises(IncompleteBody):  # fails half-way, then its pair is reused
+                    copy_into(fd, len(body), Filling(b"z" * size), 2 * size, buffer_size=size)
+        finally:
+            os.close(fd)
+        assert (tmp_path / f"f{number}").read_bytes()[: len(body)] == body
+        assert hasher.hexdigest() == hashlib.sha256(body).hexdigest()
+        seen.update(id(pair[0].obj) for pair in copying._SPARE._spare.get(size, []))
+    assert len(copying._SPARE._spare[size]) <= copying._SPARE.keep
+    assert seen and len(seen) <= copying._SPARE.keep  # the same pair, not one per body
