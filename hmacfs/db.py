@@ -60,19 +60,26 @@ def make_engine(
     return engine
 
 
-def commit_each_statement(session: Session) -> None:
-    """Until ``session``'s transaction ends, each statement commits by itself (PostgreSQL).
+def commit_each_statement(session: Session) -> bool:
+    """Until ``session``'s transaction ends, let each statement commit by itself: no BEGIN,
+    COMMIT or ROLLBACK round trip. Only on PostgreSQL, for a session that has not begun
+    and takes its connections from the pool (not one joined to an outer transaction, as
+    in tests); returns whether it applies. The caller ends such a transaction as soon
+    as it needs two statements to be atomic.
 
     psycopg2's ``autocommit`` is set on the connection directly: that is
     client-side, while SQLAlchemy's AUTOCOMMIT isolation level sends a SET
     when it is applied and another when it is reset, which costs what the
-    saved BEGIN and COMMIT would. The pool turns it off when the connection
-    comes back (``make_engine``). The session must not have begun yet.
+    saved round trips would. The pool turns it off when the connection comes
+    back (``make_engine``).
     """
-    assert not session.in_transaction()
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not isinstance(bind, Engine) or session.in_transaction():
+        return False
     dbapi_connection = session.connection().connection.dbapi_connection
     assert dbapi_connection is not None
     dbapi_connection.autocommit = True
+    return True
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from hmacfs.container import Services
-from hmacfs.db import built_once, dialect_insert
+from hmacfs.db import built_once, commit_each_statement, dialect_insert
 from hmacfs.errors import BadRequest, Conflict
 from hmacfs.files import pool_stores
 from hmacfs.models import File, UploadChunk, UploadTask
@@ -35,7 +35,6 @@ from hmacfs.uploads.service import (
     check_open,
     part_store,
     release_connection,
-    statements_commit_alone,
 )
 from hmacfs.uploads.tus_headers import ExpectedDigest
 
@@ -45,7 +44,7 @@ class ChunkResult:
     task: UploadTask
     stored: bool  # False when an identical chunk was already there
     file: File | None = None  # the file, when this chunk completed the upload
-    committed: bool = False  # its row committed by itself (``statements_commit_alone``)
+    committed: bool = False  # its row committed by itself (``commit_each_statement``)
 
 
 def write_chunk(
@@ -155,7 +154,7 @@ def _write_in_place(
     PostgreSQL in one statement that commits by itself)."""
     release_connection(session)
     sha256 = write_checked(slot.store, slot.part, slot.offset, read, slot.length, digest=digest)
-    alone = statements_commit_alone(session, services)
+    alone = commit_each_statement(session)  # the row's one statement commits by itself
     _record_new(session, services, task, slot.row(sha256))
     return ChunkResult(task, stored=True, committed=alone)
 

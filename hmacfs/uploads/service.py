@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import DEFAULT_POOL_ID, commit_each_statement
+from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
 from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
@@ -125,19 +125,6 @@ def release_connection(session: Session) -> None:
     """
     if not session.info.get(_WROTE):
         session.commit()
-
-
-def statements_commit_alone(session: Session, services: Services) -> bool:
-    """On PostgreSQL, and when ``session`` has no transaction yet: until its transaction
-    ends, each statement commits by itself (autocommit), so no BEGIN, COMMIT or ROLLBACK
-    round trip is spent. For a chunk request's reads, and for its one recording
-    statement: a round trip costs 0.25-0.3 ms here, and a chunk used ten. Returns
-    whether it applies; the caller ends such a transaction as soon as it needs more
-    than one statement to be atomic."""
-    if not services.db.is_postgresql or session.in_transaction():
-        return False
-    commit_each_statement(session)
-    return True
 
 
 def _pool_expiry(pool: Pool, now: datetime) -> datetime | None:
