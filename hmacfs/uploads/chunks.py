@@ -68,6 +68,11 @@ def write_chunk(
     retry never damages an acknowledged chunk. Raises ChecksumMismatch
     (nothing recorded), IncompleteBody (400) and 409 CHUNK_BUSY when the lock
     stays held past ``timeouts.body_idle``.
+
+    ``auto_complete`` (the chunked API): the request that finds every chunk
+    recorded completes the upload. On PostgreSQL the chunk's row has committed
+    by then, so if completing fails (409 UPLOAD_BUSY, 403 QUOTA_EXCEEDED) the
+    chunk stays recorded, and re-sending it completes the upload.
     """
     check_open(task)
     slot = _Slot.of(services, task, index)
@@ -84,14 +89,16 @@ def write_chunk(
     except BaseException:
         _let_go(lock, held, slot)
         raise
-    if not result.stored:
+    if result.stored:
+        if not held:
+            keep_until_transaction_end(session, lock)
+        if result.committed:  # end that transaction: the lock goes, the hash advance may start
+            session.commit()
+        publish_progress(session, services.settings.events, task, services.clock.now())
+    else:
         _let_go(lock, held, slot)
-        return result
-    if not held:
-        keep_until_transaction_end(session, lock)
-    if result.committed:  # end that transaction: the lock goes, the hash advance may start
-        session.commit()
-    publish_progress(session, services.settings.events, task, services.clock.now())
+        if auto_complete:
+            session.refresh(task)  # read before the body; another chunk may have come since
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return replace(result, file=complete_upload(session, services, task) if done else None)
 

@@ -20,6 +20,7 @@ import requests
 import sqlalchemy as sa
 from tusclient.client import TusClient
 
+from hmacfs.storage.range_lock import PartLock
 from tests.conftest import HMAC_SECRET, bearer
 from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
@@ -62,6 +63,40 @@ def test_chunked_session_api(live_server: LiveServer) -> None:
     assert (
         blob_sha256(live_server, hashlib.sha256(payload).hexdigest()) == hashlib.sha256(payload).hexdigest()
     )
+
+
+def test_a_last_chunk_whose_completion_failed_completes_when_sent_again(live_server: LiveServer) -> None:
+    """On PostgreSQL a chunk's row commits before the upload completes: a failed completion
+    (here 409 UPLOAD_BUSY, the part being locked by someone else) leaves the chunk
+    recorded, and re-sending that chunk completes the upload."""
+    payload = os.urandom(CHUNK + 99)
+    url = f"{live_server.url}/upload/chunked"
+    sid = requests.post(
+        url,
+        headers={**signed("/upload/chunked"), "X-Filename": "b.bin", "X-Total-Size": str(len(payload)),
+                 "X-Chunk-Size": str(CHUNK)},
+        timeout=10,
+    ).json()["session_id"]  # fmt: skip
+
+    def put(index: int) -> requests.Response:
+        headers = {**signed("/upload/chunked"), "X-Upload-Session-ID": sid, "X-Chunk-Number": str(index)}
+        return requests.put(
+            url, data=payload[index * CHUNK : (index + 1) * CHUNK], headers=headers, timeout=10
+        )
+
+    assert put(0).json()["completed"] is False
+    other = PartLock(live_server.workdir / "storage" / "parts" / f"{sid}.part")
+    assert other.try_lock(0, 1)  # as a re-sent chunk 0 being copied in would
+    try:
+        busy = put(1)
+        assert busy.status_code == 409 and busy.json()["code"] == "UPLOAD_BUSY"
+    finally:
+        other.close()
+    again = put(1)
+    assert again.status_code == 200, again.text
+    assert again.json()["completed"] is True and again.json()["uploaded_bytes"] == len(payload)
+    sha256 = hashlib.sha256(payload).hexdigest()
+    assert blob_sha256(live_server, sha256) == sha256
 
 
 def _drive_create(server: LiveServer, auth: dict[str, str], payload: bytes) -> dict[str, Any]:
