@@ -23,12 +23,7 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads.chunking import check_file_name, missing_chunks
 from hmacfs.uploads.chunks import write_chunk
-from hmacfs.uploads.service import (
-    NewUpload,
-    create_upload,
-    get_upload,
-    uploaded_indexes,
-)
+from hmacfs.uploads.service import NewUpload, create_upload, get_upload, uploaded_indexes
 from hmacfs.uploads.tus_headers import parse_chunk_digest
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services

@@ -25,12 +25,7 @@ from hmacfs.uploads.queries import (
     upload_speed,
     upload_stats,
 )
-from hmacfs.uploads.service import (
-    cancel_upload,
-    create_upload,
-    get_upload,
-    uploaded_indexes,
-)
+from hmacfs.uploads.service import cancel_upload, create_upload, get_upload, uploaded_indexes
 from hmacfs.uploads.tus_headers import parse_chunk_digest
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services
