@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Executable, Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from hmacfs.container import Services
@@ -172,12 +173,14 @@ def _record_new(session: Session, services: Services, task: UploadTask, row: dic
     values = {**row, "received_at": services.clock.now()}
     if services.db.is_postgresql:
         statement = built_once(_RECORD_AND_COUNT, session, _build_record_and_count)
-        recorded = session.scalars(statement, values).first() is not None
+        counts = session.execute(statement, values).first()
     else:
-        recorded = record_chunk(session, values) and _count_chunk(session, values)
-    if not recorded:
+        counts = session.execute(_COUNT_CHUNK, values).first() if record_chunk(session, values) else None
+    if counts is None:
         check_still_open(session, services, task, task.task_id)
         raise Conflict("this chunk was recorded by another request meanwhile; retry", code="CHUNK_BUSY")
+    for name, value in counts._mapping.items():
+        set_committed_value(task, name, value)  # as read from the database: nothing to flush
     chunk_recorded(session, services, task, row["offset"] + row["size"])
 
 
@@ -239,30 +242,31 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
         check_open(task)
 
 
-def _count_chunk(session: Session, values: dict[str, Any]) -> bool:
-    """Add one chunk to the counters in SQL (no lost update between parallel chunks) and
-    reload the task from the same statement; False when the upload is no longer open."""
-    return session.scalars(_COUNT_CHUNK, values).first() is not None
-
-
-def _counted(upload: ColumnElement[Any]) -> ReturningUpdate[UploadTask]:
+def _counted(upload: ColumnElement[Any]) -> ReturningUpdate[Any]:
     """UPDATE of one open upload's counters by one chunk (``size`` bytes, received at
-    ``received_at``), reloading the task; ``upload`` is its id (a value or an expression)."""
+    ``received_at``) returning what a chunk's answer, its progress event and the running
+    hash read of the task (Core: loading the whole task through the ORM cost 0.8 ms more
+    per chunk here); ``upload`` is its id (a value or an expression). No lost update
+    between parallel chunks: the counts are added in SQL."""
+    tasks = cast(Table, UploadTask.__table__)
     return (
-        update(UploadTask)
-        .where(UploadTask.id == upload, UploadTask.status.in_(_OPEN))
+        update(tasks)
+        .where(tasks.c.id == upload, tasks.c.status.in_(_OPEN))
         .values(
-            chunks_uploaded=UploadTask.chunks_uploaded + 1,
-            bytes_received=UploadTask.bytes_received + bindparam("size"),
+            chunks_uploaded=tasks.c.chunks_uploaded + 1,
+            bytes_received=tasks.c.bytes_received + bindparam("size"),
             status=UploadStatus.IN_PROGRESS.value,
             last_activity=bindparam("received_at"),
             updated_at=bindparam("received_at"),  # set here: in a WITH, its onupdate default stays None
         )
-        .returning(UploadTask)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        .returning(*(tasks.c[name] for name in _COUNTS))
     )
 
 
+_COUNTS = (
+    "chunks_uploaded", "bytes_received", "status", "last_activity", "updated_at", "hashed_bytes",
+    "progress_published", "progress_published_at",
+)  # fmt: skip
 _OPEN = [s.value for s in OPEN_STATUSES]
 _COUNT_CHUNK = _counted(bindparam("upload_id"))  # built once (values bound at execution)
 
