@@ -77,7 +77,7 @@ def write_chunk(
         release_connection(session)  # SQLite: read the chunk rows from a fresh snapshot
     lock, held = _open_lock(session, services, task, slot)
     try:
-        first = lock.try_lock(slot.offset, slot.length) and not session.get(UploadChunk, slot.key)
+        first = lock.try_lock(slot.offset, slot.length) and not _recorded(session, slot)
         if first:
             result = _write_in_place(session, services, task, slot, read=read, digest=digest)
         else:
@@ -105,6 +105,16 @@ def _open_lock(session: Session, services: Services, task: UploadTask, slot: _Sl
     except FileNotFoundError:  # completed, cancelled or expired since the task was read
         check_still_open(session, services, task, slot.part)
         raise
+
+
+def _recorded(session: Session, slot: _Slot) -> bool:
+    """Whether the chunk has a row (a Core read: no ORM object is built for it)."""
+    return session.scalar(_IS_RECORDED, {"upload_id": slot.upload_id, "chunk_index": slot.index}) is not None
+
+
+_IS_RECORDED = select(UploadChunk.chunk_index).where(
+    UploadChunk.upload_id == bindparam("upload_id"), UploadChunk.chunk_index == bindparam("chunk_index")
+)
 
 
 def _let_go(lock: PartLock, held: bool, slot: _Slot) -> None:
