@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hmacfs.config import EventsSettings
 from hmacfs.events import publish
@@ -32,9 +34,11 @@ def progress_data(task: UploadTask) -> dict[str, object]:
 def publish_progress(session: Session, settings: EventsSettings, task: UploadTask, now: datetime) -> bool:
     """Publish ``upload.progress`` unless one went out within the last step or interval.
 
-    The last published progress lives on the task row, which the caller has
-    just updated (and so holds locked on PostgreSQL until commit): concurrent
-    chunks of one upload, even on other processes, see each other's decision.
+    The last published progress lives on the task row, and this publication
+    is recorded there only if no other one was since ``task`` was read (a
+    compare-and-set): concurrent chunks of one upload, even on other
+    processes, never both publish, also on PostgreSQL where each chunk's
+    counts commit before this runs.
     """
     if task.account_id is None:
         return False
@@ -44,9 +48,29 @@ def publish_progress(session: Session, settings: EventsSettings, task: UploadTas
     interval = settings.progress_min_interval.total_seconds()
     if not should_publish(progress, task.progress_published, elapsed, settings.progress_min_step, interval):
         return False
-    task.progress_published = progress
-    task.progress_published_at = now
+    if not _claim(session, task, progress, now):
+        return False  # another request published meanwhile
     publish(session, task.account_id, "upload.progress", progress_data(task))
+    return True
+
+
+def _claim(session: Session, task: UploadTask, progress: float, now: datetime) -> bool:
+    """Record a publication of ``progress`` on the row if the last one recorded is still
+    the one ``task`` holds; then on ``task`` too, as committed (nothing to flush)."""
+    claimed = session.execute(
+        update(UploadTask)
+        .where(
+            UploadTask.id == task.id,
+            UploadTask.progress_published.is_not_distinct_from(task.progress_published),
+            UploadTask.progress_published_at.is_not_distinct_from(task.progress_published_at),
+        )
+        .values(progress_published=progress, progress_published_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(task, "progress_published", progress)
+    set_committed_value(task, "progress_published_at", now)
     return True
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hmacfs.config import Settings
 from hmacfs.container import Services, build_services
@@ -22,6 +23,7 @@ from hmacfs.models import Event, UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads.chunks import remove_stale_scratch, write_chunk
 from hmacfs.uploads.completion import complete_upload
+from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.queries import expire_stale_uploads
 from hmacfs.uploads.service import NewUpload, create_upload
 from tests.conftest import make_settings
@@ -104,6 +106,29 @@ def test_cleanup_pass_includes_the_upload_step(tmp_path: Path) -> None:
     result = run_cleanup(services)
     assert result is not None and result["uploads.stale"] == 0 and result["uploads.scratch"] == 0
     assert list(result).index("uploads.stale") < list(result).index("blobs.orphaned")
+
+
+def test_a_progress_event_published_meanwhile_is_not_repeated(
+    session: Session, services: Services, clock: FixedClock, account: uuid.UUID
+) -> None:
+    """Parallel chunks commit their counts separately (PostgreSQL): a request whose read of
+    the task predates another request's publication must not publish that step again."""
+    task = create_upload(session, services, _new(account, CHUNK * 4))
+    _send(session, services, task, 0, b"\0" * CHUNK)  # publishes 25 %
+    read_before = task.progress_published, task.progress_published_at
+    _send(session, services, task, 1, b"\0" * CHUNK)  # another request: publishes 50 %
+    settings = services.settings.events
+    set_committed_value(task, "progress_published", read_before[0])  # this request's older read
+    set_committed_value(task, "progress_published_at", read_before[1])
+    assert not publish_progress(session, settings, task, clock.now())  # 50 % again: refused
+    session.refresh(task)
+    task.bytes_received = CHUNK * 3
+    assert publish_progress(session, settings, task, clock.now())  # a new step still goes out
+    session.commit()
+    published = [
+        e.data["progress"] for e in session.scalars(select(Event).where(Event.type == "upload.progress"))
+    ]
+    assert published == [25.0, 50.0, 75.0]
 
 
 def test_progress_events_are_throttled(
