@@ -9,7 +9,8 @@ Contenders, alternated round by round on the same server:
   nginx    nginx's own single PUT (dav module) to local disk, when nginx is installed
 Then: RSS growth of the server over one large upload, and many concurrent uploads.
 
-``python -m bench resumable -- --quick`` for a smoke run.
+``python -m bench resumable -- --quick`` for a smoke run; ``-- --only drive1,tus`` runs
+just those contenders against the single PUT (the table only).
 """
 
 from __future__ import annotations
