@@ -82,9 +82,10 @@ def create() -> Response:
 
 @drive.post("/chunk/<task_id>/<int:index>")
 def chunk(task_id: str, index: int) -> Response:
+    account = current_account()  # before any database work
     session = db_session()
     commit_each_statement(session)  # its reads need no transaction (a round trip is 0.3 ms)
-    task = get_upload(session, task_id, current_account(), Protocol.DRIVE)
+    task = get_upload(session, task_id, account, Protocol.DRIVE)
     digest = parse_chunk_digest(_header("Content-Digest"), _header("X-Chunk-SHA256"))
     read, declared = chunk_body("chunk")
     result = write_chunk(session, services(), task, index, read, declared_length=declared, digest=digest)
