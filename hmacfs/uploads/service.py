@@ -4,7 +4,9 @@ Every resumable protocol goes through here. Bytes go to one preallocated part
 file per upload (named by the public task id), each chunk written at its
 offset and fsynced before its ``upload_chunks`` row is inserted (``chunks``),
 so an acknowledged chunk survives a crash; ``completion`` turns a full part
-into a file. Functions flush; the request boundary commits.
+into a file. Functions flush; the request boundary commits, except that on
+PostgreSQL a first-written chunk's row and counts commit by themselves, in one
+statement, before the request goes on (``chunks``, ``commit_each_statement``).
 """
 
 from __future__ import annotations
