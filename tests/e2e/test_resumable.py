@@ -39,23 +39,29 @@ def signed(path: str) -> dict[str, str]:
     return {"X-Signature": hmac.new(HMAC_SECRET.encode(), path.encode(), hashlib.sha256).hexdigest()}
 
 
-def test_chunked_session_api(live_server: LiveServer) -> None:
-    payload = os.urandom(CHUNK * 3 + 17)
-    url = f"{live_server.url}/upload/chunked"
-    opened = requests.post(
-        url,
+def _chunked_open(server: LiveServer, payload: bytes) -> dict[str, Any]:
+    """A chunked-API session for ``payload`` in CHUNK-sized chunks (X-Signature auth)."""
+    answer: dict[str, Any] = requests.post(
+        f"{server.url}/upload/chunked",
         headers={**signed("/upload/chunked"), "X-Filename": "a.bin", "X-Total-Size": str(len(payload)),
                  "X-Chunk-Size": str(CHUNK)},
         timeout=10,
     ).json()  # fmt: skip
+    return answer
+
+
+def _chunked_put(server: LiveServer, sid: str, payload: bytes, index: int) -> requests.Response:
+    headers = {**signed("/upload/chunked"), "X-Upload-Session-ID": sid, "X-Chunk-Number": str(index)}
+    body = payload[index * CHUNK : (index + 1) * CHUNK]
+    return requests.put(f"{server.url}/upload/chunked", data=body, headers=headers, timeout=10)
+
+
+def test_chunked_session_api(live_server: LiveServer) -> None:
+    payload = os.urandom(CHUNK * 3 + 17)
+    opened = _chunked_open(live_server, payload)
     sid = opened["session_id"]
     for index in reversed(range(opened["total_chunks"])):
-        answer = requests.put(
-            url,
-            data=payload[index * CHUNK : (index + 1) * CHUNK],
-            headers={**signed("/upload/chunked"), "X-Upload-Session-ID": sid, "X-Chunk-Number": str(index)},
-            timeout=10,
-        ).json()
+        answer = _chunked_put(live_server, sid, payload, index).json()
     assert answer["completed"] is True and answer["uploaded_bytes"] == len(payload)
     status = requests.get(f"{live_server.url}/upload/status", params={"session_id": sid},
                           headers=signed("/upload/status"), timeout=10).json()  # fmt: skip
@@ -70,19 +76,10 @@ def test_a_last_chunk_whose_completion_failed_completes_when_sent_again(live_ser
     (here 409 UPLOAD_BUSY, the part being locked by someone else) leaves the chunk
     recorded, and re-sending that chunk completes the upload."""
     payload = os.urandom(CHUNK + 99)
-    url = f"{live_server.url}/upload/chunked"
-    sid = requests.post(
-        url,
-        headers={**signed("/upload/chunked"), "X-Filename": "b.bin", "X-Total-Size": str(len(payload)),
-                 "X-Chunk-Size": str(CHUNK)},
-        timeout=10,
-    ).json()["session_id"]  # fmt: skip
+    sid = _chunked_open(live_server, payload)["session_id"]
 
     def put(index: int) -> requests.Response:
-        headers = {**signed("/upload/chunked"), "X-Upload-Session-ID": sid, "X-Chunk-Number": str(index)}
-        return requests.put(
-            url, data=payload[index * CHUNK : (index + 1) * CHUNK], headers=headers, timeout=10
-        )
+        return _chunked_put(live_server, sid, payload, index)
 
     assert put(0).json()["completed"] is False
     other = PartLock(live_server.workdir / "storage" / "parts" / f"{sid}.part")
