@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Executable, Table, bindparam, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -143,10 +144,6 @@ class _Slot:
         offset, length = chunk_bounds(index, task.file_size, task.chunk_size)
         return cls(task.id, task.task_id, part_store(services, task), index, offset, length)
 
-    @property
-    def key(self) -> tuple[uuid.UUID, int]:
-        return self.upload_id, self.index
-
     def row(self, sha256: str | None) -> dict[str, Any]:
         return {
             "upload_id": self.upload_id, "chunk_index": self.index, "offset": self.offset,
@@ -182,8 +179,7 @@ def _record_new(session: Session, services: Services, task: UploadTask, row: dic
     on SQLite, in the request's transaction."""
     values = {**row, "received_at": services.clock.now()}
     if services.db.is_postgresql:
-        statement = built_once(_RECORD_AND_COUNT, session, _build_record_and_count)
-        counts = session.execute(statement, values).first()
+        counts = session.execute(_RECORD_AND_COUNT, values).first()
     else:
         counts = session.execute(_COUNT_CHUNK, values).first() if record_chunk(session, values) else None
     if counts is None:
@@ -281,16 +277,16 @@ _OPEN = [s.value for s in OPEN_STATUSES]
 _COUNT_CHUNK = _counted(bindparam("upload_id"))  # built once (values bound at execution)
 
 
-def _build_record_and_count(session: Session) -> Executable:
+def _record_and_count() -> ReturningUpdate[Any]:
     """PostgreSQL: insert the chunk's row if its upload is open, and count it only if it
-    was inserted, in one statement (a data-modifying WITH)."""
+    was inserted, in one statement (a data-modifying WITH; SQLite has none)."""
     chunks, tasks = cast(Table, UploadChunk.__table__), cast(Table, UploadTask.__table__)
     names = ("chunk_index", "offset", "size", "sha256", "received_at")
     row = select(tasks.c.id, *(bindparam(name, type_=chunks.c[name].type) for name in names)).where(
         tasks.c.id == bindparam("upload_id"), tasks.c.status.in_(_OPEN)
     )
     added = (
-        dialect_insert(session)(chunks)
+        postgresql.insert(chunks)
         .from_select(["upload_id", *names], row)
         .on_conflict_do_nothing(index_elements=[chunks.c.upload_id, chunks.c.chunk_index])
         .returning(chunks.c.upload_id)
@@ -299,7 +295,7 @@ def _build_record_and_count(session: Session) -> Executable:
     return _counted(select(added.c.upload_id).scalar_subquery()).add_cte(added)
 
 
-_RECORD_AND_COUNT: dict[str, Executable] = {}
+_RECORD_AND_COUNT = _record_and_count()
 
 
 def _write_aside(
@@ -322,15 +318,15 @@ def _write_aside(
         wait = services.settings.timeouts.body_idle.total_seconds() + _LOCK_MARGIN
         if not lock.wait_lock(slot.offset, slot.length, timeout=wait):
             raise Conflict("another request keeps writing this chunk; retry", code="CHUNK_BUSY")
-        existing = session.get(UploadChunk, slot.key, populate_existing=True)
-        if existing is not None and store.same_bytes(slot.part, slot.offset, scratch, slot.length):
+        existing = _recorded(session, slot)
+        if existing and store.same_bytes(slot.part, slot.offset, scratch, slot.length):
             return ChunkResult(task, stored=False)
         check_still_open(session, services, task, slot.part)
         blocks = store.read_range(store.part_path(scratch), 0, slot.length)
         store.write_part(slot.part, slot.offset, blocks_reader(iter(blocks)), slot.length)
     finally:
         store.delete_part(scratch)
-    if existing is None:  # the request that held the lock failed before recording it
+    if not existing:  # the request that held the lock failed before recording it
         _record_new(session, services, task, slot.row(sha256))
         return ChunkResult(task, stored=True)
     now = services.clock.now()
