@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hmacfs.config import Settings, load_settings
 from hmacfs.container import build_services
+from hmacfs.web.cors import configure_cors
 from hmacfs.web.errors import register_error_handlers
 from hmacfs.web.metrics import configure_metrics
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     _configure_proxy(app, settings)
     _configure_request_session(app)
     register_error_handlers(app)
+    configure_cors(app, settings)
     _register_blueprints(app)
     return app
 

@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hmacfs.units import format_duration, parse_duration, parse_size
 
@@ -26,6 +35,8 @@ ENV_PREFIX = "HMACFS_"
 
 Size = Annotated[int, BeforeValidator(parse_size)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# A browser's Origin: scheme, host and optional port; no path, no trailing slash.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -46,6 +57,15 @@ class ServerSettings(_Section):
     worker_connections: int = Field(1000, ge=1)
     base_url: str = ""
     trusted_proxy_count: int = Field(0, ge=0, le=10)
+    cors_allowed_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not '*' or scheme://host[:port]")
+        return origins
 
 
 class DatabaseSettings(_Section):

@@ -21,9 +21,10 @@ from simple_websocket import Server
 
 from hmacfs.auth import bearer_token
 from hmacfs.container import Services
-from hmacfs.errors import Unauthorized
+from hmacfs.errors import Forbidden, Unauthorized
 from hmacfs.events.stream import EventStream, error_message, parse_since
 from hmacfs.web.context import services
+from hmacfs.web.cors import origin_of, origin_permitted
 
 AUTH_TIMEOUT = 5.0
 CLOSE_UNAUTHORIZED = 4401
@@ -62,6 +63,15 @@ def _configure(state: BlueprintSetupState) -> None:
         "ping_interval": settings.events.ping_interval.total_seconds(),
         "max_message_size": 64 * 1024,
     }
+
+
+@ws.before_request
+def _check_origin() -> None:
+    """Refuse the handshake (403, before any upgrade) from a page of a foreign origin."""
+    settings = services().settings
+    own = (request.host_url, origin_of(settings.server.base_url))
+    if not origin_permitted(request.headers.get("Origin"), (origin_of(url) for url in own), settings):
+        raise Forbidden("origin not allowed", code="CORS_ORIGIN_DENIED")
 
 
 @sock.route("/ws", bp=ws)  # type: ignore[untyped-decorator]

@@ -20,6 +20,7 @@ from hmacfs.errors import HmacfsError, LengthRequired, NotFound, PayloadTooLarge
 from hmacfs.models.status import Protocol
 from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
+from hmacfs.web.cors import allowed_origin
 from hmacfs.web.errors import problem
 from hmacfs.xep0363.service import SlotUpload, find_slot_file, store_slot_upload
 from hmacfs.xep0363.signing import (
@@ -122,10 +123,9 @@ def preflight(_slot: str) -> Response:
 
 
 def _allowed_origin(settings: Settings, origin: str) -> str | None:
-    allowed = settings.xep0363.cors_allowed_origins
-    if "*" in allowed:
-        return "*"
-    return origin if origin in allowed else None
+    return allowed_origin(
+        (*settings.server.cors_allowed_origins, *settings.xep0363.cors_allowed_origins), origin
+    )
 
 
 @xep0363.after_request
