@@ -321,3 +321,27 @@ def sign_url(
     )
     root = (base_url or settings.server.base_url or f"http://{settings.server.bind}").rstrip("/")
     click.echo(f"{root}{quote(xep.base_path + slot_path, safe='/')}?{urlencode(query)}")
+
+
+# -- sign-upload -------------------------------------------------------------
+@main.command("sign-upload")
+@click.option(
+    "--path", default="/upload", show_default=True, type=click.Choice(["/upload", "/upload/chunked"])
+)
+@click.option("--name", "file_name", required=True, help="the file name the client sends as X-Filename.")
+@click.option("--size", type=click.IntRange(0), required=True, help="the file's exact size in bytes.")
+@click.option("--expires-in", default="1h", show_default=True, help="lifetime, e.g. 10m.")
+@click.pass_context
+def sign_upload_command(ctx: click.Context, *, path: str, file_name: str, size: int, expires_in: str) -> None:
+    """Print the X-Signature headers of one upload to POST /upload or /upload/chunked."""
+    import time
+
+    from hmacfs.upload_signing import SignedUpload, sign_upload
+
+    try:
+        lifetime = parse_duration(expires_in)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    upload = SignedUpload("POST", path, int(time.time() + lifetime.total_seconds()), file_name, size)
+    for key, value in sign_upload(settings_from(ctx).security.secret, upload).items():
+        click.echo(f"{key}: {value}")

@@ -82,6 +82,8 @@ class SecuritySettings(_Section):
     jwt_public_key: str = ""
     jwt_private_key: str = ""
     jwt_leeway: Duration = timedelta(seconds=30)
+    # UNSAFE compatibility with hmac-file-server: accept X-Signature as the HMAC of the path alone.
+    allow_static_signature: bool = False
 
 
 class StorageSettings(_Section):

@@ -26,8 +26,9 @@ from hmacfs.models.status import Protocol
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import IncompleteBody, Reader
 from hmacfs.storage.local import WrittenRange, blocks_reader
+from hmacfs.upload_signing import SignedUpload
 from hmacfs.xep0363.service import record_one_shot_upload
-from hmacfs.xep0363.signing import extension_allowed
+from hmacfs.xep0363.signing import BadSignature, extension_allowed
 
 FIELD = "file"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -138,26 +139,46 @@ def safe_filename(raw: str) -> str:
 
 
 def receive_multipart(
-    services: Services, part: str, boundary: bytes, read: Reader, length: int
+    services: Services,
+    part: str,
+    boundary: bytes,
+    read: Reader,
+    length: int,
+    *,
+    signed: SignedUpload | None = None,
 ) -> ReceivedPart:
     """Decode a multipart body of ``length`` bytes and stream its ``file`` field into ``part``.
 
     Raises BadRequest when there is no ``file`` field or the body is malformed,
     IncompleteBody when it ends early, PayloadTooLarge past ``uploads.max_upload_size``.
+    With ``signed``, the field's name must be the signed one (BadSignature
+    FILE_NAME_MISMATCH, before any byte is stored) and its size the signed size
+    (PayloadTooLarge past it, BadRequest SIZE_MISMATCH short of it).
     The part is removed on any failure.
     """
     stream = FieldStream(read, boundary, FIELD, length)
     raw_name, content_type = stream.open()
     name = _allowed_name(raw_name, services.settings.uploads.allowed_extensions)
     limit = services.settings.uploads.max_upload_size
+    if signed is not None:
+        limit = min(limit, _signed_size(name, signed))
     services.store.create_part(part, None)
     try:
         size, digest = _write_limited(services, part, stream.chunks(), limit)
+        if signed is not None and size != signed.size:
+            raise BadRequest("the file is smaller than the signed size", code="SIZE_MISMATCH")
         stream.finish()
     except BaseException:
         services.store.delete_part(part)
         raise
     return ReceivedPart(name, content_type, size, digest)
+
+
+def _signed_size(name: str, signed: SignedUpload) -> int:
+    """The size ``signed`` allows, once the field's ``name`` is checked against it."""
+    if name != signed.file_name:
+        raise BadSignature("the file name is not the signed X-Filename", code="FILE_NAME_MISMATCH")
+    return signed.size
 
 
 def _write_limited(services: Services, part: str, chunks: Iterator[bytes], limit: int) -> tuple[int, str]:
@@ -195,10 +216,12 @@ def store_multipart_upload(
     boundary: bytes,
     read: Reader,
     length: int,
+    signed: SignedUpload | None = None,
 ) -> File:
-    """Receive the ``file`` field and record it as a file (and a completed upload task). Flushes."""
+    """Receive the ``file`` field and record it as a file (and a completed upload task).
+    ``signed``: the file a bound signature allows (see ``receive_multipart``). Flushes."""
     part = uuid.uuid4().hex
-    received = receive_multipart(services, part, boundary, read, length)
+    received = receive_multipart(services, part, boundary, read, length, signed=signed)
     written = WrittenRange(0, received.size, received.sha256)
     return record_one_shot_upload(
         session, services, Protocol.MULTIPART, part, written,

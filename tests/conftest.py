@@ -150,6 +150,18 @@ def account() -> uuid.UUID:
     return uuid.uuid4()
 
 
+def signed_upload(
+    path: str, name: str, size: int, *, method: str = "POST", ttl: int = 600, secret: str = HMAC_SECRET
+) -> dict[str, str]:
+    """The bound X-Signature headers (with X-Filename and X-Total-Size) of an upload of
+    ``name`` and ``size`` bytes to ``path``, valid for ``ttl`` seconds."""
+    import time
+
+    from hmacfs.upload_signing import SignedUpload, sign_upload
+
+    return sign_upload(secret, SignedUpload(method, path, int(time.time()) + ttl, name, size))
+
+
 def bearer(account: uuid.UUID, **claims: Any) -> dict[str, str]:
     """Authorization header for ``account`` signed with the test JWT secret."""
     from datetime import timedelta

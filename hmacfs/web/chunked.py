@@ -3,7 +3,7 @@
 ``POST /upload/chunked`` opens a session, ``PUT /upload/chunked`` stores one
 chunk (the last missing one completes the upload), ``GET /upload/status``
 reports it. ``progress`` here is the seed's fraction 0..1. Opening a session
-takes ``X-Signature`` (hex HMAC-SHA256 of the path) or a JWT. As in the seed,
+takes a bound ``X-Signature`` (docs/signatures.md) or a JWT. As in the seed,
 chunks and status then need only the session id, an unguessable 192-bit
 capability, for sessions opened by signature; a JWT-owned session still needs
 its account's token (another account gets 404).

@@ -1,7 +1,7 @@
 """``POST /upload``: multipart upload (field ``file``), as hmac-file-server takes it.
 
-Authorised by ``X-Signature`` (hex HMAC-SHA256 of the request path with the
-shared secret; the file then has no owner) or a bearer JWT (the account owns it).
+Authorised by ``X-Signature`` (bound to an expiry, the file name and size:
+``docs/signatures.md``; the file then has no owner) or a bearer JWT (the account owns it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hmacfs.errors import BadRequest, LengthRequired, PayloadTooLarge
 from hmacfs.multipart import store_multipart_upload
 from hmacfs.web.bodies import request_stream
 from hmacfs.web.context import db_session, services
-from hmacfs.web.signature import signed_or_account
+from hmacfs.web.signature import upload_grant
 
 multipart = Blueprint("multipart", __name__)
 
@@ -39,11 +39,12 @@ def _length(settings: Settings) -> int:
 @multipart.post("/upload")
 def post_upload() -> tuple[Response, int]:
     svc = services()
-    account = signed_or_account()
+    grant = upload_grant()
     file = store_multipart_upload(
         db_session(),
         svc,
-        account_id=account,
+        account_id=grant.account,
+        signed=grant.signed,
         boundary=_boundary(),
         read=request_stream(),
         length=_length(svc.settings),

@@ -9,6 +9,8 @@ from flask import request
 from hmacfs.errors import BadRequest, ValidationFailed
 
 _FALSE = frozenset({"false", "0", "no"})
+# The largest value a BIGINT column (and a signed 64-bit integer) holds.
+MAX_BIGINT = 2**63 - 1
 
 
 def json_object() -> dict[str, Any]:
@@ -34,3 +36,32 @@ def query_flag(name: str, default: bool) -> bool:
     """Query parameter ``name`` as a boolean: "false", "0" and "no" are false."""
     raw = request.args.get(name)
     return default if raw is None else raw.lower() not in _FALSE
+
+
+def header_text(name: str) -> str:
+    """Header ``name`` as text: its bytes decoded as UTF-8 (WSGI hands them over as
+    latin-1). 400 MISSING_HEADER when absent or blank, INVALID_HEADER when not UTF-8
+    or holding a control character."""
+    raw = request.headers.get(name, "").strip()
+    if not raw:
+        raise BadRequest(f"{name} header is required", code="MISSING_HEADER", details={"field": name})
+    try:
+        text = raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise BadRequest(f"{name} must be UTF-8", code="INVALID_HEADER", details={"field": name}) from None
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise BadRequest(f"{name} holds a control character", code="INVALID_HEADER", details={"field": name})
+    return text
+
+
+def header_int(name: str) -> int:
+    """Header ``name`` as a non-negative decimal integer that fits a 64-bit column
+    (400 MISSING_HEADER or INVALID_HEADER naming it)."""
+    raw = request.headers.get(name, "").strip()
+    if not raw:
+        raise BadRequest(f"{name} header is required", code="MISSING_HEADER", details={"field": name})
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_BIGINT:
+        raise BadRequest(
+            f"{name} must be a non-negative integer", code="INVALID_HEADER", details={"field": name}
+        )
+    return int(raw)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from tusclient.client import TusClient
 
 from hmacfs.storage.range_lock import PartLock
-from tests.conftest import HMAC_SECRET, bearer
+from tests.conftest import HMAC_SECRET, bearer, signed_upload
 from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
 
@@ -43,8 +43,7 @@ def _chunked_open(server: LiveServer, payload: bytes) -> dict[str, Any]:
     """A chunked-API session for ``payload`` in CHUNK-sized chunks (X-Signature auth)."""
     answer: dict[str, Any] = requests.post(
         f"{server.url}/upload/chunked",
-        headers={**signed("/upload/chunked"), "X-Filename": "a.bin", "X-Total-Size": str(len(payload)),
-                 "X-Chunk-Size": str(CHUNK)},
+        headers={**signed_upload("/upload/chunked", "a.bin", len(payload)), "X-Chunk-Size": str(CHUNK)},
         timeout=10,
     ).json()  # fmt: skip
     return answer

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 
 from hmacfs.db import make_engine
 from hmacfs.models import Blob, File, UploadTask
+from hmacfs.upload_signing import SignedUpload, sign_upload
 from hmacfs.xep0363.signing import SignedRequest, signed_query
 from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
@@ -371,7 +372,12 @@ def test_missing_slot_file_is_404(server: LiveServer) -> None:
 
 # -- multipart POST /upload --------------------------------------------------------------
 def _x_signature(path: str = "/upload", secret: str = SECRET) -> str:
+    """hmac-file-server's static form: refused unless security.allow_static_signature."""
     return hmac.new(secret.encode(), path.encode(), hashlib.sha256).hexdigest()
+
+
+def _bound(name: str, size: int, *, ttl: int = 600, path: str = "/upload") -> dict[str, str]:
+    return sign_upload(SECRET, SignedUpload("POST", path, int(time.time()) + ttl, name, size))
 
 
 def test_multipart_with_signature(server: LiveServer) -> None:
@@ -381,7 +387,7 @@ def test_multipart_with_signature(server: LiveServer) -> None:
         f"{server.url}/upload",
         files=files,
         data={"note": "ignored"},
-        headers={"X-Signature": _x_signature()},
+        headers=_bound("report.txt", len(body)),
         timeout=30,
     )
     assert response.status_code == 201, response.text
@@ -392,6 +398,27 @@ def test_multipart_with_signature(server: LiveServer) -> None:
     bad = requests.post(f"{server.url}/upload", files=files, headers={"X-Signature": "00"}, timeout=10)
     assert bad.status_code == 403
     assert requests.post(f"{server.url}/upload", files=files, timeout=10).status_code == 401
+
+
+def test_multipart_signature_cannot_be_replayed_for_another_file(server: LiveServer) -> None:
+    """A leaked bound signature is good for its own name and size until it expires, nothing else."""
+    body = b"x" * 1000
+    headers = _bound("notes.txt", len(body))
+    other = {"file": ("notes.txt", body + b"!", "text/plain")}
+    for sent, files in (
+        ({**headers, "X-Total-Size": str(len(body) + 1)}, other),
+        ({**headers, "X-Filename": "evil.txt"}, {"file": ("evil.txt", body, "text/plain")}),
+        (headers, other),
+        (_bound("notes.txt", len(body), ttl=-5), {"file": ("notes.txt", body, "text/plain")}),
+        ({"X-Signature": _x_signature()}, {"file": ("notes.txt", body, "text/plain")}),
+    ):
+        refused = requests.post(f"{server.url}/upload", files=files, headers=sent, timeout=10)
+        assert refused.status_code in (403, 413), refused.text
+    assert list((server.workdir / "storage" / "parts").glob("*.part")) == []
+    ok = requests.post(
+        f"{server.url}/upload", files={"file": ("notes.txt", body)}, headers=headers, timeout=10
+    )
+    assert ok.status_code == 201 and ok.json()["size"] == len(body)
 
 
 def test_multipart_with_jwt_owns_the_file(server: LiveServer) -> None:
@@ -406,20 +433,25 @@ def test_multipart_with_jwt_owns_the_file(server: LiveServer) -> None:
 
 
 def test_multipart_refusals_store_nothing(server: LiveServer) -> None:
-    headers = {"X-Signature": _x_signature()}
     wrong_field = requests.post(
-        f"{server.url}/upload", files={"other": ("a.txt", b"x")}, headers=headers, timeout=10
+        f"{server.url}/upload", files={"other": ("a.txt", b"x")}, headers=_bound("a.txt", 1), timeout=10
     )
     assert wrong_field.status_code == 400 and wrong_field.json()["code"] == "MISSING_FIELD"
-    evil = requests.post(f"{server.url}/upload", files={"file": ("a.exe", b"x")}, headers=headers, timeout=10)
+    evil = requests.post(
+        f"{server.url}/upload", files={"file": ("a.exe", b"x")}, headers=_bound("a.exe", 1), timeout=10
+    )
     assert evil.status_code == 400
     big = requests.post(
-        f"{server.url}/upload", files={"file": ("a.bin", os.urandom(MAX + 1))}, headers=headers, timeout=30
+        f"{server.url}/upload",
+        files={"file": ("a.bin", os.urandom(MAX + 1))},
+        headers=_bound("a.bin", MAX + 1),
+        timeout=30,
     )
     assert big.status_code == 413
     boundary = "b0undary"
+    signed = "".join(f"{key}: {value}\r\n" for key, value in _bound("s.bin", 99999).items())
     head = (
-        f"POST /upload HTTP/1.1\r\nHost: x\r\nX-Signature: {_x_signature()}\r\n"
+        f"POST /upload HTTP/1.1\r\nHost: x\r\n{signed}"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000"
     )
     start = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.bin"\r\n\r\n'.encode()

@@ -13,17 +13,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.models import Event, File, UploadChunk, UploadTask
-from tests.conftest import HMAC_SECRET, bearer
+from tests.conftest import HMAC_SECRET, bearer, signed_upload
 
 CHUNK = 256 * 1024
 
 
 def signature(path: str) -> dict[str, str]:
+    """hmac-file-server's static form (refused unless security.allow_static_signature)."""
     return {"X-Signature": hmac.new(HMAC_SECRET.encode(), path.encode(), hashlib.sha256).hexdigest()}
 
 
 def start(client: FlaskClient, size: int, headers: dict[str, str] | None = None, **extra: str) -> Any:
-    sent = headers if headers is not None else signature("/upload/chunked")
+    sent = headers if headers is not None else signed_upload("/upload/chunked", "movie.bin", size)
     response = client.post(
         "/upload/chunked",
         headers={
@@ -97,11 +98,13 @@ def test_bad_input_answers_with_codes(client: FlaskClient, session: Session) -> 
     assert wrong_size.status_code == 400 and wrong_size.json["code"] == "CHUNK_SIZE_MISMATCH"
     unknown = put(client, "nope", 0, b"x")
     assert unknown.status_code == 404 and unknown.json["code"] == "UPLOAD_NOT_FOUND"
-    missing = client.post("/upload/chunked", headers={**signature("/upload/chunked"), "X-Filename": "a"})
+    signed = signed_upload("/upload/chunked", "a", 5)
+    del signed["X-Total-Size"]
+    missing = client.post("/upload/chunked", headers=signed)
     assert missing.status_code == 400 and missing.json["details"]["field"] == "X-Total-Size"
     traversal = client.post(
         "/upload/chunked",
-        headers={**signature("/upload/chunked"), "X-Filename": "../../etc/passwd", "X-Total-Size": "5"},
+        headers=signed_upload("/upload/chunked", "../../etc/passwd", 5),
     )
     assert traversal.status_code == 400 and traversal.json["code"] == "INVALID_FILE_NAME"
     assert session.scalars(select(UploadChunk)).all() == []
@@ -110,15 +113,19 @@ def test_bad_input_answers_with_codes(client: FlaskClient, session: Session) -> 
 def test_signature_or_token_required(client: FlaskClient, account: uuid.UUID) -> None:
     headers = {"X-Filename": "a.bin", "X-Total-Size": "10"}
     # A wrong signature is refused (403), a missing one asks for credentials (401).
-    bad = client.post("/upload/chunked", headers={**headers, "X-Signature": "00" * 32})
+    bad = client.post(
+        "/upload/chunked",
+        headers={**signed_upload("/upload/chunked", "a.bin", 10), "X-Signature": "00" * 32},
+    )
     assert bad.status_code == 403 and bad.json["code"] == "BAD_SIGNATURE"
     missing = client.post("/upload/chunked", headers=headers)
     assert missing.status_code == 401 and "WWW-Authenticate" in missing.headers
     # The signature covers the path used: the alias needs its own.
-    wrong_path = client.post("/chunked-upload", headers={**headers, **signature("/upload/chunked")})
+    wrong_path = client.post("/chunked-upload", headers=signed_upload("/upload/chunked", "a.bin", 10))
     assert wrong_path.status_code == 403
     assert (
-        client.post("/chunked-upload", headers={**headers, **signature("/chunked-upload")}).status_code == 201
+        client.post("/chunked-upload", headers=signed_upload("/chunked-upload", "a.bin", 10)).status_code
+        == 201
     )
     owned = start(client, 10, bearer(account))["session_id"]
     # Another account (or a signature holder) cannot see an account's session.
