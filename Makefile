@@ -53,6 +53,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check hmacfs tests migrations bench
 	$(BIN)/ruff format --check hmacfs tests migrations bench
 	$(BIN)/mypy --strict hmacfs
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(SUITES)

@@ -41,7 +41,7 @@ def _orphan_blobs(session: Session, services: Services, now: datetime) -> int:
 
 
 def _expired_events(session: Session, services: Services, now: datetime) -> int:
-    return purge_events(session, services, now)
+    return purge_events(session, services.settings.events.retention, now)
 
 
 # Order matters: files expire before their blobs are collected.

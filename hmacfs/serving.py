@@ -82,7 +82,14 @@ def post_worker_init(worker: Any) -> None:
     services = worker.wsgi.extensions["hmacfs"]
     gevent.spawn(cleanup_forever, services, gevent.sleep)
     start_advancing(services, gevent.spawn)
-    start_event_delivery(services, gevent.spawn)
+    start_event_delivery(
+        gevent.spawn,
+        db=services.db,
+        hub=services.hub,
+        settings=services.settings.events,
+        locker=services.locker,
+        clock=services.clock,
+    )
     gevent.spawn(_close_sockets_on_exit, worker, services, gevent.sleep)
 
 

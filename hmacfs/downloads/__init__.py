@@ -1,5 +1,4 @@
-"""Downloads: Range and conditional requests, safe headers, zero-copy bodies."""
+"""Downloads: Range and conditional requests (pure functions), zero-copy bodies, finding the file.
 
-from hmacfs.downloads.response import Download, download_response, load_download
-
-__all__ = ["Download", "download_response", "load_download"]
+The HTTP response itself is built by the web adapter (``hmacfs.web.download_response``).
+"""

@@ -29,7 +29,7 @@ from sqlalchemy.pool import NullPool
 
 from hmacfs.events.hub import Hub
 from hmacfs.events.log import events_after, events_by_id, latest_event_id
-from hmacfs.events.publisher import NOTIFY_CHANNEL, commit_hooks
+from hmacfs.events.publisher import NOTIFY_CHANNEL
 from hmacfs.events.records import EventRecord
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,8 @@ class PgEventBus:
 
 
 class LocalEventBus:
-    """The in-process backend for SQLite."""
+    """The in-process backend for SQLite: polls the log, and reads at once when ``wake`` is
+    called (``hmacfs.events.delivery`` hooks it to the commits of the sessions that publish)."""
 
     def __init__(
         self,
@@ -223,7 +224,10 @@ class LocalEventBus:
         self._wake = threading.Event()
         self.connected = threading.Event()
         self._cursor = 0
-        commit_hooks.append(self._wake.set)
+
+    def wake(self) -> None:
+        """New events were committed: read them now instead of at the next poll."""
+        self._wake.set()
 
     def prime(self) -> None:
         with self._sessions() as session:

@@ -4,36 +4,52 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hmacfs.config import EventsSettings
+from hmacfs.db import Database
 from hmacfs.events.bus import EventBus, LocalEventBus, PgEventBus
-from hmacfs.events.webhooks import deliver_webhooks_forever
-
-if TYPE_CHECKING:
-    from hmacfs.container import Services
+from hmacfs.events.hub import Hub
+from hmacfs.events.publisher import on_commit
+from hmacfs.events.webhooks import WebhookDeliverer, deliver_webhooks_forever
+from hmacfs.ports import Clock, Locker
 
 log = logging.getLogger(__name__)
 
 
-def build_bus(services: Services, on_commit: Callable[[], None]) -> EventBus:
-    """PostgreSQL LISTEN/NOTIFY across processes, or the in-process bus for SQLite."""
-    if services.db.is_postgresql:
-        url = services.db.engine.url.render_as_string(hide_password=False)
-        return PgEventBus(url, services.hub, on_commit=on_commit)
-    return LocalEventBus(services.db.sessions, services.hub, on_commit=on_commit)
+def build_bus(db: Database, hub: Hub, on_delivered: Callable[[], None]) -> EventBus:
+    """PostgreSQL LISTEN/NOTIFY across processes, or the in-process bus for SQLite.
+
+    The in-process bus is woken by every commit of ``db``'s sessions that wrote events
+    (a commit hook on that session factory) instead of waiting for its poll.
+    """
+    if db.is_postgresql:
+        url = db.engine.url.render_as_string(hide_password=False)
+        return PgEventBus(url, hub, on_commit=on_delivered)
+    bus = LocalEventBus(db.sessions, hub, on_commit=on_delivered)
+    on_commit(db.sessions, bus.wake)
+    return bus
 
 
-def start_event_delivery(services: Services, spawn: Callable[..., Any]) -> EventBus:
+def start_event_delivery(
+    spawn: Callable[..., Any],
+    *,
+    db: Database,
+    hub: Hub,
+    settings: EventsSettings,
+    locker: Locker,
+    clock: Clock,
+) -> EventBus:
     """Spawn the bus and the webhook loop with ``spawn`` (``gevent.spawn`` in a worker)."""
-    import time
-
     webhooks_wake = threading.Event()
-    bus = build_bus(services, webhooks_wake.set)
+    bus = build_bus(db, hub, webhooks_wake.set)
     try:
         bus.prime()
     except Exception:  # database down at boot: the bus starts from where the log is when it connects
         log.warning("event bus could not read the event log at start", exc_info=True)
     spawn(bus.run)
-    spawn(deliver_webhooks_forever, services, webhooks_wake, time.sleep)
+    deliverer = WebhookDeliverer(settings, db.sessions, clock)
+    spawn(deliver_webhooks_forever, deliverer, locker, webhooks_wake, time.sleep)
     return bus

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from hmacfs.events.records import EventRecord
 from hmacfs.models import Event, EventLogState
-
-if TYPE_CHECKING:
-    from hmacfs.container import Services
 
 STATE_ID = 1
 
@@ -49,9 +46,9 @@ def purged_through(session: Session) -> int:
     return session.scalar(select(EventLogState.purged_through).where(EventLogState.id == STATE_ID)) or 0
 
 
-def purge_events(session: Session, services: Services, now: datetime) -> int:
-    """Cleanup step: delete events older than ``events.retention`` and move the horizon."""
-    cutoff = now - services.settings.events.retention
+def purge_events(session: Session, retention: timedelta, now: datetime) -> int:
+    """Cleanup step: delete events older than ``retention`` (``events.retention``) and move the horizon."""
+    cutoff = now - retention
     newest = session.scalar(select(func.max(Event.id)).where(Event.created_at < cutoff))
     if newest is None:
         return 0

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import BigInteger, Table, bindparam, func, insert, select
 from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached
+from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
 
 from hmacfs.models import Event
 from hmacfs.ports import lock_id
@@ -27,10 +27,19 @@ _Queued = tuple[SessionTransaction, uuid.UUID, str, dict[str, Any]]
 _Written = tuple[int, datetime, uuid.UUID, str, dict[str, Any]]  # id, created_at, account, type, data
 _QUEUED = "hmacfs_queued_events"
 _WRITTEN = "hmacfs_written_events"
+_COMMIT_HOOKS = "hmacfs_commit_hooks"
 
-# Called with nothing after any session that published commits: the in-process
-# bus (SQLite) reads the new rows right away instead of waiting for its poll.
-commit_hooks: list[Callable[[], None]] = []
+
+def on_commit(sessions: sessionmaker[Session], hook: Callable[[], None]) -> None:
+    """Call ``hook`` (with nothing) after each commit of a session made by ``sessions`` that
+    wrote events, on SQLite: the in-process bus reads the new rows right away instead of
+    waiting for its poll. PostgreSQL announces new rows with NOTIFY instead.
+
+    The hooks belong to that session factory (its ``info``, which every session it makes
+    shares), so wiring them is explicit and scoped to one database, not global.
+    """
+    info: dict[str, Any] = sessions.kw.setdefault("info", {})
+    info.setdefault(_COMMIT_HOOKS, []).append(hook)
 
 
 def publish(session: Session, account_id: uuid.UUID, type: str, data: dict[str, Any]) -> None:
@@ -88,7 +97,7 @@ def _write_queued(session: Session) -> None:
 @sa_event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     if session.info.get(_WRITTEN) and session.get_bind().dialect.name != "postgresql":
-        for hook in list(commit_hooks):
+        for hook in list(session.info.get(_COMMIT_HOOKS, ())):
             hook()
 
 

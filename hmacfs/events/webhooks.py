@@ -20,21 +20,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import requests
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from hmacfs.config import WebhookSettings
+from hmacfs.config import EventsSettings, WebhookSettings
 from hmacfs.events.log import latest_event_id
 from hmacfs.events.records import EventRecord, type_matches
 from hmacfs.models import Event, WebhookCursor
 from hmacfs.models.base import iso_utc
-from hmacfs.ports import LockBusy
-
-if TYPE_CHECKING:
-    from hmacfs.container import Services
+from hmacfs.ports import Clock, LockBusy, Locker
 
 log = logging.getLogger(__name__)
 
@@ -103,27 +99,29 @@ def http_post(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
 class WebhookDeliverer:
     """Delivers the configured webhooks; ``run_round`` is one pass over all of them."""
 
-    services: Services
+    settings: EventsSettings
+    sessions: sessionmaker[Session]
+    clock: Clock
     post: Post = http_post
 
     def run_round(self) -> bool:
         """Deliver what is due; True when a webhook had a full batch (more to do at once)."""
         busy = False
-        for hook in self.services.settings.events.webhooks:
+        for hook in self.settings.webhooks:
             busy |= self._deliver(hook)
         return busy
 
     def _deliver(self, hook: WebhookSettings) -> bool:
-        with self.services.db.sessions() as session:
+        with self.sessions() as session:
             cursor = _cursor(session, webhook_key(hook.url))
-            now = self.services.clock.now()
+            now = self.clock.now()
             if cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
                 return False
             records = _pending(session, cursor)
             for record in records:
                 if not self._send(session, cursor, hook, record):
                     return False
-                advance(cursor, record.id, self.services.clock.now().timestamp())
+                advance(cursor, record.id, self.clock.now().timestamp())
                 cursor.attempts, cursor.next_attempt_at, cursor.last_error = 0, None, None
                 session.commit()
             advance(cursor, cursor.last_event_id, now.timestamp())  # expire stale gaps
@@ -142,10 +140,10 @@ class WebhookDeliverer:
             "X-Hmacfs-Event": record.type,
             "X-Hmacfs-Delivery": str(record.id),
         }
-        events = self.services.settings.events
+        events = self.settings
         if self.post(hook.url, body, headers, events.webhook_timeout.total_seconds()):
             return True
-        now = self.services.clock.now()
+        now = self.clock.now()
         if record.ts < now - events.webhook_max_retry:
             log.error(
                 "webhook %s: giving up on event %d after %s", hook.url, record.id, events.webhook_max_retry
@@ -178,15 +176,18 @@ def _pending(session: Session, cursor: WebhookCursor) -> list[EventRecord]:
 
 
 def deliver_webhooks_forever(
-    services: Services, wake: threading.Event, sleep: Callable[[float], None], poll: float = 0.5
+    deliverer: WebhookDeliverer,
+    locker: Locker,
+    wake: threading.Event,
+    sleep: Callable[[float], None],
+    poll: float = 0.5,
 ) -> None:
     """Loop for a worker greenlet: deliver while this process holds the webhook lock."""
-    if not services.settings.events.webhooks:
+    if not deliverer.settings.webhooks:
         return
-    deliverer = WebhookDeliverer(services)
     while True:
         try:
-            with services.locker.hold(LOCK):
+            with locker.hold(LOCK):
                 while True:
                     if not deliverer.run_round():
                         wake.wait(poll)

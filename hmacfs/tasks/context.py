@@ -22,8 +22,8 @@ from hmacfs.tasks.events import (
     publish_task_event,
     should_publish_progress,
 )
+from hmacfs.tasks.output import part_prefix
 from hmacfs.tasks.queue import ClaimedTask
-from hmacfs.tasks.service import part_prefix
 
 
 class TaskError(Exception):

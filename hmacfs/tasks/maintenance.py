@@ -4,8 +4,8 @@ loads this module before every pass, so ``hmacfs cleanup`` runs them too)."""
 from __future__ import annotations
 
 from hmacfs.maintenance import register_step
+from hmacfs.tasks.output import discard_stray_pool_parts
 from hmacfs.tasks.queries import cleanup_step
-from hmacfs.tasks.service import discard_stray_pool_parts
 
 register_step("tasks.finished", cleanup_step)
 register_step("tasks.stray_parts", discard_stray_pool_parts)

@@ -14,7 +14,7 @@ from hmacfs.errors import ValidationFailed
 from hmacfs.models import Task, iso_utc
 from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType, values
 from hmacfs.tasks.events import public_results
-from hmacfs.tasks.service import discard_partial_output
+from hmacfs.tasks.output import discard_partial_output
 
 SORT_COLUMNS = {
     "createdAt": Task.created_at,

@@ -21,7 +21,7 @@ from hmacfs.container import Services
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus
 from hmacfs.tasks.events import publish_task_event
-from hmacfs.tasks.service import discard_partial_output
+from hmacfs.tasks.output import discard_partial_output
 
 
 def _skip_locked(session: Session) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -25,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import Conflict, NotFound, ValidationFailed
-from hmacfs.files import pool_stores
 from hmacfs.models import Task
-from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType
+from hmacfs.models.status import TaskStatus, TaskType
 from hmacfs.tasks.events import publish_task_event
+from hmacfs.tasks.output import discard_partial_output
 from hmacfs.tasks.registry import find_handler, load_handler_modules
 
 SECRET_PARAMETER = "password"  # noqa: S105 (the name of the parameter, not a password)
@@ -191,44 +190,3 @@ def _set_status(session: Session, services: Services, task: Task, status: str, k
     session.flush()
     publish_task_event(session, task, kind, now)
     return task
-
-
-def part_prefix(task_id: str) -> str:
-    """Every part a task writes starts with this, so partial output can be found and removed."""
-    return f"task-{task_id}"
-
-
-def discard_stray_pool_parts(session: Session, services: Services, now: datetime) -> int:
-    """Maintenance: remove task parts left in a pool's storage path, once their task has
-    finished or is gone; returns how many.
-
-    A finished output part is moved there just before the task's final commit
-    (``place_output``); a crash in between strands it where
-    ``discard_partial_output``, which looks under the store's root, never looks.
-    """
-    strays: dict[str, list[Path]] = {}
-    for store in pool_stores(session, services.store):
-        for path in store.part_files("task-"):
-            strays.setdefault(path.name.split("-")[1], []).append(path)
-    if not strays:
-        return 0
-    unfinished = set(
-        session.scalars(
-            select(Task.task_id).where(Task.task_id.in_(list(strays)), Task.status.not_in(FINISHED_STATUSES))
-        )
-    )
-    removed = 0
-    for task_id, paths in strays.items():
-        if task_id not in unfinished:
-            for path in paths:
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
-def discard_partial_output(services: Services, task_id: str) -> int:
-    """Delete the parts the runs of task ``task_id`` left; returns how many."""
-    parts = services.store.part_files(part_prefix(task_id))
-    for path in parts:
-        path.unlink(missing_ok=True)
-    return len(parts)

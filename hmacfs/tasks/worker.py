@@ -28,9 +28,9 @@ from hmacfs.config import Settings
 from hmacfs.container import Services, build_services
 from hmacfs.tasks import queue
 from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
+from hmacfs.tasks.output import discard_partial_output
 from hmacfs.tasks.queue import ClaimedTask
 from hmacfs.tasks.registry import find_handler, load_handler_modules
-from hmacfs.tasks.service import discard_partial_output
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from hmacfs.auth import optional_account
-from hmacfs.downloads import download_response, load_download
 from hmacfs.downloads.service import find_downloadable
 from hmacfs.web.context import db_session, services
+from hmacfs.web.download_response import download_response, load_download
 
 downloads = Blueprint("downloads", __name__)
 

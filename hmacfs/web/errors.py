@@ -3,6 +3,10 @@
 Domain errors carry their status and code; Flask's own HTTP errors (404, 405,
 413, ...) come out in the same shape; anything unexpected is logged with an
 error id and answered with a generic 500 that never contains exception text.
+
+This is the one place that maps errors, including what a protocol renders its
+own way: tus answers a checksum mismatch with 460 and a busy upload with 423;
+a failed XEP-0363 PUT is counted in ``upload_errors_total``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,24 @@ import logging
 import uuid
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from hmacfs.errors import HmacfsError
+from hmacfs.models.status import Protocol
+from hmacfs.ports import LockBusy
+from hmacfs.uploads.service import ChecksumMismatch
+from hmacfs.web.context import services
 
 log = logging.getLogger(__name__)
+
+# The blueprints whose errors render in a protocol's own way (see ``_domain_status``).
+TUS_BLUEPRINT = "tus"
+XEP0363_BLUEPRINT = "xep0363"
+TUS_CHECKSUM_MISMATCH_STATUS = 460  # tus checksum extension
+TUS_LOCKED_STATUS = 423
 
 
 def problem(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
@@ -37,9 +51,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HmacfsError)
     def _domain(exc: HmacfsError) -> Response:
-        response = problem(exc.status, exc.code, exc.message, exc.details)
+        _count_xep0363_error(exc)
+        response = problem(_domain_status(exc), exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
         return response
+
+    @app.errorhandler(LockBusy)
+    def _busy(exc: LockBusy) -> Response:
+        if request.blueprint != TUS_BLUEPRINT:
+            return _unexpected(exc)
+        return problem(TUS_LOCKED_STATUS, "UPLOAD_LOCKED", "another request is writing this upload; retry")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
@@ -65,8 +86,22 @@ def register_error_handlers(app: Flask) -> None:
         response.headers["Retry-After"] = "1"
         return response
 
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        error_id = uuid.uuid4().hex
-        log.exception("unhandled error %s", error_id)
-        return problem(500, "INTERNAL_ERROR", "internal server error", {"errorId": error_id})
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _unexpected(exc: Exception) -> Response:
+    error_id = uuid.uuid4().hex
+    log.exception("unhandled error %s", error_id)
+    return problem(500, "INTERNAL_ERROR", "internal server error", {"errorId": error_id})
+
+
+def _domain_status(exc: HmacfsError) -> int:
+    if request.blueprint == TUS_BLUEPRINT and isinstance(exc, ChecksumMismatch):
+        return TUS_CHECKSUM_MISMATCH_STATUS
+    return exc.status
+
+
+def _count_xep0363_error(exc: HmacfsError) -> None:
+    metrics = services().metrics
+    if metrics is not None and request.blueprint == XEP0363_BLUEPRINT and request.method == "PUT":
+        metrics.upload_errors_total.labels(protocol=Protocol.XEP0363.value, code=exc.code).inc()

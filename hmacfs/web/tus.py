@@ -3,7 +3,8 @@ expiration, checksum, termination and concatenation (https://tus.io/protocols/re
 
 A protocol adapter only: headers in, one engine call, headers out. Errors keep
 the JSON problem body but use tus status codes (460 checksum mismatch, 423
-while another request writes the upload, 412 for an unsupported version).
+while another request writes the upload: rendered in ``hmacfs.web.errors``;
+412 for an unsupported version).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import BadRequest, Forbidden, Gone, HmacfsError, LengthRequired, Unauthorized
 from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
-from hmacfs.ports import LockBusy
 from hmacfs.uploads.chunking import check_file_name
 from hmacfs.uploads.offsets import concatenate, find_parts, finish_if_done, terminate_upload, write_at_offset
 from hmacfs.uploads.policy import get_pool
 from hmacfs.uploads.queries import expires_at
-from hmacfs.uploads.service import ChecksumMismatch, NewUpload, create_upload, get_upload
+from hmacfs.uploads.service import NewUpload, create_upload, get_upload
 from hmacfs.uploads.tus_headers import (
     CHECKSUM_ALGORITHMS,
     TUS_VERSION,
@@ -36,7 +36,6 @@ from hmacfs.uploads.tus_headers import (
 )
 from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
-from hmacfs.web.errors import problem
 
 tus = Blueprint("tus", __name__)
 
@@ -44,8 +43,6 @@ EXTENSIONS = (
     "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation"
 )
 OFFSET_STREAM = "application/offset+octet-stream"
-CHECKSUM_MISMATCH_STATUS = 460
-LOCKED_STATUS = 423
 
 
 class UnsupportedVersion(HmacfsError):
@@ -73,19 +70,6 @@ def _tus_headers(response: Response) -> Response:
     response.headers["Tus-Resumable"] = TUS_VERSION
     response.headers.setdefault("Cache-Control", "no-store")
     return response
-
-
-@tus.errorhandler(HmacfsError)
-def _error(exc: HmacfsError) -> Response:
-    status = CHECKSUM_MISMATCH_STATUS if isinstance(exc, ChecksumMismatch) else exc.status
-    response = problem(status, exc.code, exc.message, exc.details)
-    response.headers.update(exc.headers)
-    return response
-
-
-@tus.errorhandler(LockBusy)
-def _busy(_exc: LockBusy) -> Response:
-    return problem(LOCKED_STATUS, "UPLOAD_LOCKED", "another request is writing this upload; retry")
 
 
 @tus.route("/files/", methods=["OPTIONS"])

@@ -15,12 +15,11 @@ from flask import Blueprint, Response, jsonify, request
 
 from hmacfs.auth import bearer_token
 from hmacfs.config import Settings
-from hmacfs.downloads import download_response, load_download
-from hmacfs.errors import HmacfsError, LengthRequired, NotFound, PayloadTooLarge
-from hmacfs.models.status import Protocol
+from hmacfs.errors import LengthRequired, NotFound, PayloadTooLarge
 from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.cors import allowed_origin
+from hmacfs.web.download_response import download_response, load_download
 from hmacfs.web.errors import problem
 from hmacfs.xep0363.service import SlotUpload, find_slot_file, store_slot_upload
 from hmacfs.xep0363.signing import (
@@ -136,14 +135,4 @@ def _cors(response: Response) -> Response:
         response.headers["Access-Control-Allow-Origin"] = allowed
         response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
         response.headers.add("Vary", "Origin")
-    return response
-
-
-@xep0363.errorhandler(HmacfsError)
-def _count_error(exc: HmacfsError) -> Response:
-    metrics = services().metrics
-    if metrics is not None and request.method == "PUT":
-        metrics.upload_errors_total.labels(protocol=Protocol.XEP0363.value, code=exc.code).inc()
-    response = problem(exc.status, exc.code, exc.message, exc.details)
-    response.headers.update(exc.headers)
     return response

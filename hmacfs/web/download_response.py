@@ -13,7 +13,6 @@ from flask import Request, Response
 
 from hmacfs.config import Settings
 from hmacfs.downloads.body import FileBody, Segment
-from hmacfs.downloads.encrypted import encrypted_response
 from hmacfs.downloads.http import (
     ByteRange,
     content_disposition,
@@ -29,6 +28,7 @@ from hmacfs.files import blob_location
 from hmacfs.metrics import AppMetrics
 from hmacfs.models import Blob, File
 from hmacfs.storage import LocalBlobStore
+from hmacfs.web.encrypted_download import encrypted_response
 
 
 @dataclass(frozen=True)
