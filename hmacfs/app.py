@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Create the WSGI application. Raises ConfigError for bad settings."""
     settings = settings or load_settings()
-    app = Flask("hmacfs")
+    app = Flask("hmacfs", static_folder=None)  # hmacfs.web.page serves /static/
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = build_services(settings, **overrides)
@@ -77,12 +77,14 @@ def _register_blueprints(app: Flask) -> None:
     from hmacfs.web.drive import register_drive
     from hmacfs.web.health import health
     from hmacfs.web.multipart import multipart
+    from hmacfs.web.page import page
     from hmacfs.web.tasks import tasks_api
     from hmacfs.web.tus import tus
     from hmacfs.web.ws import ws
     from hmacfs.web.xep0363 import xep0363
 
     app.register_blueprint(health)
+    app.register_blueprint(page)
     app.register_blueprint(ws)
     app.register_blueprint(tasks_api)
     # The chunked API's exact /upload/... routes win over the slot paths below.

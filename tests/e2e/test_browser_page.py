@@ -1,0 +1,147 @@
+"""The web page at ``/`` in a real Chromium (Debian's package, driven by playwright-core
+from npm) against ``hmacfs serve`` on PostgreSQL with a real ``hmacfs worker``.
+
+Three files go up through the page (each bar reaches 100 % and the /ws completion
+shows), a fourth is interrupted by a page reload under a throttled uplink and
+resumes from the server's chunks, and a compress task started from the page
+finishes. Screenshots (desktop and phone) land in ``var/screenshots/``.
+Without node, npm or chromium the test is skipped, naming what is missing;
+under ``CI=true`` a missing browser is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import bearer, new_database_url
+from tests.live import REPO, LiveServer
+from tests.pg import PgServer
+from tests.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.e2e
+
+JS = Path(__file__).resolve().parent / "js"
+SHOTS = REPO / "var" / "screenshots"
+MIB = 1024 * 1024
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (mandatory under CI=true; .ci/run installs Debian's chromium)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def tools() -> tuple[str, str]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        _missing("node and npm are needed to drive the browser (not found on PATH)")
+    browser = shutil.which("chromium")
+    if browser is None:
+        _missing("Debian's chromium is needed for the browser test (apt-get install chromium)")
+    if not (JS / "node_modules" / "playwright-core").is_dir():
+        pytest.fail(f"playwright-core is not installed: run `npm ci` in {JS} (make test does)")
+    assert node is not None and browser is not None
+    return node, browser
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """hmacfs serve (2 gevent workers) and one hmacfs worker on a fresh PostgreSQL database."""
+    workdir = tmp_path_factory.mktemp("browser")
+    url = new_database_url("postgresql", pg_server, workdir)
+    uploads = {"chunk_size": "1MB", "min_chunk_size": "256KB"}
+    server = LiveServer(workdir, url, workers=2, sections={"uploads": uploads}).start()
+    worker = WorkerProcess(server.config_path).start()
+    try:
+        yield server
+    finally:
+        worker.stop()
+        server.stop()
+
+
+def _drive(node: str, options: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [node, str(JS / "browser_page.mjs"), json.dumps(options)],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    report: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    assert done.returncode == 0, f"{report.get('error')}\nsteps: {report.get('steps')}\n{done.stderr[-3000:]}"
+    return report
+
+
+def _recent(server: LiveServer, auth: dict[str, str]) -> dict[str, dict[str, Any]]:
+    answer = requests.get(f"{server.url}/api/files/upload/tasks/recent?limit=20", headers=auth, timeout=10)
+    assert answer.status_code == 200
+    return {task["fileName"]: task for task in answer.json()}
+
+
+def test_upload_reload_resume_and_compress_through_the_page(
+    stack: LiveServer, tools: tuple[str, str], tmp_path: Path
+) -> None:
+    node, browser = tools
+    account = uuid.uuid4()
+    auth = bearer(account)
+    payloads = {
+        "notes.txt": b"hello from the browser\n" * 20000,
+        "photo.jpg": os.urandom(3 * MIB + 12345),
+        "tiny.bin": os.urandom(777),
+        "video.mp4": os.urandom(16 * MIB + 4321),
+    }
+    for name, payload in payloads.items():
+        (tmp_path / name).write_bytes(payload)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    report = _drive(
+        node,
+        {
+            "url": stack.url,
+            "token": auth["Authorization"].removeprefix("Bearer "),
+            "chromium": browser,
+            "files": [str(tmp_path / name) for name in ("notes.txt", "photo.jpg", "tiny.bin")],
+            "big": str(tmp_path / "video.mp4"),
+            "throttle": 2 * MIB,  # bytes per second while the reload happens
+            "shots": str(SHOTS),
+        },
+    )
+    print(json.dumps(report))
+    assert report["consoleErrors"] == []  # includes any Content-Security-Policy violation
+    assert 0 < report["resumedFrom"] < len(payloads["video.mp4"]), report
+    assert report["percentBeforeReload"] >= 20
+    assert report["unlabelled"] == [] and report["phoneOverflow"] is False
+    stored = _recent(stack, auth)
+    for name, payload in payloads.items():
+        assert stored[name]["status"] == "Completed"
+        assert stored[name]["hash"] == hashlib.sha256(payload).hexdigest()
+        file = requests.get(f"{stack.url}/download/{stored[name]['fileId']}", headers=auth, timeout=30)
+        assert hashlib.sha256(file.content).hexdigest() == hashlib.sha256(payload).hexdigest()
+    task = requests.get(f"{stack.url}/api/tasks/{report['taskId']}", headers=auth, timeout=10).json()
+    assert task["type"] == "FileCompress" and task["status"] == "Completed"
+    assert task["results"]["resultFileId"]
+    assert (SHOTS / "desktop.png").stat().st_size > 10000 and (SHOTS / "phone.png").stat().st_size > 10000
+
+
+def test_the_page_is_served_with_a_strict_policy(stack: LiveServer) -> None:
+    page = requests.get(stack.url + "/", timeout=10)
+    policy = page.headers["Content-Security-Policy"]
+    assert page.status_code == 200 and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "<script" in page.text and "<style" not in page.text and " style=" not in page.text
+    assert "<script>" not in page.text  # only external module scripts
+    module = requests.get(stack.url + "/static/hmacfs/index.js", timeout=10)
+    assert module.status_code == 200 and "javascript" in module.headers["Content-Type"]
+    assert requests.get(stack.url + "/static/../page.py", timeout=10).status_code == 404
