@@ -27,10 +27,9 @@ from typing import Any
 
 from sqlalchemy import event, text
 
+from hmacfs.composition import build_services, task_handlers
 from hmacfs.config import load_settings
-from hmacfs.container import build_services
 from hmacfs.tasks import submit_task
-from hmacfs.tasks.registry import load_handler_modules
 from hmacfs.tasks.worker import Worker
 
 
@@ -54,7 +53,6 @@ def _backend_cpu(pid: int) -> float:
 
 def measure(config: Path, count: int) -> dict[str, Any]:
     settings = load_settings(config)
-    load_handler_modules(settings.tasks.handler_modules)
     services = build_services(settings, pre_ping=False)
     services.store.ensure_layout()
     account = uuid.uuid4()
@@ -72,7 +70,7 @@ def measure(config: Path, count: int) -> dict[str, Any]:
     event.listen(services.db.engine, "before_cursor_execute", _statement)
     event.listen(services.db.engine, "begin", lambda _conn: counts.update(["BEGIN"]))
     event.listen(services.db.engine, "commit", lambda _conn: counts.update(["COMMIT"]))
-    worker = Worker(services, threading.Event())
+    worker = Worker(services, threading.Event(), task_handlers(services.settings))
     server_before, cpu_before, start = _backend_cpu(backend), time.process_time(), time.perf_counter()
     while worker.run_once():
         pass

@@ -32,14 +32,14 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from hmacfs.composition import build_services
 from hmacfs.config import load_settings
-from hmacfs.container import Services, build_services
+from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID, make_engine
 from hmacfs.files import NewFile, create_file_from_part
 from hmacfs.migrate import upgrade
 from hmacfs.models import Task
 from hmacfs.tasks import submit_task
-from hmacfs.tasks.registry import load_handler_modules
 from tests.live import REPO
 from tests.pg import find_server
 from tests.worker_process import WorkerProcess, worker_config, worker_env
@@ -66,7 +66,6 @@ class Env:
             logging={"level": "WARNING"},
         )
         settings = load_settings(config)
-        load_handler_modules(settings.tasks.handler_modules)
         services = build_services(settings)
         services.store.ensure_layout()
         return config, services

@@ -13,8 +13,8 @@ from flask import Flask, Response, g
 from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hmacfs.composition import build_services
 from hmacfs.config import Settings, load_settings
-from hmacfs.container import build_services
 from hmacfs.web.cors import configure_cors
 from hmacfs.web.errors import register_error_handlers
 from hmacfs.web.metrics import configure_metrics

@@ -76,11 +76,10 @@ def serve(ctx: click.Context, bind: str | None, workers: int | None, gunicorn_co
 @click.pass_context
 def cleanup(ctx: click.Context) -> None:
     """Run one cleanup pass now (expired files, orphaned blobs, stale uploads, ...)."""
-    import hmacfs.web.tasks  # noqa: F401  (registers the finished-tasks step)
-    from hmacfs.container import build_services
+    from hmacfs.composition import build_services, cleanup_steps
     from hmacfs.maintenance import run_cleanup
 
-    result = run_cleanup(build_services(settings_from(ctx)))
+    result = run_cleanup(build_services(settings_from(ctx)), cleanup_steps())
     if result is None:
         click.echo("cleanup is running in another process; skipped")
         return
@@ -103,13 +102,14 @@ def worker(ctx: click.Context, concurrency: int | None) -> None:
     """Run background tasks (move, compress, encrypt, ...) until SIGTERM."""
     import logging
 
+    from hmacfs.composition import task_handlers, worker_services
     from hmacfs.tasks.worker import run_workers
 
     settings = settings_from(ctx)
     logging.basicConfig(level=settings.logging.level, format="%(asctime)s %(process)d %(name)s: %(message)s")
     slots = concurrency or settings.workers.numworkers
     click.echo(f"hmacfs: worker with {slots} slot(s)", err=True)
-    run_workers(settings, slots)
+    run_workers(settings, slots, task_handlers(settings), worker_services)
 
 
 # -- db ----------------------------------------------------------------------
@@ -228,7 +228,7 @@ def pool() -> None:
 @click.pass_context
 def pool_create(ctx: click.Context, /, name: str, **options: Any) -> None:
     """Create pool NAME and print its id."""
-    from hmacfs.container import build_services
+    from hmacfs.composition import build_services
     from hmacfs.errors import HmacfsError
     from hmacfs.models import Pool
     from hmacfs.units import parse_size
@@ -264,7 +264,7 @@ def pool_list(ctx: click.Context) -> None:
     """Print every pool as a JSON line."""
     import json
 
-    from hmacfs.container import build_services
+    from hmacfs.composition import build_services
     from hmacfs.uploads.policy import all_pools
 
     services = build_services(settings_from(ctx))

@@ -10,7 +10,7 @@ from hmacfs.config import Settings
 from hmacfs.db import Database, create_database
 from hmacfs.events.hub import Hub
 from hmacfs.metrics import AppMetrics
-from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock
+from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock, TaskTypes
 from hmacfs.sealing import Sealer
 from hmacfs.storage import LocalBlobStore
 from hmacfs.tokens import TokenCodec
@@ -27,6 +27,8 @@ class Services:
     tokens: TokenCodec
     clock: Clock
     sealer: Sealer
+    # The task handlers submitting checks against (built by hmacfs.composition).
+    task_types: TaskTypes
     metrics: AppMetrics | None = None
     # This process's live-event subscribers; the event bus feeds it (hmacfs.events.delivery).
     hub: Hub = field(default_factory=Hub)
@@ -34,10 +36,13 @@ class Services:
     hash_advancer: KeyedRunner = field(default_factory=lambda: KeyedRunner("advancing the running hash"))
 
 
-def build_services(settings: Settings, *, pre_ping: bool = True, **overrides: Any) -> Services:
+def build_services(
+    settings: Settings, *, task_types: TaskTypes, pre_ping: bool = True, **overrides: Any
+) -> Services:
     """Build the dependencies from settings; ``overrides`` replace any of them (tests).
 
-    ``pre_ping``: see ``hmacfs.db.create_database``.
+    Callers use ``hmacfs.composition.build_services``, which supplies the explicit lists
+    (task handlers). ``pre_ping``: see ``hmacfs.db.create_database``.
     """
     db = overrides.pop("db", None) or create_database(
         settings.database_url,
@@ -59,5 +64,6 @@ def build_services(settings: Settings, *, pre_ping: bool = True, **overrides: An
         tokens=TokenCodec.from_settings(settings.security),
         clock=SystemClock(),
         sealer=Sealer(settings.security.secret),
+        task_types=task_types,
     )
     return replace(services, **overrides)

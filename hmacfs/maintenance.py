@@ -1,5 +1,6 @@
-"""Periodic cleanup: expired files, unreferenced blobs, and whatever other
-modules register (stale uploads, old events, finished tasks).
+"""Periodic cleanup: running the steps the composition root lists
+(``hmacfs.composition.cleanup_steps``: expired files, stale uploads, unreferenced
+blobs, old events, finished tasks, ...), each in its own transaction.
 
 Only one process runs a pass at a time, across all machines: the pass holds
 the ``hmacfs:cleanup`` lock (a PostgreSQL advisory lock) and a process that
@@ -8,17 +9,14 @@ finds it taken skips its turn.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.events.log import purge_events
-from hmacfs.files import collect_blobs, expire_files
 from hmacfs.ports import LockBusy
 
 log = logging.getLogger(__name__)
@@ -28,56 +26,18 @@ CLEANUP_LOCK = "hmacfs:cleanup"
 
 @dataclass(frozen=True)
 class CleanupStep:
+    """One kind of cleanup: ``run(session, services, now)`` flushes its changes and returns how many."""
+
     name: str
     run: Callable[[Session, Services, datetime], int]
 
 
-def _expired_files(session: Session, services: Services, now: datetime) -> int:
-    return expire_files(session, now)
-
-
-def _orphan_blobs(session: Session, services: Services, now: datetime) -> int:
-    return collect_blobs(session, services.store)
-
-
-def _expired_events(session: Session, services: Services, now: datetime) -> int:
-    return purge_events(session, services.settings.events.retention, now)
-
-
-# Order matters: files expire before their blobs are collected.
-STEPS: list[CleanupStep] = [
-    CleanupStep("files.expired", _expired_files),
-    CleanupStep("blobs.orphaned", _orphan_blobs),
-    CleanupStep("events.expired", _expired_events),
-]
-
-
-def register_step(
-    name: str, run: Callable[[Session, Services, datetime], int], *, before: str | None = None
-) -> None:
-    """Add a cleanup step (idempotent by name); ``before`` places it ahead of another."""
-    if any(step.name == name for step in STEPS):
-        return
-    position = next((i for i, step in enumerate(STEPS) if step.name == before), len(STEPS))
-    STEPS.insert(position, CleanupStep(name, run))
-
-
-# Modules that register cleanup steps when imported; loaded before a pass so
-# that `hmacfs cleanup` (which builds no app) runs them too.
-STEP_MODULES = ("hmacfs.uploads", "hmacfs.tasks.maintenance")
-
-
-def _load_steps() -> None:
-    for module in STEP_MODULES:
-        importlib.import_module(module)
-
-
-def run_cleanup(services: Services) -> dict[str, int] | None:
-    """Run every step once, each in its own transaction; None when another process holds the lock."""
-    _load_steps()
+def run_cleanup(services: Services, steps: Sequence[CleanupStep]) -> dict[str, int] | None:
+    """Run every step once, in order, each in its own transaction; returns each step's count
+    (-1: it failed and was rolled back), or None when another process holds the lock."""
     try:
         with services.locker.hold(CLEANUP_LOCK):
-            return {step.name: _run_step(services, step) for step in STEPS}
+            return {step.name: _run_step(services, step) for step in steps}
     except LockBusy:
         log.debug("cleanup skipped: another process is running it")
         return None
@@ -97,12 +57,12 @@ def _run_step(services: Services, step: CleanupStep) -> int:
     return count
 
 
-def cleanup_forever(services: Services, sleep: Callable[[float], None]) -> None:
+def cleanup_forever(services: Services, steps: Sequence[CleanupStep], sleep: Callable[[float], None]) -> None:
     """Loop for a server worker greenlet: a pass every ``uploads.cleanup_interval``."""
     interval = services.settings.uploads.cleanup_interval.total_seconds()
     while True:
         sleep(interval)
         try:
-            run_cleanup(services)
+            run_cleanup(services, steps)
         except Exception:  # keep the loop alive whatever one pass does
             log.exception("cleanup pass failed")

@@ -1,13 +1,15 @@
-"""Small ports the services depend on; backends are chosen in ``hmacfs.app``."""
+"""Small ports the services depend on; backends are chosen in the composition root
+(``hmacfs.container``, ``hmacfs.composition``)."""
 
 from __future__ import annotations
 
 import threading
+import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -16,6 +18,18 @@ from sqlalchemy.orm import Session
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
+
+
+class TaskTypes(Protocol):
+    """The task handlers this server has (``hmacfs.tasks.registry.TaskHandlers``), as submitting sees them."""
+
+    def display_name(self, name: str) -> str | None:
+        """The handler's display name; None when this server has no handler ``name``."""
+
+    def validate(
+        self, name: str, parameters: dict[str, Any], account_id: uuid.UUID, session: Session
+    ) -> None:
+        """Check a known handler's parameters; raises ``ValueError("field: problem")``."""
 
 
 class SystemClock:

@@ -75,12 +75,13 @@ def post_worker_init(worker: Any) -> None:
     """
     import gevent
 
+    from hmacfs.composition import cleanup_steps
     from hmacfs.events.delivery import start_event_delivery
     from hmacfs.maintenance import cleanup_forever
     from hmacfs.uploads.running_hash import start_advancing
 
     services = worker.wsgi.extensions["hmacfs"]
-    gevent.spawn(cleanup_forever, services, gevent.sleep)
+    gevent.spawn(cleanup_forever, services, cleanup_steps(), gevent.sleep)
     start_advancing(services, gevent.spawn)
     start_event_delivery(
         gevent.spawn,

@@ -51,6 +51,7 @@ def make_settings(storage: Path, database_url: str = "", **sections: dict[str, A
         "storage": {"path": str(storage)},
         "database": {"url": database_url},
         "logging": {"access_log": False},
+        "tasks": {"handler_modules": ["tests.tasks.custom_handlers"]},
     }
     return Settings.model_validate(_merge(data, sections))
 

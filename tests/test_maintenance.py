@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from hmacfs.composition import cleanup_steps
 from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.files import NewFile, create_file_from_part
@@ -44,7 +45,7 @@ def test_cleanup_deletes_expired_files_and_their_bytes(app: Flask) -> None:
         assert blob is not None
         path = services.store.blob_path(blob.storage_key)
     assert path.exists()
-    result = run_cleanup(services)
+    result = run_cleanup(services, cleanup_steps())
     assert result is not None and result["files.expired"] == 1 and result["blobs.orphaned"] == 1
     assert not path.exists()
     with services.db.sessions() as session:
@@ -54,5 +55,5 @@ def test_cleanup_deletes_expired_files_and_their_bytes(app: Flask) -> None:
 def test_cleanup_skips_while_another_process_holds_the_lock(app: Flask) -> None:
     services: Services = app.extensions["hmacfs"]
     with services.locker.hold(CLEANUP_LOCK):
-        assert run_cleanup(services) is None
-    assert run_cleanup(services) is not None
+        assert run_cleanup(services, cleanup_steps()) is None
+    assert run_cleanup(services, cleanup_steps()) is not None

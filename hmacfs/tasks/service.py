@@ -28,7 +28,6 @@ from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus, TaskType
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.output import discard_partial_output
-from hmacfs.tasks.registry import find_handler, load_handler_modules
 
 SECRET_PARAMETER = "password"  # noqa: S105 (the name of the parameter, not a password)
 _SUBMITTABLE = {t.value for t in TaskType} - {TaskType.FILE_UPLOAD.value}
@@ -42,7 +41,7 @@ def _invalid(field: str, problem: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {problem}", details={"field": field})
 
 
-def _handler_name(type: str, parameters: dict[str, Any]) -> tuple[str, str | None]:
+def _handler_name(services: Services, type: str, parameters: dict[str, Any]) -> tuple[str, str | None]:
     if type not in _SUBMITTABLE:
         raise _invalid("type", f"unknown task type {type!r}")
     if type != TaskType.CUSTOM.value:
@@ -50,7 +49,7 @@ def _handler_name(type: str, parameters: dict[str, Any]) -> tuple[str, str | Non
     name = parameters.get("handler")
     if not isinstance(name, str) or not name:
         raise _invalid("parameters.handler", "required for Custom tasks")
-    if name in _SUBMITTABLE or find_handler(name) is None:
+    if name in _SUBMITTABLE or services.task_types.display_name(name) is None:
         raise _invalid("parameters.handler", f"no custom handler {name!r} is registered")
     return name, name
 
@@ -59,14 +58,10 @@ def validate_parameters(
     session: Session, services: Services, account_id: uuid.UUID, handler: str, parameters: dict[str, Any]
 ) -> None:
     """Run the handler's validator; its ``ValueError("field: problem")`` becomes a 400 naming the field."""
-    load_handler_modules(services.settings.tasks.handler_modules)
-    found = find_handler(handler)
-    if found is None:
+    if services.task_types.display_name(handler) is None:
         raise _invalid("type", f"no handler for {handler!r} in this server")
-    if found.validate is None:
-        return
     try:
-        found.validate(parameters, account_id, session, services)
+        services.task_types.validate(handler, parameters, account_id, session)
     except ValueError as exc:
         field, _, problem = str(exc).partition(": ")
         raise _invalid(f"parameters.{field}", problem or field) from None
@@ -97,16 +92,15 @@ def submit_task(
     if password is not None and (not isinstance(password, str) or not password):
         raise _invalid(f"parameters.{SECRET_PARAMETER}", "must be a non-empty string")
     secret = secret if secret is not None else password
-    load_handler_modules(services.settings.tasks.handler_modules)
-    handler, custom_type = _handler_name(type, parameters)
+    handler, custom_type = _handler_name(services, type, parameters)
     check = dict(parameters, **({SECRET_PARAMETER: secret} if secret is not None else {}))
     validate_parameters(session, services, account_id, handler, check)
-    found = find_handler(handler)
+    display_name = services.task_types.display_name(handler)
     now = services.clock.now()
     task = Task(
         id=uuid.uuid4(),
         task_id=new_task_id(),
-        name=(name or (found.display_name if found else type))[:255],
+        name=(name or display_name or type)[:255],
         description=description,
         type=type,
         custom_type=custom_type,

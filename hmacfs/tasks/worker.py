@@ -22,15 +22,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import FrameType
 
 from hmacfs.config import Settings
-from hmacfs.container import Services, build_services
+from hmacfs.container import Services
 from hmacfs.tasks import queue
 from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
 from hmacfs.tasks.output import discard_partial_output
 from hmacfs.tasks.queue import ClaimedTask
-from hmacfs.tasks.registry import find_handler, load_handler_modules
+from hmacfs.tasks.registry import TaskHandlers
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,12 @@ class ClaimSize:
 
 
 class Worker:
-    """One slot: claim, run, repeat until ``stop`` is set."""
+    """One slot: claim, run with its handler from ``handlers``, repeat until ``stop`` is set."""
 
-    def __init__(self, services: Services, stop: threading.Event) -> None:
+    def __init__(self, services: Services, stop: threading.Event, handlers: TaskHandlers) -> None:
         self.services = services
         self.stop = stop
+        self.handlers = handlers
         self.owner = worker_id()
         self._next_requeue = 0.0
         self.claim_size = ClaimSize(services.settings.tasks.claim_batch)
@@ -135,7 +137,7 @@ class Worker:
 
     def run_task(self, task: ClaimedTask) -> None:
         ctx = TaskContext.for_task(self.services, task, self.owner, self.stop)
-        handler = find_handler(task.custom_type or task.type)
+        handler = self.handlers.find(task.custom_type or task.type)
         try:
             if handler is None:
                 raise TaskError(f"no handler for {task.custom_type or task.type!r} in this worker")
@@ -183,42 +185,46 @@ def _install_stop(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, _handler)
 
 
-def run_slot(settings: Settings) -> None:
+# Builds a slot's services (no pre-ping: see run_slot) around the handlers loaded in the parent.
+BuildServices = Callable[[Settings, TaskHandlers], Services]
+
+
+def run_slot(settings: Settings, handlers: TaskHandlers, build: BuildServices) -> None:
     """Run one slot in this process until SIGTERM/SIGINT."""
     stop = threading.Event()
     _install_stop(stop)
-    load_handler_modules(settings.tasks.handler_modules)
     # No pre-ping: run_forever retries after any database error, and a dropped
     # connection fails once and is invalidated; the ping cost a round trip per claim.
-    services = build_services(settings, pre_ping=False)
+    services = build(settings, handlers)
     services.store.ensure_layout()
     try:
-        Worker(services, stop).run_forever()
+        Worker(services, stop, handlers).run_forever()
     finally:
         services.db.engine.dispose()
 
 
-def run_workers(settings: Settings, concurrency: int) -> None:
+def run_workers(settings: Settings, concurrency: int, handlers: TaskHandlers, build: BuildServices) -> None:
     """Run ``concurrency`` slots (one on SQLite) and restart any that dies, until SIGTERM.
 
-    Handler modules are imported here first, so a broken one stops the command at once
-    instead of crashing every slot in a loop.
+    ``handlers`` come from the composition root, which imported the handler modules
+    before this is called, so a broken one stops the command at once instead of
+    crashing every slot in a loop. ``build`` makes each slot's services.
     """
-    load_handler_modules(settings.tasks.handler_modules)
     if concurrency <= 1 or not settings.serves_many_processes:
-        run_slot(settings)
+        run_slot(settings, handlers, build)
         return
     stop = threading.Event()
     _install_stop(stop)
     context = multiprocessing.get_context("fork")
-    slots = [context.Process(target=run_slot, args=(settings,), daemon=False) for _ in range(concurrency)]
+    slot_args = (settings, handlers, build)
+    slots = [context.Process(target=run_slot, args=slot_args, daemon=False) for _ in range(concurrency)]
     for slot in slots:
         slot.start()
     while not stop.wait(0.5):
         for index, slot in enumerate(slots):
             if not slot.is_alive():
                 log.warning("worker slot %d exited (%s); restarting", index, slot.exitcode)
-                slots[index] = context.Process(target=run_slot, args=(settings,), daemon=False)
+                slots[index] = context.Process(target=run_slot, args=slot_args, daemon=False)
                 slots[index].start()
     for slot in slots:
         if slot.pid is not None and slot.is_alive():

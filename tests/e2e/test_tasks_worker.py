@@ -22,14 +22,14 @@ from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from hmacfs.composition import build_services
 from hmacfs.config import Settings, load_settings
-from hmacfs.container import Services, build_services
+from hmacfs.container import Services
 from hmacfs.db import make_engine
 from hmacfs.migrate import upgrade
 from hmacfs.models import File, Pool, Task
 from hmacfs.tasks import cancel_task, pause_task, resume_task
 from hmacfs.tasks.crypto import decrypt_stream
-from hmacfs.tasks.registry import load_handler_modules
 from tests.pg import PgServer
 from tests.tasks.helpers import add_bundle, add_file, file_bytes, submit, wait_finished
 from tests.tasks.slow_handlers import expected_output
@@ -94,7 +94,6 @@ def _cluster(workdir: Path, url: str) -> Cluster:
     )
     settings = load_settings(config)
     upgrade(make_engine(url))
-    load_handler_modules(settings.tasks.handler_modules)
     services = build_services(settings)
     services.store.ensure_layout()
     return Cluster(workdir, config, settings, services)

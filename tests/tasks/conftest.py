@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hmacfs.container import Services, build_services
+from hmacfs.composition import build_services, task_handlers
+from hmacfs.container import Services
 from hmacfs.db import Database
 from hmacfs.tasks.worker import Worker
 from tests.conftest import make_settings
@@ -35,7 +36,7 @@ def services(tmp_path: Path, engine: Engine, sessions: sessionmaker[Session]) ->
 
 def drain(services: Services, limit: int = 50) -> int:
     """Run the worker loop in this process until the queue is empty; returns the batches run."""
-    worker = Worker(services, threading.Event())
+    worker = Worker(services, threading.Event(), task_handlers(services.settings))
     for count in range(limit):
         if not worker.run_once():
             return count

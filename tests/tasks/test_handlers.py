@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from hmacfs.composition import task_handlers
 from hmacfs.container import Services
 from hmacfs.models import Blob, File, Pool, Task
 from hmacfs.tasks.crypto import decrypt_stream
 from hmacfs.tasks.handlers.common import blob_file_path
-from hmacfs.tasks.registry import task_handler
 from tests.tasks.conftest import drain
 from tests.tasks.helpers import add_bundle, add_file, file_bytes, submit
 
@@ -277,13 +277,6 @@ def test_conversion_of_a_non_image_fails_clearly(
     assert task.status == "Failed" and "not an image" in (task.error_message or "")
 
 
-@task_handler("test-count")
-def _count(ctx) -> None:  # type: ignore[no-untyped-def]
-    for step in range(3):
-        ctx.checkpoint(step, 3)
-    ctx.results["echo"] = ctx.parameters["value"]
-
-
 def test_custom_handler(session: Session, services: Services, account: uuid.UUID) -> None:
     task = _run(session, services, account, "Custom", handler="test-count", value=42)
     assert task.status == "Completed" and task.custom_type == "test-count"
@@ -330,7 +323,7 @@ def test_encrypt_and_decrypt_resume_after_an_interruption(
     file = add_file(session, small, account, data, "resume.bin")
     for type, resumed in (("FileEncrypt", "encrypt"), ("FileDecrypt", "decrypt")):
         task_id = submit(session, small, account, type, fileId=str(file.id), password="pw")
-        Worker(small, _StopAfter(5)).run_once()
+        Worker(small, _StopAfter(5), task_handlers(small.settings)).run_once()
         interrupted = _task(session, task_id)
         assert (interrupted.status, interrupted.attempts) == ("Pending", 0), resumed
         assert interrupted.results["_checkpoint"]["segments"] >= 3

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from hmacfs.composition import cleanup_steps
 from hmacfs.container import Services
 from hmacfs.maintenance import run_cleanup
 from hmacfs.models import Blob, File, Pool, Task
@@ -98,7 +99,7 @@ def test_cleanup_removes_output_parts_a_crash_left_in_a_pools_path_once_their_ta
     }
     for path in stray.values():
         path.write_bytes(b"left behind")
-    report = run_cleanup(services)
+    report = run_cleanup(services, cleanup_steps())
     assert report is not None and report["tasks.stray_parts"] == 2
     assert not stray["finished"].exists() and not stray["gone"].exists()
     assert stray["pending"].exists() and stray["upload"].exists()

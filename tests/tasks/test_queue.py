@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
+from hmacfs.composition import cleanup_steps, task_handlers
 from hmacfs.container import Services
 from hmacfs.errors import Conflict, NotFound, ValidationFailed
 from hmacfs.models import Event, Task
@@ -17,15 +18,9 @@ from hmacfs.tasks import cancel_task, pause_task, resume_task, submit_task
 from hmacfs.tasks.context import TaskContext, TaskStopped
 from hmacfs.tasks.events import should_publish_progress
 from hmacfs.tasks.queue import claim_tasks, release_task, requeue_lapsed
-from hmacfs.tasks.registry import task_handler
 from tests.tasks.helpers import add_file
 
 LEASE = timedelta(seconds=30)
-
-
-@task_handler("test-noop")
-def _noop(ctx: TaskContext) -> None:
-    ctx.results["ok"] = True
 
 
 def _custom(session: Session, services: Services, account: uuid.UUID, priority: int = 0) -> Task:
@@ -268,18 +263,18 @@ def test_the_periodic_cleanup_runs_the_tasks_step(
     cancel_task(session, services, account, task.task_id)
     task.last_activity = services.clock.now() - timedelta(days=31)
     session.commit()
-    result = run_cleanup(services)
+    result = run_cleanup(services, cleanup_steps())
     assert result is not None and result["tasks.finished"] == 1
 
 
 def test_worker_loop_survives_database_errors(tmp_path: Path) -> None:
-    from hmacfs.container import build_services
+    from hmacfs.composition import build_services
     from hmacfs.tasks.worker import Worker
     from tests.conftest import make_settings
 
     broken = build_services(make_settings(tmp_path, f"sqlite:///{tmp_path}/missing-dir/none/x.db"))
     stop = threading.Event()
-    worker = Worker(broken, stop)
+    worker = Worker(broken, stop, task_handlers(broken.settings))
     timer = threading.Timer(0.3, stop.set)
     timer.start()
     worker.run_forever()  # returns once stopped instead of dying on the first error
@@ -306,13 +301,6 @@ def test_claim_size_grows_only_for_a_deep_queue_of_short_tasks() -> None:
     assert one_at_a_time.size == 1
 
 
-@task_handler("test-sleep")
-def _sleep(ctx: TaskContext) -> None:
-    import time
-
-    time.sleep(float(ctx.parameters["seconds"]))
-
-
 def test_a_slot_gives_back_claimed_tasks_still_waiting_behind_a_long_one(
     session: Session, services: Services, account: uuid.UUID
 ) -> None:
@@ -322,7 +310,7 @@ def test_a_slot_gives_back_claimed_tasks_still_waiting_behind_a_long_one(
     long = submit_task(session, services, account, "Custom", parameters, priority=10)  # claimed first
     waiting = [_custom(session, services, account) for _ in range(2)]
     session.commit()
-    worker = Worker(services, threading.Event())
+    worker = Worker(services, threading.Event(), task_handlers(services.settings))
     worker._give_back_after = 0.1
     worker.claim_size.size = 3  # as if its earlier tasks had been short
     assert worker.run_once()

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hmacfs.composition import build_services
 from hmacfs.config import Settings
-from hmacfs.container import Services, build_services
+from hmacfs.container import Services
 from hmacfs.db import Database
 from hmacfs.errors import Conflict
 from hmacfs.models import UploadChunk, UploadTask

@@ -14,8 +14,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
+from hmacfs.composition import build_services, cleanup_steps
 from hmacfs.config import Settings
-from hmacfs.container import Services, build_services
+from hmacfs.container import Services
 from hmacfs.db import Database
 from hmacfs.errors import Conflict
 from hmacfs.maintenance import run_cleanup
@@ -103,7 +104,7 @@ def test_cleanup_pass_includes_the_upload_step(tmp_path: Path) -> None:
 
     services = build_services(settings)
     upgrade(services.db.engine)
-    result = run_cleanup(services)
+    result = run_cleanup(services, cleanup_steps())
     assert result is not None and result["uploads.stale"] == 0 and result["uploads.scratch"] == 0
     assert list(result).index("uploads.stale") < list(result).index("blobs.orphaned")
 

@@ -8,12 +8,9 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hmacfs.tasks import registry
 from hmacfs.web.context import services
 from tests.conftest import bearer
 from tests.tasks.helpers import add_file
-
-registry.task_handler("api-test")(lambda ctx: None)
 
 
 def _create(client: FlaskClient, auth: dict[str, str], **body: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
+from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.models import File
 from hmacfs.tasks.context import TaskContext, TaskError
@@ -44,7 +45,7 @@ BLOCK = 1024 * 1024
 RATIO_FLOOR = 1024 * 1024
 
 
-def _validate_compress(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+def _validate_compress(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings) -> None:
     check_owned_files(session, account, "fileIds", id_list_param(parameters, "fileIds"))
     fmt = choice_param(parameters, "compressionFormat", FORMATS, "zip")
     int_param(parameters, "compressionLevel", 0, 9, 6)
@@ -160,7 +161,7 @@ def _write_tar(writer: PartWriter, sources: list[_Source], level: int, progress:
 
 # -- decompression ------------------------------------------------------------------------
 def _validate_decompress(
-    parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services
+    parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings
 ) -> None:
     file_id = uuid_param(parameters, "fileId")
     assert file_id is not None

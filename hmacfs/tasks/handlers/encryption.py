@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from hmacfs.container import Services
+from hmacfs.config import Settings
 from hmacfs.files.service import replace_content
 from hmacfs.models import File
 from hmacfs.tasks.context import TaskContext, TaskError
@@ -52,11 +52,11 @@ def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, 
         raise ValueError("fileId: " + ("is not encrypted" if encrypted else "is already encrypted"))
 
 
-def _validate_encrypt(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+def _validate_encrypt(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings) -> None:
     _validate(parameters, account, session, encrypted=False)
 
 
-def _validate_decrypt(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+def _validate_decrypt(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings) -> None:
     _validate(parameters, account, session, encrypted=True)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.files import adopt_copy, blob_root, delete_file
 from hmacfs.models import Blob, File, Pool
@@ -46,7 +47,7 @@ from hmacfs.tasks.registry import task_handler
 OPERATIONS = ("delete", "move", "copy", "set-expiry")
 
 
-def _validate_move(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+def _validate_move(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings) -> None:
     check_owned_files(session, account, "fileIds", id_list_param(parameters, "fileIds"))
     check_pool(session, "targetPoolId", uuid_param(parameters, "targetPoolId"))
     check_bundle(session, account, "targetBundleId", uuid_param(parameters, "targetBundleId", required=False))
@@ -134,7 +135,7 @@ def _switch(
 
 
 # -- bulk ----------------------------------------------------------------------------------
-def _validate_bulk(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+def _validate_bulk(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings) -> None:
     operation = choice_param(parameters, "operationType", OPERATIONS, "")
     check_owned_files(session, account, "targetIds", id_list_param(parameters, "targetIds"))
     options = parameters.get("operationParameters", {})

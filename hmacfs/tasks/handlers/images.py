@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from hmacfs.container import Services
+from hmacfs.config import Settings
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.handlers.common import (
     PartWriter,
@@ -33,7 +33,7 @@ FORMATS = {
 MAX_DIMENSION = 20_000
 
 
-def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Services) -> None:
+def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, _: Settings) -> None:
     file_id = uuid_param(parameters, "fileId")
     assert file_id is not None
     check_owned_files(session, account, "fileId", [file_id])

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hmacfs.container import Services
+from hmacfs.config import Settings
 from hmacfs.models import Blob, File
 from hmacfs.storage.local import normal_root
 from hmacfs.tasks.context import TaskContext
@@ -28,20 +28,20 @@ from hmacfs.tasks.handlers.relocation import copy_blob, delete_stale, switch_roo
 from hmacfs.tasks.registry import task_handler
 
 
-def allowed_root(services: Services, target: Any) -> Path:
+def allowed_root(settings: Settings, target: Any) -> Path:
     """The configured migration root ``target`` names; ValueError otherwise."""
     if not isinstance(target, str) or not target:
         raise ValueError("targetStoragePath: required")
     wanted = normal_root(target)
-    for root in services.settings.tasks.migration_roots:
+    for root in settings.tasks.migration_roots:
         if normal_root(root) == wanted:
             return wanted
     raise ValueError("targetStoragePath: not one of the configured tasks.migration_roots")
 
 
-def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, services: Services) -> None:
+def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, settings: Settings) -> None:
     check_pool(session, "poolId", uuid_param(parameters, "poolId"))
-    allowed_root(services, parameters.get("targetStoragePath"))
+    allowed_root(settings, parameters.get("targetStoragePath"))
 
 
 def _blob_ids(ctx: TaskContext, root: Path) -> list[str]:
@@ -60,7 +60,7 @@ def _blob_ids(ctx: TaskContext, root: Path) -> list[str]:
 
 @task_handler("StorageMigration", validate=_validate, display_name="Storage Migration")
 def migrate(ctx: TaskContext) -> None:
-    root = allowed_root(ctx.services, ctx.parameters.get("targetStoragePath"))
+    root = allowed_root(ctx.services.settings, ctx.parameters.get("targetStoragePath"))
     state = dict(ctx.state)
     ids: list[str] = state.get("blobs") or _blob_ids(ctx, root)
     done, moved, stale = int(state.get("done", 0)), int(state.get("bytes", 0)), list(state.get("stale", []))
