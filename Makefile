@@ -1,7 +1,8 @@
 # hmacfs — two commands on a fresh machine:
 #   make run    create .venv, install, migrate the embedded SQLite database, serve on 127.0.0.1:8080
 #   make test   create .venv with the test extras and run the whole suite (SQLite and PostgreSQL)
-#               (with node and npm on the machine, also the tus-js-client interop test;
+#               (with node and npm on the machine, also the tus-js-client interop test, and with
+#               Debian's chromium too, the browser test of the page at / (playwright-core);
 #               with Debian's prosody, prosody-modules and ejabberd, the XMPP interop tests)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -37,13 +38,13 @@ run: $(VENV)/.installed $(RUN_CONFIG)
 	@echo "hmacfs: http://127.0.0.1:8080/health  (config: $(RUN_CONFIG); a token: HMACFS_CONFIG=$(RUN_CONFIG) $(BIN)/hmacfs token issue --account <uuid>)"
 	HMACFS_CONFIG=$(RUN_CONFIG) $(BIN)/hmacfs serve --bind 127.0.0.1:8080
 
-# The pinned npm packages of the end-to-end tests (tus-js-client). Without npm the
-# test that needs them is skipped (it says why); with npm they are always installed.
+# The pinned npm packages of the end-to-end tests (tus-js-client, playwright-core). Without npm the
+# tests that need them are skipped (it says why); with npm they are always installed.
 $(JS_TESTS)/node_modules/.package-lock.json: $(JS_TESTS)/package.json $(JS_TESTS)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 		cd $(JS_TESTS) && npm ci --no-audit --no-fund; \
 	else \
-		echo "npm not found: the tus-js-client test will be skipped"; \
+		echo "npm not found: the tus-js-client and browser tests will be skipped"; \
 	fi
 
 test: $(VENV)/.installed-test $(JS_TESTS)/node_modules/.package-lock.json
