@@ -68,11 +68,33 @@ class ServerSettings(_Section):
         return origins
 
 
+def normalise_database_url(url: str) -> str:
+    """``url`` with the driver hmacfs ships named: plain ``postgresql://`` and Heroku's
+    ``postgres://`` become ``postgresql+psycopg2://`` (``postgres+DRIVER://`` becomes
+    ``postgresql+DRIVER://``); any other URL is returned unchanged.
+
+    SQLAlchemy 2.1 reads a plain ``postgresql://`` as psycopg 3, which is not
+    installed: the form every hosting guide uses would crash the workers at boot.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    backend, plus, driver = scheme.partition("+")
+    if backend.lower() not in ("postgres", "postgresql"):
+        return url
+    return f"postgresql+{driver if plus else 'psycopg2'}://{rest}"
+
+
 class DatabaseSettings(_Section):
     url: str = ""
     pool_size: int = Field(20, ge=1)
     max_overflow: int = Field(10, ge=0)
     echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _named_driver(cls, url: str) -> str:
+        return normalise_database_url(url)
 
 
 class SecuritySettings(_Section):
@@ -272,6 +294,7 @@ def load_settings(
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    _check_driver(settings.database_url)
     if require_secrets:
         _check_secrets(settings)
     return settings
@@ -330,6 +353,37 @@ def _describe(exc: ValidationError) -> list[str]:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{key}: {message}" if key else message)
     return problems
+
+
+def database_driver_problem(url: str) -> str | None:
+    """Why the database driver of ``url`` cannot be used, or None when it imports.
+
+    Loads SQLAlchemy's dialect and imports its DBAPI module, so a missing driver
+    stops start-up (and ``hmacfs config check``) here, naming the driver,
+    instead of killing every worker with a traceback at its first connection.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "not a database URL (e.g. postgresql://user@host/db or sqlite:///path)"
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        return f"unknown database or driver {parsed.drivername!r}"
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        return f"driver {parsed.drivername!r} cannot be imported ({exc}); hmacfs ships postgresql+psycopg2"
+    return None
+
+
+def _check_driver(url: str) -> None:
+    problem = database_driver_problem(url)
+    if problem is not None:
+        raise ConfigError([f"database.url: {problem}"])
 
 
 def _check_secrets(settings: Settings) -> None:

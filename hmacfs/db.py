@@ -13,6 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from hmacfs.config import normalise_database_url
+
 T = TypeVar("T")
 
 DEFAULT_POOL_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
@@ -45,6 +47,9 @@ def create_database(
 def make_engine(
     url: str, *, pool_size: int = 20, max_overflow: int = 10, echo: bool = False, pre_ping: bool = True
 ) -> Engine:
+    """The engine for ``url``; a plain ``postgresql://`` or ``postgres://`` URL means psycopg2
+    (see ``normalise_database_url``)."""
+    url = normalise_database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo)

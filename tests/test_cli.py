@@ -83,3 +83,22 @@ def test_serve_refuses_bad_config(tmp_path: Path) -> None:
     bad.write_text("[server]\nworkerz = 3\n")
     result = run("serve", config=bad)
     assert result.returncode == 2 and "server.workerz: unknown key" in result.stderr
+
+
+def test_config_check_names_a_driver_that_cannot_be_imported(tmp_path: Path) -> None:
+    """psycopg 3 is what SQLAlchemy 2.1 picks for a bare postgresql+psycopg URL; it is not installed."""
+    config = good_config(tmp_path, database={"url": "postgresql+psycopg://postgres@127.0.0.1/hmacfs"})
+    result = run("config", "check", str(config))
+    assert result.returncode == 2
+    assert "database.url: driver 'postgresql+psycopg' cannot be imported" in result.stderr
+    assert "Traceback" not in result.stderr
+    upgrade = run("db", "upgrade", config=config)
+    assert upgrade.returncode == 2
+    assert "database.url: driver 'postgresql+psycopg'" in upgrade.stderr
+
+
+def test_config_check_accepts_a_plain_postgresql_url(tmp_path: Path) -> None:
+    config = good_config(tmp_path, database={"url": "postgres://postgres@127.0.0.1/hmacfs"})
+    assert run("config", "check", str(config)).returncode == 0
+    shown = run("config", "show", config=config)
+    assert '"url": "postgresql+psycopg2://postgres@127.0.0.1/hmacfs"' in shown.stdout

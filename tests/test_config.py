@@ -90,7 +90,7 @@ def test_seed_environment_names(tmp_path: Path) -> None:
         "UPLOAD_CLEANUP_INTERVAL_MINUTES": "15",
     }
     settings = load_settings(write(tmp_path, ""), env)
-    assert settings.database_url == "postgresql://db/x"
+    assert settings.database_url == "postgresql+psycopg2://db/x"  # the shipped driver, named
     assert settings.storage.path == Path("/srv/up")
     assert settings.uploads.chunk_size == 5242880
     assert settings.uploads.max_chunk_size == 16777216
