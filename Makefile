@@ -4,25 +4,45 @@
 #               (with node and npm on the machine, also the tus-js-client interop test, and with
 #               Debian's chromium too, the browser test of the page at / (playwright-core);
 #               with Debian's prosody, prosody-modules and ejabberd, the XMPP interop tests)
+#   make lock   re-resolve requirements.lock after a change to setup.cfg (see docs/dependencies.md)
+# Every install takes its versions from requirements.lock (pip's constraints), so a
+# fresh clone runs the versions CI tested.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN_CONFIG ?= var/hmacfs.toml
+LOCK   := requirements.lock
+UV_VERSION := 0.13.9
 JS_TESTS := tests/e2e/js
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean lock lock-upgrade
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
-$(VENV)/.installed: setup.cfg setup.py | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+$(VENV)/.installed: setup.cfg setup.py $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(LOCK) -e .
 	touch $@
 
-$(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+$(VENV)/.installed-test: setup.cfg setup.py $(LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[test,dev]'
 	touch $@ $(VENV)/.installed
+
+# requirements.lock: every package of the install and of the test and dev extras,
+# pinned, resolved from PyPI by uv. `make lock` keeps the current pins that still
+# satisfy setup.cfg; `make lock-upgrade` moves every pin to the newest allowed.
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
+
+LOCK_COMPILE = $(BIN)/uv pip compile setup.cfg --extra test --extra dev --python-version 3.11 \
+	--no-emit-index-url --custom-compile-command 'make lock' --quiet --output-file $(LOCK)
+
+lock: | $(BIN)/uv
+	$(LOCK_COMPILE)
+
+lock-upgrade: | $(BIN)/uv
+	$(LOCK_COMPILE) --upgrade
 
 # A local configuration with freshly generated secrets, made once.
 $(RUN_CONFIG): etc/hmacfs.toml | $(BIN)/python
