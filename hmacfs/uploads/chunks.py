@@ -29,11 +29,11 @@ from hmacfs.storage.local import blocks_reader
 from hmacfs.storage.range_lock import PartLock
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
+from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.part_locks import held_or_open, keep_until_transaction_end
 from hmacfs.uploads.running_hash import bytes_replaced, chunk_recorded
 from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store, release_connection
-from hmacfs.uploads.tus_headers import ExpectedDigest
 
 
 @dataclass(frozen=True)

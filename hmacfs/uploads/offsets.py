@@ -26,6 +26,7 @@ from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
 from hmacfs.uploads.chunks import check_still_open, record_chunk, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial
+from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.service import (
     NewUpload,
@@ -37,7 +38,6 @@ from hmacfs.uploads.service import (
     part_store,
     release_connection,
 )
-from hmacfs.uploads.tus_headers import ExpectedDigest
 
 
 def upload_lock_key(task: UploadTask) -> str:

@@ -19,9 +19,9 @@ from gunicorn.http.unreader import SocketUnreader
 from werkzeug.exceptions import ClientDisconnected
 
 from hmacfs.errors import BadRequest
-from hmacfs.multipart import FieldStream
 from hmacfs.storage.copying import Reader
 from hmacfs.web.context import services
+from hmacfs.web.multipart_form import FieldStream
 
 _READ = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)

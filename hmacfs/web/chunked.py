@@ -21,13 +21,11 @@ from hmacfs.db import commit_each_statement
 from hmacfs.errors import BadRequest, NotFound
 from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
-from hmacfs.uploads.chunking import check_file_name, missing_chunks
-from hmacfs.uploads.chunks import write_chunk
-from hmacfs.uploads.service import NewUpload, create_upload, get_upload, uploaded_indexes
-from hmacfs.uploads.tus_headers import parse_chunk_digest
+from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.signature import signed_or_account
+from hmacfs.web.tus_headers import parse_chunk_digest
 
 chunked = Blueprint("chunked", __name__)
 
@@ -64,10 +62,10 @@ def _session_id() -> str:
 @chunked.post("/chunked-upload")
 def start_session() -> tuple[Response, int]:
     account = signed_or_account()
-    name = check_file_name(request.headers.get("X-Filename"), "X-Filename")
+    name = engine.check_file_name(request.headers.get("X-Filename"), "X-Filename")
     size = _int_header("X-Total-Size")
     assert size is not None
-    new = NewUpload(
+    new = engine.NewUpload(
         protocol=Protocol.CHUNKED,
         file_name=name,
         file_size=size,
@@ -79,7 +77,7 @@ def start_session() -> tuple[Response, int]:
         raise BadRequest(
             "X-Total-Size must be positive", code="INVALID_FILE_SIZE", details={"field": "X-Total-Size"}
         )
-    task = create_upload(db_session(), services(), new)
+    task = engine.create(db_session(), services(), new)
     body = {"session_id": task.task_id, "chunk_size": task.chunk_size, "total_chunks": task.chunks_count}
     return jsonify(body), 201
 
@@ -90,12 +88,12 @@ def put_chunk() -> Response:
     account = optional_account()
     session = db_session()
     commit_each_statement(session)  # its reads need no transaction (a round trip is 0.3 ms)
-    task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
+    task = engine.find(session, _session_id(), account, Protocol.CHUNKED)
     index = _int_header("X-Chunk-Number")
     assert index is not None
     digest = parse_chunk_digest(request.headers.get("Content-Digest"), request.headers.get("X-Chunk-SHA256"))
     read, declared = chunk_body()
-    result = write_chunk(
+    result = engine.write_chunk(
         session, services(), task, index, read, declared_length=declared, digest=digest, auto_complete=True
     )
     task = result.task
@@ -115,17 +113,15 @@ def put_chunk() -> Response:
 @chunked.get("/upload-status")
 def session_status() -> Response:
     account = optional_account()
-    session = db_session()
-    task = get_upload(session, _session_id(), account, Protocol.CHUNKED)
-    uploaded = uploaded_indexes(session, task)
-    return jsonify(_status_body(task, uploaded))
+    return jsonify(_status_body(engine.status(db_session(), _session_id(), account, Protocol.CHUNKED)))
 
 
 def _fraction(task: UploadTask) -> float:
     return round(task.bytes_received / task.file_size, 4) if task.file_size else 0.0
 
 
-def _status_body(task: UploadTask, uploaded: list[int]) -> dict[str, Any]:
+def _status_body(state: engine.UploadState) -> dict[str, Any]:
+    task = state.task
     return {
         "session_id": task.task_id,
         "filename": task.file_name,
@@ -133,6 +129,6 @@ def _status_body(task: UploadTask, uploaded: list[int]) -> dict[str, Any]:
         "uploaded_bytes": task.bytes_received,
         "progress": _fraction(task),
         "completed": task.status == UploadStatus.COMPLETED,
-        "chunks": len(uploaded),
-        "missing_chunks": missing_chunks(task.chunks_count or 0, uploaded),
+        "chunks": len(state.uploaded_chunks),
+        "missing_chunks": state.missing_chunks,
     }

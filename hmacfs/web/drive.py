@@ -10,23 +10,8 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from hmacfs.auth import current_account
 from hmacfs.db import DEFAULT_POOL_ID, commit_each_statement
 from hmacfs.errors import Conflict, NotFound
-from hmacfs.files import find_duplicate
-from hmacfs.models import Bundle, Pool
 from hmacfs.models.status import Protocol
-from hmacfs.uploads.chunking import missing_chunks
-from hmacfs.uploads.chunks import write_chunk
-from hmacfs.uploads.completion import complete_upload
-from hmacfs.uploads.queries import (
-    check_filter,
-    cleanup_finished,
-    eta_seconds,
-    list_uploads,
-    recent_uploads,
-    upload_speed,
-    upload_stats,
-)
-from hmacfs.uploads.service import cancel_upload, create_upload, get_upload, uploaded_indexes
-from hmacfs.uploads.tus_headers import parse_chunk_digest
+from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.drive_forms import (
@@ -38,6 +23,7 @@ from hmacfs.web.drive_forms import (
     task_json,
 )
 from hmacfs.web.params import json_object
+from hmacfs.web.tus_headers import parse_chunk_digest
 
 PREFIXES = {"drive_api": "/api/files/upload", "drive_gateway": "/drive/files/upload"}
 
@@ -62,14 +48,12 @@ def create() -> Response:
     session = db_session()
     new = parse_create(json_object(), account, DEFAULT_POOL_ID)
     if new.bundle_id is not None:
-        bundle = session.get(Bundle, new.bundle_id)
-        if bundle is None or bundle.account_id != account:
-            raise NotFound("no such bundle", code="BUNDLE_NOT_FOUND", details={"field": "bundleId"})
+        engine.check_bundle(session, new.bundle_id, account)
     assert new.sha256 is not None
-    existing = find_duplicate(session, new.sha256.lower(), account, services().clock.now())
+    existing = engine.find_duplicate(session, new.sha256.lower(), account, services().clock.now())
     if existing is not None:
         return jsonify({"fileExists": True, "file": file_json(existing)})
-    task = create_upload(session, services(), new)
+    task = engine.create(session, services(), new)
     return jsonify(
         {
             "fileExists": False,
@@ -85,10 +69,12 @@ def chunk(task_id: str, index: int) -> Response:
     account = current_account()  # before any database work
     session = db_session()
     commit_each_statement(session)  # its reads need no transaction (a round trip is 0.3 ms)
-    task = get_upload(session, task_id, account, Protocol.DRIVE)
+    task = engine.find(session, task_id, account, Protocol.DRIVE)
     digest = parse_chunk_digest(_header("Content-Digest"), _header("X-Chunk-SHA256"))
     read, declared = chunk_body("chunk")
-    result = write_chunk(session, services(), task, index, read, declared_length=declared, digest=digest)
+    result = engine.write_chunk(
+        session, services(), task, index, read, declared_length=declared, digest=digest
+    )
     if not result.stored:
         raise Conflict("chunk already uploaded", code="CHUNK_EXISTS", details={"chunkIndex": index})
     return jsonify({"taskId": task_id, "chunkIndex": index, **progress_json(result.task)})
@@ -101,13 +87,13 @@ def _header(name: str) -> str | None:
 @drive.post("/complete/<task_id>")
 def complete(task_id: str) -> Response:
     session = db_session()
-    task = get_upload(session, task_id, current_account(), Protocol.DRIVE)
-    return jsonify(file_json(complete_upload(session, services(), task)))
+    task = engine.find(session, task_id, current_account(), Protocol.DRIVE)
+    return jsonify(file_json(engine.complete(session, services(), task)))
 
 
 @drive.get("/tasks")
 def tasks() -> Response:
-    tasks, total = list_uploads(db_session(), current_account(), check_filter(parse_filter()))
+    tasks, total = engine.list_uploads(db_session(), current_account(), engine.check_filter(parse_filter()))
     response = jsonify([task_json(task) for task in tasks])
     response.headers["X-Total"] = str(total)
     return response
@@ -116,48 +102,40 @@ def tasks() -> Response:
 @drive.get("/tasks/recent")
 def recent() -> Response:
     return jsonify(
-        [task_json(task) for task in recent_uploads(db_session(), current_account(), recent_limit())]
+        [task_json(task) for task in engine.recent_uploads(db_session(), current_account(), recent_limit())]
     )
 
 
 @drive.get("/progress/<task_id>")
 def progress(task_id: str) -> Response:
-    return jsonify(progress_json(get_upload(db_session(), task_id, current_account(), Protocol.DRIVE)))
+    return jsonify(progress_json(engine.find(db_session(), task_id, current_account(), Protocol.DRIVE)))
 
 
 @drive.get("/resume/<task_id>")
 def resume(task_id: str) -> Response:
-    session = db_session()
-    task = get_upload(session, task_id, current_account(), Protocol.DRIVE)
-    uploaded = uploaded_indexes(session, task)
-    return jsonify(
-        {
-            **task_json(task),
-            "uploadedChunks": uploaded,
-            "missingChunks": missing_chunks(task.chunks_count or 0, uploaded),
-        }
-    )
+    state = engine.status(db_session(), task_id, current_account(), Protocol.DRIVE)
+    uploaded, missing = state.uploaded_chunks, state.missing_chunks
+    return jsonify({**task_json(state.task), "uploadedChunks": uploaded, "missingChunks": missing})
 
 
 @drive.delete("/task/<task_id>")
 def cancel(task_id: str) -> tuple[str, int]:
     session = db_session()
-    cancel_upload(session, services(), get_upload(session, task_id, current_account(), Protocol.DRIVE))
+    engine.cancel(session, services(), engine.find(session, task_id, current_account(), Protocol.DRIVE))
     return "", 204
 
 
 @drive.get("/tasks/<task_id>/details")
 def details(task_id: str) -> Response:
     session = db_session()
-    task = get_upload(session, task_id, current_account(), Protocol.DRIVE)
-    speed = upload_speed(session, task)
-    pool = session.get(Pool, task.pool_id)
-    bundle = None if task.bundle_id is None else session.get(Bundle, task.bundle_id)
+    task = engine.find(session, task_id, current_account(), Protocol.DRIVE)
+    found = engine.details(session, task)
+    pool, bundle = found.pool, found.bundle
     return jsonify(
         {
             **task_json(task),
-            "uploadSpeed": round(speed, 1),
-            "estimatedTimeRemaining": eta_seconds(task, speed),
+            "uploadSpeed": round(found.speed, 1),
+            "estimatedTimeRemaining": found.eta,
             "pool": None if pool is None else {"id": str(pool.id), "name": pool.name, "public": pool.public},
             "bundle": None if bundle is None else {"id": str(bundle.id), "name": bundle.name},
         }
@@ -166,7 +144,7 @@ def details(task_id: str) -> Response:
 
 @drive.get("/stats")
 def stats() -> Response:
-    found = upload_stats(db_session(), current_account())
+    found = engine.upload_stats(db_session(), current_account())
     recent = found.pop("recentActivity")
     assert isinstance(recent, list)
     return jsonify({**found, "recentActivity": [task_json(task) for task in recent]})
@@ -174,5 +152,5 @@ def stats() -> Response:
 
 @drive.delete("/tasks/cleanup")
 def cleanup() -> Response:
-    removed = cleanup_finished(db_session(), services(), current_account())
+    removed = engine.cleanup_finished(db_session(), services(), current_account())
     return jsonify({"removed": removed})

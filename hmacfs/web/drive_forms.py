@@ -12,10 +12,7 @@ from flask import request
 from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadTask, iso_utc
 from hmacfs.models.status import Protocol
-from hmacfs.uploads.chunking import check_file_name, progress_percent
-from hmacfs.uploads.notify import progress_data
-from hmacfs.uploads.queries import TaskFilter
-from hmacfs.uploads.service import NewUpload
+from hmacfs.uploads.engine import NewUpload, TaskFilter, check_file_name, progress_data, progress_percent
 from hmacfs.web.params import query_flag, query_int
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")

@@ -20,12 +20,10 @@ from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import BadRequest, Forbidden, Gone, HmacfsError, LengthRequired, Unauthorized
 from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
-from hmacfs.uploads.chunking import check_file_name
-from hmacfs.uploads.offsets import concatenate, find_parts, finish_if_done, terminate_upload, write_at_offset
-from hmacfs.uploads.policy import get_pool
-from hmacfs.uploads.queries import expires_at
-from hmacfs.uploads.service import NewUpload, create_upload, get_upload
-from hmacfs.uploads.tus_headers import (
+from hmacfs.uploads import engine
+from hmacfs.web.bodies import request_body
+from hmacfs.web.context import db_session, services
+from hmacfs.web.tus_headers import (
     CHECKSUM_ALGORITHMS,
     TUS_VERSION,
     encode_metadata,
@@ -34,8 +32,6 @@ from hmacfs.uploads.tus_headers import (
     parse_offset,
     parse_upload_checksum,
 )
-from hmacfs.web.bodies import request_body
-from hmacfs.web.context import db_session, services
 
 tus = Blueprint("tus", __name__)
 
@@ -86,17 +82,19 @@ def options(upload_id: str | None = None) -> tuple[str, int, dict[str, str]]:
 def _caller(pool_id: uuid.UUID) -> uuid.UUID | None:
     """The JWT account; anonymous callers only into a pool that allows them."""
     account = optional_account()
-    if account is None and not get_pool(db_session(), pool_id).allow_anonymous:
+    if account is None and not engine.pool_allows_anonymous(db_session(), pool_id):
         raise Unauthorized("authentication required for this pool", code="AUTHENTICATION_REQUIRED")
     return account
 
 
-def _new_upload(metadata: dict[str, str | None], size: int | None, account: uuid.UUID | None) -> NewUpload:
+def _new_upload(
+    metadata: dict[str, str | None], size: int | None, account: uuid.UUID | None
+) -> engine.NewUpload:
     name = metadata.get("filename") or metadata.get("name") or "upload"
     content_type = metadata.get("filetype") or metadata.get("type") or "application/octet-stream"
-    return NewUpload(
+    return engine.NewUpload(
         protocol=Protocol.TUS,
-        file_name=check_file_name(name, "Upload-Metadata filename"),
+        file_name=engine.check_file_name(name, "Upload-Metadata filename"),
         file_size=size,
         account_id=account,
         pool_id=_metadata_pool(metadata),
@@ -131,18 +129,18 @@ def create() -> tuple[str, int, dict[str, str]]:
     concat = parse_concat(request.headers.get("Upload-Concat"))
     session = db_session()
     if concat is not None and concat.kind == "final":
-        parts = find_parts(session, concat.parts, account)
+        parts = engine.find_parts(session, concat.parts, account)
         new = _new_upload(metadata, None, account)
         stored = {**(new.metadata or {}), "parts": list(concat.parts)}
-        task = concatenate(session, services(), replace(new, metadata=stored), parts)
+        task = engine.concatenate(session, services(), replace(new, metadata=stored), parts)
         return "", 201, {"Location": _location(task), **_state_headers(task)}
     base = _new_upload(metadata, _declared_length(), account)
     new = replace(base, concat=None if concat is None else "partial")
-    task = create_upload(session, services(), new)
+    task = engine.create(session, services(), new)
     if request.content_length and request.mimetype == OFFSET_STREAM:
         _patch(task, 0)
     else:
-        finish_if_done(session, services(), task)
+        engine.finish_if_done(session, services(), task)
     return "", 201, {"Location": _location(task), **_state_headers(task)}
 
 
@@ -154,13 +152,13 @@ def _location(task: UploadTask) -> str:
 def _state_headers(task: UploadTask) -> dict[str, str]:
     headers = {"Upload-Offset": str(task.upload_offset)}
     if task.status in OPEN_STATUSES:
-        expiry = expires_at(task, services().settings.uploads.max_resumable_age)
+        expiry = engine.expires_at(task, services().settings.uploads.max_resumable_age)
         headers["Upload-Expires"] = format_datetime(expiry, usegmt=True)
     return headers
 
 
 def _upload(upload_id: str) -> UploadTask:
-    task = get_upload(db_session(), upload_id, optional_account(), Protocol.TUS)
+    task = engine.find(db_session(), upload_id, optional_account(), Protocol.TUS)
     if task.status in {UploadStatus.EXPIRED, UploadStatus.CANCELLED, UploadStatus.FAILED}:
         raise Gone("upload is no longer available", code=f"UPLOAD_{task.status.upper()}")
     return task
@@ -202,7 +200,7 @@ def _patch(task: UploadTask, offset: int) -> UploadTask:
         raise LengthRequired("Content-Length is required", code="LENGTH_REQUIRED")
     declared = request.headers.get("Upload-Length")
     session = db_session()
-    write_at_offset(
+    engine.write_at_offset(
         session, services(), task, offset, request_body(), length=length,
         digest=parse_upload_checksum(request.headers.get("Upload-Checksum")),
         declared_size=None if declared is None else parse_offset(declared, "Upload-Length"),
@@ -214,7 +212,7 @@ def _patch(task: UploadTask, offset: int) -> UploadTask:
 
 @tus.delete("/files/<upload_id>")
 def delete(upload_id: str) -> tuple[str, int]:
-    terminate_upload(db_session(), services(), _upload(upload_id))
+    engine.terminate(db_session(), services(), _upload(upload_id))
     return "", 204
 
 

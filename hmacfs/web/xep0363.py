@@ -16,12 +16,14 @@ from flask import Blueprint, Response, jsonify, request
 from hmacfs.auth import bearer_token
 from hmacfs.config import Settings
 from hmacfs.errors import LengthRequired, NotFound, PayloadTooLarge
+from hmacfs.models.status import Protocol
+from hmacfs.uploads import engine
 from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.cors import allowed_origin
 from hmacfs.web.download_response import download_response, load_download
 from hmacfs.web.errors import problem
-from hmacfs.xep0363.service import SlotUpload, find_slot_file, store_slot_upload
+from hmacfs.xep0363.service import find_slot_file
 from hmacfs.xep0363.signing import (
     DEFAULT_CONTENT_TYPE,
     BadPath,
@@ -84,10 +86,13 @@ def put_slot(_slot: str) -> tuple[Response, int]:
     signed = _signed_request(settings, request.content_length or 0, content_type)
     size = _declared_size(settings)
     _authorise(settings, signed)
-    upload = SlotUpload(signed.path, size, content_type or DEFAULT_CONTENT_TYPE)
-    if not extension_allowed(upload.filename, settings.uploads.allowed_extensions):
+    name = signed.path.rsplit("/", 1)[-1]
+    if not extension_allowed(name, settings.uploads.allowed_extensions):
         raise BadPath("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
-    file = store_slot_upload(db_session(), services(), upload, request_body())
+    upload = engine.WholeUpload(
+        Protocol.XEP0363, name, content_type or DEFAULT_CONTENT_TYPE, size=size, path=signed.path
+    )
+    file = engine.receive_whole(db_session(), services(), upload, request_body())
     return jsonify({"path": file.path, "size": file.size, "sha256": file.sha256}), 201
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from hmacfs.uploads.tus_headers import parse_metadata
+from hmacfs.web.tus_headers import parse_metadata
 from tests.conftest import bearer
 from tests.live import LiveServer
 

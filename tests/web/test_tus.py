@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.models import File, Pool, UploadChunk, UploadTask
-from hmacfs.uploads.tus_headers import encode_metadata, parse_metadata
+from hmacfs.web.tus_headers import encode_metadata, parse_metadata
 
 TUS = {"Tus-Resumable": "1.0.0"}
 STREAM = {"Content-Type": "application/offset+octet-stream"}

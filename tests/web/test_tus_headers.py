@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from hmacfs.errors import BadRequest
-from hmacfs.uploads.tus_headers import (
+from hmacfs.web.tus_headers import (
     encode_metadata,
     parse_chunk_digest,
     parse_concat,

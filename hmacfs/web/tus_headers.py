@@ -1,4 +1,4 @@
-"""Pure codecs for tus 1.0 headers and per-chunk digest headers."""
+"""Pure codecs for tus 1.0 headers and the per-chunk digest headers of the Drive and chunked APIs."""
 
 from __future__ import annotations
 
@@ -10,24 +10,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from hmacfs.errors import BadRequest
+from hmacfs.uploads.engine import ExpectedDigest
 
 TUS_VERSION = "1.0.0"
 CHECKSUM_ALGORITHMS = ("sha1", "md5", "sha256")
 _KEY = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _DIGEST_ITEM = re.compile(r"^\s*([A-Za-z0-9-]+)\s*=\s*:([A-Za-z0-9+/=]*):\s*$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-
-
-@dataclass(frozen=True)
-class ExpectedDigest:
-    """A digest the client declared for one request body."""
-
-    algorithm: str  # hashlib name
-    digest: bytes
-    header: str  # where it came from, for error messages
-
-    def new_hasher(self) -> hashlib._Hash:
-        return hashlib.new(self.algorithm)
 
 
 def _bad(message: str, code: str, header: str) -> BadRequest:

@@ -1,0 +1,201 @@
+"""Receiving a whole file in one request (XEP-0363 PUT, multipart POST): ``receive_whole``.
+
+The body streams into a fresh part before any database row exists, and no
+database connection is held while it streams (a slow client must not pin a
+pooled connection). A short or refused body leaves nothing behind: the part
+is removed and no row is written. The file is recorded with a completed
+``upload_tasks`` row, so listings and statistics see every upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from hmacfs.config import Settings
+from hmacfs.container import Services
+from hmacfs.db import DEFAULT_POOL_ID
+from hmacfs.errors import Conflict, PayloadTooLarge
+from hmacfs.files import NewFile, create_file_from_part, deduplicates
+from hmacfs.files.one_shot import OneShot, record_one_shot
+from hmacfs.models import File, Pool, UploadTask
+from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.blocking import offload
+from hmacfs.storage.copying import Reader
+from hmacfs.storage.local import WrittenRange
+
+# Above this size a taken slot path is refused before the body is read; below it the
+# extra database round trips cost more than reading the body would (the
+# authoritative check runs before the file is recorded in any case).
+EARLY_CHECK_SIZE = 1024 * 1024
+_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WholeUpload:
+    """A file sent whole in one request body, into the default pool."""
+
+    protocol: Protocol
+    name: str
+    content_type: str
+    size: int | None = None  # the body's exact length; None: read to its end, at most ``limit``
+    limit: int | None = None  # with ``size`` None: bytes allowed (None: ``uploads.max_upload_size``)
+    account_id: uuid.UUID | None = None  # the owner; None for a signed (ownerless) upload
+    path: str | None = None  # an XEP-0363 slot path, unique among files
+
+
+def receive_whole(session: Session, services: Services, upload: WholeUpload, read: Reader) -> File:
+    """Stream ``read`` into a new part and record it as a file and a completed upload task.
+
+    Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken (also when a
+    concurrent upload to it won), IncompleteBody (400) when a body of known size
+    ends early, PayloadTooLarge (413) past the limit of a body of unknown size,
+    and whatever ``read`` raises (a codec's 400). Flushes; the caller commits.
+    """
+    if upload.path is not None and upload.size is not None and upload.size > EARLY_CHECK_SIZE:
+        ensure_slot_free(services.db.sessions, upload.path)
+    part = uuid.uuid4().hex
+    if upload.size is not None:
+        written = services.store.receive(part, read, upload.size)
+    else:
+        limit = services.settings.uploads.max_upload_size if upload.limit is None else upload.limit
+        written = _receive_to_end(services.store, part, read, limit)
+    return record_one_shot_upload(session, services, upload, part, written)
+
+
+def ensure_slot_free(sessions: sessionmaker[Session], path: str) -> None:
+    """Raise Conflict (409) when a file already lives at ``path``.
+
+    Uses its own short session so no connection stays checked out while the
+    body streams afterwards.
+    """
+    with sessions() as session:
+        if session.scalar(select(File.id).where(File.path == path)) is not None:
+            raise Conflict("a file already exists at this path", code="SLOT_TAKEN")
+
+
+def _receive_to_end(store: LocalBlobStore, part: str, read: Reader, limit: int) -> WrittenRange:
+    """Write ``read`` to its end into a new part, hashing it; fsync; refuse past ``limit``
+    bytes. The part is removed on any failure."""
+    store.create_part(part, None)
+    try:
+        size, digest = _write_limited(store, part, read, limit)
+    except BaseException:
+        store.delete_part(part)
+        raise
+    return WrittenRange(0, size, digest)
+
+
+def _write_limited(store: LocalBlobStore, part: str, read: Reader, limit: int) -> tuple[int, str]:
+    hasher, size = hashlib.sha256(), 0
+    fd = os.open(store.part_path(part), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while data := read(_BLOCK):
+            size += len(data)
+            if size > limit:
+                raise PayloadTooLarge("file too large", details={"maxSize": limit})
+            hasher.update(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        if store.fsync:
+            offload(os.fsync, fd)
+    finally:
+        os.close(fd)
+    return size, hasher.hexdigest()
+
+
+def record_one_shot_upload(
+    session: Session, services: Services, upload: WholeUpload, part: str, written: WrittenRange
+) -> File:
+    """Record a part received in one request as a file of the default pool and a completed
+    upload task; the part is deleted if that fails. On PostgreSQL the rows are one
+    statement (``hmacfs.files.one_shot``).
+
+    Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken. Flushes.
+    """
+    protocol = upload.protocol
+    try:
+        now = services.clock.now()
+        new = NewFile(
+            name=upload.name, content_type=upload.content_type, pool_id=DEFAULT_POOL_ID,
+            account_id=upload.account_id, path=upload.path,
+        )  # fmt: skip
+        if services.db.is_postgresql:
+            one_shot = OneShot(
+                protocol, part, written.sha256, written.size,
+                shared=deduplicates(services.settings.deduplication, written.size),
+                now=now, fallback_expiry=expiry(None, services.settings, now),
+            )  # fmt: skip
+            file = record_one_shot(session, services.store, one_shot, new)
+        else:
+            new = replace(new, expired_at=file_expiry(session, services.settings, now))
+            file = create_file_from_part(
+                session, services.store, services.settings.deduplication,
+                part=part, sha256=written.sha256, size=written.size, new=new,
+            )  # fmt: skip
+            record_completed_task(session, protocol, file, now)
+    except BaseException:
+        services.store.delete_part(part)
+        raise
+    count_upload(services, protocol, written.size)
+    return file
+
+
+def file_expiry(session: Session, settings: Settings, now: datetime) -> datetime | None:
+    """When a new file of the default pool expires; None = never."""
+    pool_ttl = session.scalar(_DEFAULT_POOL_TTL)
+    return expiry(pool_ttl, settings, now)
+
+
+def expiry(pool_ttl: int | None, settings: Settings, now: datetime) -> datetime | None:
+    """The pool's TTL (seconds), else ``[xep0363] file_ttl``; None = never."""
+    ttl = timedelta(seconds=pool_ttl) if pool_ttl else settings.xep0363.file_ttl
+    return now + ttl if ttl > timedelta(0) else None
+
+
+def record_completed_task(session: Session, protocol: Protocol, file: File, now: datetime) -> None:
+    """INSERT the ``upload_tasks`` row of a one-shot upload, so stats and listings see it."""
+    values = {
+        "id": uuid.uuid4(),
+        "task_id": uuid.uuid4().hex,
+        "protocol": protocol.value,
+        "status": UploadStatus.COMPLETED.value,
+        "account_id": file.account_id,
+        "pool_id": file.pool_id,
+        "file_name": file.name,
+        "file_size": file.size,
+        "content_type": file.content_type,
+        "chunk_size": max(file.size, 1),
+        "chunks_count": 1,
+        "chunks_uploaded": 1,
+        "bytes_received": file.size,
+        "upload_offset": file.size,
+        "hash": file.sha256,
+        "file_id": file.id,
+        "expired_at": file.expired_at,
+        "last_activity": now,
+        "completed_at": now,
+    }
+    session.execute(_INSERT_UPLOAD_TASK, values)
+
+
+# Built once: the statements of every one-shot upload (values bound at execution).
+_INSERT_UPLOAD_TASK = insert(cast(Table, UploadTask.__table__))
+_DEFAULT_POOL_TTL = select(Pool.file_ttl_seconds).where(Pool.id == DEFAULT_POOL_ID)
+
+
+def count_upload(services: Services, protocol: Protocol, size: int) -> None:
+    metrics = services.metrics
+    if metrics is not None:
+        metrics.uploads_total.labels(protocol=protocol.value).inc()
+        metrics.upload_bytes_total.labels(protocol=protocol.value).inc(size)
+        metrics.upload_size_bytes.labels(protocol=protocol.value).observe(size)
