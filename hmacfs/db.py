@@ -87,6 +87,77 @@ def commit_each_statement(session: Session) -> bool:
     return True
 
 
+def is_postgresql(session: Session) -> bool:
+    """Whether ``session`` talks to PostgreSQL (for the SQL modules that own a dialect difference)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+_WROTE = "hmacfs.db.wrote"
+
+
+def mark_written(session: Session) -> None:
+    """Note that this request's transaction holds a write ``release_connection`` must keep."""
+    session.info[_WROTE] = True
+
+
+def release_connection(session: Session) -> None:
+    """Call before streaming a body when this request has only read so far.
+
+    Ending the read-only transaction gives its pooled connection back while
+    the bytes arrive, so slow clients do not exhaust the pool, and on SQLite
+    the writes afterwards start from a fresh snapshot: a read transaction
+    cannot become a write one once another connection has committed
+    (SQLITE_BUSY_SNAPSHOT). With no I/O between the first write and the
+    commit, no other greenlet runs while a request holds SQLite's write lock.
+    It ends with a commit, which, with nothing written, ends it like a
+    rollback but keeps the loaded objects as they were read (no reload).
+    Skipped once the request has written (``mark_written``: tus
+    creation-with-upload), whose transaction must stay.
+    """
+    if not session.info.get(_WROTE):
+        session.commit()
+
+
+@dataclass(frozen=True)
+class BodyTransaction:
+    """How a request's transaction spans the body it streams. The request boundary chooses
+    it (``hmacfs.web.context``); the engine follows it at the points it names, so no
+    service decides a transaction mode or commits.
+
+    ``statements_alone`` (PostgreSQL chunk requests): reads and the chunk's one
+    recording statement commit by themselves (``commit_each_statement``): no
+    BEGIN, COMMIT or ROLLBACK round trips. ``hold`` (PostgreSQL tus PATCH): the
+    transaction, with its row and advisory locks, stays open while the body
+    streams; otherwise the connection goes back to the pool meanwhile.
+    """
+
+    statements_alone: bool = False
+    hold: bool = False
+
+    def before_reads(self, session: Session) -> None:
+        """Reads that must see every commit so far follow (SQLite: a fresh snapshot)."""
+        if not self.statements_alone:
+            release_connection(session)
+
+    def before_body(self, session: Session) -> bool:
+        """A body streams next. True when the transaction ended: what it read may be stale."""
+        if self.hold:
+            return False
+        release_connection(session)
+        return True
+
+    def before_record(self, session: Session) -> bool:
+        """The statement that records the body follows; True when it commits by itself."""
+        return self.statements_alone and commit_each_statement(session)
+
+    def after_record(self, session: Session, alone: bool) -> None:
+        """The record committed by itself (``alone``): end this transaction too, which
+        releases what it held (range locks) and runs its after-commit work. Nothing is
+        written by then, so it costs no round trip."""
+        if alone:
+            session.commit()
+
+
 def _sqlite_engine(url: str, echo: bool) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":

@@ -9,31 +9,29 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.dml import ReturningUpdate
 
 from hmacfs.container import Services
-from hmacfs.db import built_once, commit_each_statement, dialect_insert
+from hmacfs.db import BodyTransaction
 from hmacfs.errors import BadRequest, Conflict
 from hmacfs.files import pool_stores
-from hmacfs.models import File, UploadChunk, UploadTask
-from hmacfs.models.status import OPEN_STATUSES, UploadStatus
+from hmacfs.models import File, UploadTask
+from hmacfs.models.status import OPEN_STATUSES
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.local import blocks_reader
 from hmacfs.storage.range_lock import PartLock
+from hmacfs.uploads import sql
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.part_locks import held_or_open, keep_until_transaction_end
 from hmacfs.uploads.running_hash import bytes_replaced, chunk_recorded
-from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store, release_connection
+from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class ChunkResult:
     task: UploadTask
     stored: bool  # False when an identical chunk was already there
     file: File | None = None  # the file, when this chunk completed the upload
-    committed: bool = False  # its row committed by itself (``commit_each_statement``)
+    committed: bool = False  # its row committed by itself (``BodyTransaction.statements_alone``)
 
 
 def write_chunk(
@@ -52,6 +50,7 @@ def write_chunk(
     read: Reader,
     *,
     declared_length: int | None,
+    body: BodyTransaction,
     digest: ExpectedDigest | None = None,
     auto_complete: bool = False,
 ) -> ChunkResult:
@@ -66,31 +65,33 @@ def write_chunk(
     (nothing recorded), IncompleteBody (400) and 409 CHUNK_BUSY when the lock
     stays held past ``timeouts.body_idle``.
 
-    ``auto_complete`` (the chunked API): the request that finds every chunk
-    recorded completes the upload. On PostgreSQL the chunk's row has committed
-    by then, so if completing fails (409 UPLOAD_BUSY, 403 QUOTA_EXCEEDED) the
-    chunk stays recorded, and re-sending it completes the upload.
+    ``body``: how the request's transaction spans the body (the request
+    boundary's choice). ``auto_complete`` (the chunked API): the request that
+    finds every chunk recorded completes the upload. When the chunk's row
+    commits by itself (PostgreSQL) it has committed by then, so if completing
+    fails (409 UPLOAD_BUSY, 403 QUOTA_EXCEEDED) the chunk stays recorded, and
+    re-sending it completes the upload.
     """
     check_open(task)
     slot = _Slot.of(services, task, index)
     check_chunk_length(declared_length, slot.length)
-    if not services.db.is_postgresql:
-        release_connection(session)  # SQLite: read the chunk rows from a fresh snapshot
+    body.before_reads(session)  # whether the chunk is recorded is read below
     lock, held = _open_lock(session, services, task, slot)
     try:
         first = lock.try_lock(slot.offset, slot.length) and not _recorded(session, slot)
         if first:
-            result = _write_in_place(session, services, task, slot, read=read, digest=digest)
+            result = _write_in_place(session, services, task, slot, body=body, read=read, digest=digest)
         else:
-            result = _write_aside(session, services, task, slot, lock=lock, read=read, digest=digest)
+            result = _write_aside(
+                session, services, task, slot, lock=lock, body=body, read=read, digest=digest
+            )
     except BaseException:
         _let_go(lock, held, slot)
         raise
     if result.stored:
         if not held:
             keep_until_transaction_end(session, lock)
-        if result.committed:  # end that transaction: the lock goes, the hash advance may start
-            session.commit()
+        body.after_record(session, result.committed)  # the lock goes, the hash advance may start
         publish_progress(session, services.settings.events, task, services.clock.now())
     else:
         _let_go(lock, held, slot)
@@ -109,13 +110,7 @@ def _open_lock(session: Session, services: Services, task: UploadTask, slot: _Sl
 
 
 def _recorded(session: Session, slot: _Slot) -> bool:
-    """Whether the chunk has a row (a Core read: no ORM object is built for it)."""
-    return session.scalar(_IS_RECORDED, {"upload_id": slot.upload_id, "chunk_index": slot.index}) is not None
-
-
-_IS_RECORDED = select(UploadChunk.chunk_index).where(
-    UploadChunk.upload_id == bindparam("upload_id"), UploadChunk.chunk_index == bindparam("chunk_index")
-)
+    return sql.chunk_recorded(session, slot.upload_id, slot.index)
 
 
 def _let_go(lock: PartLock, held: bool, slot: _Slot) -> None:
@@ -157,14 +152,15 @@ def _write_in_place(
     task: UploadTask,
     slot: _Slot,
     *,
+    body: BodyTransaction,
     read: Reader,
     digest: ExpectedDigest | None,
 ) -> ChunkResult:
     """A first write, under the chunk's lock: straight into the part, then its row (on
     PostgreSQL in one statement that commits by itself)."""
-    release_connection(session)
+    body.before_body(session)
     sha256 = write_checked(slot.store, slot.part, slot.offset, read, slot.length, digest=digest)
-    alone = commit_each_statement(session)  # the row's one statement commits by itself
+    alone = body.before_record(session)
     _record_new(session, services, task, slot.row(sha256))
     return ChunkResult(task, stored=True, committed=alone)
 
@@ -175,13 +171,9 @@ def _record_new(session: Session, services: Services, task: UploadTask, row: dic
     if it was completed, cancelled or expired while this chunk streamed in, the request
     fails and the stray part file the write re-created is removed.
 
-    One statement on PostgreSQL (the insert, then the count only if it inserted); two
-    on SQLite, in the request's transaction."""
+    One statement on PostgreSQL, two on SQLite (``sql.record_and_count``)."""
     values = {**row, "received_at": services.clock.now()}
-    if services.db.is_postgresql:
-        counts = session.execute(_RECORD_AND_COUNT, values).first()
-    else:
-        counts = session.execute(_COUNT_CHUNK, values).first() if record_chunk(session, values) else None
+    counts = sql.record_and_count(session, values)
     if counts is None:
         check_still_open(session, services, task, task.task_id)
         raise Conflict("this chunk was recorded by another request meanwhile; retry", code="CHUNK_BUSY")
@@ -222,22 +214,6 @@ def write_checked(
     return actual.hex() if digest.algorithm == "sha256" else None
 
 
-def record_chunk(session: Session, row: dict[str, Any]) -> bool:
-    """Insert an ``upload_chunks`` row; False when a concurrent request recorded that chunk first."""
-    statement = built_once(_RECORD_CHUNK, session, _build_record_chunk)
-    result = cast(CursorResult[Any], session.execute(statement, row))
-    return result.rowcount == 1
-
-
-def _build_record_chunk(session: Session) -> Executable:
-    table = cast(Table, UploadChunk.__table__)
-    insert = dialect_insert(session)(table)
-    return insert.on_conflict_do_nothing(index_elements=[table.c.upload_id, table.c.chunk_index])
-
-
-_RECORD_CHUNK: dict[str, Executable] = {}
-
-
 def check_still_open(session: Session, services: Services, task: UploadTask, part: str) -> None:
     """After a body has streamed in: the upload may have been completed, cancelled or
     expired meanwhile. Then its part is gone (or became a blob) and the write just
@@ -248,56 +224,6 @@ def check_still_open(session: Session, services: Services, task: UploadTask, par
         check_open(task)
 
 
-def _counted(upload: ColumnElement[Any]) -> ReturningUpdate[Any]:
-    """UPDATE of one open upload's counters by one chunk (``size`` bytes, received at
-    ``received_at``) returning what a chunk's answer, its progress event and the running
-    hash read of the task (Core: loading the whole task through the ORM cost 0.8 ms more
-    per chunk here); ``upload`` is its id (a value or an expression). No lost update
-    between parallel chunks: the counts are added in SQL."""
-    tasks = cast(Table, UploadTask.__table__)
-    return (
-        update(tasks)
-        .where(tasks.c.id == upload, tasks.c.status.in_(_OPEN))
-        .values(
-            chunks_uploaded=tasks.c.chunks_uploaded + 1,
-            bytes_received=tasks.c.bytes_received + bindparam("size"),
-            status=UploadStatus.IN_PROGRESS.value,
-            last_activity=bindparam("received_at"),
-            updated_at=bindparam("received_at"),  # set here: in a WITH, its onupdate default stays None
-        )
-        .returning(*(tasks.c[name] for name in _COUNTS))
-    )
-
-
-_COUNTS = (
-    "chunks_uploaded", "bytes_received", "status", "last_activity", "updated_at", "hashed_bytes",
-    "progress_published", "progress_published_at",
-)  # fmt: skip
-_OPEN = [s.value for s in OPEN_STATUSES]
-_COUNT_CHUNK = _counted(bindparam("upload_id"))  # built once (values bound at execution)
-
-
-def _record_and_count() -> ReturningUpdate[Any]:
-    """PostgreSQL: insert the chunk's row if its upload is open, and count it only if it
-    was inserted, in one statement (a data-modifying WITH; SQLite has none)."""
-    chunks, tasks = cast(Table, UploadChunk.__table__), cast(Table, UploadTask.__table__)
-    names = ("chunk_index", "offset", "size", "sha256", "received_at")
-    row = select(tasks.c.id, *(bindparam(name, type_=chunks.c[name].type) for name in names)).where(
-        tasks.c.id == bindparam("upload_id"), tasks.c.status.in_(_OPEN)
-    )
-    added = (
-        postgresql.insert(chunks)
-        .from_select(["upload_id", *names], row)
-        .on_conflict_do_nothing(index_elements=[chunks.c.upload_id, chunks.c.chunk_index])
-        .returning(chunks.c.upload_id)
-        .cte("added")
-    )
-    return _counted(select(added.c.upload_id).scalar_subquery()).add_cte(added)
-
-
-_RECORD_AND_COUNT = _record_and_count()
-
-
 def _write_aside(
     session: Session,
     services: Services,
@@ -305,13 +231,14 @@ def _write_aside(
     slot: _Slot,
     *,
     lock: PartLock,
+    body: BodyTransaction,
     read: Reader,
     digest: ExpectedDigest | None,
 ) -> ChunkResult:
     """The chunk is recorded already, or another request is writing it: receive the body
     into a scratch part, then, holding the chunk's lock, keep it only if it differs."""
     store, scratch = slot.store, f"{slot.part}-r{slot.index}-{secrets.token_hex(4)}"  # see _SCRATCH
-    release_connection(session)
+    body.before_body(session)
     store.create_part(scratch, slot.length)
     try:
         sha256 = write_checked(store, scratch, 0, read, slot.length, digest=digest)
@@ -330,11 +257,7 @@ def _write_aside(
         _record_new(session, services, task, slot.row(sha256))
         return ChunkResult(task, stored=True)
     now = services.clock.now()
-    session.execute(
-        update(UploadChunk)
-        .where(UploadChunk.upload_id == slot.upload_id, UploadChunk.chunk_index == slot.index)
-        .values(sha256=sha256, received_at=now)
-    )
+    sql.replace_chunk(session, slot.upload_id, slot.index, sha256, now)
     bytes_replaced(session, services, slot.upload_id, slot.offset)
     task.last_activity = now
     session.flush()

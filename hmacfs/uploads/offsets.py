@@ -4,9 +4,10 @@ Writes are serialised per upload by the ``upload:<id>`` lock: busy answers at
 once (LockBusy, 423). On PostgreSQL it is a transaction-level advisory lock
 taken on the request's own connection, so it holds across processes and
 machines until the request commits or rolls back; the task row is then read
-``FOR UPDATE`` and stays locked while the bytes stream, so nothing can change
-the upload under the writer. SQLite (one process) uses the in-process locker
-and gives its connection back while the bytes stream.
+``FOR UPDATE`` and stays locked while the bytes stream (the request boundary
+holds the transaction: ``BodyTransaction.hold``), so nothing can change the
+upload under the writer. SQLite (one process) uses the in-process locker and
+gives its connection back while the bytes stream.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
+from hmacfs.db import BodyTransaction
 from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
@@ -24,7 +26,7 @@ from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import blocks_reader
 from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
-from hmacfs.uploads.chunks import check_still_open, record_chunk, write_checked
+from hmacfs.uploads.chunks import check_still_open, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial
 from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.notify import publish_progress
@@ -36,8 +38,8 @@ from hmacfs.uploads.service import (
     create_upload,
     lock_task,
     part_store,
-    release_connection,
 )
+from hmacfs.uploads.sql import record_chunk
 
 
 def upload_lock_key(task: UploadTask) -> str:
@@ -73,15 +75,17 @@ def write_at_offset(
     read: Reader,
     *,
     length: int,
+    body: BodyTransaction,
     digest: ExpectedDigest | None = None,
     declared_size: int | None = None,
 ) -> File | None:
     """Append ``length`` bytes at ``offset`` (must equal the current offset: 409 otherwise).
 
-    Raises LockBusy while another request writes this upload. Returns the file
-    when these bytes completed the upload.
+    ``body``: whether the transaction, with the task's row lock, is held while the
+    bytes stream (the request boundary's choice; PostgreSQL holds it). Raises
+    LockBusy while another request writes this upload. Returns the file when these
+    bytes completed the upload.
     """
-    pg = services.db.is_postgresql
     with services.locker.hold_in(session, upload_lock_key(task)):
         task = lock_task(session, task)
         check_open(task)
@@ -97,12 +101,11 @@ def write_at_offset(
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
         part, store = task.task_id, part_store(services, task)
         running = _continued_hash(task, offset) if length else None
-        if not pg:  # PostgreSQL keeps the row lock while the bytes stream
-            release_connection(session)
+        released = body.before_body(session)
         sha256 = None
         if length:
             sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running)
-        if not pg:  # the connection was given back: the upload may have ended meanwhile
+        if released:  # the row lock was let go: the upload may have ended meanwhile
             task = lock_task(session, task)
             check_still_open(session, services, task, part)
         if declared_size is not None:

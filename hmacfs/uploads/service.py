@@ -4,9 +4,10 @@ Every resumable protocol goes through here. Bytes go to one preallocated part
 file per upload (named by the public task id), each chunk written at its
 offset and fsynced before its ``upload_chunks`` row is inserted (``chunks``),
 so an acknowledged chunk survives a crash; ``completion`` turns a full part
-into a file. Functions flush; the request boundary commits, except that on
-PostgreSQL a first-written chunk's row and counts commit by themselves, in one
-statement, before the request goes on (``chunks``, ``commit_each_statement``).
+into a file. Functions flush; the request boundary commits. How a request's
+transaction spans a streamed body is the boundary's choice too
+(``hmacfs.db.BodyTransaction``): on PostgreSQL a first-written chunk's row and
+counts commit by themselves, in one statement, before the request goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import DEFAULT_POOL_ID
+from hmacfs.db import DEFAULT_POOL_ID, mark_written
 from hmacfs.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
 from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
@@ -97,7 +98,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         task.encrypt_password_sealed = services.sealer.seal(new.encrypt_password, context=str(task.id))
     session.add(task)
     session.flush()
-    session.info[_WROTE] = True
+    mark_written(session)
     part_store(services, task).create_part(task.task_id, new.file_size)
     return task
 
@@ -106,27 +107,6 @@ def part_store(services: Services, task: UploadTask) -> LocalBlobStore:
     """The store over the root that holds ``task``'s part: its pool's storage path when the
     upload began (recorded on the row, so changing the pool later strands nothing)."""
     return services.store.at(task.storage_root)
-
-
-_WROTE = "hmacfs.uploads.wrote"
-
-
-def release_connection(session: Session) -> None:
-    """Call before streaming a body when this request has only read so far.
-
-    Ending the read-only transaction gives its pooled connection back while
-    the bytes arrive, so slow clients do not exhaust the pool, and on SQLite
-    the writes afterwards start from a fresh snapshot: a read transaction
-    cannot become a write one once another connection has committed
-    (SQLITE_BUSY_SNAPSHOT). With no I/O between the first write and the
-    commit, no other greenlet runs while a request holds SQLite's write lock.
-    It ends with a commit, which, with nothing written, ends it like a
-    rollback but keeps the loaded objects as they were read (no reload).
-    Skipped once the request has written (tus creation-with-upload), whose
-    transaction must stay.
-    """
-    if not session.info.get(_WROTE):
-        session.commit()
 
 
 def _pool_expiry(pool: Pool, now: datetime) -> datetime | None:

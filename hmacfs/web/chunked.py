@@ -17,13 +17,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from hmacfs.auth import optional_account
-from hmacfs.db import commit_each_statement
 from hmacfs.errors import BadRequest, NotFound
 from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
-from hmacfs.web.context import db_session, services
+from hmacfs.web.context import body_transaction, chunk_request, db_session, services
 from hmacfs.web.signature import signed_or_account
 from hmacfs.web.tus_headers import parse_chunk_digest
 
@@ -84,17 +83,25 @@ def start_session() -> tuple[Response, int]:
 
 @chunked.put("/upload/chunked")
 @chunked.put("/chunked-upload")
+@chunk_request
 def put_chunk() -> Response:
     account = optional_account()
     session = db_session()
-    commit_each_statement(session)  # its reads need no transaction (a round trip is 0.3 ms)
     task = engine.find(session, _session_id(), account, Protocol.CHUNKED)
     index = _int_header("X-Chunk-Number")
     assert index is not None
     digest = parse_chunk_digest(request.headers.get("Content-Digest"), request.headers.get("X-Chunk-SHA256"))
     read, declared = chunk_body()
     result = engine.write_chunk(
-        session, services(), task, index, read, declared_length=declared, digest=digest, auto_complete=True
+        session,
+        services(),
+        task,
+        index,
+        read,
+        declared_length=declared,
+        body=body_transaction(),
+        digest=digest,
+        auto_complete=True,
     )
     task = result.task
     return jsonify(

@@ -8,12 +8,12 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from hmacfs.auth import current_account
-from hmacfs.db import DEFAULT_POOL_ID, commit_each_statement
+from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import Conflict, NotFound
 from hmacfs.models.status import Protocol
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
-from hmacfs.web.context import db_session, services
+from hmacfs.web.context import body_transaction, chunk_request, db_session, services
 from hmacfs.web.drive_forms import (
     file_json,
     parse_create,
@@ -65,15 +65,22 @@ def create() -> Response:
 
 
 @drive.post("/chunk/<task_id>/<int:index>")
+@chunk_request
 def chunk(task_id: str, index: int) -> Response:
     account = current_account()  # before any database work
     session = db_session()
-    commit_each_statement(session)  # its reads need no transaction (a round trip is 0.3 ms)
     task = engine.find(session, task_id, account, Protocol.DRIVE)
     digest = parse_chunk_digest(_header("Content-Digest"), _header("X-Chunk-SHA256"))
     read, declared = chunk_body("chunk")
     result = engine.write_chunk(
-        session, services(), task, index, read, declared_length=declared, digest=digest
+        session,
+        services(),
+        task,
+        index,
+        read,
+        declared_length=declared,
+        body=body_transaction(),
+        digest=digest,
     )
     if not result.stored:
         raise Conflict("chunk already uploaded", code="CHUNK_EXISTS", details={"chunkIndex": index})

@@ -22,7 +22,7 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import request_body
-from hmacfs.web.context import db_session, services
+from hmacfs.web.context import body_transaction, db_session, hold_through_body, services
 from hmacfs.web.tus_headers import (
     CHECKSUM_ALGORITHMS,
     TUS_VERSION,
@@ -59,6 +59,7 @@ def _check_version() -> None:
         raise UnsupportedVersion(
             f"Tus-Resumable {TUS_VERSION} required", headers={"Tus-Version": TUS_VERSION}
         )
+    hold_through_body()
 
 
 @tus.after_request
@@ -201,7 +202,7 @@ def _patch(task: UploadTask, offset: int) -> UploadTask:
     declared = request.headers.get("Upload-Length")
     session = db_session()
     engine.write_at_offset(
-        session, services(), task, offset, request_body(), length=length,
+        session, services(), task, offset, request_body(), length=length, body=body_transaction(),
         digest=parse_upload_checksum(request.headers.get("Upload-Checksum")),
         declared_size=None if declared is None else parse_offset(declared, "Upload-Length"),
     )  # fmt: skip

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hmacfs.composition import build_services
 from hmacfs.config import Settings
 from hmacfs.container import Services
-from hmacfs.db import Database
+from hmacfs.db import BodyTransaction, Database
 from hmacfs.errors import Conflict
 from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import Protocol
@@ -34,6 +34,11 @@ from tests.conftest import make_settings
 CHUNK = 256 * 1024
 
 
+def _chunk_body(services: Services) -> BodyTransaction:
+    """A chunk request's transaction mode, as the request boundary chooses it."""
+    return BodyTransaction(statements_alone=services.db.is_postgresql)
+
+
 @pytest.fixture
 def services(settings: Settings, engine: Engine, sessions: sessionmaker[Session]) -> Services:
     return build_services(settings, db=Database(engine=engine, sessions=sessions))
@@ -48,7 +53,15 @@ def _upload(session: Session, services: Services, payload: bytes, *, declared: b
 
 
 def _send(session: Session, services: Services, task: UploadTask, index: int, data: bytes) -> bool:
-    result = write_chunk(session, services, task, index, io.BytesIO(data).read, declared_length=len(data))
+    result = write_chunk(
+        session,
+        services,
+        task,
+        index,
+        io.BytesIO(data).read,
+        declared_length=len(data),
+        body=_chunk_body(services),
+    )
     return result.stored
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from hmacfs.composition import build_services, cleanup_steps
 from hmacfs.config import Settings
 from hmacfs.container import Services
-from hmacfs.db import Database
+from hmacfs.db import BodyTransaction, Database
 from hmacfs.errors import Conflict
 from hmacfs.maintenance import run_cleanup
 from hmacfs.models import Event, UploadTask
@@ -40,6 +40,11 @@ class FixedClock:
         return self.current
 
 
+def _chunk_body(services: Services) -> BodyTransaction:
+    """A chunk request's transaction mode, as the request boundary chooses it."""
+    return BodyTransaction(statements_alone=services.db.is_postgresql)
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
@@ -59,7 +64,15 @@ def _new(account: uuid.UUID | None, size: int) -> NewUpload:
 
 
 def _send(session: Session, services: Services, task: UploadTask, index: int, data: bytes) -> None:
-    write_chunk(session, services, task, index, io.BytesIO(data).read, declared_length=len(data))
+    write_chunk(
+        session,
+        services,
+        task,
+        index,
+        io.BytesIO(data).read,
+        declared_length=len(data),
+        body=_chunk_body(services),
+    )
 
 
 def test_stale_uploads_expire_and_lose_their_parts(
@@ -187,7 +200,7 @@ def test_upload_cancelled_while_a_chunk_streams(
         return body.read(size)
 
     with pytest.raises(Gone) as error:
-        write_chunk(session, services, task, 0, read, declared_length=CHUNK)
+        write_chunk(session, services, task, 0, read, declared_length=CHUNK, body=_chunk_body(services))
     assert error.value.code == "UPLOAD_CANCELLED"
     assert not services.store.part_path(task.task_id).exists()  # the stray part the write re-created is gone
     assert task.chunks_uploaded == 0
