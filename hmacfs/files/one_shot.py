@@ -1,27 +1,29 @@
-"""Recording a one-request upload (XEP-0363 PUT, multipart POST) on PostgreSQL in one
-statement: the blob reference, the ``files`` row and its completed ``upload_tasks`` row.
+"""Recording a one-request upload (XEP-0363 PUT, multipart POST): the blob reference, the
+``files`` row and its completed ``upload_tasks`` row (``record_whole_file``).
 
-The same rows as ``create_file_from_part`` plus ``record_completed_task``, in the
-same order and with the same locks (the blob row is upserted first and stays
-locked until commit; a taken path waits for the other writer and then inserts
-nothing), but in one round trip instead of four: a 4 KiB PUT spends more on
-round trips than on its bytes. The pool's lifetime for the file is read in the
-same statement. SQLite has no data-modifying WITH, so it keeps the step-by-step
-path.
+On PostgreSQL one statement writes the same rows as ``create_file_from_part``
+plus the task row, in the same order and with the same locks (the blob row is
+upserted first and stays locked until commit; a taken path waits for the other
+writer and then inserts nothing), in one round trip instead of four: a 4 KiB
+PUT spends more on round trips than on its bytes. The pool's lifetime for the
+file is read in the same statement. SQLite has no data-modifying WITH, so it
+takes the step-by-step path through ``create_file_from_part`` itself.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, TextClause, bindparam, column, text
+from sqlalchemy import Table, TextClause, bindparam, column, insert, select, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from hmacfs.files.service import BlobReference, NewFile, PathTaken, place_part
-from hmacfs.models import File
+from hmacfs.config import DeduplicationSettings
+from hmacfs.db import is_postgresql
+from hmacfs.files.service import BlobReference, NewFile, PathTaken, create_file_from_part, place_part
+from hmacfs.models import File, Pool, UploadTask
 from hmacfs.models.base import UTCDateTime
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.storage import LocalBlobStore
@@ -95,9 +97,52 @@ _REFERENCE_SHARED = _statement("ON CONFLICT (sha256) WHERE shared DO UPDATE SET 
 _INSERT_UNSHARED = _statement("")
 
 
+def record_whole_file(
+    session: Session, store: LocalBlobStore, dedup: DeduplicationSettings, upload: OneShot, new: NewFile
+) -> File:
+    """Record ``upload`` as the file ``new`` of its pool (which sets its lifetime, else
+    ``upload.fallback_expiry``) with its completed upload task, then make the part the
+    blob's bytes. Raises PathTaken when ``new.path`` is taken (the part is left for the
+    caller). One statement on PostgreSQL (``record_one_shot``); SQLite goes step by step.
+    The caller commits."""
+    if is_postgresql(session):
+        return record_one_shot(session, store, upload, new)
+    pool_ttl = session.scalar(_POOL_TTL, {"pool_id": new.pool_id})
+    new = replace(new, expired_at=_expiry(pool_ttl, upload))
+    file = create_file_from_part(
+        session, store, dedup, part=upload.part, sha256=upload.sha256, size=upload.size, new=new
+    )
+    session.execute(_INSERT_UPLOAD_TASK, _completed_task(upload, file))
+    return file
+
+
+def _expiry(pool_ttl: int | None, upload: OneShot) -> datetime | None:
+    """As the statement decides it: the pool's lifetime (seconds; negative: never), else the fallback."""
+    if pool_ttl is None or pool_ttl == 0:
+        return upload.fallback_expiry
+    return upload.now + timedelta(seconds=pool_ttl) if pool_ttl > 0 else None
+
+
+def _completed_task(upload: OneShot, file: File) -> dict[str, Any]:
+    """The ``upload_tasks`` row of a one-shot upload, so stats and listings see it."""
+    return {
+        "id": uuid.uuid4(), "task_id": uuid.uuid4().hex, "protocol": upload.protocol.value,
+        "status": UploadStatus.COMPLETED.value, "account_id": file.account_id, "pool_id": file.pool_id,
+        "file_name": file.name, "file_size": file.size, "content_type": file.content_type,
+        "chunk_size": max(file.size, 1), "chunks_count": 1, "chunks_uploaded": 1,
+        "bytes_received": file.size, "upload_offset": file.size, "hash": file.sha256, "file_id": file.id,
+        "expired_at": file.expired_at, "last_activity": upload.now, "completed_at": upload.now,
+    }  # fmt: skip
+
+
+# Built once (values bound at execution).
+_INSERT_UPLOAD_TASK = insert(cast(Table, UploadTask.__table__))
+_POOL_TTL = select(Pool.file_ttl_seconds).where(Pool.id == bindparam("pool_id"))
+
+
 def record_one_shot(session: Session, store: LocalBlobStore, upload: OneShot, new: NewFile) -> File:
-    """Insert the blob reference, the file and its completed upload task in one statement,
-    then make the part the blob's bytes. Raises PathTaken (the statement inserted
+    """PostgreSQL: insert the blob reference, the file and its completed upload task in one
+    statement, then make the part the blob's bytes. Raises PathTaken (the statement inserted
     nothing that survives the rollback; the part is left for the caller) when
     ``new.path`` is taken. The caller commits."""
     statement = _REFERENCE_SHARED if upload.shared else _INSERT_UNSHARED

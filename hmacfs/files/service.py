@@ -20,14 +20,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import cast
 
-from sqlalchemy import Executable, Table, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.config import DeduplicationSettings
-from hmacfs.db import built_once, dialect_insert
 from hmacfs.errors import Conflict
+from hmacfs.files import sql
 from hmacfs.models import Blob, File, Pool
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.local import holds
@@ -124,7 +123,7 @@ def _reference_blob(
     """Take one reference to the blob of this content (inserted under ``root`` when new) in
     one statement. The row stays locked until commit: the collector, a migration switching
     its root and other uploads of this content wait."""
-    statements = _statements(session)
+    statements = sql.statements(session)
     key = store.blob_key(sha256, None if shared else part)
     values = {
         "id": uuid.uuid4(),
@@ -187,44 +186,10 @@ def _insert_file(session: Session, blob_id: uuid.UUID, *, sha256: str, size: int
         "path": new.path,
         "expired_at": new.expired_at,
     }
-    file: File | None = session.scalars(_statements(session).insert_file, values).first()
+    file: File | None = session.scalars(sql.statements(session).insert_file, values).first()
     if file is None:
         raise PathTaken("a file already exists at this path")
     return file
-
-
-@dataclass(frozen=True)
-class _Statements:
-    """The statements of the upload hot path, built once per dialect: building a statement
-    costs more Python than running a cached one (values are bound at execution)."""
-
-    reference_shared_blob: Executable
-    insert_blob: Executable
-    insert_file: Executable
-
-
-_BUILT: dict[str, _Statements] = {}
-
-
-def _statements(session: Session) -> _Statements:
-    return built_once(_BUILT, session, _build_statements)
-
-
-def _build_statements(session: Session) -> _Statements:
-    insert = dialect_insert(session)
-    blobs, files = cast(Table, Blob.__table__), cast(Table, File.__table__)
-    upsert = insert(blobs).values(shared=True)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[blobs.c.sha256],
-        index_where=text("shared"),
-        set_={"ref_count": blobs.c.ref_count + 1},
-    )
-    add_file = insert(files).on_conflict_do_nothing(index_elements=[files.c.path])
-    return _Statements(
-        reference_shared_blob=upsert.returning(blobs.c.id, blobs.c.storage_key, blobs.c.storage_root),
-        insert_blob=insert(blobs).returning(blobs.c.id, blobs.c.storage_key, blobs.c.storage_root),
-        insert_file=select(File).from_statement(add_file.returning(*files.c)),
-    )
 
 
 def find_duplicate(session: Session, sha256: str, account_id: uuid.UUID | None, now: datetime) -> File | None:
@@ -263,10 +228,7 @@ def expire_files(session: Session, now: datetime, limit: int = 500) -> int:
 
 def collect_blobs(session: Session, store: LocalBlobStore, limit: int = 500) -> int:
     """Remove blobs no file references: bytes first, then the row (row locked throughout)."""
-    query = select(Blob).where(Blob.ref_count <= 0).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    orphans = session.scalars(query).all()
+    orphans = sql.orphan_blobs(session, limit)
     for blob in orphans:
         blob_location(store, blob).unlink(missing_ok=True)
         session.delete(blob)

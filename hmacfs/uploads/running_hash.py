@@ -85,11 +85,14 @@ def _after_rollback(session: Session) -> None:
 
 def advance(services: Services, upload_id: uuid.UUID) -> int | None:
     """Hash the committed chunks that continue the stored prefix (at most ``_STEP`` bytes);
-    the bytes added, or None when another advancer holds this upload."""
+    the bytes added, or None when another advancer holds this upload. A background
+    job's boundary: it owns its session and commits it."""
     with services.db.sessions() as session:
         try:
             with services.locker.hold_in(session, f"upload-hash:{upload_id}"):
-                return _advance(session, services, upload_id)
+                added = _advance(session, services, upload_id)
+                session.commit()
+                return added
         except LockBusy:
             return None
         except FileNotFoundError:  # the upload was cancelled or completed meanwhile
@@ -123,7 +126,6 @@ def _advance(session: Session, services: Services, upload_id: uuid.UUID) -> int:
         .values(hashed_bytes=end, hash_state=hasher.state())
         .execution_options(synchronize_session=False)
     )
-    session.commit()
     return end - start if stored.rowcount == 1 else 0  # type: ignore[attr-defined]
 
 

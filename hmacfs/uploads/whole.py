@@ -12,21 +12,19 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import Conflict, PayloadTooLarge
-from hmacfs.files import NewFile, create_file_from_part, deduplicates
-from hmacfs.files.one_shot import OneShot, record_one_shot
-from hmacfs.models import File, Pool, UploadTask
-from hmacfs.models.status import Protocol, UploadStatus
+from hmacfs.files import NewFile, deduplicates
+from hmacfs.files.one_shot import OneShot, record_whole_file
+from hmacfs.models import File
+from hmacfs.models.status import Protocol
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Reader
@@ -117,80 +115,35 @@ def record_one_shot_upload(
     session: Session, services: Services, upload: WholeUpload, part: str, written: WrittenRange
 ) -> File:
     """Record a part received in one request as a file of the default pool and a completed
-    upload task; the part is deleted if that fails. On PostgreSQL the rows are one
-    statement (``hmacfs.files.one_shot``).
+    upload task (``hmacfs.files.one_shot``: one statement on PostgreSQL); the part is
+    deleted if that fails.
 
     Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken. Flushes.
     """
-    protocol = upload.protocol
+    settings = services.settings
     try:
         now = services.clock.now()
         new = NewFile(
             name=upload.name, content_type=upload.content_type, pool_id=DEFAULT_POOL_ID,
             account_id=upload.account_id, path=upload.path,
         )  # fmt: skip
-        if services.db.is_postgresql:
-            one_shot = OneShot(
-                protocol, part, written.sha256, written.size,
-                shared=deduplicates(services.settings.deduplication, written.size),
-                now=now, fallback_expiry=expiry(None, services.settings, now),
-            )  # fmt: skip
-            file = record_one_shot(session, services.store, one_shot, new)
-        else:
-            new = replace(new, expired_at=file_expiry(session, services.settings, now))
-            file = create_file_from_part(
-                session, services.store, services.settings.deduplication,
-                part=part, sha256=written.sha256, size=written.size, new=new,
-            )  # fmt: skip
-            record_completed_task(session, protocol, file, now)
+        one_shot = OneShot(
+            upload.protocol, part, written.sha256, written.size,
+            shared=deduplicates(settings.deduplication, written.size),
+            now=now, fallback_expiry=fallback_expiry(settings.xep0363.file_ttl, now),
+        )  # fmt: skip
+        file = record_whole_file(session, services.store, settings.deduplication, one_shot, new)
     except BaseException:
         services.store.delete_part(part)
         raise
-    count_upload(services, protocol, written.size)
+    count_upload(services, upload.protocol, written.size)
     return file
 
 
-def file_expiry(session: Session, settings: Settings, now: datetime) -> datetime | None:
-    """When a new file of the default pool expires; None = never."""
-    pool_ttl = session.scalar(_DEFAULT_POOL_TTL)
-    return expiry(pool_ttl, settings, now)
-
-
-def expiry(pool_ttl: int | None, settings: Settings, now: datetime) -> datetime | None:
-    """The pool's TTL (seconds), else ``[xep0363] file_ttl``; None = never."""
-    ttl = timedelta(seconds=pool_ttl) if pool_ttl else settings.xep0363.file_ttl
-    return now + ttl if ttl > timedelta(0) else None
-
-
-def record_completed_task(session: Session, protocol: Protocol, file: File, now: datetime) -> None:
-    """INSERT the ``upload_tasks`` row of a one-shot upload, so stats and listings see it."""
-    values = {
-        "id": uuid.uuid4(),
-        "task_id": uuid.uuid4().hex,
-        "protocol": protocol.value,
-        "status": UploadStatus.COMPLETED.value,
-        "account_id": file.account_id,
-        "pool_id": file.pool_id,
-        "file_name": file.name,
-        "file_size": file.size,
-        "content_type": file.content_type,
-        "chunk_size": max(file.size, 1),
-        "chunks_count": 1,
-        "chunks_uploaded": 1,
-        "bytes_received": file.size,
-        "upload_offset": file.size,
-        "hash": file.sha256,
-        "file_id": file.id,
-        "expired_at": file.expired_at,
-        "last_activity": now,
-        "completed_at": now,
-    }
-    session.execute(_INSERT_UPLOAD_TASK, values)
-
-
-# Built once: the statements of every one-shot upload (values bound at execution).
-_INSERT_UPLOAD_TASK = insert(cast(Table, UploadTask.__table__))
-_DEFAULT_POOL_TTL = select(Pool.file_ttl_seconds).where(Pool.id == DEFAULT_POOL_ID)
+def fallback_expiry(file_ttl: timedelta, now: datetime) -> datetime | None:
+    """When a one-request file expires if its pool sets no lifetime: ``[xep0363] file_ttl``
+    from now; None (never) for a zero TTL."""
+    return now + file_ttl if file_ttl > timedelta(0) else None
 
 
 def count_upload(services: Services, protocol: Protocol, size: int) -> None:
