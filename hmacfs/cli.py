@@ -345,3 +345,9 @@ def sign_upload_command(ctx: click.Context, *, path: str, file_name: str, size: 
     upload = SignedUpload("POST", path, int(time.time() + lifetime.total_seconds()), file_name, size)
     for key, value in sign_upload(settings_from(ctx).security.secret, upload).items():
         click.echo(f"{key}: {value}")
+
+
+# -- upload, download (the client: hmacfs/client/) --------------------------
+from hmacfs.client.commands import register_client_commands  # noqa: E402
+
+register_client_commands(main)
