@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,11 +12,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from hmacfs.config import normalise_database_url
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_POOL_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 
@@ -156,6 +158,49 @@ class BodyTransaction:
         written by then, so it costs no round trip."""
         if alone:
             session.commit()
+
+
+_ON_COMMIT = "hmacfs.db.on_commit"
+_ON_ROLLBACK = "hmacfs.db.on_rollback"
+
+
+def on_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once ``session``'s current (outermost) transaction has committed;
+    it is forgotten if that transaction rolls back. For side effects that must not
+    happen before the rows describing them are durable (deleting a part whose bytes a
+    new blob row now holds)."""
+    session.info.setdefault(_ON_COMMIT, []).append(callback)
+
+
+def on_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Call ``callback`` if ``session``'s current (outermost) transaction ends without
+    committing (rolled back, or closed on an error); forgotten once it commits."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    if session.get_nested_transaction() is not None:  # a SAVEPOINT was released: not the end
+        return
+    session.info.pop(_ON_ROLLBACK, None)
+    _run(session.info.pop(_ON_COMMIT, []))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # after a commit, _committed has taken the callbacks
+        session.info.pop(_ON_COMMIT, None)
+        _run(session.info.pop(_ON_ROLLBACK, []))
+
+
+def _run(callbacks: list[Callable[[], None]]) -> None:
+    """The transaction has ended either way: a failing callback is logged, never raised,
+    and the others still run (what it left behind is for the cleanup pass)."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("after-transaction callback %r failed", callback)
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:
