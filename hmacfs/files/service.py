@@ -19,12 +19,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.config import DeduplicationSettings
+from hmacfs.db import on_commit
 from hmacfs.errors import Conflict
 from hmacfs.files import sql
 from hmacfs.models import Blob, File, Pool
@@ -150,17 +152,18 @@ def place_part(
     size: int,
     root: str | None,
 ) -> None:
-    """Make the part the blob's bytes (a rename under ``root``), or drop it when the blob's
-    bytes are already where its row says (a dedup hit, possibly under another root)."""
+    """Make the part the blob's bytes (linked under ``root``), unless the blob's bytes are
+    already where its row says (a dedup hit, possibly under another root). The part
+    itself goes once ``session`` commits: until then a failed commit leaves it, and
+    the upload, as they were (a retried completion finds everything in place)."""
     parts = store.at(root)
     if _same_root(store, blob.storage_root, root):
         parts.promote_part(part, sha256, size, shared=blob.shared)
-    elif holds(blob_root(store, blob.storage_root) / blob.storage_key, size):
-        parts.delete_part(part)
-    else:
+    elif not holds(blob_root(store, blob.storage_root) / blob.storage_key, size):
         # The row's bytes were missing where it pointed: they are now under ``root``.
         parts.promote_part(part, sha256, size, shared=blob.shared)
         session.execute(update(Blob).where(Blob.id == blob.id).values(storage_root=root))
+    on_commit(session, partial(parts.delete_part, part))
 
 
 def _same_root(store: LocalBlobStore, first: str | None, second: str | None) -> bool:

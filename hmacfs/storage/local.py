@@ -9,6 +9,7 @@ Every write is fsynced before the caller may acknowledge it.
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import itertools
 import os
@@ -219,11 +220,15 @@ class LocalBlobStore:
         return self.root / storage_key
 
     def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
-        """Move a finished part to its blob path (or drop it when that content is there).
+        """Make the part's bytes the blob of ``sha256`` (nothing to do when the blob's path
+        already holds that content). The part stays: it is a second name for the same
+        bytes (a hard link) until the caller drops it, which it does only once the rows
+        that point at the blob have committed. So a transaction that fails after this
+        leaves the upload as it was, and completing it again finishes the job.
 
         Callers hold the blob's database row while doing this (see
         ``hmacfs.files``), so a collector cannot remove the target meanwhile.
-        The rename and the directory fsyncs run in one thread hop when
+        The link and the directory fsyncs run in one thread hop when
         ``offload_promotion``: file-system metadata calls wait on the journal.
         """
         key = self.blob_key(sha256, None if shared else part)
@@ -234,27 +239,36 @@ class LocalBlobStore:
         return StoredBlob(sha256, size, key, created=created)
 
     def _promote(self, part: str, key: str, size: int) -> bool:
-        """Rename the part to ``key`` and make that durable; False when ``key`` already
-        held the content (the part is dropped)."""
+        """Link the part at ``key`` and make that durable; False when ``key`` already held
+        the content."""
         target = self.blob_path(key)
         source = self.part_path(part)
         if holds(target, size):
-            source.unlink(missing_ok=True)
+            # Perhaps left by an attempt whose commit failed, with no row yet: its new
+            # ctime tells the orphan collector it is in use again (``orphan_blob_files``).
+            _touch_ctime(target)
             return False
         if os.path.getsize(source) != size:
             os.truncate(source, size)
         changed = [target.parent]  # directories whose entries must reach the disk
         try:
-            os.replace(source, target)
+            _link(source, target)
         except FileNotFoundError:  # first blob of this directory (or the part is gone: raises again)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            _link(source, target)
             # New directories are entries of their parents (blobs/aa/bb: up to two new ones).
             changed += [target.parent.parent, target.parent.parent.parent]
         if self.fsync:
             for directory in changed:
                 _fsync_dir(directory)
         return True
+
+    def blob_files(self) -> Iterator[Path]:
+        """Every file under ``blobs/`` of this root (for the orphan collector)."""
+        for first in _subdirectories(self.root / "blobs"):
+            for second in _subdirectories(first):
+                with os.scandir(second) as entries:
+                    yield from (Path(e.path) for e in entries if e.is_file(follow_symlinks=False))
 
     def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
         """Stream a whole body into a new part (created, preallocated, written and
@@ -326,6 +340,37 @@ def holds(path: Path, size: int) -> bool:
         return os.stat(path).st_size == size
     except FileNotFoundError:
         return False
+
+
+def _link(source: Path, target: Path) -> None:
+    """Give ``source``'s bytes the name ``target`` too, replacing whatever ``target`` was
+    (a truncated leftover). Where the file system has no hard links (FAT), the part is
+    moved instead: then a failed commit strands it as before this store linked."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        temporary = target.with_name(f"{target.name}.{os.getpid()}.link")
+        temporary.unlink(missing_ok=True)
+        os.link(source, temporary)
+        os.replace(temporary, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        os.replace(source, target)
+
+
+def _touch_ctime(path: Path) -> None:
+    """Set ``path``'s change time to now, leaving its access and modification times."""
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def _subdirectories(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _fsync_dir(path: Path) -> None:

@@ -14,12 +14,13 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hmacfs.container import Services
-from hmacfs.db import DEFAULT_POOL_ID
+from hmacfs.db import DEFAULT_POOL_ID, on_rollback
 from hmacfs.errors import Conflict, PayloadTooLarge
 from hmacfs.files import NewFile, deduplicates
 from hmacfs.files.one_shot import OneShot, record_whole_file
@@ -121,6 +122,8 @@ def record_one_shot_upload(
     Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken. Flushes.
     """
     settings = services.settings
+    # A commit that fails after this returns must not strand the part: nobody resumes it.
+    on_rollback(session, partial(services.store.delete_part, part))
     try:
         now = services.clock.now()
         new = NewFile(

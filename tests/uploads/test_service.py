@@ -226,5 +226,6 @@ def test_an_upload_into_a_pool_with_a_storage_path_is_written_and_stored_there(
     assert blob is not None and blob.storage_root == str(root)
     assert blob_location(services.store, blob) == root / blob.storage_key
     assert (root / blob.storage_key).read_bytes() == data
+    session.commit()  # the part is dropped once the rows holding its bytes have committed
     assert not (root / "parts" / f"{task.task_id}.part").exists()
     assert not (services.store.root / blob.storage_key).exists()
