@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hmacfs.composition import build_services
 from hmacfs.config import Settings, load_settings
 from hmacfs.web.cors import configure_cors
-from hmacfs.web.errors import register_error_handlers
+from hmacfs.web.errors import DATABASE_UNAVAILABLE, database_unavailable, register_error_handlers
 from hmacfs.web.metrics import configure_metrics
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,11 @@ def _configure_request_session(app: Flask) -> None:
                     session.commit()
                 else:
                     session.rollback()
+            except DATABASE_UNAVAILABLE as exc:
+                # Raised here, past the view, Flask's error handlers would not see it:
+                # answered like any other lost database (503), the transaction undone.
+                session.rollback()
+                return database_unavailable(exc)
             finally:
                 session.close()
         return response

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -46,6 +46,23 @@ def _http_code(exc: HTTPException) -> str:
     return name
 
 
+# Refused or lost connections, an exhausted pool, a deadlock victim: all transient,
+# so the client is told to retry rather than shown a crash.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+
+
+def database_unavailable(exc: Exception) -> Response:
+    """503 DATABASE_UNAVAILABLE with ``Retry-After``, for a DATABASE_UNAVAILABLE error
+    raised by a handler or by the request boundary's commit."""
+    error_id = uuid.uuid4().hex
+    log.warning("database unavailable (%s) %s: %s", type(exc).__name__, error_id, str(exc).splitlines()[0])
+    response = problem(
+        503, "DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly", {"errorId": error_id}
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render domain errors, Flask's own HTTP errors and crashes in the same JSON shape."""
 
@@ -71,20 +88,9 @@ def register_error_handlers(app: Flask) -> None:
                 response.headers[key] = value
         return response
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def _database_unavailable(exc: Exception) -> Response:
-        # Refused or lost connections, an exhausted pool, a deadlock victim: all
-        # transient, so the client is told to retry rather than shown a crash.
-        error_id = uuid.uuid4().hex
-        log.warning(
-            "database unavailable (%s) %s: %s", type(exc).__name__, error_id, str(exc).splitlines()[0]
-        )
-        response = problem(
-            503, "DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly", {"errorId": error_id}
-        )
-        response.headers["Retry-After"] = "1"
-        return response
+    app.register_error_handler(OperationalError, database_unavailable)
+    app.register_error_handler(InterfaceError, database_unavailable)
+    app.register_error_handler(PoolTimeout, database_unavailable)
 
     app.register_error_handler(Exception, _unexpected)
 
