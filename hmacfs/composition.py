@@ -18,6 +18,7 @@ from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.events.log import purge_events
 from hmacfs.files import collect_blobs, expire_files
+from hmacfs.files.orphans import collect_orphan_files
 from hmacfs.maintenance import CleanupStep
 from hmacfs.tasks.handlers import archives, encryption, files, images, migration
 from hmacfs.tasks.output import discard_stray_pool_parts
@@ -70,6 +71,10 @@ def _orphan_blobs(session: Session, services: Services, now: datetime) -> int:
     return collect_blobs(session, services.store)
 
 
+def _orphan_files(session: Session, services: Services, now: datetime) -> int:
+    return collect_orphan_files(session, services.store, now)
+
+
 def _expired_events(session: Session, services: Services, now: datetime) -> int:
     return purge_events(session, services.settings.events.retention, now)
 
@@ -84,6 +89,7 @@ def cleanup_steps() -> tuple[CleanupStep, ...]:
         CleanupStep("files.expired", _expired_files),
         CleanupStep("uploads.stale", expire_stale_uploads),
         CleanupStep("blobs.orphaned", _orphan_blobs),
+        CleanupStep("files.orphaned", _orphan_files),
         CleanupStep("events.expired", _expired_events),
         CleanupStep("uploads.scratch", remove_stale_scratch),
         CleanupStep("tasks.finished", expire_finished_tasks),
