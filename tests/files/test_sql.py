@@ -43,6 +43,7 @@ def test_a_whole_file_gets_its_blob_file_and_completed_task(session: Session, tm
     assert task.bytes_received == task.upload_offset == upload.size
     blob = session.get(Blob, file.blob_id)
     assert blob is not None and blob.ref_count == 1
+    session.commit()  # the part goes once the rows holding its bytes have committed
     assert not store.part_path(upload.part).exists()
 
 
