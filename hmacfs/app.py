@@ -18,6 +18,8 @@ from hmacfs.config import Settings, load_settings
 from hmacfs.web.cors import configure_cors
 from hmacfs.web.errors import DATABASE_UNAVAILABLE, database_unavailable, register_error_handlers
 from hmacfs.web.metrics import configure_metrics
+from hmacfs.web.monitoring import restrict_monitoring
+from hmacfs.web.params import register_input_guards
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     _configure_proxy(app, settings)
     _configure_request_session(app)
     register_error_handlers(app)
+    register_input_guards(app)
+    restrict_monitoring(app, settings.metrics)
     configure_cors(app, settings)
     _register_blueprints(app)
     return app

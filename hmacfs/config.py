@@ -9,6 +9,7 @@ then ``HMACFS_<SECTION>__<KEY>``. Any unknown key or bad value raises
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -56,6 +57,7 @@ class ServerSettings(_Section):
     workers: int = Field(2, ge=1, le=256)
     worker_connections: int = Field(1000, ge=1)
     base_url: str = ""
+    trusted_hosts: tuple[str, ...] = ()
     trusted_proxy_count: int = Field(0, ge=0, le=10)
     cors_allowed_origins: tuple[str, ...] = ()
 
@@ -222,6 +224,19 @@ class MetricsSettings(_Section):
     enabled: bool = True
     # Set by `hmacfs serve` (PROMETHEUS_MULTIPROC_DIR) so counters add up across workers.
     multiprocess_dir: str = ""
+    # Restrict /metrics and /health/uploads (hmacfs.web.monitoring).
+    access_token: str = ""
+    allowed_networks: tuple[str, ...] = ()
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
 
 class LoggingSettings(_Section):
@@ -422,6 +437,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
         if security[key]:
             security[key] = hidden
     security["previous_secrets"] = [hidden for _ in security["previous_secrets"]]
+    if data["metrics"]["access_token"]:
+        data["metrics"]["access_token"] = hidden
     for hook in data["events"]["webhooks"]:
         hook["secret"] = hidden
     return data

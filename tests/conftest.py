@@ -52,6 +52,8 @@ def make_settings(storage: Path, database_url: str = "", **sections: dict[str, A
         "database": {"url": database_url},
         "logging": {"access_log": False},
         "tasks": {"handler_modules": ["tests.tasks.custom_handlers"]},
+        # The test client's Host; any other Host gets relative URLs (hmacfs.web.urls).
+        "server": {"trusted_hosts": ["localhost"]},
     }
     return Settings.model_validate(_merge(data, sections))
 

@@ -77,6 +77,8 @@ class LiveServer:
             "security": {"secret": HMAC_SECRET, "jwt_secret": JWT_SECRET},
             "storage": {"path": str(self.workdir / "storage")},
             "logging": {"access_log": False},
+            # Absolute URLs in answers only for the loopback names tests call us by.
+            "server": {"trusted_hosts": ["127.0.0.1", "localhost"]},
         }
         for section, values in self.sections.items():
             base.setdefault(section, {}).update(values)

@@ -10,6 +10,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import quote
 
 from hmacfs.errors import HmacfsError
+from hmacfs.names import without_bidi_controls
 
 MAX_RANGES = 16
 INLINE_PREFIXES = ("image/", "video/", "audio/")
@@ -124,8 +125,10 @@ def is_inline(content_type: str) -> bool:
 
 def content_disposition(filename: str, content_type: str) -> str:
     """``inline`` for media and plain text, ``attachment`` otherwise; non-ASCII
-    names get RFC 6266 ``filename*`` with an ASCII fallback."""
+    names get RFC 6266 ``filename*`` with an ASCII fallback. Bidirectional
+    controls are dropped, so no stored name can disguise its extension."""
     kind = "inline" if is_inline(content_type) else "attachment"
+    filename = without_bidi_controls(filename)
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in filename)
     value = f'{kind}; filename="{fallback}"'
     if fallback != filename:

@@ -27,12 +27,16 @@ REPLAY_BATCH = 500
 PONG = '{"type":"pong"}'
 
 
+# Event ids are BIGINT: a larger ``since`` would never be reached, so nothing would arrive.
+MAX_EVENT_ID = 2**63 - 1
+
+
 def parse_since(value: Any) -> int:
     """A client's ``since`` (an event id, >= 0); raises ValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError("since must be an event id")
     since = int(value)
-    if since < 0:
+    if not 0 <= since <= MAX_EVENT_ID:
         raise ValueError("since must be an event id")
     return since
 

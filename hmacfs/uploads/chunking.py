@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from hmacfs.errors import BadRequest, PayloadTooLarge, ValidationFailed
+from hmacfs.names import UNSAFE_NAME_CHARACTER
 
-# Names only: no directory part, no control characters, no dot-only names.
-_BAD_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+# Names only: no directory part, no control or bidirectional characters, no dot-only names.
+_BAD_NAME = UNSAFE_NAME_CHARACTER
 MAX_NAME_LENGTH = 255
 
 
@@ -82,10 +82,13 @@ def check_file_name(name: str | None, field: str = "fileName") -> str:
 
 
 def progress_percent(received: int, size: int | None) -> float:
-    """Percentage 0..100 (an empty file counts as done once it is complete)."""
+    """Percentage 0..100 with two decimals; 100 only once every byte is received
+    (rounding never shows 100 while a byte is missing). An empty file counts 0."""
     if not size:
         return 0.0
-    return round(min(100.0, max(0.0, received * 100.0 / size)), 2)
+    if received >= size:
+        return 100.0
+    return min(99.99, round(max(0.0, received * 100.0 / size), 2))
 
 
 def missing_chunks(count: int, uploaded: Iterable[int]) -> list[int]:

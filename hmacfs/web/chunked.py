@@ -23,6 +23,7 @@ from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.context import body_transaction, chunk_request, db_session, services
+from hmacfs.web.params import header_text
 from hmacfs.web.signature import signed_or_account
 from hmacfs.web.tus_headers import parse_chunk_digest
 
@@ -61,7 +62,7 @@ def _session_id() -> str:
 @chunked.post("/chunked-upload")
 def start_session() -> tuple[Response, int]:
     account = signed_or_account()
-    name = engine.check_file_name(request.headers.get("X-Filename"), "X-Filename")
+    name = engine.check_file_name(header_text("X-Filename"), "X-Filename")  # UTF-8 on the wire
     size = _int_header("X-Total-Size")
     assert size is not None
     new = engine.NewUpload(

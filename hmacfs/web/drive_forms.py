@@ -13,7 +13,7 @@ from hmacfs.errors import BadRequest
 from hmacfs.models import File, UploadTask, iso_utc
 from hmacfs.models.status import Protocol
 from hmacfs.uploads.engine import NewUpload, TaskFilter, check_file_name, progress_data, progress_percent
-from hmacfs.web.params import query_flag, query_int
+from hmacfs.web.params import media_type, query_flag, query_int
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -81,7 +81,7 @@ def parse_create(body: dict[str, Any], account: uuid.UUID, default_pool: uuid.UU
         account_id=account,
         pool_id=_uuid(body, "poolId") or default_pool,
         bundle_id=_uuid(body, "bundleId"),
-        content_type=_str(body, "contentType", required=True) or "",
+        content_type=media_type(_str(body, "contentType", required=True) or "", "contentType"),
         chunk_size=_int(body, "chunkSize", required=False),
         sha256=sha256,
         expired_at=_datetime(body, "expiredAt"),

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from hmacfs.config import Settings
 from hmacfs.errors import BadRequest, LengthRequired, PayloadTooLarge
 from hmacfs.models.status import Protocol
+from hmacfs.names import is_media_type
 from hmacfs.storage.copying import Reader
 from hmacfs.upload_signing import SignedUpload
 from hmacfs.uploads import engine
@@ -18,6 +19,7 @@ from hmacfs.web.bodies import request_stream
 from hmacfs.web.context import db_session, services
 from hmacfs.web.multipart_form import FieldStream, safe_filename
 from hmacfs.web.signature import upload_grant
+from hmacfs.web.urls import public_url
 from hmacfs.xep0363.signing import BadSignature, extension_allowed
 
 multipart = Blueprint("multipart", __name__)
@@ -57,12 +59,14 @@ def post_upload() -> tuple[Response, int]:
     stream = FieldStream(request_stream(), _boundary(), FIELD, _length(svc.settings))
     raw_name, content_type = stream.open()
     name = _allowed_name(raw_name, svc.settings.uploads.allowed_extensions)
+    if not is_media_type(content_type):
+        raise BadRequest("the file's Content-Type is not a media type", code="INVALID_CONTENT_TYPE")
     limit = svc.settings.uploads.max_upload_size
     if grant.signed is not None:
         limit = min(limit, _signed_size(name, grant.signed))
     upload = engine.WholeUpload(Protocol.MULTIPART, name, content_type, limit=limit, account_id=grant.account)
     file = engine.receive_whole(db_session(), svc, upload, _field_reader(stream, grant.signed))
-    url = url_for("downloads.download_file", file_id=str(file.id), _external=True)
+    url = public_url(url_for("downloads.download_file", file_id=str(file.id)))
     return jsonify({"filename": file.name, "size": file.size, "sha256": file.sha256, "url": url}), 201
 
 

@@ -13,6 +13,7 @@ from werkzeug.sansio.multipart import Field as FormField
 from werkzeug.sansio.multipart import File as FilePart
 
 from hmacfs.errors import BadRequest
+from hmacfs.names import UNSAFE_NAME_CHARACTER
 from hmacfs.storage.copying import IncompleteBody, Reader
 from hmacfs.storage.local import blocks_reader
 
@@ -111,6 +112,6 @@ class FieldStream:
 def safe_filename(raw: str) -> str:
     """The last path component of a client-supplied name; BadRequest when nothing usable is left."""
     name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    if not name or name in (".", "..") or "\0" in name or len(name.encode()) > 255:
+    if not name or name in (".", "..") or UNSAFE_NAME_CHARACTER.search(name) or len(name.encode()) > 255:
         raise BadRequest("bad file name", code="BAD_FILENAME")
     return name

@@ -23,6 +23,7 @@ from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import request_body
 from hmacfs.web.context import body_transaction, db_session, hold_through_body, services
+from hmacfs.web.params import media_type
 from hmacfs.web.tus_headers import (
     CHECKSUM_ALGORITHMS,
     TUS_VERSION,
@@ -32,6 +33,7 @@ from hmacfs.web.tus_headers import (
     parse_offset,
     parse_upload_checksum,
 )
+from hmacfs.web.urls import public_url
 
 tus = Blueprint("tus", __name__)
 
@@ -99,7 +101,7 @@ def _new_upload(
         file_size=size,
         account_id=account,
         pool_id=_metadata_pool(metadata),
-        content_type=content_type[:255],
+        content_type=media_type(content_type, "Upload-Metadata filetype"),
         metadata={"tus": dict(metadata)},
     )
 
@@ -146,8 +148,7 @@ def create() -> tuple[str, int, dict[str, str]]:
 
 
 def _location(task: UploadTask) -> str:
-    base = services().settings.server.base_url.rstrip("/") or request.root_url.rstrip("/")
-    return f"{base}/files/{task.task_id}"
+    return public_url(f"/files/{task.task_id}")
 
 
 def _state_headers(task: UploadTask) -> dict[str, str]:

@@ -38,11 +38,14 @@ def parse_metadata(header: str | None) -> dict[str, str | None]:
 
 def _b64_text(value: str) -> str:
     try:
-        return base64.b64decode(value, validate=True).decode("utf-8")
+        text = base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _bad(
             "Upload-Metadata value is not base64 UTF-8", "INVALID_METADATA", "Upload-Metadata"
         ) from None
+    if "\0" in text:  # no database text column can hold it
+        raise _bad("Upload-Metadata value holds a NUL", "INVALID_METADATA", "Upload-Metadata")
+    return text
 
 
 def encode_metadata(metadata: dict[str, str | None]) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import jwt
 
 from hmacfs.errors import BadRequest, Forbidden
+from hmacfs.names import has_bidi_control
 
 PROTOCOLS = ("v3", "v2", "token", "v")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -171,7 +172,7 @@ def split_request_path(raw_uri: str, base_path: str, *, max_length: int) -> tupl
 def validate_path(path: str, *, max_length: int) -> None:
     if len(path.encode("utf-8")) > max_length:
         raise BadPath("path too long")
-    if "\0" in path or "\\" in path:
+    if "\0" in path or "\\" in path or has_bidi_control(path):
         raise BadPath("path contains a forbidden character")
     segments = path.split("/")
     if len(segments) < 2:

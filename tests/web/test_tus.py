@@ -160,7 +160,10 @@ def test_location_behind_proxy_and_base_url(
 
     url = engine.url.render_as_string(hide_password=False)
     proxied = create_app(
-        make_settings(tmp_path / "s", url, server={"trusted_proxy_count": 1}), db=Database(engine, sessions)
+        make_settings(
+            tmp_path / "s", url, server={"trusted_proxy_count": 1, "trusted_hosts": ["files.example.org"]}
+        ),
+        db=Database(engine, sessions),
     ).test_client()
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "files.example.org"}
     response = create(proxied, {**auth, **forwarded}, 5)
