@@ -20,6 +20,7 @@ from hmacfs.web.errors import DATABASE_UNAVAILABLE, database_unavailable, regist
 from hmacfs.web.metrics import configure_metrics
 from hmacfs.web.monitoring import restrict_monitoring
 from hmacfs.web.params import register_input_guards
+from hmacfs.web.ratelimit import install_rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
     register_input_guards(app)
     restrict_monitoring(app, settings.metrics)
+    install_rate_limits(app, app.extensions["hmacfs"])
     configure_cors(app, settings)
     _register_blueprints(app)
     return app

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tomllib
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -231,12 +232,38 @@ class MetricsSettings(_Section):
     @field_validator("allowed_networks")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an IP address or network") from None
-        return value
+        return _check_networks(value)
+
+
+def _check_networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return value
+
+
+class RateLimitSettings(_Section):
+    """Token buckets (docs/rate-limits.md); names follow hmac-file-server's ``[rate_limit]``."""
+
+    enabled: bool = True
+    storage: Literal["auto", "database", "memory"] = "auto"
+    requests_per_minute: float = Field(3000, gt=0)
+    burst_size: int = Field(500, ge=1)
+    by_jid: bool = True
+    by_ip: bool = True
+    whitelisted_ips: tuple[str, ...] = ()
+    whitelisted_jids: tuple[uuid.UUID, ...] = ()
+    create_per_minute: float = Field(120, gt=0)
+    create_burst: int = Field(30, ge=1)
+    auth_failures_per_minute: float = Field(6, gt=0)
+    auth_failures_burst: int = Field(20, ge=1)
+
+    @field_validator("whitelisted_ips")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_networks(value)
 
 
 class LoggingSettings(_Section):
@@ -264,6 +291,13 @@ class Settings(_Section):
     events: EventsSettings = EventsSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+
+    @model_validator(mode="after")
+    def _shared_buckets_need_postgresql(self) -> Settings:
+        if self.rate_limit.storage == "database" and not self.serves_many_processes:
+            raise ValueError("rate_limit.storage: 'database' needs PostgreSQL (use 'auto' or 'memory')")
+        return self
 
     @property
     def database_url(self) -> str:

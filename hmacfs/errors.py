@@ -89,3 +89,10 @@ class HashMismatch(UnprocessableEntity):
 class ServiceUnavailable(HmacfsError):
     status = 503
     code = "SERVICE_UNAVAILABLE"
+
+
+class RateLimited(HmacfsError):
+    """A rate limit refused the request; ``headers`` carry ``Retry-After``."""
+
+    status = 429
+    code = "RATE_LIMITED"

@@ -22,6 +22,7 @@ class AppMetrics:
     download_bytes_total: Counter
     upload_size_bytes: Histogram
     tasks_total: Counter
+    rate_limited_total: Counter
 
 
 def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
@@ -48,5 +49,11 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
         ),
         tasks_total=Counter(
             "hmacfs_tasks_total", "Background tasks finished", ["type", "status"], registry=registry
+        ),
+        rate_limited_total=Counter(
+            "hmacfs_rate_limited_total",
+            "Requests refused with 429, by the limit that refused them",
+            ["limit"],
+            registry=registry,
         ),
     )

@@ -54,6 +54,8 @@ def make_settings(storage: Path, database_url: str = "", **sections: dict[str, A
         "tasks": {"handler_modules": ["tests.tasks.custom_handlers"]},
         # The test client's Host; any other Host gets relative URLs (hmacfs.web.urls).
         "server": {"trusted_hosts": ["localhost"]},
+        # Tests send hundreds of requests from one address; tests/web/test_rate_limits.py turns it on.
+        "rate_limit": {"enabled": False},
     }
     return Settings.model_validate(_merge(data, sections))
 

@@ -79,6 +79,7 @@ class LiveServer:
             "logging": {"access_log": False},
             # Absolute URLs in answers only for the loopback names tests call us by.
             "server": {"trusted_hosts": ["127.0.0.1", "localhost"]},
+            "rate_limit": {"enabled": False},  # on in tests/e2e/test_rate_limits.py
         }
         for section, values in self.sections.items():
             base.setdefault(section, {}).update(values)
