@@ -4,7 +4,9 @@ from npm) against ``hmacfs serve`` on PostgreSQL with a real ``hmacfs worker``.
 Three files go up through the page (each bar reaches 100 % and the /ws completion
 shows), a fourth is interrupted by a page reload under a throttled uplink and
 resumes from the server's chunks, and a compress task started from the page
-finishes. Screenshots (desktop and phone) land in ``var/screenshots/``.
+finishes. One more upload goes offline and back, is paused (no byte moves) and
+resumed, then cancelled (the server marks it Cancelled). Screenshots (desktop
+and phone) land in ``var/screenshots/``.
 Without node, npm or chromium the test is skipped, naming what is missing;
 under ``CI=true`` a missing browser is an error.
 """
@@ -103,6 +105,7 @@ def test_upload_reload_resume_and_compress_through_the_page(
         "photo.jpg": os.urandom(3 * MIB + 12345),
         "tiny.bin": os.urandom(777),
         "video.mp4": os.urandom(16 * MIB + 4321),
+        "draft.bin": os.urandom(12 * MIB),
     }
     for name, payload in payloads.items():
         (tmp_path / name).write_bytes(payload)
@@ -115,6 +118,7 @@ def test_upload_reload_resume_and_compress_through_the_page(
             "chromium": browser,
             "files": [str(tmp_path / name) for name in ("notes.txt", "photo.jpg", "tiny.bin")],
             "big": str(tmp_path / "video.mp4"),
+            "cancelled": str(tmp_path / "draft.bin"),
             "throttle": 2 * MIB,  # bytes per second while the reload happens
             "shots": str(SHOTS),
         },
@@ -124,7 +128,11 @@ def test_upload_reload_resume_and_compress_through_the_page(
     assert 0 < report["resumedFrom"] < len(payloads["video.mp4"]), report
     assert report["percentBeforeReload"] >= 20
     assert report["unlabelled"] == [] and report["phoneOverflow"] is False
+    assert report["offlineResumed"] and report["movedWhilePaused"] == 0
+    assert 0 < report["cancelledAt"] < 100
     stored = _recent(stack, auth)
+    assert stored.pop("draft.bin")["status"] == "Cancelled"
+    del payloads["draft.bin"]
     for name, payload in payloads.items():
         assert stored[name]["status"] == "Completed"
         assert stored[name]["hash"] == hashlib.sha256(payload).hexdigest()

@@ -36,16 +36,61 @@ async function waitComplete(page, name) {
   await item.getByText("Saved on server").waitFor({ timeout: STEP_MS });
 }
 
-async function throttle(page, bytesPerSecond) {
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("Network.enable");
-  await cdp.send("Network.emulateNetworkConditions", {
+async function throttle(page, bytesPerSecond, cdp = null) {
+  const session = cdp ?? (await page.context().newCDPSession(page));
+  await session.send("Network.enable");
+  await session.send("Network.emulateNetworkConditions", {
     offline: false,
     latency: 0,
     downloadThroughput: -1,
     uploadThroughput: bytesPerSecond,
   });
-  return cdp;
+  return session;
+}
+
+function progressOf(page, name) {
+  return uploadItem(page, name).locator("progress").evaluate((bar) => bar.value);
+}
+
+async function progressPast(page, name, percent) {
+  await page.waitForFunction(
+    ([name, percent]) => {
+      const bar = document.querySelector(`#uploads li[data-name="${name}"] progress`);
+      return bar && bar.value > percent;
+    },
+    [name, percent],
+    { timeout: STEP_MS, polling: 100 },
+  );
+}
+
+async function waitState(page, name, state) {
+  await uploadItem(page, name).locator(`xpath=self::*[@data-state='${state}']`).waitFor({ timeout: STEP_MS });
+}
+
+/** Offline and back, pause and resume, then cancel: all on one throttled upload. */
+async function controls(page, path) {
+  const name = path.split("/").pop();
+  const cdp = await throttle(page, options.throttle / 2);
+  await page.locator("#files").setInputFiles([path]);
+  await progressPast(page, name, 3);
+  await page.context().setOffline(true); // the browser fires "offline"
+  await waitState(page, name, "offline");
+  const offlineAt = await progressOf(page, name);
+  await page.context().setOffline(false);
+  await throttle(page, options.throttle / 2, cdp);
+  await progressPast(page, name, offlineAt + 3);
+  report.offlineResumed = true;
+  await page.getByRole("button", { name: `Pause ${name}` }).click();
+  await waitState(page, name, "paused");
+  const pausedAt = await progressOf(page, name);
+  await page.waitForTimeout(1500);
+  report.movedWhilePaused = (await progressOf(page, name)) - pausedAt;
+  await page.getByRole("button", { name: `Resume ${name}` }).click();
+  await progressPast(page, name, pausedAt + 3);
+  await page.getByRole("button", { name: `Cancel ${name}` }).click();
+  await waitState(page, name, "cancelled");
+  report.cancelledAt = await progressOf(page, name);
+  await cdp.detach();
 }
 
 async function main() {
@@ -69,6 +114,9 @@ async function main() {
   const names = options.files.map((path) => path.split("/").pop());
   for (const name of names) await waitComplete(page, name);
   report.threeDone = true;
+
+  step("offline, pause, resume, cancel");
+  await controls(page, options.cancelled);
 
   step("reload mid-upload");
   const bigName = options.big.split("/").pop();
