@@ -23,6 +23,7 @@ from hmacfs.web.context import db_session, services
 from hmacfs.web.cors import allowed_origin
 from hmacfs.web.download_response import download_response, load_download
 from hmacfs.web.errors import problem
+from hmacfs.web.params import media_type
 from hmacfs.xep0363.service import find_slot_file
 from hmacfs.xep0363.signing import (
     DEFAULT_CONTENT_TYPE,
@@ -83,6 +84,8 @@ def _declared_size(settings: Settings) -> int:
 def put_slot(_slot: str) -> tuple[Response, int]:
     settings = services().settings
     content_type = request.headers.get("Content-Type", "")
+    if content_type:
+        media_type(content_type, "Content-Type")  # it is stored, then sent back on download
     signed = _signed_request(settings, request.content_length or 0, content_type)
     size = _declared_size(settings)
     _authorise(settings, signed)

@@ -214,3 +214,16 @@ def test_untrusted_host_is_never_echoed(client: FlaskClient, auth: dict[str, str
         "/files/", headers={**auth, **TUS, "Upload-Length": "5", "Upload-Metadata": metadata}
     )
     assert trusted.headers["Location"].startswith("http://localhost/files/")
+
+
+def test_xep0363_content_type_longer_than_the_column(client: FlaskClient) -> None:
+    from urllib.parse import urlencode
+
+    from hmacfs.xep0363.signing import SignedRequest, signed_query
+    from tests.conftest import HMAC_SECRET
+
+    content_type = "application/" + "x" * 300
+    request = SignedRequest("PUT", "slot9/a.txt", "/upload/slot9/a.txt", 5, content_type)
+    query = urlencode(signed_query(HMAC_SECRET, "v", request))
+    answer = client.put(f"/upload/slot9/a.txt?{query}", data=b"12345", headers={"Content-Type": content_type})
+    assert (answer.status_code, answer.json["code"]) == (400, "INVALID_CONTENT_TYPE")
