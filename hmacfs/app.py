@@ -83,6 +83,7 @@ def _configure_request_session(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from hmacfs.web.bundles import bundles_api
     from hmacfs.web.chunked import chunked
     from hmacfs.web.downloads import downloads
     from hmacfs.web.drive import register_drive
@@ -98,6 +99,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(page)
     app.register_blueprint(ws)
     app.register_blueprint(tasks_api)
+    app.register_blueprint(bundles_api)
     # The chunked API's exact /upload/... routes win over the slot paths below.
     app.register_blueprint(chunked)
     register_drive(app)

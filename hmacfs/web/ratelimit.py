@@ -36,6 +36,7 @@ CREATE_ENDPOINTS = frozenset(
         "chunked.start_session",
         "multipart.post_upload",
         "tasks.create",
+        "bundles.create",
         "xep0363.put_slot",
     }
 )
