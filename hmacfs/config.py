@@ -114,6 +114,7 @@ class SecuritySettings(_Section):
 class StorageSettings(_Section):
     path: Path = Path("var/storage")
     fsync: bool = True
+    min_free_space: Size = parse_size("1GB")
 
 
 class UploadsSettings(_Section):

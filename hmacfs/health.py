@@ -12,23 +12,30 @@ from hmacfs.models import Pool, Task, UploadTask
 from hmacfs.storage import LocalBlobStore
 
 
-def check_uploads(session: Session, store: LocalBlobStore) -> tuple[bool, dict[str, Any]]:
+def check_uploads(session: Session, store: LocalBlobStore, min_free: int) -> tuple[bool, dict[str, Any]]:
     """Probe the database, the storage and every pool's own storage path; return
     (healthy, report).
 
     Each failed probe is named in the report with its error (a pool by name,
-    ``pool:<name>``; its path is not shown); nothing raises.
+    ``pool:<name>``; its path is not shown); nothing raises. A storage root with
+    less than ``min_free`` bytes free is healthy but named under ``degraded``
+    (status "degraded"): uploads still work until it is full.
     """
-    report: dict[str, Any] = {"database": _database(session), "storage": _storage(store)}
+    report: dict[str, Any] = {"database": _database(session), "storage": _storage(store, min_free)}
     failed = [name for name in ("database", "storage") if not report[name]["ok"]]
+    probes = {"storage": report["storage"]}
     if report["database"]["ok"]:
         report["uploads"] = _counts(session, UploadTask.status)
         report["tasks"] = _counts(session, Task.status)
-        report["pools"] = _pool_storage(session, store)
+        report["pools"] = _pool_storage(session, store, min_free)
         failed += [f"pool:{name}" for name, probe in report["pools"].items() if not probe["ok"]]
-    report["status"] = "ok" if not failed else "unavailable"
+        probes.update({f"pool:{name}": probe for name, probe in report["pools"].items()})
+    degraded = [name for name, probe in probes.items() if probe.get("low_space")]
+    report["status"] = "unavailable" if failed else "degraded" if degraded else "ok"
     if failed:
         report["failed"] = failed
+    if degraded:
+        report["degraded"] = degraded
     return not failed, report
 
 
@@ -42,18 +49,19 @@ def _database(session: Session) -> dict[str, Any]:
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
-def _pool_storage(session: Session, store: LocalBlobStore) -> dict[str, dict[str, Any]]:
+def _pool_storage(session: Session, store: LocalBlobStore, min_free: int) -> dict[str, dict[str, Any]]:
     """The storage probe of each pool that keeps its uploads under a path of its own."""
     rows = session.execute(select(Pool.name, Pool.storage_path).where(Pool.storage_path.is_not(None))).all()
-    return {name: _storage(store.at(path)) for name, path in rows}
+    return {name: _storage(store.at(path), min_free) for name, path in rows}
 
 
-def _storage(store: LocalBlobStore) -> dict[str, Any]:
+def _storage(store: LocalBlobStore, min_free: int) -> dict[str, Any]:
     try:
         store.check_writable()
-        return {"ok": True, "free_bytes": store.free_bytes()}
+        free = store.free_bytes()
     except OSError as exc:
         return {"ok": False, "error": exc.strerror or type(exc).__name__}
+    return {"ok": True, "free_bytes": free, **({"low_space": True} if free < min_free else {})}
 
 
 def _counts(session: Session, column: Any) -> dict[str, int]:

@@ -139,12 +139,17 @@ class LocalBlobStore:
         return self.root / "parts" / f"{part}.part"
 
     def create_part(self, part: str, size: int | None) -> None:
-        """Create the part file, reserving ``size`` bytes of disk when known."""
+        """Create a new part file, reserving ``size`` bytes of disk when known. Raises OSError
+        (ENOSPC, EDQUOT) when they cannot be reserved; then no part remains."""
         self.ensure_layout()
-        fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
+        path = self.part_path(part)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             if size:
                 _preallocate(fd, size)
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
         finally:
             os.close(fd)
 
@@ -327,11 +332,19 @@ def normal_root(path: str | Path) -> Path:
 
 
 def _preallocate(fd: int, size: int) -> None:
-    """Reserve ``size`` bytes of disk (just set the length where fallocate is unsupported)."""
+    """Reserve ``size`` bytes of disk, so that writing them later cannot run out of space.
+    Raises OSError (ENOSPC, EDQUOT) when they cannot be reserved; only where the file
+    system cannot reserve at all is the length merely set."""
     try:
         os.posix_fallocate(fd, 0, size)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
         os.ftruncate(fd, size)
+
+
+# posix_fallocate's answers of a file system that cannot reserve space (not: "no space").
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
 
 
 def holds(path: Path, size: int) -> bool:

@@ -11,6 +11,7 @@ a failed XEP-0363 PUT is counted in ``upload_errors_total``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 from typing import Any
@@ -92,7 +93,23 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(InterfaceError, database_unavailable)
     app.register_error_handler(PoolTimeout, database_unavailable)
 
+    app.register_error_handler(OSError, _storage_error)
     app.register_error_handler(Exception, _unexpected)
+
+
+# A full disk or an exhausted quota of the storage file system (on any write path:
+# a create's reservation, a body, a blob link): the request is undone and may be
+# repeated once space is freed. Any other OSError is a crash.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _storage_error(exc: OSError) -> Response:
+    if exc.errno not in NO_SPACE:
+        return _unexpected(exc)
+    log.warning("storage full: %s", exc.strerror)
+    response = problem(507, "INSUFFICIENT_STORAGE", "the server's storage is full; retry later")
+    response.headers["Retry-After"] = "60"
+    return response
 
 
 def _unexpected(exc: Exception) -> Response:

@@ -17,7 +17,8 @@ def liveness() -> Response:
 
 @health.get("/health/uploads")
 def readiness() -> Response:
-    healthy, report = check_uploads(db_session(), services().store)
+    svc = services()
+    healthy, report = check_uploads(db_session(), svc.store, svc.settings.storage.min_free_space)
     response = jsonify(report)
     response.status_code = 200 if healthy else 503
     return response
