@@ -56,7 +56,7 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     bind: str = "127.0.0.1:8080"
     workers: int = Field(2, ge=1, le=256)
-    worker_connections: int = Field(1000, ge=1)
+    worker_connections: int = Field(4096, ge=1)
     base_url: str = ""
     trusted_hosts: tuple[str, ...] = ()
     trusted_proxy_count: int = Field(0, ge=0, le=10)
@@ -144,7 +144,8 @@ class DeduplicationSettings(_Section):
 class TimeoutsSettings(_Section):
     readtimeout: Duration = timedelta(seconds=4800)
     writetimeout: Duration = timedelta(seconds=4800)
-    idletimeout: Duration = timedelta(seconds=4800)
+    idletimeout: Duration = Field(timedelta(seconds=75), ge=timedelta(seconds=1))
+    request_head: Duration = Field(timedelta(seconds=10), gt=timedelta(0))
     graceful: Duration = timedelta(seconds=30)
     body_idle: Duration = Field(timedelta(seconds=60), gt=timedelta(0))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import runpy
 import shutil
@@ -20,6 +21,7 @@ from gunicorn.app.base import BaseApplication
 from hmacfs.config import LoggingSettings, Settings
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_CLASS = "hmacfs.http_worker.HmacfsGeventWorker"  # gunicorn imports it in the master
 
 
 def prepare_metrics_dir() -> str:
@@ -41,13 +43,16 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": [settings.server.bind],
         "workers": settings.server.workers,
-        "worker_class": "gevent",
+        # gunicorn's gevent worker with a lazy 100 Continue and bounded request heads.
+        "worker_class": WORKER_CLASS,
         "worker_connections": settings.server.worker_connections,
         # gevent workers heartbeat from their own greenlet, so a long upload
         # does not trip this; it only catches a worker whose loop is stuck.
         "timeout": int(timeouts.readtimeout.total_seconds()),
         "graceful_timeout": int(timeouts.graceful.total_seconds()),
-        "keepalive": int(timeouts.idletimeout.total_seconds()),
+        # The worker applies timeouts.idletimeout and request_head itself; gunicorn
+        # bounds request heads only while keep-alive is on (>= 1 s).
+        "keepalive": max(1, math.ceil(timeouts.idletimeout.total_seconds())),
         "accesslog": "-" if settings.logging.access_log else None,
         "errorlog": "-",
         "loglevel": settings.logging.level.lower(),

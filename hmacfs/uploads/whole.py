@@ -49,6 +49,7 @@ class WholeUpload:
     limit: int | None = None  # with ``size`` None: bytes allowed (None: ``uploads.max_upload_size``)
     account_id: uuid.UUID | None = None  # the owner; None for a signed (ownerless) upload
     path: str | None = None  # an XEP-0363 slot path, unique among files
+    check_first: bool = False  # the client has sent no body yet (Expect: 100-continue): check the path first
 
 
 def receive_whole(session: Session, services: Services, upload: WholeUpload, read: Reader) -> File:
@@ -59,7 +60,8 @@ def receive_whole(session: Session, services: Services, upload: WholeUpload, rea
     ends early, PayloadTooLarge (413) past the limit of a body of unknown size,
     and whatever ``read`` raises (a codec's 400). Flushes; the caller commits.
     """
-    if upload.path is not None and upload.size is not None and upload.size > EARLY_CHECK_SIZE:
+    early = upload.check_first or (upload.size is not None and upload.size > EARLY_CHECK_SIZE)
+    if upload.path is not None and early:
         ensure_slot_free(services.db.sessions, upload.path)
     part = uuid.uuid4().hex
     if upload.size is not None:

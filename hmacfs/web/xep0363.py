@@ -92,8 +92,15 @@ def put_slot(_slot: str) -> tuple[Response, int]:
     name = signed.path.rsplit("/", 1)[-1]
     if not extension_allowed(name, settings.uploads.allowed_extensions):
         raise BadPath("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
+    # A client that waits for 100 Continue has sent no body yet: check the slot first.
+    waits = request.headers.get("Expect", "").lower() == "100-continue"
     upload = engine.WholeUpload(
-        Protocol.XEP0363, name, content_type or DEFAULT_CONTENT_TYPE, size=size, path=signed.path
+        Protocol.XEP0363,
+        name,
+        content_type or DEFAULT_CONTENT_TYPE,
+        size=size,
+        path=signed.path,
+        check_first=waits,
     )
     file = engine.receive_whole(db_session(), services(), upload, request_body())
     return jsonify({"path": file.path, "size": file.size, "sha256": file.sha256}), 201
