@@ -59,13 +59,13 @@ def _closed_after(sock: socket.socket, limit: float, trickle: bytes = b"") -> fl
 def test_slow_head_is_dropped(server: LiveServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         lived = _closed_after(sock, 10, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100)
-    assert REQUEST_HEAD * 0.8 <= lived <= REQUEST_HEAD + 2
+    assert REQUEST_HEAD * 0.6 <= lived <= REQUEST_HEAD + 2  # 3/4 to all of request_head
 
 
 def test_silent_connection_is_dropped(server: LiveServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         lived = _closed_after(sock, 10)
-    assert REQUEST_HEAD * 0.8 <= lived <= REQUEST_HEAD + 2
+    assert REQUEST_HEAD * 0.6 <= lived <= REQUEST_HEAD + 2  # 3/4 to all of request_head
 
 
 def test_idle_keep_alive_is_closed_after_idletimeout(server: LiveServer) -> None:
