@@ -118,6 +118,11 @@ class WebhookDeliverer:
             if cursor.next_attempt_at is not None and cursor.next_attempt_at > now:
                 return False
             records = _pending(session, cursor)
+            # No transaction stays open across a POST: it would idle for up to the webhook
+            # timeout, and on SQLite a transaction that read before another connection
+            # committed cannot write afterwards (SQLITE_BUSY_SNAPSHOT), so the cursor update
+            # would fail after a successful POST and the event would be sent again.
+            session.commit()
             for record in records:
                 if not self._send(session, cursor, hook, record):
                     return False
