@@ -97,19 +97,38 @@ def cleanup(ctx: click.Context) -> None:
     default=None,
     help="task slots, one process each (default: workers.numworkers; always 1 on SQLite).",
 )
+@click.option(
+    "--min", "minimum", type=click.IntRange(1, 256), default=None, help="fewest slots when scaling."
+)
+@click.option("--max", "maximum", type=click.IntRange(1, 256), default=None, help="most slots when scaling.")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int | None) -> None:
-    """Run background tasks (move, compress, encrypt, ...) until SIGTERM."""
+def worker(ctx: click.Context, concurrency: int | None, minimum: int | None, maximum: int | None) -> None:
+    """Run background tasks (move, compress, encrypt, ...) until SIGTERM.
+
+    With --min/--max (or workers.enable_dynamic_workers) the slots follow the queue.
+    """
     import logging
 
     from hmacfs.composition import task_handlers, worker_services
+    from hmacfs.tasks.scaling import policy_from, run_scaled_workers
     from hmacfs.tasks.worker import run_workers
 
     settings = settings_from(ctx)
     logging.basicConfig(level=settings.logging.level, format="%(asctime)s %(process)d %(name)s: %(message)s")
-    slots = concurrency or settings.workers.numworkers
-    click.echo(f"hmacfs: worker with {slots} slot(s)", err=True)
-    run_workers(settings, slots, task_handlers(settings), worker_services)
+    scaling = minimum is not None or maximum is not None or settings.workers.enable_dynamic_workers
+    if scaling and concurrency is not None:
+        raise click.UsageError("--concurrency sets a fixed number of slots; --min/--max scale them")
+    if not scaling:
+        slots = concurrency or settings.workers.numworkers
+        click.echo(f"hmacfs: worker with {slots} slot(s)", err=True)
+        run_workers(settings, slots, task_handlers(settings), worker_services)
+        return
+    try:
+        policy = policy_from(settings, minimum, maximum)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--min/--max") from None
+    click.echo(f"hmacfs: worker with {policy.minimum}..{policy.maximum} slot(s)", err=True)
+    run_scaled_workers(settings, task_handlers(settings), worker_services, policy)
 
 
 # -- db ----------------------------------------------------------------------

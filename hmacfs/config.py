@@ -152,6 +152,24 @@ class TimeoutsSettings(_Section):
 
 class WorkersSettings(_Section):
     numworkers: int = Field(4, ge=1, le=256)
+    # The network-resilience seed's names (it lists them under [server]); here they steer
+    # the processes of `hmacfs worker` by the depth of the claimable task queue.
+    enable_dynamic_workers: bool = False
+    min_workers: int = Field(1, ge=1, le=256)
+    worker_scale_up_thresh: int = Field(50, ge=1)
+    worker_scale_down_thresh: int = Field(10, ge=0)
+    worker_scale_interval: Duration = Field(timedelta(seconds=5), gt=timedelta(0))
+    metrics_bind: str = ""
+
+    @model_validator(mode="after")
+    def _scaling_bounds(self) -> WorkersSettings:
+        if self.worker_scale_down_thresh >= self.worker_scale_up_thresh:
+            raise ValueError("worker_scale_down_thresh must be below worker_scale_up_thresh")
+        if self.min_workers > self.numworkers:
+            raise ValueError("min_workers must not exceed numworkers")
+        if self.metrics_bind and not re.fullmatch(r"[^\s:]*:\d{1,5}", self.metrics_bind):
+            raise ValueError("metrics_bind must be host:port")
+        return self
 
 
 class PerformanceSettings(_Section):

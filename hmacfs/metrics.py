@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BYTE_BUCKETS = tuple(float(1024**2 * n) for n in (0.0625, 1, 5, 16, 64, 256, 1024, 4096))
 
@@ -54,6 +54,30 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
             "hmacfs_rate_limited_total",
             "Requests refused with 429, by the limit that refused them",
             ["limit"],
+            registry=registry,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """What ``hmacfs worker`` shows of its scaling (served on ``[workers] metrics_bind``)."""
+
+    slots: Gauge
+    queue_depth: Gauge
+    scaled_slots_total: Counter
+
+
+def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
+    return WorkerMetrics(
+        slots=Gauge("hmacfs_worker_slots", "Task processes this worker runs", registry=registry),
+        queue_depth=Gauge(
+            "hmacfs_task_queue_depth", "Claimable pending tasks at the last measurement", registry=registry
+        ),
+        scaled_slots_total=Counter(
+            "hmacfs_worker_scaled_slots_total",
+            "Task processes added (up) or retired (down) by scaling",
+            ["direction"],
             registry=registry,
         ),
     )

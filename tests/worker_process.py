@@ -40,10 +40,11 @@ def worker_env(config: Path, source: Path = REPO) -> dict[str, str]:
 
 @dataclass
 class WorkerProcess:
-    """A running ``hmacfs worker --concurrency N`` (its own process group)."""
+    """A running ``hmacfs worker --concurrency N`` (or with ``arguments`` instead; its own process group)."""
 
     config: Path
     concurrency: int = 1
+    arguments: tuple[str, ...] = ()
     log_path: Path | None = None
     source: Path = REPO  # benchmarks run another checkout (a baseline) the same way
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -52,7 +53,7 @@ class WorkerProcess:
         log_path = self.log_path or self.config.with_name("worker.log")
         with log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [HMACFS, "worker", "--concurrency", str(self.concurrency)],
+                [HMACFS, "worker", *(self.arguments or ("--concurrency", str(self.concurrency)))],
                 cwd=REPO,
                 env=worker_env(self.config, self.source),
                 stdout=log,

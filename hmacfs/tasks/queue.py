@@ -252,3 +252,25 @@ def requeue_lapsed(session: Session, services: Services, now: datetime, limit: i
         task.last_activity = task.updated_at = now
     session.flush()
     return len(lapsed)
+
+
+def claimable_depth(session: Session, now: datetime) -> int:
+    """How many Pending tasks a worker could claim at ``now`` (read through ``ix_tasks_pending_priority``)."""
+    query = (
+        select(func.count())
+        .select_from(_TASKS)
+        .where(_TASKS.c.status == TaskStatus.PENDING.value)
+        .where(or_(_TASKS.c.run_after.is_(None), _TASKS.c.run_after <= now))
+    )
+    return int(session.scalar(query) or 0)
+
+
+def lease_owners(session: Session, prefix: str) -> set[str]:
+    """The workers (ids starting with ``prefix``) that hold a running task's lease."""
+    query = (
+        select(_TASKS.c.lease_owner)
+        .where(_TASKS.c.status == TaskStatus.IN_PROGRESS.value)
+        .where(_TASKS.c.lease_owner.startswith(prefix, autoescape=True))
+        .distinct()
+    )
+    return {owner for owner in session.scalars(query) if owner is not None}

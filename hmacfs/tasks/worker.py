@@ -36,8 +36,13 @@ from hmacfs.tasks.registry import TaskHandlers
 log = logging.getLogger(__name__)
 
 
+def worker_id_prefix() -> str:
+    """What the lease owner of every slot on this host starts with: ``host:`` (then ``pid:nonce``)."""
+    return f"{socket.gethostname()[:80]}:"
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{worker_id_prefix()}{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class ClaimSize:
@@ -69,11 +74,22 @@ class ClaimSize:
 
 
 class Worker:
-    """One slot: claim, run with its handler from ``handlers``, repeat until ``stop`` is set."""
+    """One slot: claim, run with its handler from ``handlers``, repeat until ``stop`` is set.
 
-    def __init__(self, services: Services, stop: threading.Event, handlers: TaskHandlers) -> None:
+    ``drain`` (scaling down) ends the loop too, but lets the running task finish;
+    claimed tasks not started yet go back to the queue.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        stop: threading.Event,
+        handlers: TaskHandlers,
+        drain: threading.Event | None = None,
+    ) -> None:
         self.services = services
         self.stop = stop
+        self.drain = drain or threading.Event()
         self.handlers = handlers
         self.owner = worker_id()
         self._next_requeue = 0.0
@@ -85,7 +101,7 @@ class Worker:
 
     def run_forever(self) -> None:
         poll = self.services.settings.tasks.poll_interval.total_seconds()
-        while not self.stop.is_set():
+        while not (self.stop.is_set() or self.drain.is_set()):
             try:
                 busy = self.run_once()
             except Exception:  # e.g. the database is restarting: keep the slot, retry after a pause
@@ -102,7 +118,8 @@ class Worker:
         tasks = self._claim(asked)
         started, ran = time.monotonic(), 0
         for index, task in enumerate(tasks):
-            if self.stop.is_set() or (index and time.monotonic() - started > self._give_back_after):
+            late = index and time.monotonic() - started > self._give_back_after
+            if self.stop.is_set() or self.drain.is_set() or late:
                 self._release(task)
                 continue
             self.run_task(task)
@@ -177,7 +194,9 @@ class Worker:
 
 
 # -- processes --------------------------------------------------------------------------
-def _install_stop(stop: threading.Event) -> None:
+def install_stop(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``."""
+
     def _handler(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
@@ -189,16 +208,18 @@ def _install_stop(stop: threading.Event) -> None:
 BuildServices = Callable[[Settings, TaskHandlers], Services]
 
 
-def run_slot(settings: Settings, handlers: TaskHandlers, build: BuildServices) -> None:
-    """Run one slot in this process until SIGTERM/SIGINT."""
+def run_slot(
+    settings: Settings, handlers: TaskHandlers, build: BuildServices, *, drain: threading.Event | None = None
+) -> None:
+    """Run one slot in this process until SIGTERM/SIGINT (or ``drain`` is set: see Worker)."""
     stop = threading.Event()
-    _install_stop(stop)
+    install_stop(stop)
     # No pre-ping: run_forever retries after any database error, and a dropped
     # connection fails once and is invalidated; the ping cost a round trip per claim.
     services = build(settings, handlers)
     services.store.ensure_layout()
     try:
-        Worker(services, stop, handlers).run_forever()
+        Worker(services, stop, handlers, drain).run_forever()
     finally:
         services.db.engine.dispose()
 
@@ -214,7 +235,7 @@ def run_workers(settings: Settings, concurrency: int, handlers: TaskHandlers, bu
         run_slot(settings, handlers, build)
         return
     stop = threading.Event()
-    _install_stop(stop)
+    install_stop(stop)
     context = multiprocessing.get_context("fork")
     slot_args = (settings, handlers, build)
     slots = [context.Process(target=run_slot, args=slot_args, daemon=False) for _ in range(concurrency)]
