@@ -188,7 +188,7 @@ export function backoffDelay(
   options?: { base?: number; cap?: number; retryAfter?: number | null; random?: () => number },
 ): number;
 export function parseRetryAfter(value: string | null): number | null;
-export function retryableStatus(status: number): boolean;
+export function retryableStatus(status: number, code?: string): boolean;
 
 export class Sha256 {
   update(bytes: Uint8Array): this;

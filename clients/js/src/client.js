@@ -78,7 +78,7 @@ export class HmacfsClient {
       throw new HmacfsError(parsed?.message ?? `${method} ${path}: HTTP ${response.status}`, {
         status: response.status,
         code: parsed?.code,
-        retryable: retryableStatus(response.status),
+        retryable: retryableStatus(response.status, parsed?.code),
         retryAfter: parseRetryAfter(response.headers.get("Retry-After")),
         body: parsed,
       });

@@ -18,8 +18,18 @@ export class HmacfsError extends Error {
   }
 }
 
-/** Statuses worth retrying: timeouts, lock contention, rate limits, server faults. */
-export function retryableStatus(status) {
+// 409s that a new run resolves: a chunk or the upload is being written by another
+// request, a chunk is still missing at completion (the run re-sends it), or a
+// tus offset moved (the run asks for the server's offset first).
+const RETRYABLE_CONFLICTS = new Set(["CHUNK_BUSY", "UPLOAD_BUSY", "UPLOAD_INCOMPLETE", "OFFSET_MISMATCH"]);
+
+/**
+ * Whether retrying may help: timeouts, lock contention, rate limits, server
+ * faults, and the 409 codes above.
+ * @param {number} status @param {string} [code] the server's error code
+ */
+export function retryableStatus(status, code) {
+  if (status === 409) return RETRYABLE_CONFLICTS.has(code ?? "");
   return status === 0 || status === 408 || status === 423 || status === 429 || status >= 500;
 }
 
@@ -67,10 +77,10 @@ export function sleep(ms, signal) {
 
 /**
  * One request. Resolves with status, headers and parsed body for any status
- * below 400 (and the ones in `accept`); rejects with HmacfsError otherwise.
+ * below 400 (and errors whose code is in `acceptCodes`); rejects with HmacfsError otherwise.
  * @param {string} method
  * @param {string} url
- * @param {{headers?: Record<string, string>, body?: any, signal?: AbortSignal, onUploadProgress?: (loaded: number) => void, accept?: number[], timeout?: number}} [options]
+ * @param {{headers?: Record<string, string>, body?: any, signal?: AbortSignal, onUploadProgress?: (loaded: number) => void, acceptCodes?: string[], timeout?: number}} [options]
  * @returns {Promise<{status: number, headers: (name: string) => string | null, body: any}>}
  */
 export function send(method, url, options = {}) {
@@ -90,7 +100,7 @@ export function send(method, url, options = {}) {
       finish();
       const body = parseBody(xhr);
       const headers = (/** @type {string} */ name) => xhr.getResponseHeader(name);
-      if (xhr.status < 400 || options.accept?.includes(xhr.status)) {
+      if (xhr.status < 400 || (body?.code && options.acceptCodes?.includes(body.code))) {
         resolve({ status: xhr.status, headers, body });
         return;
       }
@@ -98,7 +108,7 @@ export function send(method, url, options = {}) {
         new HmacfsError(body?.message ?? `${method} ${url}: HTTP ${xhr.status}`, {
           status: xhr.status,
           code: body?.code,
-          retryable: retryableStatus(xhr.status),
+          retryable: retryableStatus(xhr.status, body?.code),
           retryAfter: parseRetryAfter(xhr.getResponseHeader("Retry-After")),
           body,
         }),

@@ -121,7 +121,7 @@ export class DriveStrategy {
       body,
       signal,
       onUploadProgress,
-      accept: [409], // CHUNK_EXISTS: an earlier attempt stored it; nothing to redo
+      acceptCodes: ["CHUNK_EXISTS"], // an earlier attempt stored it; nothing to redo
     });
   }
 

@@ -36,6 +36,9 @@ test("Retry-After in seconds or as a date; retryable statuses", () => {
   assert.ok(later !== null && later > 8 && later <= 10);
   assert.deepEqual([408, 423, 429, 500, 503, 0].map(retryableStatus), [true, true, true, true, true, true]);
   assert.deepEqual([400, 401, 403, 404, 409, 413].map(retryableStatus), [false, false, false, false, false, false]);
+  assert.equal(retryableStatus(409, "CHUNK_BUSY"), true);
+  assert.equal(retryableStatus(409, "UPLOAD_INCOMPLETE"), true);
+  assert.equal(retryableStatus(409, "UPLOAD_COMPLETED"), false);
 });
 
 test("Hmacfs-Network comes from navigator.connection", () => {
