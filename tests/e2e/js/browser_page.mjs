@@ -101,8 +101,19 @@ async function main() {
   });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
+  // Chromium logs every HTTP error answer ("Failed to load resource: ... 409"), also
+  // the ones the client handles (CHUNK_EXISTS, CHUNK_BUSY after a reload): counted
+  // apart. Script errors and CSP violations ("Refused to ...") stay errors.
+  report.httpErrors = [];
   page.on("console", (message) => {
-    if (message.type() === "error") report.consoleErrors.push(message.text());
+    if (message.type() !== "error") return;
+    const text = message.text();
+    (text.startsWith("Failed to load resource: the server responded") ? report.httpErrors : report.consoleErrors).push(text);
+  });
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (event) => {
+      console.error(`CSP violation: ${event.violatedDirective} ${event.blockedURI}`);
+    });
   });
   page.on("pageerror", (error) => report.consoleErrors.push(String(error)));
 
