@@ -172,10 +172,53 @@ class WorkersSettings(_Section):
         return self
 
 
+Strategy = Literal["fixed", "adaptive"]
+
+
 class PerformanceSettings(_Section):
+    """Adaptive chunk and buffer sizes (docs/adaptive.md); names from the adaptive-io seed."""
+
     adaptive_buffers: bool = True
-    min_buffer_size: Size = parse_size("256KB")
-    max_buffer_size: Size = parse_size("1MB")
+    adaptive_uploads: bool = True
+    adaptive_downloads: bool = False
+    testing_mode: bool = False
+    adaptive_share: float = Field(50.0, ge=0, le=100)
+    chunk_strategy: Strategy = "adaptive"
+    buffer_strategy: Strategy = "adaptive"
+    min_buffer_size: Size = Field(parse_size("32KB"), ge=4096)
+    max_buffer_size: Size = Field(parse_size("1MB"), le=parse_size("16MB"))
+    max_buffer_memory: Size = Field(parse_size("256MB"), ge=parse_size("1MB"))
+    chunk_target_time: Duration = Field(timedelta(seconds=8), gt=timedelta(0))
+    profile_persistence_duration: Duration = Field(timedelta(hours=24), gt=timedelta(0))
+    performance_history_samples: int = Field(16, ge=0, le=256)
+    fallback_window: Duration = Field(timedelta(minutes=10), gt=timedelta(0))
+    fallback_ratio: float = Field(1.1, ge=1.0)
+    fallback_min_bodies: int = Field(20, ge=1)
+    fallback_cooldown: Duration = Field(timedelta(minutes=30), gt=timedelta(0))
+
+    @field_validator("adaptive_downloads")
+    @classmethod
+    def _downloads_do_not_adapt(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "downloads are sent with sendfile (zero-copy) or in max_buffer_size blocks the "
+                "kernel paces; there is no per-connection read buffer to adapt (set false)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _buffer_bounds(self) -> PerformanceSettings:
+        if self.min_buffer_size > self.max_buffer_size:
+            raise ValueError("min_buffer_size must not exceed max_buffer_size")
+        if self.max_buffer_memory < 4 * self.max_buffer_size:
+            raise ValueError("max_buffer_memory must hold at least four max_buffer_size buffers")
+        return self
+
+    def adaptive(self, kind: Literal["chunk", "buffer"]) -> bool:
+        """Whether the adaptive arm adapts ``kind`` at all (the master switch, the upload
+        flag and that strategy)."""
+        strategy = self.chunk_strategy if kind == "chunk" else self.buffer_strategy
+        return self.adaptive_buffers and self.adaptive_uploads and strategy == "adaptive"
 
 
 class StreamingSettings(_Section):

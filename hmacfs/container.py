@@ -13,6 +13,7 @@ from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock, TaskTypes
 from hmacfs.sealing import Sealer
 from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.buffers import BufferPool
 from hmacfs.tokens import TokenCodec
 
 
@@ -59,6 +60,11 @@ def build_services(
             fsync=settings.storage.fsync,
             buffer_size=settings.performance.max_buffer_size,
             offload_promotion=db.is_postgresql,
+            buffers=BufferPool(
+                settings.performance.max_buffer_memory,
+                minimum=settings.performance.min_buffer_size,
+                wait=settings.timeouts.body_idle.total_seconds(),
+            ),
         ),
         locker=PgAdvisoryLocker(db.engine) if db.is_postgresql else MemoryLocker(),
         tokens=TokenCodec.from_settings(settings.security),

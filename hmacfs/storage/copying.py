@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Protocol, cast, runtime_checkable
 
 from hmacfs.errors import BadRequest
 from hmacfs.storage.blocking import Pending, start_blocking
+from hmacfs.storage.buffers import BufferPool
 
 Reader = Callable[[int], bytes]
 
@@ -46,6 +48,28 @@ class FillingReader(Protocol):
     def __call__(self, size: int) -> bytes: ...
 
     def readinto(self, view: memoryview) -> int: ...
+
+
+@runtime_checkable
+class AdaptiveReader(Protocol):
+    """A FillingReader that chooses its own read size as the body goes (the adaptive arm).
+
+    ``block_size()`` is asked before each block; at or below ``TRICKLE_BLOCK`` the
+    copy waits for ``wait_readable()`` (False: the body ended or went silent)
+    before it takes a buffer, and writes whatever one read brought, so a slow
+    client holds no buffer while it is silent.
+    """
+
+    def __call__(self, size: int) -> bytes: ...
+
+    def readinto(self, view: memoryview) -> int: ...
+
+    def block_size(self) -> int: ...
+
+    def wait_readable(self) -> bool: ...
+
+
+TRICKLE_BLOCK = 64 * 1024
 
 
 def _fill(read: FillingReader, view: memoryview) -> int:
@@ -87,6 +111,7 @@ def copy_into(
     buffer_size: int,
     hashers: tuple[Hasher, ...] = (),
     write_behind: bool = False,
+    pool: BufferPool | None = None,
 ) -> None:
     """Write exactly ``length`` bytes of ``read`` at ``offset`` of ``fd`` (not fsynced),
     feeding them to each of ``hashers`` on the way.
@@ -95,10 +120,20 @@ def copy_into(
     buffers (``readinto``) is read into two reused buffers, one filling while
     the other is hashed and written: no copies. Blocks are at most
     ``buffer_size`` bytes. ``write_behind``: start the disk write of each block
-    at once (the caller fsyncs afterwards)."""
+    at once (the caller fsyncs afterwards). Buffers come from ``pool`` (a default
+    process pool when None). An ``AdaptiveReader`` picks the block size itself,
+    between the pool's minimum and ``buffer_size``."""
     write = _write_and_start if write_behind else write_all
+    buffers = _SPARE if pool is None else pool
+    if isinstance(read, AdaptiveReader):
+        _adaptive_into(
+            fd, offset, read, length, hashers=hashers, pool=buffers, write=write, largest=buffer_size
+        )
+        return
     if isinstance(read, FillingReader):
-        _fill_into(fd, offset, read, length, hashers=hashers, buffer_size=buffer_size, write=write)
+        _fill_into(
+            fd, offset, read, length, hashers=hashers, buffer_size=buffer_size, write=write, pool=buffers
+        )
         return
     position, remaining = offset, length
     pending: Pending | None = None
@@ -129,6 +164,7 @@ def _fill_into(
     hashers: tuple[Hasher, ...],
     buffer_size: int,
     write: _Write,
+    pool: BufferPool,
 ) -> None:
     """Each hasher and the write of a block run in native threads at once, while the
     next block fills: the steps of a large body overlap on separate cores.
@@ -138,7 +174,7 @@ def _fill_into(
     arrives, is a small block rather than a full buffer. For a chunk that is
     part of every request's answer time (a 1 MiB block took ~2.5 ms to write
     into this VM's page cache)."""
-    buffers = _SPARE.take(buffer_size, needed=length)
+    buffers = pool.take(buffer_size, needed=length)
     size = len(buffers[0])
     position, remaining, turn = offset, length, 0
     pending: list[Pending] = []
@@ -159,39 +195,90 @@ def _fill_into(
             turn ^= 1
     finally:
         _wait(pending)  # no thread touches the buffers any more
-        _SPARE.give_back(buffers, buffer_size)
+        pool.give_back(buffers, buffer_size)
 
 
-_Pair = tuple[memoryview, memoryview]
+def _adaptive_into(
+    fd: int,
+    offset: int,
+    read: AdaptiveReader,
+    length: int,
+    *,
+    hashers: tuple[Hasher, ...],
+    pool: BufferPool,
+    write: _Write,
+    largest: int,
+) -> None:
+    """``_fill_into`` with a block size the reader may change between blocks.
+
+    Large blocks overlap as there (a pair, one filling while the other is hashed
+    and written; a new pair when the size changes). Trickle blocks hold one
+    buffer only between a readable socket and the end of its write."""
+    position, remaining, done = offset, length, 0
+    pair: Pair | None = None
+    pair_size, turn = 0, 0
+    pending: list[Pending] = []
+    try:
+        while remaining:
+            size = max(1, min(read.block_size(), largest))
+            if size <= TRICKLE_BLOCK:
+                _wait(pending)
+                _release(pool, pair, pair_size)
+                pair = None
+                got = _trickle_step(
+                    read,
+                    min(size, remaining),
+                    pool,
+                    functools.partial(_hash_and_write, hashers, write, fd, at=position),
+                )
+                if not got:
+                    raise _short(length, done)
+            else:
+                if pair is None or size != pair_size:
+                    _wait(pending)
+                    _release(pool, pair, pair_size)
+                    pair, pair_size, turn = pool.take(size, needed=remaining), size, 0
+                block = pair[turn][: min(len(pair[turn]), remaining)]
+                got = _fill(read, block)
+                if got < len(block):
+                    raise _short(length, done + got)
+                _wait(pending)
+                pending = [start_blocking(hasher.update, block) for hasher in hashers]
+                pending.append(start_blocking(write, fd, block, position))
+                turn ^= 1
+            position, remaining, done = position + got, remaining - got, done + got
+    finally:
+        _wait(pending)
+        _release(pool, pair, pair_size)
 
 
-class _SparePairs:
-    """Full-size buffer pairs kept for the next body, up to ``keep`` per buffer size.
-
-    A new pair of 1 MiB buffers cost about 1.4 ms here (bytearray zero-fills
-    it, page by page): for a 5 MiB chunk request, a sixth of what its bytes
-    take. A body only ever uses what it filled itself, so reuse leaks nothing.
-    """
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self._spare: dict[int, list[_Pair]] = {}
-
-    def take(self, buffer_size: int, *, needed: int) -> _Pair:
-        """A spare full-size pair, else a new pair of at most ``needed`` bytes each."""
-        try:
-            return self._spare.get(buffer_size, []).pop()  # atomic under the GIL: safe from threads
-        except IndexError:
-            size = min(buffer_size, needed) or 1
-            return memoryview(bytearray(size)), memoryview(bytearray(size))
-
-    def give_back(self, pair: _Pair, buffer_size: int) -> None:
-        spare = self._spare.setdefault(buffer_size, [])
-        if len(pair[0]) == buffer_size and len(spare) < self.keep:
-            spare.append(pair)
+Pair = tuple[memoryview, memoryview]
 
 
-_SPARE = _SparePairs(keep=4)
+def _release(pool: BufferPool, pair: Pair | None, size: int) -> None:
+    if pair is not None:
+        pool.give_back(pair, size)
+
+
+def _trickle_step(
+    read: AdaptiveReader, size: int, pool: BufferPool, consume: Callable[[memoryview], None]
+) -> int:
+    """Wait until the client sent something, then take one buffer, read once, hash and
+    write what came, and give the buffer back. 0 when the body ended."""
+    if not read.wait_readable():
+        return 0
+    buffer = pool.take_one(size)
+    try:
+        got = read.readinto(buffer[:size])
+        if got:
+            consume(buffer[:got])
+        return got
+    finally:
+        pool.give_back_one(buffer)
+
+
+# Callers that pass no pool (tasks, tests) share this one; the app passes its budgeted pool.
+_SPARE = BufferPool(budget=256 * 1024 * 1024)
 
 
 _SMALLEST_BLOCK = 64 * 1024
@@ -227,11 +314,11 @@ def _wait(pending: list[Pending]) -> None:
 
 
 def _hash_and_write(
-    hashers: tuple[Hasher, ...], write: _Write, fd: int, data: bytes | memoryview, position: int
+    hashers: tuple[Hasher, ...], write: _Write, fd: int, data: bytes | memoryview, at: int
 ) -> None:
     for hasher in hashers:
         hasher.update(data)
-    write(fd, data, position)
+    write(fd, data, at)
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:

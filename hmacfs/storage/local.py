@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hmacfs.storage.blocking import offload
+from hmacfs.storage.buffers import BufferPool
 from hmacfs.storage.copying import Hasher, Reader, copy_into, read_exactly, write_all
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -68,10 +69,13 @@ class LocalBlobStore:
         fsync: bool = True,
         buffer_size: int = 1024 * 1024,
         offload_promotion: bool = False,
+        buffers: BufferPool | None = None,
     ) -> None:
         self.root = root
         self.fsync = fsync
         self.buffer_size = buffer_size
+        # The process's body buffers under performance.max_buffer_memory (None: copying's default pool).
+        self.buffers = buffers
         # promote_part runs inside the caller's database transaction. Letting other
         # greenlets run meanwhile (its rename and directory fsyncs in a thread) is
         # only safe when the database does not hold a process-wide write lock then
@@ -174,7 +178,7 @@ class LocalBlobStore:
     @property
     def _copying(self) -> dict[str, Any]:
         """``copy_into`` options: bounded blocks, written behind when they will be fsynced."""
-        return {"buffer_size": self.buffer_size, "write_behind": self.fsync}
+        return {"buffer_size": self.buffer_size, "write_behind": self.fsync, "pool": self.buffers}
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
         """Whether ``length`` bytes of ``part`` at ``offset`` equal the start of part ``other``."""
