@@ -20,6 +20,7 @@ from hmacfs.events.log import purge_events
 from hmacfs.files import collect_blobs, expire_files
 from hmacfs.files.orphans import collect_orphan_files
 from hmacfs.maintenance import CleanupStep
+from hmacfs.network.profiles import expire_profiles
 from hmacfs.tasks.handlers import archives, encryption, files, images, migration
 from hmacfs.tasks.output import discard_stray_pool_parts
 from hmacfs.tasks.queries import cleanup_step as expire_finished_tasks
@@ -94,4 +95,5 @@ def cleanup_steps() -> tuple[CleanupStep, ...]:
         CleanupStep("uploads.scratch", remove_stale_scratch),
         CleanupStep("tasks.finished", expire_finished_tasks),
         CleanupStep("tasks.stray_parts", discard_stray_pool_parts),
+        CleanupStep("network.profiles", expire_profiles),
     )

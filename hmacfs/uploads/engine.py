@@ -45,7 +45,7 @@ from hmacfs.uploads.queries import (
     upload_speed,
     upload_stats,
 )
-from hmacfs.uploads.service import ChecksumMismatch, NewUpload, uploaded_indexes
+from hmacfs.uploads.service import ChecksumMismatch, NewUpload, new_task_id, uploaded_indexes
 from hmacfs.uploads.service import cancel_upload as cancel
 from hmacfs.uploads.service import create_upload as create
 from hmacfs.uploads.service import get_upload as find
@@ -55,7 +55,7 @@ __all__ = [
     "ChecksumMismatch", "ChunkResult", "ExpectedDigest", "NewUpload", "TaskFilter", "UploadDetails",
     "UploadState", "WholeUpload", "cancel", "check_bundle", "check_file_name", "check_filter",
     "cleanup_finished", "complete", "concatenate", "create", "details", "expires_at", "find",
-    "find_duplicate", "find_parts", "finish_if_done", "list_uploads", "missing_chunks",
+    "find_duplicate", "find_parts", "finish_if_done", "list_uploads", "missing_chunks", "new_task_id",
     "pool_allows_anonymous", "progress_data", "progress_percent", "receive_whole", "recent_uploads",
     "status", "terminate", "upload_stats", "write_at_offset", "write_chunk",
 ]  # fmt: skip

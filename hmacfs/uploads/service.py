@@ -52,6 +52,13 @@ class NewUpload:
     encrypt_password: str | None = None
     metadata: dict[str, Any] | None = None
     concat: str | None = None
+    task_id: str | None = None  # chosen by the caller (its A/B arm hangs on it); else a new one
+    client_profile_key: str | None = None  # the client_profiles row the sizes came from
+
+
+def new_task_id() -> str:
+    """A fresh public upload id (URL-safe, 32 characters)."""
+    return secrets.token_urlsafe(24)
 
 
 def create_upload(session: Session, services: Services, new: NewUpload) -> UploadTask:
@@ -72,7 +79,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         )
     task = UploadTask(
         id=uuid.uuid4(),
-        task_id=secrets.token_urlsafe(24),
+        task_id=new.task_id or new_task_id(),
         protocol=new.protocol.value,
         status=UploadStatus.PENDING.value,
         account_id=new.account_id,
@@ -88,6 +95,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         upload_metadata=new.metadata,
         expired_at=new.expired_at or _pool_expiry(pool, now),
         concat=new.concat,
+        client_profile_key=new.client_profile_key,
         storage_root=pool.storage_path,
         last_activity=now,
         created_at=now,
