@@ -21,6 +21,7 @@ from hmacfs.web.metrics import configure_metrics
 from hmacfs.web.monitoring import restrict_monitoring
 from hmacfs.web.params import register_input_guards
 from hmacfs.web.ratelimit import install_rate_limits
+from hmacfs.web.request_ids import configure_request_ids
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     metrics = configure_metrics(app, settings.metrics)
     app.extensions["hmacfs"] = replace(services, metrics=metrics)
     _configure_proxy(app, settings)
+    configure_request_ids(app)
     _configure_request_session(app)
     register_error_handlers(app)
     register_input_guards(app)

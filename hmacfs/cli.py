@@ -107,14 +107,13 @@ def worker(ctx: click.Context, concurrency: int | None, minimum: int | None, max
 
     With --min/--max (or workers.enable_dynamic_workers) the slots follow the queue.
     """
-    import logging
-
     from hmacfs.composition import task_handlers, worker_services
+    from hmacfs.logs import configure_logging
     from hmacfs.tasks.scaling import policy_from, run_scaled_workers
     from hmacfs.tasks.worker import run_workers
 
     settings = settings_from(ctx)
-    logging.basicConfig(level=settings.logging.level, format="%(asctime)s %(process)d %(name)s: %(message)s")
+    configure_logging(settings.logging)
     scaling = minimum is not None or maximum is not None or settings.workers.enable_dynamic_workers
     if scaling and concurrency is not None:
         raise click.UsageError("--concurrency sets a fixed number of slots; --min/--max scale them")
@@ -129,6 +128,45 @@ def worker(ctx: click.Context, concurrency: int | None, minimum: int | None, max
         raise click.BadParameter(str(exc), param_hint="--min/--max") from None
     click.echo(f"hmacfs: worker with {policy.minimum}..{policy.maximum} slot(s)", err=True)
     run_scaled_workers(settings, task_handlers(settings), worker_services, policy)
+
+
+# -- doctor ------------------------------------------------------------------
+@main.command()
+@click.option("--min-free", default="1GB", show_default=True, help="least free space per storage path.")
+@click.option(
+    "--max-clock-skew", default="2s", show_default=True, help="largest clock difference with PostgreSQL."
+)
+@click.pass_context
+def doctor(ctx: click.Context, min_free: str, max_clock_skew: str) -> None:
+    """Check configuration, database, migrations, storage, clock and blob store; exit 1 if any fails."""
+    from hmacfs.composition import task_handlers
+    from hmacfs.doctor import Limits, doctor_engine, run_checks
+    from hmacfs.units import parse_size
+
+    try:
+        limits = Limits(parse_size(min_free), parse_duration(max_clock_skew).total_seconds())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        settings = load_settings(ctx.find_root().params.get("config"))
+    except ConfigError as error:
+        click.echo(f"FAIL config: {'; '.join(error.problems)}")
+        sys.exit(1)
+    try:
+        task_handlers(settings)
+    except Exception as exc:  # a [tasks] handler_modules entry that does not import
+        click.echo(f"FAIL config: tasks.handler_modules: {type(exc).__name__}: {exc}")
+        sys.exit(1)
+    click.echo("ok   config: settings valid, task handler modules import")
+    engine = doctor_engine(settings)
+    failed = False
+    try:
+        for check in run_checks(settings, engine, limits):
+            click.echo(check.line())
+            failed = failed or check.failed
+    finally:
+        engine.dispose()
+    sys.exit(1 if failed else 0)
 
 
 # -- db ----------------------------------------------------------------------

@@ -6,7 +6,6 @@ settings; both ``hmacfs serve`` and ``etc/gunicorn.conf.py`` use it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,10 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
-from hmacfs.config import LoggingSettings, Settings
+from hmacfs.config import Settings
+from hmacfs.logs import RequestIdFilter, configure_logging, json_formatter
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+
+
+class JsonGunicornLogger(Logger):  # type: ignore[misc]
+    """gunicorn's own error and access lines as JSON, when ``[logging] format = "json"``."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.addFilter(RequestIdFilter())
+                handler.setFormatter(json_formatter())
+
+
 WORKER_CLASS = "hmacfs.http_worker.HmacfsGeventWorker"  # gunicorn imports it in the master
 
 
@@ -54,7 +69,12 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # bounds request heads only while keep-alive is on (>= 1 s).
         "keepalive": max(1, math.ceil(timeouts.idletimeout.total_seconds())),
         "accesslog": "-" if settings.logging.access_log else None,
+        # The request id (X-Request-ID, from nginx or made by hmacfs.web.request_ids) ends each line.
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
+        "logger_class": JsonGunicornLogger
+        if settings.logging.format == "json"
+        else "gunicorn.glogging.Logger",
         "loglevel": settings.logging.level.lower(),
         # gunicorn 27's control socket sits at one fixed path per user, so two
         # servers on a host (tests, blue/green) would fight over it; we do not use it.
@@ -159,27 +179,3 @@ def worker_count(settings: Settings, requested: int) -> int:
 def cleanup_metrics_dir(path: str) -> None:
     if path.startswith(tempfile.gettempdir()) and "hmacfs-metrics-" in path:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(settings: LoggingSettings) -> None:
-    handler = logging.StreamHandler()
-    if settings.format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.level)
