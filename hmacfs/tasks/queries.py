@@ -6,13 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, false, func, literal, select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.errors import ValidationFailed
-from hmacfs.models import Task, iso_utc
+from hmacfs.models import Task, UploadTask, iso_utc
 from hmacfs.models.status import FINISHED_STATUSES, TaskStatus, TaskType, values
+from hmacfs.tasks import file_uploads
 from hmacfs.tasks.events import public_results
 from hmacfs.tasks.output import discard_partial_output
 
@@ -38,8 +39,9 @@ def list_tasks(
     descending: bool = True,
     offset: int = 0,
     limit: int = 50,
-) -> tuple[list[Task], int]:
-    """One page of the account's tasks and the total count; ValidationFailed for bad arguments."""
+) -> tuple[list[Task | UploadTask], int]:
+    """One page of the account's tasks, its uploads (as ``FileUpload``) among them, and the
+    total count; ValidationFailed for bad arguments."""
     if type is not None and type not in values(TaskType):
         raise ValidationFailed(f"type: unknown task type {type!r}", details={"field": "type"})
     if status is not None and status not in values(TaskStatus):
@@ -48,16 +50,18 @@ def list_tasks(
         raise ValidationFailed(f"sortBy: one of {', '.join(SORT_COLUMNS)}", details={"field": "sortBy"})
     if not 1 <= limit <= MAX_LIMIT or offset < 0:
         raise ValidationFailed(f"limit: 1..{MAX_LIMIT}, offset >= 0", details={"field": "limit"})
-    query = select(Task).where(Task.account_id == account_id)
+    tasks = select(literal("task").label("kind"), Task.id.label("id"), SORT_COLUMNS[sort_by].label("key"))
+    tasks = tasks.where(Task.account_id == account_id)
     if type is not None:
-        query = query.where(Task.type == type)
+        tasks = tasks.where(Task.type == type)
     if status is not None:
-        query = query.where(Task.status == status)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    column = SORT_COLUMNS[sort_by]
-    order = column.desc() if descending else column.asc()
-    page = session.scalars(query.order_by(order, Task.id).offset(offset).limit(limit)).all()
-    return list(page), total
+        tasks = tasks.where(Task.status == status)
+    uploads = file_uploads.upload_keys(account_id, status, sort_by)
+    if type is not None and type != file_uploads.FILE_UPLOAD:
+        uploads = uploads.where(false())
+    return file_uploads.page_of_both(
+        session, tasks, uploads, descending=descending, offset=offset, limit=limit
+    )
 
 
 def serialize(task: Task) -> dict[str, Any]:
@@ -106,11 +110,17 @@ def details(task: Task, now: datetime) -> dict[str, Any]:
 
 
 def task_stats(session: Session, account_id: uuid.UUID) -> dict[str, Any]:
-    rows = session.execute(
-        select(Task.status, Task.type, func.count())
-        .where(Task.account_id == account_id)
-        .group_by(Task.status, Task.type)
-    ).all()
+    """Counts of the account's tasks by status and type, its uploads counted as ``FileUpload``."""
+    rows: list[tuple[str, str, int]] = [
+        (status, type, count)
+        for status, type, count in session.execute(
+            select(Task.status, Task.type, func.count())
+            .where(Task.account_id == account_id)
+            .group_by(Task.status, Task.type)
+        )
+    ]
+    uploads = file_uploads.upload_counts(session, account_id)
+    rows += [(status, file_uploads.FILE_UPLOAD, count) for status, count in uploads.items()]
     by_status = dict.fromkeys(values(TaskStatus), 0)
     by_type: dict[str, int] = {}
     for status, type, count in rows:
