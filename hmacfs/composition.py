@@ -8,7 +8,7 @@ to add a cleanup step or a built-in task type, add it to a list here.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from hmacfs.tasks.queries import cleanup_step as expire_finished_tasks
 from hmacfs.tasks.registry import TaskHandlers, handler_of, load_handlers
 from hmacfs.uploads.chunks import remove_stale_scratch
 from hmacfs.uploads.queries import expire_stale_uploads
+from hmacfs.uploads.writers import remove_stale_writers
 
 # The task types this server runs itself; ``[tasks] handler_modules`` adds Custom ones.
 BUILTIN_HANDLERS = (
@@ -80,6 +81,16 @@ def _expired_events(session: Session, services: Services, now: datetime) -> int:
     return purge_events(session, services.settings.events.retention, now)
 
 
+def _stale_writers(session: Session, services: Services, now: datetime) -> int:
+    """Rows of silent writers whose process died; a live one updates its row every poll
+    while silent, and a writer past ``timeouts.body_idle`` (at most ten times that for
+    a slow network class) has given up."""
+    return remove_stale_writers(session, now - 10 * services.settings.timeouts.body_idle - _WRITER_MARGIN)
+
+
+_WRITER_MARGIN = timedelta(minutes=5)
+
+
 def cleanup_steps() -> tuple[CleanupStep, ...]:
     """Every cleanup step, in the order a pass runs them.
 
@@ -93,6 +104,7 @@ def cleanup_steps() -> tuple[CleanupStep, ...]:
         CleanupStep("files.orphaned", _orphan_files),
         CleanupStep("events.expired", _expired_events),
         CleanupStep("uploads.scratch", remove_stale_scratch),
+        CleanupStep("uploads.writers", _stale_writers),
         CleanupStep("tasks.finished", expire_finished_tasks),
         CleanupStep("tasks.stray_parts", discard_stray_pool_parts),
         CleanupStep("network.profiles", expire_profiles),

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from hmacfs.network_settings import HandoffSettings, NetworkInterfacesSettings, NetworkResilienceSettings
 from hmacfs.units import format_duration, parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("etc/hmacfs.toml")
@@ -243,12 +244,6 @@ class Xep0363Settings(_Section):
         return self
 
 
-class NetworkResilienceSettings(_Section):
-    enabled: bool = True
-    multi_interface_enabled: bool = False
-    interface_poll_interval: Duration = timedelta(seconds=5)
-
-
 class TasksSettings(_Section):
     max_attempts: int = Field(5, ge=1)
     lease_duration: Duration = timedelta(seconds=30)
@@ -350,6 +345,8 @@ class Settings(_Section):
     streaming: StreamingSettings = StreamingSettings()
     xep0363: Xep0363Settings = Xep0363Settings()
     network_resilience: NetworkResilienceSettings = NetworkResilienceSettings()
+    network_interfaces: NetworkInterfacesSettings = NetworkInterfacesSettings()
+    handoff: HandoffSettings = HandoffSettings()
     tasks: TasksSettings = TasksSettings()
     events: EventsSettings = EventsSettings()
     metrics: MetricsSettings = MetricsSettings()
@@ -360,6 +357,17 @@ class Settings(_Section):
     def _shared_buckets_need_postgresql(self) -> Settings:
         if self.rate_limit.storage == "database" and not self.serves_many_processes:
             raise ValueError("rate_limit.storage: 'database' needs PostgreSQL (use 'auto' or 'memory')")
+        return self
+
+    @model_validator(mode="after")
+    def _class_chunks_within_limits(self) -> Settings:
+        low, high = self.uploads.min_chunk_size, self.uploads.max_chunk_size
+        for name, tuning in self.network_interfaces:
+            if not low <= tuning.chunk_size <= high:
+                raise ValueError(
+                    f"network_interfaces.{name}.chunk_size: must lie within uploads.min_chunk_size"
+                    f"..max_chunk_size ({low}..{high} bytes)"
+                )
         return self
 
     @property

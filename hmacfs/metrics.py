@@ -23,6 +23,10 @@ class AppMetrics:
     upload_size_bytes: Histogram
     tasks_total: Counter
     rate_limited_total: Counter
+    # The network half (issue 14 parts 6 and 7): takeovers, client switches, interface changes.
+    upload_takeovers_total: Counter
+    upload_network_changes_total: Counter
+    network_interface_changes_total: Counter
 
 
 def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
@@ -56,7 +60,33 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
             ["limit"],
             registry=registry,
         ),
+        **_network_metrics(registry),
     )
+
+
+def _network_metrics(registry: CollectorRegistry) -> dict[str, Counter]:
+    """Chunk takeovers, clients switching networks mid-upload, the node's interface changes
+    (the seed's "interface switches"; see docs/adaptive.md)."""
+    return {
+        "upload_takeovers_total": Counter(
+            "hmacfs_upload_takeovers_total",
+            "Chunks taken over from a writer that went silent (a client that switched networks)",
+            ["protocol"],
+            registry=registry,
+        ),
+        "upload_network_changes_total": Counter(
+            "hmacfs_upload_network_changes_total",
+            "Chunks of an upload arriving from a new client address or network class",
+            ["protocol", "from_network", "to_network"],
+            registry=registry,
+        ),
+        "network_interface_changes_total": Counter(
+            "hmacfs_network_interface_changes_total",
+            "Changes of this node's network interfaces seen by the interface monitor",
+            ["kind"],
+            registry=registry,
+        ),
+    }
 
 
 @dataclass(frozen=True)

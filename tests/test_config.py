@@ -130,3 +130,31 @@ def test_redacted_hides_every_secret(tmp_path: Path) -> None:
     assert shown["security"]["previous_secrets"] == ["***"]
     assert shown["events"]["webhooks"][0]["secret"] == "***"
     assert shown["uploads"]["max_resumable_age"] == "2d"
+
+
+def test_seed_keys_without_server_meaning_are_refused_with_the_reason(tmp_path: Path) -> None:
+    path = write(tmp_path, "[handoff]\npause_transfers_on_switch = true\n")
+    [problem] = problems(path, SECRETS)
+    assert problem.startswith("handoff: pause_transfers_on_switch: refused: the server cannot pause")
+    path = write(tmp_path, '[network_resilience]\ninterface_priority = ["eth0"]\n')
+    [problem] = problems(path, SECRETS)
+    assert problem.startswith("network_resilience: interface_priority: refused: the server does not choose")
+    # switching off what the server does not do anyway is true, so it is accepted
+    assert load_settings(write(tmp_path, "[handoff]\npause_transfers_on_switch = false\n"), SECRETS)
+
+
+def test_network_classes_are_validated(tmp_path: Path) -> None:
+    path = write(tmp_path, '[network_interfaces]\nlte = { buffer_size = "4MB" }\n')
+    assert any(p.startswith("network_interfaces.lte.buffer_size:") for p in problems(path, SECRETS))
+    path = write(tmp_path, '[network_interfaces]\nwifi = { chunk_size = "64MB" }\n')
+    assert problems(path, SECRETS) == [
+        "network_interfaces.wifi.chunk_size: must lie within uploads.min_chunk_size..max_chunk_size "
+        "(262144..16777216 bytes)"
+    ]
+    settings = load_settings(
+        write(tmp_path, "[network_interfaces]\ncellular = { timeout_multiplier = 3 }\n"), SECRETS
+    )
+    assert settings.network_interfaces.of("cellular").timeout_multiplier == 3
+    assert settings.network_interfaces.of("satellite") == settings.network_interfaces.unknown
+    path = write(tmp_path, '[handoff]\nwriter_silence = "100ms"\nwriter_poll = "1s"\n')
+    assert problems(path, SECRETS) == ["handoff: writer_poll must not exceed writer_silence"]

@@ -6,6 +6,7 @@ from hmacfs.models.accounts import AccountQuota, ClientProfile
 from hmacfs.models.base import Base, iso_utc, utcnow
 from hmacfs.models.events import Event, EventLogState, WebhookCursor
 from hmacfs.models.files import Blob, Bundle, File, Pool
+from hmacfs.models.handoff import UploadWriter
 from hmacfs.models.ratelimit import RateLimitBucket
 from hmacfs.models.status import Protocol, TaskStatus, TaskType, UploadStatus
 from hmacfs.models.tasks import Task
@@ -29,6 +30,7 @@ __all__ = [
     "UploadChunk",
     "UploadStatus",
     "UploadTask",
+    "UploadWriter",
     "WebhookCursor",
     "iso_utc",
     "utcnow",

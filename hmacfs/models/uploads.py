@@ -76,6 +76,12 @@ class UploadTask(Timestamped, Base):
     client_profile_key: Mapped[str | None] = mapped_column(
         ForeignKey("client_profiles.key", ondelete="SET NULL"), comment="network profile used"
     )
+    client_address: Mapped[str | None] = mapped_column(
+        String(45), comment="client address of the last chunk (network switches are noticed by it)"
+    )
+    client_network: Mapped[str | None] = mapped_column(
+        String(16), comment="network class of the last chunk: ethernet|wifi|lte|cellular|vpn|unknown"
+    )
     file_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("files.id", ondelete="SET NULL"), comment="the file once completed"
     )

@@ -6,6 +6,7 @@ import hmac
 import re
 import secrets
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,10 +29,12 @@ from hmacfs.uploads import sql
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
 from hmacfs.uploads.digest import ExpectedDigest
+from hmacfs.uploads.handoff import BodyWatch, take_over
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.part_locks import held_or_open, keep_until_transaction_end
 from hmacfs.uploads.running_hash import bytes_replaced, chunk_recorded
 from hmacfs.uploads.service import ChecksumMismatch, check_open, part_store
+from hmacfs.uploads.switches import note_client
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ def write_chunk(
     body: BodyTransaction,
     digest: ExpectedDigest | None = None,
     auto_complete: bool = False,
+    watch: BodyWatch | None = None,
 ) -> ChunkResult:
     """Store chunk ``index`` (exactly its slot's length) and record it once.
 
@@ -63,7 +67,9 @@ def write_chunk(
     identical chunk is not recorded twice (``stored`` False), and a failed
     retry never damages an acknowledged chunk. Raises ChecksumMismatch
     (nothing recorded), IncompleteBody (400) and 409 CHUNK_BUSY when the lock
-    stays held past ``timeouts.body_idle``.
+    stays held past ``timeouts.body_idle``. With the body's ``watch``, a chunk whose
+    writer went silent is taken over at once (``hmacfs.uploads.handoff``): the stale
+    request ends with WriterPreempted and this one writes in its place.
 
     ``body``: how the request's transaction spans the body (the request
     boundary's choice). ``auto_complete`` (the chunked API): the request that
@@ -78,9 +84,10 @@ def write_chunk(
     body.before_reads(session)  # whether the chunk is recorded is read below
     lock, held = _open_lock(session, services, task, slot)
     try:
-        first = lock.try_lock(slot.offset, slot.length) and not _recorded(session, slot)
+        first = _lock_chunk(services, task, slot, lock, watch) and not _recorded(session, slot)
         if first:
-            result = _write_in_place(session, services, task, slot, body=body, read=read, digest=digest)
+            with watch.seated(task.id, index) if watch is not None else nullcontext():
+                result = _write_in_place(session, services, task, slot, body=body, read=read, digest=digest)
         else:
             result = _write_aside(
                 session, services, task, slot, lock=lock, body=body, read=read, digest=digest
@@ -93,12 +100,30 @@ def write_chunk(
             keep_until_transaction_end(session, lock)
         body.after_record(session, result.committed)  # the lock goes, the hash advance may start
         publish_progress(session, services.settings.events, task, services.clock.now())
+        if watch is not None:
+            note_client(session, services, task, watch.client)
     else:
         _let_go(lock, held, slot)
         if auto_complete:
             session.refresh(task)  # read before the body; another chunk may have come since
     done = auto_complete and task.chunks_uploaded >= (task.chunks_count or 0)
     return replace(result, file=complete_upload(session, services, task) if done else None)
+
+
+def _lock_chunk(
+    services: Services, task: UploadTask, slot: _Slot, lock: PartLock, watch: BodyWatch | None
+) -> bool:
+    """Lock the chunk's range now, or once its silent writer has stood down for this
+    request (``hmacfs.uploads.handoff``); False while another writer keeps it."""
+
+    def acquire() -> bool:
+        return lock.try_lock(slot.offset, slot.length)
+
+    if acquire():
+        return True
+    return watch is not None and take_over(
+        services, slot.upload_id, slot.index, watch.client, acquire, protocol=task.protocol, patient=True
+    )
 
 
 def _open_lock(session: Session, services: Services, task: UploadTask, slot: _Slot) -> tuple[PartLock, bool]:

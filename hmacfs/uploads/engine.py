@@ -9,6 +9,11 @@ Verbs (each flushes; the request boundary commits or rolls back):
 - ``status``: the upload with its received and missing chunks;
 - ``receive_whole``: a whole file in one request body (XEP-0363 PUT, multipart POST).
 
+``write_chunk`` and ``write_at_offset`` take the body's ``BodyWatch`` (made by the
+adapter, given to its body reader too): a writer that went silent mid-body (a
+client that switched networks) is then taken over by the client's retry at once
+(``hmacfs.uploads.handoff``).
+
 Besides them: ``find`` (an upload the caller may see), tus's ``concatenate``,
 ``terminate`` and ``finish_if_done``, the Drive API's listings and statistics,
 and the values and pure helpers adapters build requests and answers from.
@@ -30,6 +35,7 @@ from hmacfs.uploads.chunking import check_file_name, missing_chunks, progress_pe
 from hmacfs.uploads.chunks import ChunkResult, write_chunk
 from hmacfs.uploads.completion import complete_upload as complete
 from hmacfs.uploads.digest import ExpectedDigest
+from hmacfs.uploads.handoff import BodyWatch, ClientLink, WriterPreempted
 from hmacfs.uploads.notify import progress_data
 from hmacfs.uploads.offsets import concatenate, find_parts, finish_if_done, write_at_offset
 from hmacfs.uploads.offsets import terminate_upload as terminate
@@ -52,8 +58,9 @@ from hmacfs.uploads.service import get_upload as find
 from hmacfs.uploads.whole import WholeUpload, receive_whole
 
 __all__ = [
-    "ChecksumMismatch", "ChunkResult", "ExpectedDigest", "NewUpload", "TaskFilter", "UploadDetails",
-    "UploadState", "WholeUpload", "cancel", "check_bundle", "check_file_name", "check_filter",
+    "BodyWatch", "ChecksumMismatch", "ChunkResult", "ClientLink", "ExpectedDigest", "NewUpload",
+    "TaskFilter", "UploadDetails", "UploadState", "WholeUpload", "WriterPreempted", "cancel",
+    "check_bundle", "check_file_name", "check_filter",
     "cleanup_finished", "complete", "concatenate", "create", "details", "expires_at", "find",
     "find_duplicate", "find_parts", "finish_if_done", "list_uploads", "missing_chunks", "new_task_id",
     "pool_allows_anonymous", "progress_data", "progress_percent", "receive_whole", "recent_uploads",

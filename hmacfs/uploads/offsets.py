@@ -13,6 +13,7 @@ gives its connection back while the bytes stream.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +23,7 @@ from hmacfs.db import BodyTransaction
 from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
+from hmacfs.ports import LockBusy
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import blocks_reader
 from hmacfs.storage.sha256_state import ResumableSha256, available
@@ -29,6 +31,7 @@ from hmacfs.uploads.chunking import chunk_count
 from hmacfs.uploads.chunks import check_still_open, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial
 from hmacfs.uploads.digest import ExpectedDigest
+from hmacfs.uploads.handoff import OFFSET_SLOT, BodyWatch, holding
 from hmacfs.uploads.notify import publish_progress
 from hmacfs.uploads.service import (
     NewUpload,
@@ -40,6 +43,7 @@ from hmacfs.uploads.service import (
     part_store,
 )
 from hmacfs.uploads.sql import record_chunk
+from hmacfs.uploads.switches import note_client
 
 
 def upload_lock_key(task: UploadTask) -> str:
@@ -78,15 +82,25 @@ def write_at_offset(
     body: BodyTransaction,
     digest: ExpectedDigest | None = None,
     declared_size: int | None = None,
+    watch: BodyWatch | None = None,
 ) -> File | None:
     """Append ``length`` bytes at ``offset`` (must equal the current offset: 409 otherwise).
 
     ``body``: whether the transaction, with the task's row lock, is held while the
     bytes stream (the request boundary's choice; PostgreSQL holds it). Raises
-    LockBusy while another request writes this upload. Returns the file when these
-    bytes completed the upload.
+    LockBusy while another request writes this upload, unless ``watch`` (the body's,
+    see ``hmacfs.uploads.handoff``) lets this PATCH take over from a writer that went
+    silent; the stalled writer then ends with WriterPreempted. Returns the file when
+    these bytes completed the upload.
     """
-    with services.locker.hold_in(session, upload_lock_key(task)):
+    claimable = watch if offset == task.upload_offset else None  # a PATCH at the acknowledged offset
+
+    key = upload_lock_key(task)
+
+    def hold() -> AbstractContextManager[None]:
+        return services.locker.hold_in(session, key)
+
+    with holding(services, task.id, OFFSET_SLOT, hold, claimable, protocol=task.protocol, busy=LockBusy):
         task = lock_task(session, task)
         check_open(task)
         if offset != task.upload_offset:
@@ -104,7 +118,8 @@ def write_at_offset(
         released = body.before_body(session)
         sha256 = None
         if length:
-            sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running)
+            with watch.seated(task.id, OFFSET_SLOT) if watch is not None else nullcontext():
+                sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running)
         if released:  # the row lock was let go: the upload may have ended meanwhile
             task = lock_task(session, task)
             check_still_open(session, services, task, part)
@@ -112,6 +127,8 @@ def write_at_offset(
             declare_length(session, task, declared_size)
         if length:
             _append(session, services, task, offset=offset, length=length, sha256=sha256, running=running)
+            if watch is not None:
+                note_client(session, services, task, watch.client)
         return finish_if_done(session, services, task)
 
 

@@ -8,7 +8,9 @@ the wanted file field.
 from __future__ import annotations
 
 import io
+import math
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -20,6 +22,8 @@ from werkzeug.exceptions import ClientDisconnected
 
 from hmacfs.errors import BadRequest
 from hmacfs.storage.copying import Reader
+from hmacfs.uploads import engine
+from hmacfs.web.client_link import network_class
 from hmacfs.web.context import services
 from hmacfs.web.multipart_form import FieldStream
 
@@ -76,14 +80,27 @@ class SocketBody:
     when the client goes away, which the store reports as IncompleteBody.
     """
 
-    def __init__(self, sock: socket.socket, unreader: Any, reader: Any, idle: float | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        unreader: Any,
+        reader: Any,
+        idle: float | None = None,
+        watch: engine.BodyWatch | None = None,
+    ) -> None:
         self._sock, self._unreader, self._reader, self._idle = sock, unreader, reader, idle
+        self._watch = watch
+        self._last_byte = time.monotonic()
 
     @classmethod
-    def of(cls, environ: dict[str, Any], idle: float | None = None) -> SocketBody | None:
+    def of(
+        cls, environ: dict[str, Any], idle: float | None = None, watch: engine.BodyWatch | None = None
+    ) -> SocketBody | None:
         """The socket body of this request when gunicorn serves it and nothing has been
         read from the body yet; None otherwise (then use the WSGI stream). A read
-        waits at most ``idle`` seconds for a byte (see ``idle_limit``)."""
+        waits at most ``idle`` seconds for a byte (see ``idle_limit``); with a ``watch``
+        it wakes every ``watch.poll`` meanwhile, so the engine can hand the chunk over
+        to the client's retry (``hmacfs.uploads.handoff``)."""
         sock, body = environ.get("gunicorn.socket"), environ.get("wsgi.input")
         reader = getattr(body, "reader", None)
         unreader = getattr(reader, "unreader", None)
@@ -95,7 +112,7 @@ class SocketBody:
             and isinstance(getattr(body, "buf", None), io.BytesIO)
             and not body.buf.getbuffer().nbytes  # type: ignore[union-attr]
         ):
-            return cls(sock, unreader, reader, idle)
+            return cls(sock, unreader, reader, idle, watch)
         return None
 
     def readinto(self, view: memoryview) -> int:
@@ -110,12 +127,35 @@ class SocketBody:
                 self._unreader.unread(buffered[got:])  # the next pipelined request
         else:
             try:
-                with idle_limit(self._sock, self._idle):
-                    got = self._sock.recv_into(view[:want])
+                got = self._receive(view[:want])
             except OSError:  # reset, or silent for ``idle`` seconds: a short body
                 return 0
         self._reader.length -= got
         return got
+
+    def _receive(self, view: memoryview) -> int:
+        """``recv_into`` that waits at most ``idle`` seconds since the last byte, waking
+        every ``watch.poll`` to tell the watch how long it has been silent (which raises
+        WriterPreempted once the client's retry has taken over)."""
+        poll = self._watch.poll if self._watch is not None else None
+        if self._watch is None or poll is None:
+            with idle_limit(self._sock, self._idle):
+                return self._sock.recv_into(view)
+        while True:
+            silent = time.monotonic() - self._last_byte
+            left = math.inf if self._idle is None else self._idle - silent
+            if left <= 0:
+                raise TimeoutError("silent for timeouts.body_idle")
+            try:
+                with idle_limit(self._sock, min(poll, left)):
+                    got = self._sock.recv_into(view)
+            except TimeoutError:
+                self._watch.silent(time.monotonic() - self._last_byte)
+                continue
+            if got:
+                self._watch.heard()
+                self._last_byte = time.monotonic()
+            return got
 
     def __call__(self, size: int) -> bytes:
         buffer = bytearray(size)
@@ -123,10 +163,12 @@ class SocketBody:
         return bytes(buffer[:got])
 
 
-def request_body() -> Reader:
+def request_body(watch: engine.BodyWatch | None = None) -> Reader:
     """The raw request body as a reader: from the socket when possible, else the WSGI stream.
-    Either ends early once the client has been silent for ``timeouts.body_idle``."""
-    return SocketBody.of(request.environ, _body_idle()) or request_stream()
+    Either ends early once the client has been silent for ``timeouts.body_idle`` (times
+    the client's network class's ``timeout_multiplier``). The socket reader reports
+    silences to ``watch`` (see ``SocketBody.of``)."""
+    return SocketBody.of(request.environ, _body_idle(), watch) or request_stream()
 
 
 def request_stream() -> Reader:
@@ -136,15 +178,21 @@ def request_stream() -> Reader:
 
 
 def _body_idle() -> float:
-    return services().settings.timeouts.body_idle.total_seconds()
+    """``timeouts.body_idle`` stretched by ``[network_interfaces]`` for the client's network
+    class: a cellular client gets longer to come back from a radio stall."""
+    settings = services().settings
+    tuning = settings.network_interfaces.of(network_class(request.headers.get("Hmacfs-Network")))
+    return settings.timeouts.body_idle.total_seconds() * tuning.timeout_multiplier
 
 
-def chunk_body(field: str = "chunk") -> tuple[Reader, int | None]:
-    """The request's chunk as a reader and its declared length (None for multipart bodies)."""
+def chunk_body(field: str = "chunk", watch: engine.BodyWatch | None = None) -> tuple[Reader, int | None]:
+    """The request's chunk as a reader and its declared length (None for multipart bodies).
+    A raw body reports silences to ``watch``; a multipart one is read through the WSGI
+    stream, which cannot resume after a timed-out read, so it is never taken over."""
     if request.mimetype == "multipart/form-data":
         boundary = request.mimetype_params.get("boundary")
         if not boundary:
             raise BadRequest("multipart body without boundary", code="INVALID_MULTIPART")
         body = request_stream()
         return FieldStream(body, boundary.encode("latin-1"), field, request.content_length).read, None
-    return request_body(), request.content_length
+    return request_body(watch), request.content_length

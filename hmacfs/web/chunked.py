@@ -22,6 +22,7 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
+from hmacfs.web.client_link import body_watch
 from hmacfs.web.context import body_transaction, chunk_request, db_session, services
 from hmacfs.web.params import header_text
 from hmacfs.web.signature import signed_or_account
@@ -92,7 +93,8 @@ def put_chunk() -> Response:
     index = _int_header("X-Chunk-Number")
     assert index is not None
     digest = parse_chunk_digest(request.headers.get("Content-Digest"), request.headers.get("X-Chunk-SHA256"))
-    read, declared = chunk_body()
+    watch = body_watch()
+    read, declared = chunk_body(watch=watch)
     result = engine.write_chunk(
         session,
         services(),
@@ -103,6 +105,7 @@ def put_chunk() -> Response:
         body=body_transaction(),
         digest=digest,
         auto_complete=True,
+        watch=watch,
     )
     task = result.task
     return jsonify(

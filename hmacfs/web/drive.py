@@ -13,6 +13,7 @@ from hmacfs.errors import Conflict, NotFound
 from hmacfs.models.status import Protocol
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import chunk_body
+from hmacfs.web.client_link import body_watch
 from hmacfs.web.context import body_transaction, chunk_request, db_session, services
 from hmacfs.web.drive_forms import (
     file_json,
@@ -71,7 +72,8 @@ def chunk(task_id: str, index: int) -> Response:
     session = db_session()
     task = engine.find(session, task_id, account, Protocol.DRIVE)
     digest = parse_chunk_digest(_header("Content-Digest"), _header("X-Chunk-SHA256"))
-    read, declared = chunk_body("chunk")
+    watch = body_watch()
+    read, declared = chunk_body("chunk", watch)
     result = engine.write_chunk(
         session,
         services(),
@@ -81,6 +83,7 @@ def chunk(task_id: str, index: int) -> Response:
         declared_length=declared,
         body=body_transaction(),
         digest=digest,
+        watch=watch,
     )
     if not result.stored:
         raise Conflict("chunk already uploaded", code="CHUNK_EXISTS", details={"chunkIndex": index})

@@ -22,6 +22,7 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import request_body
+from hmacfs.web.client_link import body_watch
 from hmacfs.web.context import body_transaction, db_session, hold_through_body, services
 from hmacfs.web.params import media_type
 from hmacfs.web.tus_headers import (
@@ -202,10 +203,11 @@ def _patch(task: UploadTask, offset: int) -> UploadTask:
         raise LengthRequired("Content-Length is required", code="LENGTH_REQUIRED")
     declared = request.headers.get("Upload-Length")
     session = db_session()
+    watch = body_watch()
     engine.write_at_offset(
-        session, services(), task, offset, request_body(), length=length, body=body_transaction(),
+        session, services(), task, offset, request_body(watch), length=length, body=body_transaction(),
         digest=parse_upload_checksum(request.headers.get("Upload-Checksum")),
-        declared_size=None if declared is None else parse_offset(declared, "Upload-Length"),
+        declared_size=None if declared is None else parse_offset(declared, "Upload-Length"), watch=watch,
     )  # fmt: skip
     fresh = session.get(UploadTask, task.id)
     assert fresh is not None

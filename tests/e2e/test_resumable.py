@@ -331,17 +331,28 @@ def test_tus_second_writer_is_refused_while_the_first_streams(live_server: LiveS
     path = created.headers["Location"].split(str(live_server.port), 1)[1]
     patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
     with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as first:
-        # the first writer is mid-body
+        # the first writer is mid-body, and keeps streaming (a silent one would be taken
+        # over by the second: tests/e2e/test_handoff.py)
         first.sendall(_tus_patch_head(path, auth, 0, CHUNK) + payload[: CHUNK // 2])
+        rest = payload[CHUNK // 2 :]
+        streaming = threading.Thread(target=_trickle, args=(first, rest, len(rest) // 40, 0.05))
+        streaming.start()
         time.sleep(0.5)  # the server reads the head and takes the lock before the body
         second = requests.patch(f"{live_server.url}{path}", data=payload, headers=patch, timeout=10)
+        streaming.join(30)
         assert second.status_code == 423 and second.headers["Tus-Resumable"] == "1.0.0"
-        first.sendall(payload[CHUNK // 2 :])
         assert first.recv(64).startswith(b"HTTP/1.1 204")
     late = requests.patch(f"{live_server.url}{path}", data=payload, headers=patch, timeout=10)
     assert late.status_code == 409  # the offset is CHUNK now
     offset = requests.head(f"{live_server.url}{path}", headers=tus, timeout=10).headers["Upload-Offset"]
     assert offset == str(CHUNK)
+
+
+def _trickle(sock: socket.socket, data: bytes, piece: int, pause: float) -> None:
+    """Send ``data`` in pieces of ``piece`` bytes, ``pause`` seconds apart."""
+    for start in range(0, len(data), piece):
+        time.sleep(pause)
+        sock.sendall(data[start : start + piece])
 
 
 def _tus_patch_head(path: str, auth: dict[str, str], offset: int, length: int) -> bytes:
@@ -355,8 +366,10 @@ def _tus_patch_head(path: str, auth: dict[str, str], offset: int, length: int) -
 def test_tus_resumes_after_a_network_switch_left_a_patch_hanging(start_server: StartServer) -> None:
     """A phone changes networks mid-PATCH: the old connection goes silent without a FIN
     or RST reaching the server. After ``timeouts.body_idle`` of silence the server drops
-    that PATCH (nothing recorded) and frees the upload, so the client's resume lands."""
-    server = start_server(timeouts={"body_idle": "2s"})
+    that PATCH (nothing recorded) and frees the upload, so the client's resume lands.
+    This is the fallback with takeovers off; with them on (the default) the resume takes
+    the upload over sooner: tests/e2e/test_handoff.py."""
+    server = start_server(timeouts={"body_idle": "2s"}, handoff={"seamless_switching": False})
     auth = bearer(uuid.uuid4())
     tus = {**auth, "Tus-Resumable": "1.0.0"}
     payload = os.urandom(2 * CHUNK)

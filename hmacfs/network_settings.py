@@ -1,0 +1,129 @@
+"""Settings of the network half: the interface monitor, per-class tuning and chunk handoff.
+
+Part of the frozen settings (``hmacfs.config`` includes these sections); kept
+in their own module so that ``config.py`` stays readable. Keys the seeds name
+that have no meaning on a server are refused at start-up with the reason,
+instead of being accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from hmacfs.units import parse_duration, parse_size
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+# The network classes a client or an interface is put in.
+NETWORK_CLASSES = ("ethernet", "wifi", "lte", "cellular", "vpn", "unknown")
+# The account of the node-wide events (network.changed) unless one is configured.
+SYSTEM_ACCOUNT = uuid.UUID(int=0)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _refuse(data: Any, reasons: dict[str, str]) -> Any:
+    """Raise for the first seed key of ``reasons`` set in ``data`` (a section's table) to
+    anything but ``false``: switching a feature the server does not have off is true."""
+    if not isinstance(data, dict):
+        return data
+    for key, reason in reasons.items():
+        if key in data and data[key] is not False:
+            raise ValueError(f"{key}: refused: {reason}")
+    return {key: value for key, value in data.items() if key not in reasons}
+
+
+_NOT_CHOSEN_BY_SERVER = (
+    "the server does not choose its network interface, the operating system's routing does; "
+    "hmacfs watches the interfaces and publishes network.changed (docs/handoff.md)"
+)
+
+
+class NetworkResilienceSettings(_Section):
+    enabled: bool = True
+    multi_interface_enabled: bool = True
+    interface_poll_interval: Duration = Field(timedelta(seconds=5), ge=timedelta(milliseconds=100))
+    events_account: uuid.UUID = SYSTEM_ACCOUNT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_keys(cls, data: Any) -> Any:
+        reasons = dict.fromkeys(
+            ("interface_priority", "auto_switch_enabled", "switch_threshold_latency",
+             "switch_threshold_packet_loss"),
+            _NOT_CHOSEN_BY_SERVER,
+        )  # fmt: skip
+        return _refuse(data, reasons)
+
+
+class NetworkClassSettings(_Section):
+    """Tuning for clients (and server interfaces) of one network class."""
+
+    buffer_size: Size = Field(parse_size("256KB"), ge=32 * 1024, le=1024 * 1024)
+    chunk_size: Size = Field(parse_size("5MB"), gt=0)
+    timeout_multiplier: float = Field(1.0, gt=0, le=10)
+    priority: int = Field(50, ge=0, le=1000)
+
+
+def _class(buffer: str, chunk: str, multiplier: float, priority: int) -> NetworkClassSettings:
+    return NetworkClassSettings(
+        buffer_size=parse_size(buffer), chunk_size=parse_size(chunk),
+        timeout_multiplier=multiplier, priority=priority,
+    )  # fmt: skip
+
+
+class NetworkInterfacesSettings(_Section):
+    """``[network_interfaces]``: one table per network class (the seed's defaults)."""
+
+    ethernet: NetworkClassSettings = _class("1MB", "10MB", 1.0, 10)
+    wifi: NetworkClassSettings = _class("512KB", "5MB", 1.0, 20)
+    lte: NetworkClassSettings = _class("256KB", "2MB", 1.5, 30)
+    cellular: NetworkClassSettings = _class("128KB", "512KB", 2.0, 40)
+    vpn: NetworkClassSettings = _class("256KB", "2MB", 1.5, 50)
+    unknown: NetworkClassSettings = _class("256KB", "5MB", 1.0, 60)
+
+    def of(self, network_class: str | None) -> NetworkClassSettings:
+        """The settings of ``network_class``; unknown ones get ``unknown``'s."""
+        found: NetworkClassSettings = getattr(self, network_class or "unknown", self.unknown)
+        return found if network_class in NETWORK_CLASSES else self.unknown
+
+
+class HandoffSettings(_Section):
+    """``[handoff]``: chunks that survive a client's network switch (``hmacfs.uploads.handoff``)."""
+
+    seamless_switching: bool = True
+    chunk_retry_on_switch: bool = True
+    switch_notification_enabled: bool = True
+    interface_quality_history: int = Field(10, ge=1, le=1000)
+    writer_silence: Duration = Field(timedelta(seconds=2), ge=timedelta(milliseconds=100))
+    writer_poll: Duration = Field(
+        timedelta(milliseconds=250), ge=timedelta(milliseconds=10), le=timedelta(seconds=5)
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_keys(cls, data: Any) -> Any:
+        return _refuse(data, {
+            "pause_transfers_on_switch": (
+                "the server cannot pause a client's transfer; a client pauses on its own network change "
+                "and resumes from the server's offset (hmacfs upload does), and a stalled request is "
+                "taken over by its retry"
+            ),
+            "performance_comparison_window": (
+                "the adaptive and fixed strategies are compared by the adaptive engine's own window "
+                "(docs/handoff.md), not per network switch"
+            ),
+        })  # fmt: skip
+
+    @model_validator(mode="after")
+    def _poll_within_silence(self) -> HandoffSettings:
+        if self.writer_poll > self.writer_silence:
+            raise ValueError("writer_poll must not exceed writer_silence")
+        return self

@@ -1,0 +1,43 @@
+"""Where a request comes from, as the upload engine's handoff sees it: the client's
+address (after the trusted proxies, ``hmacfs.app``) and its network class, from the
+``Hmacfs-Network`` header a client may send (``type=lte; downlink=8.5; rtt=60``,
+mapped from the browser's ``navigator.connection`` or Android's connectivity API).
+"""
+
+from __future__ import annotations
+
+from flask import request
+
+from hmacfs.uploads import engine
+from hmacfs.web.context import services
+
+# Connection types clients report (navigator.connection.type and effectiveType,
+# Android's transports), mapped to the server's network classes.
+_CLASSES = {
+    "ethernet": "ethernet", "wired": "ethernet",
+    "wifi": "wifi", "wlan": "wifi", "wimax": "wifi",
+    "lte": "lte", "4g": "lte", "5g": "lte", "nr": "lte",
+    "cellular": "cellular", "3g": "cellular", "2g": "cellular", "slow-2g": "cellular",
+    "edge": "cellular", "umts": "cellular", "hspa": "cellular", "gprs": "cellular",
+    "vpn": "vpn",
+}  # fmt: skip
+
+
+def network_class(header: str | None) -> str:
+    """The network class a ``Hmacfs-Network`` header names (its ``type``), else "unknown".
+    Pure; a malformed header is "unknown", never an error (it is a hint)."""
+    for item in (header or "").split(";"):
+        key, _, value = item.partition("=")
+        if key.strip().lower() == "type":
+            return _CLASSES.get(value.strip().strip('"').lower(), "unknown")
+    return "unknown"
+
+
+def client_link() -> engine.ClientLink:
+    """This request's client address and network class."""
+    return engine.ClientLink(request.remote_addr, network_class(request.headers.get("Hmacfs-Network")))
+
+
+def body_watch() -> engine.BodyWatch:
+    """A watch for this request's body, to hand to both the body reader and the engine."""
+    return engine.BodyWatch(services(), client_link())
