@@ -66,7 +66,7 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
 
 def _network_metrics(registry: CollectorRegistry) -> dict[str, Counter]:
     """Chunk takeovers, clients switching networks mid-upload, the node's interface changes
-    (the seed's "interface switches"; see docs/adaptive.md)."""
+    (the seed's "interface switches"; see docs/handoff.md)."""
     return {
         "upload_takeovers_total": Counter(
             "hmacfs_upload_takeovers_total",
