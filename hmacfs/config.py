@@ -116,6 +116,7 @@ class StorageSettings(_Section):
     path: Path = Path("var/storage")
     fsync: bool = True
     min_free_space: Size = parse_size("1GB")
+    global_quota: Size = 0
 
 
 class UploadsSettings(_Section):
@@ -129,11 +130,15 @@ class UploadsSettings(_Section):
     max_resumable_age: Duration = timedelta(hours=48)
     cleanup_interval: Duration = timedelta(minutes=60)
     default_quota: Size = 0
+    max_reserved: Size = 0
+    reservation_timeout: Duration = Field(timedelta(hours=6), gt=timedelta(0))
 
     @model_validator(mode="after")
     def _chunk_bounds(self) -> UploadsSettings:
         if not self.min_chunk_size <= self.chunk_size <= self.max_chunk_size:
             raise ValueError("chunk_size must lie within min_chunk_size..max_chunk_size")
+        if self.reservation_timeout >= self.max_resumable_age:
+            raise ValueError("reservation_timeout must be shorter than max_resumable_age")
         return self
 
 
@@ -235,6 +240,7 @@ class Xep0363Settings(_Section):
     require_signature_for_get: bool = False
     cors_allowed_origins: tuple[str, ...] = ()
     file_ttl: Duration = timedelta(0)
+    daily_quota: Size = 0
     max_path_length: int = Field(1024, ge=16, le=8192)
 
     @model_validator(mode="after")

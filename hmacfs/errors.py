@@ -52,6 +52,12 @@ class QuotaExceeded(Forbidden):
     code = "QUOTA_EXCEEDED"
 
 
+class ReservationLimit(Forbidden):
+    """The account holds ``[uploads] max_reserved`` bytes in unfinished uploads already."""
+
+    code = "RESERVATION_LIMIT"
+
+
 class NotFound(HmacfsError):
     status = 404
     code = "NOT_FOUND"
@@ -84,6 +90,14 @@ class UnprocessableEntity(HmacfsError):
 
 class HashMismatch(UnprocessableEntity):
     code = "HASH_MISMATCH"
+
+
+class InsufficientStorage(HmacfsError):
+    """The server cannot store more now (its storage quota); the client may retry later."""
+
+    status = 507
+    code = "INSUFFICIENT_STORAGE"
+    headers = {"Retry-After": "60"}
 
 
 class ServiceUnavailable(HmacfsError):

@@ -40,6 +40,8 @@ class OneShot:
     shared: bool  # deduplicated: one blob per content hash
     now: datetime
     fallback_expiry: datetime | None  # the file's expiry when its pool sets no lifetime
+    expiry_cap: datetime | None = None  # the latest the file may expire (a slot token's ``expires``)
+    uploader: str | None = None  # who the daily quota charges (``upload_tasks.uploader``)
 
 
 _FILES = cast(Table, File.__table__)
@@ -59,9 +61,9 @@ WITH blob AS (
                             expired_at, created_at, updated_at)
     SELECT CAST(:file_id AS uuid), CAST(:account_id AS uuid), CAST(:pool_id AS uuid), :path, :name,
            :content_type, :size, blob.id, :sha256,
-           CASE WHEN pool.ttl > 0 THEN :now + make_interval(secs => pool.ttl)
-                WHEN pool.ttl < 0 THEN NULL
-                ELSE :fallback_expiry END,
+           LEAST(CASE WHEN pool.ttl > 0 THEN :now + make_interval(secs => pool.ttl)
+                      WHEN pool.ttl < 0 THEN NULL
+                      ELSE :fallback_expiry END, :expiry_cap),
            :now, :now
     FROM blob LEFT JOIN pool ON true
     ON CONFLICT (path) DO NOTHING
@@ -69,11 +71,11 @@ WITH blob AS (
 ), task AS (
     INSERT INTO upload_tasks (id, task_id, protocol, status, account_id, pool_id, file_name, file_size,
                               content_type, chunk_size, chunks_count, chunks_uploaded, bytes_received,
-                              upload_offset, hash, file_id, expired_at, last_activity, completed_at,
-                              created_at, updated_at)
+                              upload_offset, hash, file_id, expired_at, uploader, last_activity,
+                              completed_at, created_at, updated_at)
     SELECT CAST(:task_row_id AS uuid), :task_id, :protocol, :status, file.account_id, file.pool_id,
            file.name, file.size, file.content_type, GREATEST(file.size, 1), 1, 1, file.size, file.size,
-           file.sha256, file.id, file.expired_at, :now, :now, :now, :now
+           file.sha256, file.id, file.expired_at, :uploader, :now, :now, :now, :now
     FROM file
 )
 SELECT {file_result}, blob.storage_key AS blob_storage_key, blob.storage_root AS blob_storage_root
@@ -84,7 +86,9 @@ FROM file CROSS JOIN blob
 def _statement(on_conflict: str) -> TextClause:
     sql = _SQL.format(on_conflict=on_conflict, file_columns=_FILE_COLUMNS, file_result=_FILE_RESULT)
     typed = text(sql).bindparams(
-        bindparam("now", type_=UTCDateTime()), bindparam("fallback_expiry", type_=UTCDateTime())
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("fallback_expiry", type_=UTCDateTime()),
+        bindparam("expiry_cap", type_=UTCDateTime()),
     )
     # Result columns typed as the table's, so values come back as the ORM's (UUID, UTC).
     result = [column(c.name, c.type) for c in _FILES.c]
@@ -117,10 +121,14 @@ def record_whole_file(
 
 
 def _expiry(pool_ttl: int | None, upload: OneShot) -> datetime | None:
-    """As the statement decides it: the pool's lifetime (seconds; negative: never), else the fallback."""
+    """As the statement decides it: the pool's lifetime (seconds; negative: never), else the
+    fallback; never after ``upload.expiry_cap`` (SQL's LEAST skips NULLs)."""
     if pool_ttl is None or pool_ttl == 0:
-        return upload.fallback_expiry
-    return upload.now + timedelta(seconds=pool_ttl) if pool_ttl > 0 else None
+        chosen = upload.fallback_expiry
+    else:
+        chosen = upload.now + timedelta(seconds=pool_ttl) if pool_ttl > 0 else None
+    known = [when for when in (chosen, upload.expiry_cap) if when is not None]
+    return min(known) if known else None
 
 
 def _completed_task(upload: OneShot, file: File) -> dict[str, Any]:
@@ -132,6 +140,7 @@ def _completed_task(upload: OneShot, file: File) -> dict[str, Any]:
         "chunk_size": max(file.size, 1), "chunks_count": 1, "chunks_uploaded": 1,
         "bytes_received": file.size, "upload_offset": file.size, "hash": file.sha256, "file_id": file.id,
         "expired_at": file.expired_at, "last_activity": upload.now, "completed_at": upload.now,
+        "uploader": upload.uploader,
     }  # fmt: skip
 
 
@@ -173,6 +182,8 @@ def _values(store: LocalBlobStore, upload: OneShot, new: NewFile) -> dict[str, A
         "name": new.name,
         "content_type": new.content_type,
         "fallback_expiry": upload.fallback_expiry,
+        "expiry_cap": upload.expiry_cap,
+        "uploader": upload.uploader,
         "task_row_id": str(uuid.uuid4()),
         "task_id": uuid.uuid4().hex,
         "protocol": upload.protocol.value,

@@ -28,6 +28,7 @@ class UploadTask(Timestamped, Base):
         Index("ix_upload_tasks_account_id_status", "account_id", "status"),
         Index("ix_upload_tasks_status_last_activity", "status", "last_activity"),
         Index("ix_upload_tasks_hash", "hash"),
+        Index("ix_upload_tasks_uploader_created_at", "uploader", "created_at"),
         {"comment": "one row per upload, whatever the protocol"},
     )
 
@@ -97,6 +98,14 @@ class UploadTask(Timestamped, Base):
     )
     storage_root: Mapped[str | None] = mapped_column(
         Text, comment="root directory holding the part (the pool's at creation); NULL = [storage] path"
+    )
+    reserved: Mapped[bool] = mapped_column(
+        server_default=text("true"), default=True,
+        comment="declared size still reserved (disk and quota); false once released: received bytes count",
+    )  # fmt: skip
+    uploader: Mapped[str | None] = mapped_column(
+        String(255),
+        comment="who the daily quota charges: file-share token sub or account; NULL = not counted",
     )
     completed_at: Mapped[datetime | None] = mapped_column()
     deleted_at: Mapped[datetime | None] = mapped_column()

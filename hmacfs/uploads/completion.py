@@ -16,7 +16,7 @@ from hmacfs.tasks.service import submit_task
 from hmacfs.uploads import running_hash
 from hmacfs.uploads.notify import publish_completed
 from hmacfs.uploads.part_locks import held_or_new
-from hmacfs.uploads.policy import check_quota
+from hmacfs.uploads.quotas import Charge, check_quotas
 from hmacfs.uploads.service import check_open, lock_task, part_store
 
 
@@ -61,14 +61,15 @@ def _check_received(session: Session, task: UploadTask) -> int:
 def complete_upload(session: Session, services: Services, task: UploadTask) -> File:
     """Verify and turn a fully received upload into a file; completing twice returns the same file.
 
-    Raises 409 UPLOAD_INCOMPLETE, 403 QUOTA_EXCEEDED, or 422 HASH_MISMATCH
+    Raises 409 UPLOAD_INCOMPLETE, 403 QUOTA_EXCEEDED (507 past the server's quota), or 422 HASH_MISMATCH
     (the task stays open: the client re-sends the wrong chunks and completes again).
     """
     if task.file_id is not None:
         return _file_of(session, task)
     check_open(task)
     size = _check_received(session, task)
-    check_quota(session, task.account_id, size, services.settings.uploads.default_quota, exclude=task.id)
+    charge = Charge(size, task.account_id, task.uploader, upload=task.id)
+    check_quotas(session, services.settings, charge, services.clock.now())
     if task.protocol != Protocol.TUS.value:  # tus writes are serialised by the upload lock
         _lock_whole_part(session, services, task)
     sha256 = running_hash.finish(session, services, task, size)

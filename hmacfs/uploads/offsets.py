@@ -33,6 +33,7 @@ from hmacfs.uploads.completion import complete_upload, finish_partial
 from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.handoff import OFFSET_SLOT, BodyWatch, holding
 from hmacfs.uploads.notify import publish_progress
+from hmacfs.uploads.quotas import check_unreserved_append
 from hmacfs.uploads.service import (
     NewUpload,
     cancel_upload,
@@ -113,6 +114,8 @@ def write_at_offset(
         if declared_size is not None:
             check_length(task, declared_size, limit)
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
+        end = max(offset + length, declared_size or 0)  # a declared length is charged whole
+        check_unreserved_append(session, services.settings, task, end, services.clock.now())
         part, store = task.task_id, part_store(services, task)
         running = _continued_hash(task, offset) if length else None
         released = body.before_body(session)

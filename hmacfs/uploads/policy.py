@@ -1,16 +1,15 @@
-"""Pool and quota rules an upload must satisfy at creation and again at completion."""
+"""Pool rules an upload must satisfy at creation (quotas: ``hmacfs.uploads.quotas``)."""
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.config import UploadsSettings
-from hmacfs.errors import BadRequest, NotFound, QuotaExceeded
-from hmacfs.models import AccountQuota, File, Pool, UploadTask
-from hmacfs.models.status import OPEN_STATUSES
+from hmacfs.errors import BadRequest, NotFound
+from hmacfs.models import Pool
 from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import check_file_size, content_type_allowed
 
@@ -47,42 +46,6 @@ def check_pool_accepts(pool: Pool, settings: UploadsSettings, size: int | None, 
             f"content type {content_type!r} is not accepted by this pool",
             code="CONTENT_TYPE_NOT_ALLOWED",
             details={"field": "contentType", "allowed": pool.allowed_content_types},
-        )
-
-
-def quota_limit(session: Session, account_id: uuid.UUID, default: int) -> int:
-    """Bytes the account may hold; 0 means unlimited."""
-    row = session.get(AccountQuota, account_id)
-    return default if row is None else row.max_bytes
-
-
-def used_bytes(session: Session, account_id: uuid.UUID, exclude: uuid.UUID | None = None) -> int:
-    """Completed files plus bytes reserved by the account's unfinished uploads."""
-    files = session.scalar(select(func.coalesce(func.sum(File.size), 0)).where(File.account_id == account_id))
-    reserved_query = select(func.coalesce(func.sum(UploadTask.file_size), 0)).where(
-        UploadTask.account_id == account_id,
-        UploadTask.status.in_([status.value for status in OPEN_STATUSES]),
-        UploadTask.deleted_at.is_(None),
-    )
-    if exclude is not None:
-        reserved_query = reserved_query.where(UploadTask.id != exclude)
-    return int(files or 0) + int(session.scalar(reserved_query) or 0)
-
-
-def check_quota(
-    session: Session, account_id: uuid.UUID | None, size: int, default: int, exclude: uuid.UUID | None = None
-) -> None:
-    """Raise QuotaExceeded (403) when ``size`` more bytes would pass the account's quota."""
-    if account_id is None or size <= 0:
-        return
-    limit = quota_limit(session, account_id, default)
-    if not limit:
-        return
-    used = used_bytes(session, account_id, exclude)
-    if used + size > limit:
-        raise QuotaExceeded(
-            "storage quota exceeded",
-            details={"quota": limit, "used": used, "requested": size},
         )
 
 

@@ -28,7 +28,8 @@ from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import choose_chunk_size, chunk_count
-from hmacfs.uploads.policy import check_extension, check_pool_accepts, check_quota, get_pool
+from hmacfs.uploads.policy import check_extension, check_pool_accepts, get_pool
+from hmacfs.uploads.quotas import Charge, check_quotas, check_reservation
 
 
 class ChecksumMismatch(BadRequest):
@@ -54,6 +55,11 @@ class NewUpload:
     concat: str | None = None
     task_id: str | None = None  # chosen by the caller (its A/B arm hangs on it); else a new one
     client_profile_key: str | None = None  # the client_profiles row the sizes came from
+    uploader: str | None = None  # who the daily quota charges; None: the account, if any
+
+    @property
+    def charged_uploader(self) -> str | None:
+        return self.uploader or (None if self.account_id is None else str(self.account_id))
 
 
 def new_task_id() -> str:
@@ -62,17 +68,24 @@ def new_task_id() -> str:
 
 
 def create_upload(session: Session, services: Services, new: NewUpload) -> UploadTask:
-    """Validate against the pool, limits and quota, then add the task and preallocate its part."""
+    """Validate against the pool, limits and quotas, then add the task and preallocate its part.
+
+    The declared size is reserved: on disk (the part is preallocated; 507 when it cannot
+    be) and against the quotas (``hmacfs.uploads.quotas``: 403 QUOTA_EXCEEDED or
+    RESERVATION_LIMIT, 507 STORAGE_QUOTA_EXCEEDED), checked under their locks until commit.
+    """
     settings = services.settings.uploads
     pool = get_pool(session, new.pool_id)
     check_pool_accepts(pool, settings, new.file_size, new.content_type)
     check_extension(new.file_name, settings.allowed_extensions)
-    if new.account_id is not None and new.file_size:
-        check_quota(session, new.account_id, new.file_size, settings.default_quota)
+    now = services.clock.now()
+    if new.file_size:
+        charge = Charge(new.file_size, new.account_id, new.charged_uploader)
+        check_quotas(session, services.settings, charge, now)
+        check_reservation(session, services.settings, new.account_id, new.file_size)
     chunk_size = choose_chunk_size(
         new.chunk_size, settings.chunk_size, settings.min_chunk_size, settings.max_chunk_size
     )
-    now = services.clock.now()
     if new.expired_at is not None and new.expired_at <= now:
         raise BadRequest(
             "expiredAt must be in the future", code="VALIDATION_FAILED", details={"field": "expiredAt"}
@@ -96,6 +109,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
         expired_at=new.expired_at or _pool_expiry(pool, now),
         concat=new.concat,
         client_profile_key=new.client_profile_key,
+        uploader=new.charged_uploader,
         storage_root=pool.storage_path,
         last_activity=now,
         created_at=now,

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, Row, Table, bindparam, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, Row, Table, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate
@@ -20,6 +20,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from hmacfs.db import built_once, dialect_insert, is_postgresql
 from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
+from hmacfs.ports import lock_id
 
 
 def chunk_recorded(session: Session, upload_id: uuid.UUID, index: int) -> bool:
@@ -119,3 +120,21 @@ def _record_and_count() -> ReturningUpdate[Any]:
 
 
 _RECORD_AND_COUNT = _record_and_count()
+
+
+def lock_quota(session: Session, key: str) -> None:
+    """Serialise quota checks on ``key`` (``quota:<account>``, ...) until the transaction ends,
+    so that reading the usage and recording the upload that raises it are one step.
+
+    PostgreSQL: a transaction-level advisory lock on the session's own connection,
+    waited for (the holder commits within one request); it holds across processes
+    and machines. SQLite serves one process, and nothing between a quota check and
+    the commit of the insert that follows it yields to another greenlet (the
+    database is a local file; see ``hmacfs.db.release_connection``), so the check is
+    already serial there.
+    """
+    if is_postgresql(session):
+        session.execute(_TRANSACTION_LOCK, {"k": lock_id(key)})
+
+
+_TRANSACTION_LOCK = text("SELECT pg_advisory_xact_lock(:k)")

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID, on_rollback
 from hmacfs.errors import Conflict, PayloadTooLarge
@@ -30,6 +31,7 @@ from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import WrittenRange
+from hmacfs.uploads.quotas import Charge, check_quotas
 
 # Above this size a taken slot path is refused before the body is read; below it the
 # extra database round trips cost more than reading the body would (the
@@ -50,6 +52,12 @@ class WholeUpload:
     account_id: uuid.UUID | None = None  # the owner; None for a signed (ownerless) upload
     path: str | None = None  # an XEP-0363 slot path, unique among files
     check_first: bool = False  # the client has sent no body yet (Expect: 100-continue): check the path first
+    uploader: str | None = None  # who the daily quota charges; None: nobody (a signed v/v2/v3 slot)
+    expires: datetime | None = None  # the latest the file may expire (a file-share token's ``expires``)
+
+    @property
+    def charge(self) -> Charge:
+        return Charge(self.size or 0, self.account_id, self.uploader)
 
 
 def receive_whole(session: Session, services: Services, upload: WholeUpload, read: Reader) -> File:
@@ -58,11 +66,16 @@ def receive_whole(session: Session, services: Services, upload: WholeUpload, rea
     Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken (also when a
     concurrent upload to it won), IncompleteBody (400) when a body of known size
     ends early, PayloadTooLarge (413) past the limit of a body of unknown size,
-    and whatever ``read`` raises (a codec's 400). Flushes; the caller commits.
+    a quota's refusal (``hmacfs.uploads.quotas``: before the body when its size is
+    known, in any case after it and before anything is recorded), and whatever
+    ``read`` raises (a codec's 400). Flushes; the caller commits.
     """
     early = upload.check_first or (upload.size is not None and upload.size > EARLY_CHECK_SIZE)
     if upload.path is not None and early:
         ensure_slot_free(services.db.sessions, upload.path)
+    if upload.size and _may_be_limited(services.settings, upload):
+        with services.db.sessions() as short:  # no connection is kept while the body streams
+            check_quotas(short, services.settings, upload.charge, services.clock.now(), lock=False)
     part = uuid.uuid4().hex
     if upload.size is not None:
         written = services.store.receive(part, read, upload.size)
@@ -70,6 +83,12 @@ def receive_whole(session: Session, services: Services, upload: WholeUpload, rea
         limit = services.settings.uploads.max_upload_size if upload.limit is None else upload.limit
         written = _receive_to_end(services.store, part, read, limit)
     return record_one_shot_upload(session, services, upload, part, written)
+
+
+def _may_be_limited(settings: Settings, upload: WholeUpload) -> bool:
+    """Whether a quota may refuse ``upload`` (an account's quota is in the database)."""
+    daily = upload.uploader is not None and settings.xep0363.daily_quota
+    return upload.account_id is not None or bool(daily) or bool(settings.storage.global_quota)
 
 
 def ensure_slot_free(sessions: sessionmaker[Session], path: str) -> None:
@@ -119,15 +138,18 @@ def record_one_shot_upload(
 ) -> File:
     """Record a part received in one request as a file of the default pool and a completed
     upload task (``hmacfs.files.one_shot``: one statement on PostgreSQL); the part is
-    deleted if that fails.
+    deleted if that fails. The quotas are checked first, under their locks.
 
-    Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken. Flushes.
+    Raises Conflict (409 SLOT_TAKEN) when ``upload.path`` is taken, and a quota's
+    refusal. Flushes.
     """
     settings = services.settings
     # A commit that fails after this returns must not strand the part: nobody resumes it.
     on_rollback(session, partial(services.store.delete_part, part))
     try:
         now = services.clock.now()
+        charge = replace(upload.charge, size=written.size)
+        check_quotas(session, settings, charge, now)
         new = NewFile(
             name=upload.name, content_type=upload.content_type, pool_id=DEFAULT_POOL_ID,
             account_id=upload.account_id, path=upload.path,
@@ -136,6 +158,7 @@ def record_one_shot_upload(
             upload.protocol, part, written.sha256, written.size,
             shared=deduplicates(settings.deduplication, written.size),
             now=now, fallback_expiry=fallback_expiry(settings.xep0363.file_ttl, now),
+            expiry_cap=slot_expiry(upload.expires, settings.xep0363.file_ttl, now), uploader=upload.uploader,
         )  # fmt: skip
         file = record_whole_file(session, services.store, settings.deduplication, one_shot, new)
     except BaseException:
@@ -149,6 +172,15 @@ def fallback_expiry(file_ttl: timedelta, now: datetime) -> datetime | None:
     """When a one-request file expires if its pool sets no lifetime: ``[xep0363] file_ttl``
     from now; None (never) for a zero TTL."""
     return now + file_ttl if file_ttl > timedelta(0) else None
+
+
+def slot_expiry(expires: datetime | None, file_ttl: timedelta, now: datetime) -> datetime | None:
+    """The latest a slot file may expire: a file-share token's ``expires``, capped by
+    ``[xep0363] file_ttl`` from now (the pool's lifetime caps it too, where the file is
+    recorded); None without a token's ``expires``."""
+    if expires is None:
+        return None
+    return min(expires, now + file_ttl) if file_ttl > timedelta(0) else expires
 
 
 def count_upload(services: Services, protocol: Protocol, size: int) -> None:

@@ -50,7 +50,8 @@ def post_upload() -> tuple[Response, int]:
     """Decode the body as it arrives and stream its ``file`` field into the engine.
 
     400 when there is no ``file`` field or the body is malformed, 400 INCOMPLETE_BODY
-    when it ends early, 413 past ``uploads.max_upload_size``. With a bound signature
+    when it ends early, 413 past ``uploads.max_upload_size``; with a JWT the account's
+    quotas are checked once the body is in (403 QUOTA_EXCEEDED). With a bound signature
     the field's name must be the signed one (403 FILE_NAME_MISMATCH, before any
     byte is stored) and its size the signed size (413 past it, 400 SIZE_MISMATCH
     short of it)."""
@@ -64,7 +65,11 @@ def post_upload() -> tuple[Response, int]:
     limit = svc.settings.uploads.max_upload_size
     if grant.signed is not None:
         limit = min(limit, _signed_size(name, grant.signed))
-    upload = engine.WholeUpload(Protocol.MULTIPART, name, content_type, limit=limit, account_id=grant.account)
+    owner = grant.account
+    upload = engine.WholeUpload(
+        Protocol.MULTIPART, name, content_type, limit=limit, account_id=owner,
+        uploader=None if owner is None else str(owner),
+    )  # fmt: skip
     file = engine.receive_whole(db_session(), svc, upload, _field_reader(stream, grant.signed))
     url = public_url(url_for("downloads.download_file", file_id=str(file.id)))
     return jsonify({"filename": file.name, "size": file.size, "sha256": file.sha256, "url": url}), 201

@@ -28,6 +28,7 @@ from hmacfs.xep0363.service import find_slot_file
 from hmacfs.xep0363.signing import (
     DEFAULT_CONTENT_TYPE,
     BadPath,
+    FileShareGrant,
     SignedRequest,
     extension_allowed,
     split_request_path,
@@ -54,12 +55,12 @@ def _signed_request(settings: Settings, size: int, content_type: str) -> SignedR
     return SignedRequest(request.method, path, full, size, content_type)
 
 
-def _authorise(settings: Settings, signed: SignedRequest) -> None:
-    """Query signature (v, v2, token, v3) or a Prosody file-share JWT; 403 otherwise."""
+def _authorise(settings: Settings, signed: SignedRequest) -> FileShareGrant:
+    """Query signature (v, v2, token, v3) or a Prosody file-share JWT; 403 otherwise.
+    What the token grants (uploader, expiry); nothing for a query signature."""
     token = bearer_token()
     if token is not None and not any(name in request.args for name in ("v", "v2", "v3", "token")):
-        verify_file_share_token(_secrets(settings), token, signed)
-        return
+        return verify_file_share_token(_secrets(settings), token, signed)
     verify_query(
         _secrets(settings),
         signed,
@@ -67,6 +68,10 @@ def _authorise(settings: Settings, signed: SignedRequest) -> None:
         now=time.time(),
         signed_path=settings.xep0363.signed_path,
     )
+    return NO_GRANT
+
+
+NO_GRANT = FileShareGrant(uploader=None, expires=None)
 
 
 def _declared_size(settings: Settings) -> int:
@@ -88,7 +93,7 @@ def put_slot(_slot: str) -> tuple[Response, int]:
         media_type(content_type, "Content-Type")  # it is stored, then sent back on download
     signed = _signed_request(settings, request.content_length or 0, content_type)
     size = _declared_size(settings)
-    _authorise(settings, signed)
+    grant = _authorise(settings, signed)
     name = signed.path.rsplit("/", 1)[-1]
     if not extension_allowed(name, settings.uploads.allowed_extensions):
         raise BadPath("file extension not allowed", code="EXTENSION_NOT_ALLOWED")
@@ -101,6 +106,8 @@ def put_slot(_slot: str) -> tuple[Response, int]:
         size=size,
         path=signed.path,
         check_first=waits,
+        uploader=grant.uploader,
+        expires=grant.expires,
     )
     file = engine.receive_whole(db_session(), services(), upload, request_body())
     return jsonify({"path": file.path, "size": file.size, "sha256": file.sha256}), 201

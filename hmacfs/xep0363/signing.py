@@ -16,6 +16,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import jwt
@@ -109,8 +110,19 @@ def _still_valid(expires: str, now: float) -> bool:
     return expires.isdigit() and int(expires) >= now
 
 
-def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedRequest) -> None:
-    """Check a Prosody ``mod_http_file_share`` (external mode) JWT against the request.
+@dataclass(frozen=True)
+class FileShareGrant:
+    """What a verified file-share token says beyond the slot: ``uploader`` (its ``sub``, the
+    uploader's JID; None when absent) and ``expires`` (its ``expires`` claim: when the
+    file should go; None when absent)."""
+
+    uploader: str | None
+    expires: datetime | None
+
+
+def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedRequest) -> FileShareGrant:
+    """Check a Prosody ``mod_http_file_share`` (external mode) JWT against the request;
+    return its ``sub`` and ``expires`` claims.
 
     Claims ``slot``, ``filename``, ``filesize`` and ``exp`` are required and must
     match; ``filetype`` must match the request's Content-Type when both are
@@ -129,6 +141,25 @@ def verify_file_share_token(secrets: Iterable[str], token: str, request: SignedR
         or (expected_type is not None and request.content_type and expected_type != request.content_type)
     ):
         raise BadSignature("token does not match this upload", code="TOKEN_MISMATCH")
+    return _grant(claims)
+
+
+MAX_UPLOADER_LENGTH = 255  # upload_tasks.uploader
+
+
+def _grant(claims: Mapping[str, object]) -> FileShareGrant:
+    """The ``sub`` and ``expires`` claims; BadSignature (403 INVALID_CLAIM) when malformed."""
+    sub, expires = claims.get("sub"), claims.get("expires")
+    if sub is not None and (not isinstance(sub, str) or not 0 < len(sub) <= MAX_UPLOADER_LENGTH):
+        raise BadSignature("the token's sub claim is not a JID", code="INVALID_CLAIM")
+    if expires is None:
+        return FileShareGrant(sub, None)
+    if isinstance(expires, bool) or not isinstance(expires, int) or not 0 <= expires <= _LATEST:
+        raise BadSignature("the token's expires claim is not a time", code="INVALID_CLAIM")
+    return FileShareGrant(sub, datetime.fromtimestamp(expires, UTC))
+
+
+_LATEST = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
 def _decode_with_any(secrets: Iterable[str], token: str) -> dict[str, object]:
