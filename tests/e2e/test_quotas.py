@@ -24,7 +24,12 @@ def _parallel_creates(server: LiveServer, auth: dict[str, str], size: int) -> li
     """``PARALLEL`` Drive creates of ``size`` bytes, released together by a barrier."""
     barrier = threading.Barrier(PARALLEL)
     answers: list[requests.Response] = []
-    body = {"fileName": "big.bin", "fileSize": size, "contentType": "application/octet-stream", "hash": "0" * 64}
+    body = {
+        "fileName": "big.bin",
+        "fileSize": size,
+        "contentType": "application/octet-stream",
+        "hash": "0" * 64,
+    }
 
     def create() -> None:
         barrier.wait(timeout=30)
