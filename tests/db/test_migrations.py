@@ -41,3 +41,14 @@ def test_upgrade_matches_models_and_downgrade_empties(
     upgrade(engine)  # and back up again: the chain is repeatable
     assert current_revision(engine) == head_revision()
     engine.dispose()
+
+
+def test_the_migrations_have_exactly_one_head() -> None:
+    """Two helpers landing a revision on the same parent make two heads: ``upgrade("head")``
+    then fails. The later one must rebase onto the other (fix its ``down_revision``)."""
+    from alembic.script import ScriptDirectory
+
+    from hmacfs.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert len(heads) == 1, heads

@@ -10,8 +10,8 @@ out and the flag cleared, so the quota counts only the bytes it received.
 ``sub`` of a Prosody file-share token, else the bearer account. The index
 matches the rolling 24-hour sum.
 
-Revision ID: 0009_upload_reservations
-Revises: 0008_client_profiles
+Revision ID: 0010_upload_reservations
+Revises: 0009_upload_writers
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_upload_reservations"
-down_revision = "0008_client_profiles"
+revision = "0010_upload_reservations"
+down_revision = "0009_upload_writers"
 branch_labels = None
 depends_on = None
 
