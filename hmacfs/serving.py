@@ -93,7 +93,8 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start this worker's background greenlets (the periodic cleanup, event delivery).
+    """Start this worker's background greenlets (the periodic cleanup, event delivery, the
+    interface monitor).
 
     Every worker runs the loops; locks let one cleanup pass and one webhook
     deliverer run at a time.
@@ -117,6 +118,11 @@ def post_worker_init(worker: Any) -> None:
         clock=services.clock,
     )
     gevent.spawn(_close_sockets_on_exit, worker, services, gevent.sleep)
+    if services.settings.network_resilience.multi_interface_enabled:
+        from hmacfs.network.monitor import monitor_forever
+
+        # Every worker runs it; the node's lock lets one watch (hmacfs.network.monitor).
+        gevent.spawn(monitor_forever, services, gevent.sleep, alive=lambda: worker.alive)
 
 
 def _close_sockets_on_exit(worker: Any, services: Any, sleep: Any) -> None:
