@@ -5,8 +5,8 @@ a retry from the upload's owner marks as preempted (``hmacfs.uploads.handoff``);
 ``upload_tasks.client_address`` and ``client_network`` remember where the last
 chunk came from, so a chunk from another address or network class is noticed.
 
-Revision ID: 0010_upload_writers
-Revises: 0009_upload_reservations
+Revision ID: 0009_upload_writers
+Revises: 0008_client_profiles
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_upload_writers"
-down_revision = "0009_upload_reservations"
+revision = "0009_upload_writers"
+down_revision = "0008_client_profiles"
 branch_labels = None
 depends_on = None
 
