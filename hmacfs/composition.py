@@ -27,6 +27,7 @@ from hmacfs.tasks.queries import cleanup_step as expire_finished_tasks
 from hmacfs.tasks.registry import TaskHandlers, handler_of, load_handlers
 from hmacfs.uploads.chunks import remove_stale_scratch
 from hmacfs.uploads.queries import expire_stale_uploads
+from hmacfs.uploads.reservations import release_idle_reservations
 from hmacfs.uploads.writers import remove_stale_writers
 
 # The task types this server runs itself; ``[tasks] handler_modules`` adds Custom ones.
@@ -100,6 +101,7 @@ def cleanup_steps() -> tuple[CleanupStep, ...]:
     return (
         CleanupStep("files.expired", _expired_files),
         CleanupStep("uploads.stale", expire_stale_uploads),
+        CleanupStep("uploads.reservations", release_idle_reservations),
         CleanupStep("blobs.orphaned", _orphan_blobs),
         CleanupStep("files.orphaned", _orphan_files),
         CleanupStep("events.expired", _expired_events),
