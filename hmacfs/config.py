@@ -30,7 +30,12 @@ from pydantic import (
     model_validator,
 )
 
-from hmacfs.network_settings import HandoffSettings, NetworkInterfacesSettings, NetworkResilienceSettings
+from hmacfs.network_settings import (
+    ClientOptimizationSettings,
+    HandoffSettings,
+    NetworkInterfacesSettings,
+    NetworkResilienceSettings,
+)
 from hmacfs.units import format_duration, parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("etc/hmacfs.toml")
@@ -353,6 +358,7 @@ class Settings(_Section):
     network_resilience: NetworkResilienceSettings = NetworkResilienceSettings()
     network_interfaces: NetworkInterfacesSettings = NetworkInterfacesSettings()
     handoff: HandoffSettings = HandoffSettings()
+    client_optimization: ClientOptimizationSettings = ClientOptimizationSettings()
     tasks: TasksSettings = TasksSettings()
     events: EventsSettings = EventsSettings()
     metrics: MetricsSettings = MetricsSettings()

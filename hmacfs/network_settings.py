@@ -127,3 +127,63 @@ class HandoffSettings(_Section):
         if self.writer_poll > self.writer_silence:
             raise ValueError("writer_poll must not exceed writer_silence")
         return self
+
+
+_ENGINE_OWNS = "the adaptive engine (docs/adaptive.md)"
+
+
+class ClientStrategySettings(_Section):
+    """``[client_optimization] strategy_<kind>``: what differs for a kind of client."""
+
+    timeout_multiplier: float = Field(1.0, gt=0, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_keys(cls, data: Any) -> Any:
+        sizes = (
+            "sizes follow the client's network class ([network_interfaces]) and its measured link, "
+            "not the kind of device it is"
+        )
+        return _refuse(data, {
+            "buffer_size": sizes,
+            "chunk_size": sizes,
+            "retry_multiplier": (
+                "retries are the client's to pace; the server answers busy and limited requests "
+                "with Retry-After"
+            ),
+        })  # fmt: skip
+
+
+class ClientOptimizationSettings(_Section):
+    """``[client_optimization]``: per kind of client (mobile, desktop, server), told from its
+    User-Agent. What it changes on a server is how long a body may stay silent."""
+
+    enabled: bool = True
+    user_agent_analysis: bool = True
+    strategy_mobile: ClientStrategySettings = ClientStrategySettings(timeout_multiplier=1.5)
+    strategy_desktop: ClientStrategySettings = ClientStrategySettings()
+    strategy_server: ClientStrategySettings = ClientStrategySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_keys(cls, data: Any) -> Any:
+        return _refuse(data, {
+            "learning_enabled": (
+                "client profiles are learned while [network_resilience] enabled = true; set that"
+            ),
+            "adaptation_speed": f"the profiles' moving-average weight is fixed by {_ENGINE_OWNS}",
+            "connection_fingerprinting": (
+                f"a client is always identified by {_ENGINE_OWNS}: its Hmacfs-Client-Id header, "
+                "else its User-Agent and network prefix"
+            ),
+            "performance_classification": (
+                "clients are classed by network (Hmacfs-Network and measurement, [network_interfaces])"
+            ),
+        })  # fmt: skip
+
+    def timeout_multiplier(self, kind: str) -> float:
+        """The body-idle multiplier for a client of ``kind`` (mobile, desktop or server)."""
+        if not self.enabled or not self.user_agent_analysis:
+            return 1.0
+        strategy: ClientStrategySettings = getattr(self, f"strategy_{kind}", self.strategy_desktop)
+        return strategy.timeout_multiplier

@@ -158,3 +158,16 @@ def test_network_classes_are_validated(tmp_path: Path) -> None:
     assert settings.network_interfaces.of("satellite") == settings.network_interfaces.unknown
     path = write(tmp_path, '[handoff]\nwriter_silence = "100ms"\nwriter_poll = "1s"\n')
     assert problems(path, SECRETS) == ["handoff: writer_poll must not exceed writer_silence"]
+
+
+def test_client_optimization_keys_work_or_are_refused(tmp_path: Path) -> None:
+    text = "[client_optimization]\nstrategy_server = { timeout_multiplier = 2.5 }\n"
+    settings = load_settings(write(tmp_path, text), SECRETS).client_optimization
+    assert settings.timeout_multiplier("server") == 2.5 and settings.timeout_multiplier("mobile") == 1.5
+    off = load_settings(write(tmp_path, text + "user_agent_analysis = false\n"), SECRETS).client_optimization
+    assert off.timeout_multiplier("server") == 1.0
+    [problem] = problems(write(tmp_path, "[client_optimization]\nlearning_enabled = true\n"), SECRETS)
+    assert problem.startswith("client_optimization: learning_enabled: refused: client profiles are learned")
+    refused = '[client_optimization]\nstrategy_mobile = { chunk_size = "2MB" }\n'
+    [problem] = problems(write(tmp_path, refused), SECRETS)
+    assert problem.startswith("client_optimization.strategy_mobile: chunk_size: refused: sizes follow")

@@ -23,7 +23,7 @@ from werkzeug.exceptions import ClientDisconnected
 from hmacfs.errors import BadRequest
 from hmacfs.storage.copying import Reader
 from hmacfs.uploads import engine
-from hmacfs.web.client_link import network_class
+from hmacfs.web.client_link import client_kind, network_class
 from hmacfs.web.context import services
 from hmacfs.web.multipart_form import FieldStream
 
@@ -178,11 +178,13 @@ def request_stream() -> Reader:
 
 
 def _body_idle() -> float:
-    """``timeouts.body_idle`` stretched by ``[network_interfaces]`` for the client's network
-    class: a cellular client gets longer to come back from a radio stall."""
+    """``timeouts.body_idle`` stretched for the client's network class (``[network_interfaces]``)
+    and kind of device (``[client_optimization]``): a phone on cellular gets longer to come
+    back from a radio stall."""
     settings = services().settings
     tuning = settings.network_interfaces.of(network_class(request.headers.get("Hmacfs-Network")))
-    return settings.timeouts.body_idle.total_seconds() * tuning.timeout_multiplier
+    kind = settings.client_optimization.timeout_multiplier(client_kind(request.headers.get("User-Agent")))
+    return settings.timeouts.body_idle.total_seconds() * tuning.timeout_multiplier * kind
 
 
 def chunk_body(field: str = "chunk", watch: engine.BodyWatch | None = None) -> tuple[Reader, int | None]:

@@ -6,6 +6,8 @@ mapped from the browser's ``navigator.connection`` or Android's connectivity API
 
 from __future__ import annotations
 
+import re
+
 from flask import request
 
 from hmacfs.uploads import engine
@@ -31,6 +33,23 @@ def network_class(header: str | None) -> str:
         if key.strip().lower() == "type":
             return _CLASSES.get(value.strip().strip('"').lower(), "unknown")
     return "unknown"
+
+
+_MOBILE = re.compile(r"Android|iPhone|iPad|iPod|Mobile|okhttp|CFNetwork|Dalvik", re.IGNORECASE)
+_SERVER = re.compile(
+    r"^(curl|Wget|python-requests|python-urllib|aiohttp|httpx|Go-http-client|Java|Apache-HttpClient|"
+    r"hmacfs|tusd|rclone|libwww-perl)",
+    re.IGNORECASE,
+)
+
+
+def client_kind(user_agent: str | None) -> str:
+    """ "mobile", "server" (a program, a script) or "desktop" (a browser, anything else), from
+    the User-Agent. Pure; only a hint, so a wrong guess merely changes a timeout."""
+    agent = user_agent or ""
+    if _MOBILE.search(agent):
+        return "mobile"
+    return "server" if _SERVER.search(agent) else "desktop"
 
 
 def client_link() -> engine.ClientLink:

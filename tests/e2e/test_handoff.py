@@ -261,3 +261,27 @@ def test_report_takeover_times(server: LiveServer, capsys: pytest.CaptureFixture
         for name, times in sorted(TAKEOVERS.items()):
             print(f"\n{name} takeover: " + ", ".join(f"{t * 1000:.0f} ms" for t in times))
     assert all(t < 1.0 for times in TAKEOVERS.values() for t in times)
+
+
+def test_body_idle_stretches_for_slow_network_classes_and_phones(start_server: StartServer) -> None:
+    """``timeouts.body_idle`` times the class's ``timeout_multiplier`` ([network_interfaces])
+    times the kind's ([client_optimization]): a phone on cellular (2.0 x 1.5) gets 3 s of
+    silence where an unknown client gets 1 s. Takeovers are off: the limit alone acts."""
+    server = start_server(timeouts={"body_idle": "1s"}, handoff={"seamless_switching": False})
+
+    def silent_for(**extra: str) -> float:
+        upload = Upload(server, "tus", os.urandom(CHUNK)).create()
+        method, path, headers = upload.head(0, extra)
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in headers.items())]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + upload.chunk(0)[:1000])
+            started = time.monotonic()
+            answer = _stale_answer(raw, 10)
+            took = time.monotonic() - started
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer  # cut: nothing recorded
+        assert upload.acknowledged() == 0
+        return took
+
+    assert 0.8 < silent_for() < 2.5
+    phone = {"Hmacfs-Network": "type=cellular", "User-Agent": "okhttp/4.12"}
+    assert 2.8 < silent_for(**phone) < 5.5
