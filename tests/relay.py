@@ -19,16 +19,19 @@ _BLOCK = 64 * 1024
 
 
 class Relay:
-    def __init__(self, target_port: int, rate: float | None = None) -> None:
+    def __init__(self, target_port: int, rate: float | None = None, rate_down: float | None = None) -> None:
         self.target_port = target_port
         self.rate = rate  # bytes per second towards the server, all connections together; None: unlimited
+        self.rate_down = rate_down  # the same, from the server
         self.paused = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self._free_at = 0.0  # monotonic time when the rate allows the next byte (no bursts)
+        # Per direction (True: towards the server), the monotonic time when its rate allows
+        # the next byte (no bursts).
+        self._free_at = {True: 0.0, False: 0.0}
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -73,28 +76,27 @@ class Relay:
             upstream.settimeout(None)
             with self._lock:
                 self._open.update((client, upstream))
-            for source, sink, limited in ((client, upstream, True), (upstream, client, False)):
-                threading.Thread(target=self._pump, args=(source, sink, limited), daemon=True).start()
+            for source, sink, towards_server in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, towards_server), daemon=True).start()
 
-    def _throttle(self, count: int) -> None:
-        rate = self.rate
+    def _throttle(self, count: int, upstream: bool) -> None:
+        rate = self.rate if upstream else self.rate_down
         if not rate:
             return
         with self._lock:
             now = time.monotonic()
-            self._free_at = max(self._free_at, now) + count / rate
-            ahead = self._free_at - now
+            self._free_at[upstream] = max(self._free_at[upstream], now) + count / rate
+            ahead = self._free_at[upstream] - now
         if ahead > 0:
             time.sleep(ahead)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, limited: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, towards_server: bool) -> None:
         try:
             while data := source.recv(_BLOCK):
                 while self.paused.is_set() and not self._closed:
                     time.sleep(0.05)
                 sink.sendall(data)
-                if limited:
-                    self._throttle(len(data))
+                self._throttle(len(data), towards_server)
         except OSError:
             pass
         finally:

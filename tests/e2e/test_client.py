@@ -23,7 +23,7 @@ from tests.relay import Relay
 
 MiB = 1024 * 1024
 SIZE = 16 * MiB + 12345
-RATE = 6 * MiB  # bytes/s towards the server through the relay while a test interrupts the upload
+RATE = 6 * MiB  # bytes/s through the relay while a test interrupts a transfer
 PROTOCOLS = ["tus", "drive", "chunked"]
 
 
@@ -188,12 +188,13 @@ def test_download_resumes_with_range(server: LiveServer, relay: Relay, payload: 
     file_id = up.first("done")["details"]["id"]
     target = tmp_path / "copy.bin"
     args = ["download", f"{relay.url}/download/{file_id}", "-o", str(target), "--token", auth]
+    relay.rate_down = RATE  # slow enough that the first download is cut midway, however busy the machine
     first = Run(args)
     first.until(0.3)
     first.process.kill()
     first.process.wait(10)
     assert (tmp_path / "copy.bin.part").stat().st_size > 0
-    relay.rate = None
+    relay.rate = relay.rate_down = None
     second = Run(args)
     assert second.finish() == 0, second.stderr()
     assert second.first("resumed")["offset"] > 0
