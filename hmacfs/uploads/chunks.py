@@ -15,12 +15,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from hmacfs.background import KeyedRunner
 from hmacfs.container import Services
 from hmacfs.db import BodyTransaction
 from hmacfs.errors import BadRequest, Conflict
 from hmacfs.files import pool_stores
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
+from hmacfs.ports import Clock
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.local import blocks_reader
@@ -79,19 +81,18 @@ def write_chunk(
     re-sending it completes the upload.
     """
     check_open(task)
-    slot = _Slot.of(services, task, index)
+    writer = _Writer.of(services)
+    slot = _Slot.of(services.store, task, index)
     check_chunk_length(declared_length, slot.length)
     body.before_reads(session)  # whether the chunk is recorded is read below
-    lock, held = _open_lock(session, services, task, slot)
+    lock, held = _open_lock(session, writer.store, task, slot)
     try:
         first = _lock_chunk(services, task, slot, lock, watch) and not _recorded(session, slot)
         if first:
             with watch.seated(task.id, index) if watch is not None else nullcontext():
-                result = _write_in_place(session, services, task, slot, body=body, read=read, digest=digest)
+                result = _write_in_place(session, writer, task, slot, body=body, read=read, digest=digest)
         else:
-            result = _write_aside(
-                session, services, task, slot, lock=lock, body=body, read=read, digest=digest
-            )
+            result = _write_aside(session, writer, task, slot, lock=lock, body=body, read=read, digest=digest)
     except BaseException:
         _let_go(lock, held, slot)
         raise
@@ -99,7 +100,7 @@ def write_chunk(
         if not held:
             keep_until_transaction_end(session, lock)
         body.after_record(session, result.committed)  # the lock goes, the hash advance may start
-        publish_progress(session, services.settings.events, task, services.clock.now())
+        publish_progress(session, services.settings.events, task, writer.clock.now())
         if watch is not None:
             note_client(session, services, task, watch.client)
     else:
@@ -126,11 +127,30 @@ def _lock_chunk(
     )
 
 
-def _open_lock(session: Session, services: Services, task: UploadTask, slot: _Slot) -> tuple[PartLock, bool]:
+@dataclass(frozen=True)
+class _Writer:
+    """What writing a chunk needs besides the request: the store, the clock, the running
+    hash's advancer, and how long to wait for a chunk's lock (seconds: its holder either
+    finishes or its body read gives up after ``timeouts.body_idle``)."""
+
+    store: LocalBlobStore
+    clock: Clock
+    advancer: KeyedRunner
+    lock_wait: float
+
+    @classmethod
+    def of(cls, services: Services) -> _Writer:
+        wait = services.settings.timeouts.body_idle.total_seconds() + _LOCK_MARGIN
+        return cls(services.store, services.clock, services.hash_advancer, wait)
+
+
+def _open_lock(
+    session: Session, store: LocalBlobStore, task: UploadTask, slot: _Slot
+) -> tuple[PartLock, bool]:
     try:
         return held_or_open(session, slot.store.part_path(slot.part))
     except FileNotFoundError:  # completed, cancelled or expired since the task was read
-        check_still_open(session, services, task, slot.part)
+        check_still_open(session, store, task, slot.part)
         raise
 
 
@@ -159,10 +179,10 @@ class _Slot:
     length: int
 
     @classmethod
-    def of(cls, services: Services, task: UploadTask, index: int) -> _Slot:
+    def of(cls, store: LocalBlobStore, task: UploadTask, index: int) -> _Slot:
         assert task.file_size is not None
         offset, length = chunk_bounds(index, task.file_size, task.chunk_size)
-        return cls(task.id, task.task_id, part_store(services, task), index, offset, length)
+        return cls(task.id, task.task_id, part_store(store, task), index, offset, length)
 
     def row(self, sha256: str | None) -> dict[str, Any]:
         return {
@@ -173,7 +193,7 @@ class _Slot:
 
 def _write_in_place(
     session: Session,
-    services: Services,
+    writer: _Writer,
     task: UploadTask,
     slot: _Slot,
     *,
@@ -186,25 +206,25 @@ def _write_in_place(
     body.before_body(session)
     sha256 = write_checked(slot.store, slot.part, slot.offset, read, slot.length, digest=digest)
     alone = body.before_record(session)
-    _record_new(session, services, task, slot.row(sha256))
+    _record_new(session, writer, task, slot.row(sha256))
     return ChunkResult(task, stored=True, committed=alone)
 
 
-def _record_new(session: Session, services: Services, task: UploadTask, row: dict[str, Any]) -> None:
+def _record_new(session: Session, writer: _Writer, task: UploadTask, row: dict[str, Any]) -> None:
     """Insert a first-written chunk's row and count it, reloading ``task`` with the counts
     (the lock makes this the only writer of the chunk). Only while the upload is open:
     if it was completed, cancelled or expired while this chunk streamed in, the request
     fails and the stray part file the write re-created is removed.
 
     One statement on PostgreSQL, two on SQLite (``sql.record_and_count``)."""
-    values = {**row, "received_at": services.clock.now()}
+    values = {**row, "received_at": writer.clock.now()}
     counts = sql.record_and_count(session, values)
     if counts is None:
-        check_still_open(session, services, task, task.task_id)
+        check_still_open(session, writer.store, task, task.task_id)
         raise Conflict("this chunk was recorded by another request meanwhile; retry", code="CHUNK_BUSY")
     for name, value in counts._mapping.items():
         set_committed_value(task, name, value)  # as read from the database: nothing to flush
-    chunk_recorded(session, services, task, row["offset"] + row["size"])
+    chunk_recorded(session, writer.advancer, task, row["offset"] + row["size"])
 
 
 def write_checked(
@@ -239,19 +259,19 @@ def write_checked(
     return actual.hex() if digest.algorithm == "sha256" else None
 
 
-def check_still_open(session: Session, services: Services, task: UploadTask, part: str) -> None:
+def check_still_open(session: Session, store: LocalBlobStore, task: UploadTask, part: str) -> None:
     """After a body has streamed in: the upload may have been completed, cancelled or
     expired meanwhile. Then its part is gone (or became a blob) and the write just
     re-created a stray file at the part path: remove it and refuse (409/410)."""
     session.refresh(task)
     if task.status not in OPEN_STATUSES:
-        part_store(services, task).delete_part(part)
+        part_store(store, task).delete_part(part)
         check_open(task)
 
 
 def _write_aside(
     session: Session,
-    services: Services,
+    writer: _Writer,
     task: UploadTask,
     slot: _Slot,
     *,
@@ -267,23 +287,22 @@ def _write_aside(
     store.create_part(scratch, slot.length)
     try:
         sha256 = write_checked(store, scratch, 0, read, slot.length, digest=digest)
-        wait = services.settings.timeouts.body_idle.total_seconds() + _LOCK_MARGIN
-        if not lock.wait_lock(slot.offset, slot.length, timeout=wait):
+        if not lock.wait_lock(slot.offset, slot.length, timeout=writer.lock_wait):
             raise Conflict("another request keeps writing this chunk; retry", code="CHUNK_BUSY")
         existing = _recorded(session, slot)
         if existing and store.same_bytes(slot.part, slot.offset, scratch, slot.length):
             return ChunkResult(task, stored=False)
-        check_still_open(session, services, task, slot.part)
+        check_still_open(session, writer.store, task, slot.part)
         blocks = store.read_range(store.part_path(scratch), 0, slot.length)
         store.write_part(slot.part, slot.offset, blocks_reader(iter(blocks)), slot.length)
     finally:
         store.delete_part(scratch)
     if not existing:  # the request that held the lock failed before recording it
-        _record_new(session, services, task, slot.row(sha256))
+        _record_new(session, writer, task, slot.row(sha256))
         return ChunkResult(task, stored=True)
-    now = services.clock.now()
+    now = writer.clock.now()
     sql.replace_chunk(session, slot.upload_id, slot.index, sha256, now)
-    bytes_replaced(session, services, slot.upload_id, slot.offset)
+    bytes_replaced(session, writer.advancer, slot.upload_id, slot.offset)
     task.last_activity = now
     session.flush()
     return ChunkResult(task, stored=True)

@@ -116,7 +116,7 @@ def write_at_offset(
         check_room(task, offset, length, declared_size if task.size_deferred and declared_size else limit)
         end = max(offset + length, declared_size or 0)  # a declared length is charged whole
         check_unreserved_append(session, services.settings, task, end, services.clock.now())
-        part, store = task.task_id, part_store(services, task)
+        part, store = task.task_id, part_store(services.store, task)
         running = _continued_hash(task, offset) if length else None
         released = body.before_body(session)
         sha256 = None
@@ -125,7 +125,7 @@ def write_at_offset(
                 sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running)
         if released:  # the row lock was let go: the upload may have ended meanwhile
             task = lock_task(session, task)
-            check_still_open(session, services, task, part)
+            check_still_open(session, services.store, task, part)
         if declared_size is not None:
             declare_length(session, task, declared_size)
         if length:
@@ -193,12 +193,12 @@ def concatenate(
             raise BadRequest("every part must be a finished partial upload", code="INVALID_CONCAT")
     total = sum(part.file_size or 0 for part in parts)
     task = create_upload(session, services, _final(new, total))
-    store = part_store(services, task)
+    store = part_store(services.store, task)
     offset = 0
     for part in parts:
         size = part.file_size or 0
         running = _continued_hash(task, offset)
-        blocks = iter(store.read_range(part_store(services, part).part_path(part.task_id), 0, size))
+        blocks = iter(store.read_range(part_store(services.store, part).part_path(part.task_id), 0, size))
         hashers = (running,) if running else ()
         store.write_part(task.task_id, offset, blocks_reader(blocks), size, hashers=hashers)
         if size:
@@ -238,5 +238,5 @@ def terminate_upload(session: Session, services: Services, task: UploadTask) -> 
         cancel_upload(session, services, task)
         return
     task.deleted_at = services.clock.now()
-    part_store(services, task).delete_part(task.task_id)
+    part_store(services.store, task).delete_part(task.task_id)
     session.flush()

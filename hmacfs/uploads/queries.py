@@ -13,6 +13,7 @@ from hmacfs.container import Services
 from hmacfs.errors import BadRequest
 from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
+from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import progress_percent
 from hmacfs.uploads.notify import publish_failed
 from hmacfs.uploads.service import part_store
@@ -120,7 +121,7 @@ def eta_seconds(task: UploadTask, speed: float) -> float | None:
     return round(max(0, task.file_size - task.bytes_received) / speed, 1)
 
 
-def cleanup_finished(session: Session, services: Services, account_id: uuid.UUID) -> int:
+def cleanup_finished(session: Session, store: LocalBlobStore, account_id: uuid.UUID) -> int:
     """Remove the account's failed and expired tasks (rows and any bytes left); return how many."""
     doomed = list(
         session.scalars(
@@ -131,7 +132,7 @@ def cleanup_finished(session: Session, services: Services, account_id: uuid.UUID
         )
     )
     for task in doomed:
-        part_store(services, task).delete_part(task.task_id)
+        part_store(store, task).delete_part(task.task_id)
         session.execute(delete(UploadChunk).where(UploadChunk.upload_id == task.id))
         session.delete(task)
     session.flush()
@@ -152,7 +153,7 @@ def expire_stale_uploads(session: Session, services: Services, now: datetime, li
     for task in stale:
         task.status = UploadStatus.EXPIRED.value
         task.error_message = "expired after inactivity"
-        part_store(services, task).delete_part(task.task_id)
+        part_store(services.store, task).delete_part(task.task_id)
         publish_failed(session, task, now, task.error_message)
     _drop_old_partials(session, services, cutoff, limit)
     session.flush()
@@ -167,7 +168,7 @@ def _drop_old_partials(session: Session, services: Services, cutoff: datetime, l
         .limit(limit)
     )
     for task in partials:
-        part_store(services, task).delete_part(task.task_id)
+        part_store(services.store, task).delete_part(task.task_id)
         task.status = UploadStatus.EXPIRED.value
 
 

@@ -75,7 +75,7 @@ def _release(session: Session, services: Services, task_id: uuid.UUID, cutoff: d
     task = session.get(UploadTask, task_id)
     if task is None:
         return 0
-    path = part_store(services, task).part_path(task.task_id)
+    path = part_store(services.store, task).part_path(task.task_id)
     with services.locker.hold(upload_lock_key(task)), _whole_part_lock(path) as locked:
         if not locked:
             return 0

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from sqlalchemy import case, event, select, update
 from sqlalchemy.orm import Session
 
+from hmacfs.background import KeyedRunner
 from hmacfs.container import Services
 from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
@@ -56,7 +57,7 @@ def start_advancing(services: Services, spawn: Callable[..., Any]) -> None:
         services.hash_advancer.start(spawn, lambda upload_id: bool(advance(services, upload_id)))
 
 
-def chunk_recorded(session: Session, services: Services, task: UploadTask, end: int) -> None:
+def chunk_recorded(session: Session, advancer: KeyedRunner, task: UploadTask, end: int) -> None:
     """A chunk ending at byte ``end`` is recorded (``task`` freshly read with it): advance the
     hash once this transaction commits, if that many bytes wait past the hashed prefix.
 
@@ -64,12 +65,12 @@ def chunk_recorded(session: Session, services: Services, task: UploadTask, end: 
     of the advances' transactions; completion hashes the rest (at most about a batch
     when the chunks came in order)."""
     if end - task.hashed_bytes >= _BATCH:
-        _schedule(session, services, task.id)
+        _schedule(session, advancer, task.id)
 
 
-def _schedule(session: Session, services: Services, upload_id: uuid.UUID) -> None:
+def _schedule(session: Session, advancer: KeyedRunner, upload_id: uuid.UUID) -> None:
     """Advance ``upload_id``'s hash once ``session`` commits (nothing if it rolls back)."""
-    session.info.setdefault(_SCHEDULED, {})[upload_id] = services.hash_advancer
+    session.info.setdefault(_SCHEDULED, {})[upload_id] = advancer
 
 
 @event.listens_for(Session, "after_commit")
@@ -144,7 +145,7 @@ def _contiguous_end(session: Session, upload_id: uuid.UUID, start: int) -> int:
     return end
 
 
-def bytes_replaced(session: Session, services: Services, upload_id: uuid.UUID, offset: int) -> None:
+def bytes_replaced(session: Session, advancer: KeyedRunner, upload_id: uuid.UUID, offset: int) -> None:
     """Committed bytes at ``offset`` were replaced: a state covering them is dropped, and
     any advance that started before is refused (the generation moves on); the hash
     starts again once this transaction commits."""
@@ -159,7 +160,7 @@ def bytes_replaced(session: Session, services: Services, upload_id: uuid.UUID, o
         )
         .execution_options(synchronize_session=False)
     )
-    _schedule(session, services, upload_id)
+    _schedule(session, advancer, upload_id)
 
 
 def finish(session: Session, services: Services, task: UploadTask, size: int) -> str:

@@ -121,14 +121,14 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     session.add(task)
     session.flush()
     mark_written(session)
-    part_store(services, task).create_part(task.task_id, new.file_size)
+    part_store(services.store, task).create_part(task.task_id, new.file_size)
     return task
 
 
-def part_store(services: Services, task: UploadTask) -> LocalBlobStore:
-    """The store over the root that holds ``task``'s part: its pool's storage path when the
+def part_store(store: LocalBlobStore, task: UploadTask) -> LocalBlobStore:
+    """``store`` over the root that holds ``task``'s part: its pool's storage path when the
     upload began (recorded on the row, so changing the pool later strands nothing)."""
-    return services.store.at(task.storage_root)
+    return store.at(task.storage_root)
 
 
 def _pool_expiry(pool: Pool, now: datetime) -> datetime | None:
@@ -185,7 +185,7 @@ def cancel_upload(session: Session, services: Services, task: UploadTask) -> Non
     task.status = UploadStatus.CANCELLED.value
     task.last_activity = services.clock.now()
     session.flush()
-    part_store(services, task).delete_part(task.task_id)
+    part_store(services.store, task).delete_part(task.task_id)
 
 
 def check_room(task: UploadTask, offset: int, length: int, limit: int) -> None:

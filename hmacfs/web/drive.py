@@ -162,5 +162,5 @@ def stats() -> Response:
 
 @drive.delete("/tasks/cleanup")
 def cleanup() -> Response:
-    removed = engine.cleanup_finished(db_session(), services(), current_account())
+    removed = engine.cleanup_finished(db_session(), services().store, current_account())
     return jsonify({"removed": removed})

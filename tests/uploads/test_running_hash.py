@@ -143,7 +143,9 @@ def test_an_advance_that_read_bytes_being_replaced_is_not_stored(
 
     def replaced_meanwhile(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
         original(store, part, hasher, start, length)
-        bytes_replaced(session, services, task.id, 0)  # a re-send finished while this advance hashed
+        bytes_replaced(
+            session, services.hash_advancer, task.id, 0
+        )  # a re-send finished while this advance hashed
         session.commit()
 
     monkeypatch.setattr(LocalBlobStore, "feed_range", replaced_meanwhile)
