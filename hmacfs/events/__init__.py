@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from hmacfs.events.publisher import NOTIFY_CHANNEL, publish
+from hmacfs.events.publisher import publish
+from hmacfs.events.sql import NOTIFY_CHANNEL
 
 __all__ = ["NOTIFY_CHANNEL", "publish"]

@@ -29,8 +29,8 @@ from sqlalchemy.pool import NullPool
 
 from hmacfs.events.hub import Hub
 from hmacfs.events.log import events_after, events_by_id, latest_event_id
-from hmacfs.events.publisher import NOTIFY_CHANNEL
 from hmacfs.events.records import EventRecord
+from hmacfs.events.sql import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 

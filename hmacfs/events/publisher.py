@@ -15,14 +15,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, func, insert, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached, sessionmaker
 
+from hmacfs.events.sql import announces_itself, append_events
 from hmacfs.models import Event
-from hmacfs.ports import lock_id
 
-NOTIFY_CHANNEL = "hmacfs_events"
 _Queued = tuple[SessionTransaction, uuid.UUID, str, dict[str, Any]]
 _Written = tuple[int, datetime, uuid.UUID, str, dict[str, Any]]  # id, created_at, account, type, data
 _QUEUED = "hmacfs_queued_events"
@@ -63,31 +61,14 @@ def written_events(session: Session) -> list[Event]:
     return cast(list[Event], written)
 
 
-_EVENTS = cast(Table, Event.__table__)
-_LOCK = select(func.pg_advisory_xact_lock(bindparam("key", type_=BigInteger())))
-_INSERT = insert(_EVENTS).returning(_EVENTS.c.id, _EVENTS.c.created_at, sort_by_parameter_order=True)
-# PostgreSQL: the INSERT announces its own rows (NOTIFY is delivered at commit), one round trip.
-_INSERT_AND_NOTIFY = insert(_EVENTS).returning(
-    _EVENTS.c.id,
-    _EVENTS.c.created_at,
-    func.pg_notify(NOTIFY_CHANNEL, func.concat(_EVENTS.c.id, ":", _EVENTS.c.account_id)),
-    sort_by_parameter_order=True,
-)
-
-
 @sa_event.listens_for(Session, "before_commit")
 def _write_queued(session: Session) -> None:
     queued: list[_Queued] = session.info.pop(_QUEUED, [])
     session.info[_WRITTEN] = []
     if not queued:
         return
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    if postgresql:
-        for account in sorted({account for _, account, _, _ in queued}, key=str):
-            session.execute(_LOCK, {"key": lock_id(f"hmacfs:events:{account}")})
     rows = [{"account_id": account, "type": type, "data": data} for _, account, type, data in queued]
-    statement = _INSERT_AND_NOTIFY if postgresql else _INSERT
-    returned = session.execute(statement, rows if len(rows) > 1 else rows[0]).all()
+    returned = append_events(session, rows)
     session.info[_WRITTEN] = [
         (row[0], row[1], values["account_id"], values["type"], values["data"])
         for row, values in zip(returned, rows, strict=True)
@@ -96,7 +77,7 @@ def _write_queued(session: Session) -> None:
 
 @sa_event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    if session.info.get(_WRITTEN) and session.get_bind().dialect.name != "postgresql":
+    if session.info.get(_WRITTEN) and not announces_itself(session):
         for hook in list(session.info.get(_COMMIT_HOOKS, ())):
             hook()
 

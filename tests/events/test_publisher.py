@@ -10,7 +10,8 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.events import publish
-from hmacfs.events.publisher import NOTIFY_CHANNEL, written_events
+from hmacfs.events.publisher import written_events
+from hmacfs.events.sql import NOTIFY_CHANNEL
 from hmacfs.models import Event, Pool
 
 
