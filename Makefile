@@ -15,7 +15,7 @@ LOCK   := requirements.lock
 UV_VERSION := 0.13.9
 JS_TESTS := tests/e2e/js
 
-.PHONY: run test lint bench clean lock lock-upgrade
+.PHONY: run test lint bench clean lock lock-upgrade fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,15 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check hmacfs tests migrations bench
 	$(BIN)/mypy --strict hmacfs
 	$(BIN)/lint-imports
+
+# schemathesis against the live server on PostgreSQL (tests/e2e/test_fuzz.py), longer than CI's
+# bounded run: FUZZ_EXAMPLES per operation, FUZZ_SECONDS in all.
+FUZZ_EXAMPLES ?= 100
+FUZZ_SECONDS  ?= 900
+fuzz: $(VENV)/.installed-test
+	HMACFS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HMACFS_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		$(BIN)/pytest -s -p no:cacheprovider -o timeout=$$(( $(FUZZ_SECONDS) + 600 )) \
+		tests/e2e/test_fuzz.py -k postgresql
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(SUITES)

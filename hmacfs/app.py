@@ -85,6 +85,7 @@ def _configure_request_session(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from hmacfs.web.api_docs import api_docs
     from hmacfs.web.bundles import bundles_api
     from hmacfs.web.chunked import chunked
     from hmacfs.web.downloads import downloads
@@ -99,6 +100,7 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(health)
     app.register_blueprint(page)
+    app.register_blueprint(api_docs)
     app.register_blueprint(ws)
     app.register_blueprint(tasks_api)
     app.register_blueprint(bundles_api)

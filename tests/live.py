@@ -16,6 +16,9 @@ import requests
 from tests.pg import free_port
 
 REPO = Path(__file__).resolve().parent.parent
+# The ports of every server started in this process (tests/e2e/openapi_check.py checks
+# the responses these give against the OpenAPI document).
+LIVE_PORTS: set[int] = set()
 HMACFS = str(Path(sys.executable).with_name("hmacfs"))
 
 
@@ -101,6 +104,7 @@ class LiveServer:
         self.configure()
         self.cli("db", "upgrade")
         self.port = free_port()
+        LIVE_PORTS.add(self.port)
         log = (self.workdir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [HMACFS, "serve", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)],

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import BACKENDS, new_database_url
-from tests.live import LiveServer
+from tests.e2e.openapi_check import OpenApiCheck
+from tests.live import LIVE_PORTS, LiveServer
 from tests.pg import PgServer
 
 pytestmark = pytest.mark.e2e
@@ -48,3 +51,43 @@ def start_server(
 def live_server(start_server: StartServer) -> LiveServer:
     """One default server (2 workers on PostgreSQL) for the module."""
     return start_server()
+
+
+_DOCUMENTS: dict[int, OpenApiCheck] = {}
+
+
+def _check_for(port: int) -> OpenApiCheck:
+    """The document the server on ``port`` serves (each server's settings shape it)."""
+    if port not in _DOCUMENTS:
+        served = _original_send(
+            requests.Session(), requests.Request("GET", f"http://127.0.0.1:{port}/openapi.json").prepare()
+        )
+        _DOCUMENTS[port] = OpenApiCheck(served.json())
+    return _DOCUMENTS[port]
+
+
+_original_send = requests.Session.send
+
+
+@pytest.fixture(autouse=True)
+def responses_match_openapi(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every response a live server gives during the test matches its OpenAPI document."""
+    seen: list[tuple[int, requests.Response, bool]] = []
+
+    def send(
+        session: requests.Session, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
+        response = _original_send(session, request, **kwargs)
+        url = urllib.parse.urlsplit(request.url or "")
+        if url.hostname == "127.0.0.1" and url.port in LIVE_PORTS:
+            _check_for(url.port)  # fetched while the server is surely up
+            seen.append((url.port, response, not kwargs.get("stream")))
+        return response
+
+    monkeypatch.setattr(requests.Session, "send", send)
+    yield
+    monkeypatch.undo()
+    problems = [
+        p for port, response, read in seen for p in _check_for(port).violations(response, body_read=read)
+    ]
+    assert not problems, "responses that do not match the OpenAPI document:\n" + "\n".join(problems[:30])

@@ -1,0 +1,103 @@
+"""The OpenAPI document matches the app's routes, its schemas are valid, and it is served."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+
+from hmacfs.web.api_spec.document import build_document
+
+METHODS = {"get", "head", "options", "post", "put", "patch", "delete"}
+_ANY = re.compile(r"<any\(([^)]*)\):[^>]+>")
+_PARAM = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
+
+
+def _openapi_paths(rule: str) -> list[str]:
+    """A Flask rule as the OpenAPI path(s) it answers: ``<x>`` is ``{x}``, an ``any(...)``
+    converter is one path per choice, and a slot path is ``{slot}/{filename}``."""
+    found = _ANY.search(rule)
+    if found:
+        choices = [c.strip() for c in found.group(1).split(",")]
+        return [p for c in choices for p in _openapi_paths(rule[: found.start()] + c + rule[found.end() :])]
+    rule = rule.replace("<path:_slot>", "<slot>/<filename>")
+    return [_PARAM.sub(r"{\1}", rule)]
+
+
+def _routed(app: Flask) -> set[tuple[str, str]]:
+    """(path, method) of every rule; implicit HEAD for GET and automatic OPTIONS are left out."""
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        methods = {m.lower() for m in rule.methods or ()}
+        if rule.provide_automatic_options:
+            methods.discard("options")
+        if "get" in methods:
+            methods.discard("head")
+        routed |= {(path, method) for path in _openapi_paths(rule.rule) for method in methods}
+    return routed
+
+
+def _documented(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(path, m) for path, item in document["paths"].items() for m in item if m in METHODS}
+
+
+def test_every_route_is_documented_and_every_operation_routed(app: Flask) -> None:
+    document = build_document(app.extensions["hmacfs"].settings)
+    documented = _documented(document)
+    # A GET route answers HEAD too; documenting HEAD (downloads, tus) is optional.
+    documented_without_head = {(p, m) for p, m in documented if m != "head"}
+    routed = _routed(app)
+    assert routed - documented == set(), "routes missing from the OpenAPI document"
+    heads = {(p, m) for p, m in documented if m == "head"}
+    gets_or_heads = {(p, "head") for p, m in routed if m in {"get", "head"}}
+    assert documented_without_head - routed == set(), "documented operations with no route"
+    assert heads - gets_or_heads == set(), "documented HEAD with no GET or HEAD route"
+
+
+def _schemas(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        if "schema" in node and isinstance(node["schema"], dict):
+            yield node["schema"]
+        for value in node.values():
+            yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)
+
+
+def test_every_schema_is_valid_json_schema(app: Flask) -> None:
+    document = build_document(app.extensions["hmacfs"].settings)
+    schemas = [*document["components"]["schemas"].values(), *_schemas(document["paths"])]
+    assert len(schemas) > 100
+    for schema in schemas:
+        Draft202012Validator.check_schema(schema)
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', str(document).replace("'", '"')))
+    assert refs <= set(document["components"]["schemas"]), "dangling $ref"
+
+
+def test_the_document_is_served(client: FlaskClient) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["openapi"] == "3.1.0"
+    assert "/api/files/upload/create" in document["paths"]
+    assert "/upload/{slot}/{filename}" in document["paths"]
+    assert document["paths"]["/ws"]["get"]["x-websocket"]["server"]
+
+
+def test_the_docs_page_is_vendored_and_under_a_strict_csp(client: FlaskClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    policy = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    html = page.get_data(as_text=True)
+    assert "<script>" not in html and "http" not in html.replace('href="/', "").split("<body>")[0]
+    for asset in ("/static/docs.js", "/static/docs.css"):
+        assert asset in html
+        served = client.get(asset)
+        assert served.status_code == 200 and served.data
+        assert b"openapi.json" in served.data or asset.endswith(".css")
