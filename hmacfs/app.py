@@ -15,6 +15,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hmacfs.composition import build_services
 from hmacfs.config import Settings, load_settings
+from hmacfs.container import Services
+from hmacfs.metrics import AppMetrics, watch_pool
 from hmacfs.web.cors import configure_cors
 from hmacfs.web.errors import DATABASE_UNAVAILABLE, database_unavailable, register_error_handlers
 from hmacfs.web.metrics import configure_metrics
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = build_services(settings, **overrides)
     metrics = configure_metrics(app, settings.metrics)
+    _publish_metrics(services, metrics)
     app.extensions["hmacfs"] = replace(services, metrics=metrics)
     _configure_proxy(app, settings)
     configure_request_ids(app)
@@ -45,6 +48,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     configure_cors(app, settings)
     _register_blueprints(app)
     return app
+
+
+def _publish_metrics(services: Services, metrics: AppMetrics) -> None:
+    """The process-wide parts that publish metrics without a request: the event hub and the pool."""
+    services.hub.metrics = metrics
+    settings = services.settings
+    if settings.metrics.multiprocess_dir:  # a served process (hmacfs serve): one app per process
+        watch_pool(services.db.engine, metrics, settings.database.pool_size + settings.database.max_overflow)
 
 
 def _configure_proxy(app: Flask, settings: Settings) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from hmacfs.models import Pool, Task, UploadTask
+from hmacfs.models.status import OPEN_STATUSES, TaskStatus
 from hmacfs.storage import LocalBlobStore
 
 
@@ -67,3 +71,34 @@ def _storage(store: LocalBlobStore, min_free: int) -> dict[str, Any]:
 def _counts(session: Session, column: Any) -> dict[str, int]:
     rows = session.execute(select(column, func.count()).group_by(column)).all()
     return {str(status): int(count) for status, count in rows}
+
+
+# An open upload idle this long counts as stale in ``hmacfs_uploads_stale`` (alerted on in
+# etc/prometheus/hmacfs-alerts.yml); expiry itself follows uploads.max_resumable_age.
+STALE_AFTER = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class OperatingState:
+    """What ``/metrics`` reports at each scrape besides the counters: the storage of this
+    node, and from the database the claimable task queue and the stale uploads."""
+
+    storage_free_bytes: int
+    storage_size_bytes: int
+    tasks_pending: int
+    uploads_stale: int
+
+
+def operating_state(session: Session, store: LocalBlobStore, now: datetime) -> OperatingState:
+    """Sample the state (two indexed counts and a statvfs); raises what the database raises."""
+    usage = shutil.disk_usage(store.root)
+    stale = session.scalar(
+        select(func.count())
+        .select_from(UploadTask)
+        .where(UploadTask.status.in_([s.value for s in OPEN_STATUSES]))
+        .where(UploadTask.last_activity < now - STALE_AFTER)
+    )
+    pending = session.scalar(
+        select(func.count()).select_from(Task).where(Task.status == TaskStatus.PENDING.value)
+    )
+    return OperatingState(usage.free, usage.total, int(pending or 0), int(stale or 0))

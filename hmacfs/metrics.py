@@ -10,18 +10,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine, event
 
 _BYTE_BUCKETS = tuple(float(1024**2 * n) for n in (0.0625, 1, 5, 16, 64, 256, 1024, 4096))
 
 
+_DURATION_BUCKETS = (0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+UPLOAD_OUTCOMES = ("failed", "cancelled", "expired")
+
+
 @dataclass(frozen=True)
 class AppMetrics:
-    uploads_total: Counter
-    upload_bytes_total: Counter
-    upload_errors_total: Counter
+    """The domain metrics. Services publish them (``hmacfs.uploads.counting``,
+    ``hmacfs.tasks.queue``, ``hmacfs.events``); handlers never touch them.
+
+    Upload counters move when the transaction that records the change commits, so a
+    rolled-back request counts nothing; bytes count as they are stored.
+    """
+
+    uploads_started_total: Counter  # protocol
+    uploads_total: Counter  # protocol: completed uploads
+    uploads_failed_total: Counter  # protocol, outcome (failed, cancelled, expired)
+    upload_bytes_total: Counter  # protocol: bytes received and stored
+    upload_errors_total: Counter  # protocol, code: rejected XEP-0363 PUTs
     download_bytes_total: Counter
-    upload_size_bytes: Histogram
-    tasks_total: Counter
+    upload_size_bytes: Histogram  # protocol
+    upload_duration_seconds: Histogram  # protocol: created to completed
+    tasks_total: Counter  # type, status (Completed, Failed, Cancelled)
+    task_duration_seconds: Histogram  # type: started to finished
+    events_delivered_total: Counter  # to WebSocket subscribers of this process
+    events_dropped_total: Counter  # queued for a subscriber that fell behind (it resyncs)
+    websocket_subscribers: Gauge
+    db_pool_checked_out: Gauge
+    db_pool_capacity: Gauge
     rate_limited_total: Counter
     # The network half (issue 14 parts 6 and 7): takeovers, client switches, interface changes.
     upload_takeovers_total: Counter
@@ -30,10 +51,20 @@ class AppMetrics:
 
 
 def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
+    """Declare every domain metric in ``registry`` (fixed label sets)."""
     return AppMetrics(
+        uploads_started_total=Counter(
+            "hmacfs_uploads_started_total", "Uploads started", ["protocol"], registry=registry
+        ),
         uploads_total=Counter("hmacfs_uploads_total", "Completed uploads", ["protocol"], registry=registry),
+        uploads_failed_total=Counter(
+            "hmacfs_uploads_failed_total",
+            "Uploads that ended without a file",
+            ["protocol", "outcome"],
+            registry=registry,
+        ),
         upload_bytes_total=Counter(
-            "hmacfs_upload_bytes_total", "Bytes received", ["protocol"], registry=registry
+            "hmacfs_upload_bytes_total", "Bytes received and stored", ["protocol"], registry=registry
         ),
         upload_errors_total=Counter(
             "hmacfs_upload_errors_total",
@@ -51,8 +82,48 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
             buckets=_BYTE_BUCKETS,
             registry=registry,
         ),
+        upload_duration_seconds=Histogram(
+            "hmacfs_upload_duration_seconds",
+            "Time from an upload's creation to its completion",
+            ["protocol"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        ),
         tasks_total=Counter(
             "hmacfs_tasks_total", "Background tasks finished", ["type", "status"], registry=registry
+        ),
+        task_duration_seconds=Histogram(
+            "hmacfs_task_duration_seconds",
+            "Time from a task's start to its end",
+            ["type"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        ),
+        events_delivered_total=Counter(
+            "hmacfs_events_delivered_total", "Events queued for WebSocket subscribers", registry=registry
+        ),
+        events_dropped_total=Counter(
+            "hmacfs_events_dropped_total",
+            "Events dropped for a subscriber that fell behind (told to resync)",
+            registry=registry,
+        ),
+        websocket_subscribers=Gauge(
+            "hmacfs_websocket_subscribers",
+            "Open /ws event streams",
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
+        db_pool_checked_out=Gauge(
+            "hmacfs_db_pool_checked_out",
+            "Database connections in use",
+            registry=registry,
+            multiprocess_mode="livesum",
+        ),
+        db_pool_capacity=Gauge(
+            "hmacfs_db_pool_capacity",
+            "Database connections the pools may open (pool_size + max_overflow)",
+            registry=registry,
+            multiprocess_mode="livesum",
         ),
         rate_limited_total=Counter(
             "hmacfs_rate_limited_total",
@@ -111,3 +182,12 @@ def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
             registry=registry,
         ),
     )
+
+
+def watch_pool(engine: Engine, metrics: AppMetrics, capacity: int) -> None:
+    """Keep ``hmacfs_db_pool_checked_out`` and ``hmacfs_db_pool_capacity`` for ``engine``'s pool
+    (``capacity``: pool_size + max_overflow). Summed over live processes, their ratio is
+    the pool saturation of the node."""
+    metrics.db_pool_capacity.inc(capacity)
+    event.listen(engine, "checkout", lambda *_args: metrics.db_pool_checked_out.inc())
+    event.listen(engine, "checkin", lambda *_args: metrics.db_pool_checked_out.dec())

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from hmacfs.events.records import EventFilter, EventRecord
+from hmacfs.metrics import AppMetrics
 
 RESYNC = '{"type":"resync"}'
 
@@ -30,15 +31,19 @@ class Subscriber:
         self.floor = 0
         self.closing = False
 
-    def offer(self, record: EventRecord) -> None:
+    def offer(self, record: EventRecord) -> int:
+        """Queue ``record`` if the filter wants it. Returns how many events were dropped:
+        0, or the queue and this one when the subscriber fell behind (it resyncs)."""
         if not self.filter.accepts(record):
-            return
+            return 0
         if self._events >= self.capacity:
+            dropped = self._events + 1
             self.overflow()
-            return
+            return dropped
         self._queue.append(record)
         self._events += 1
         self._wake()
+        return 0
 
     def overflow(self) -> None:
         """Drop what is queued and tell the client to re-read its state."""
@@ -65,24 +70,36 @@ class Hub:
 
     def __init__(self) -> None:
         self._by_account: dict[uuid.UUID, set[Subscriber]] = {}
+        # Set once by the composition root when this process exports metrics.
+        self.metrics: AppMetrics | None = None
 
     def add(self, subscriber: Subscriber) -> None:
         self._by_account.setdefault(subscriber.account_id, set()).add(subscriber)
+        if self.metrics is not None:
+            self.metrics.websocket_subscribers.inc()
 
     def remove(self, subscriber: Subscriber) -> None:
         subscribers = self._by_account.get(subscriber.account_id)
-        if subscribers is not None:
+        if subscribers is not None and subscriber in subscribers:
             subscribers.discard(subscriber)
             if not subscribers:
                 del self._by_account[subscriber.account_id]
+            if self.metrics is not None:
+                self.metrics.websocket_subscribers.dec()
 
     def wants(self, account_id: uuid.UUID) -> bool:
         return account_id in self._by_account
 
     def deliver(self, records: Iterable[EventRecord]) -> None:
+        delivered = dropped = 0
         for record in records:
             for subscriber in tuple(self._by_account.get(record.account_id, ())):
-                subscriber.offer(record)
+                lost = subscriber.offer(record)
+                dropped += lost
+                delivered += lost == 0 and subscriber.filter.accepts(record)
+        if self.metrics is not None:
+            self.metrics.events_delivered_total.inc(delivered)
+            self.metrics.events_dropped_total.inc(dropped)
 
     def close_all(self) -> None:
         """Ask every subscriber to end (the worker is shutting down; clients reconnect elsewhere)."""

@@ -16,6 +16,7 @@ from hmacfs.container import Services
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus
 from hmacfs.tasks import queue
+from hmacfs.tasks.counting import count_finished
 from hmacfs.tasks.events import (
     public_results,
     publish_task_completed,
@@ -57,6 +58,8 @@ class TaskContext:
     # The row's public results as this run last committed them (only the lease holder
     # writes them), so the completion can merge without reading the row first.
     saved_results: dict[str, Any] = field(default_factory=dict)
+    # When this run began (monotonic seconds): the completed task's duration is this run's.
+    began: float = field(default_factory=time.monotonic)
     _last_write: float = 0.0
     _published: tuple[float, float] | None = None
 
@@ -191,6 +194,8 @@ class TaskContext:
             if final != written:
                 queue.set_results(session, self.row_id, final)
             publish_task_completed(session, self, final, now)
+            ran = time.monotonic() - self.began
+            count_finished(session, self.services, self.type, TaskStatus.COMPLETED.value, ran)
             session.commit()
             self.completed = True
 

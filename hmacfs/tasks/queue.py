@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from hmacfs.container import Services
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus
+from hmacfs.tasks.counting import count_finished
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.output import discard_partial_output
 
@@ -186,6 +187,8 @@ def fail_task(session: Session, services: Services, task: Task, message: str, no
     _end(task, now)
     session.flush()
     publish_task_event(session, task, "failed", now)
+    ran = None if task.started_at is None else (now - task.started_at).total_seconds()
+    count_finished(session, services, task.type, TaskStatus.FAILED.value, ran)
 
 
 def _end(task: Task, now: datetime) -> None:

@@ -26,6 +26,7 @@ from hmacfs.container import Services
 from hmacfs.errors import Conflict, NotFound, ValidationFailed
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus, TaskType
+from hmacfs.tasks.counting import count_finished
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.output import discard_partial_output
 
@@ -174,6 +175,8 @@ def cancel_task(session: Session, services: Services, account_id: uuid.UUID, tas
         task.lease_owner = task.lease_expires_at = None
     task.sealed_secret = None
     task.completed_at = now
+    ran = None if task.started_at is None else (now - task.started_at).total_seconds()
+    count_finished(session, services, task.type, TaskStatus.CANCELLED.value, ran)
     return _set_status(session, services, task, TaskStatus.CANCELLED, "cancelled")
 
 

@@ -20,6 +20,7 @@ from hmacfs.container import Services
 from hmacfs.db import BodyTransaction
 from hmacfs.errors import BadRequest, Conflict
 from hmacfs.files import pool_stores
+from hmacfs.metrics import AppMetrics
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
 from hmacfs.ports import Clock
@@ -30,6 +31,7 @@ from hmacfs.storage.range_lock import PartLock
 from hmacfs.uploads import sql
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
+from hmacfs.uploads.counting import count_bytes
 from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.handoff import BodyWatch, take_over
 from hmacfs.uploads.notify import publish_progress
@@ -137,11 +139,12 @@ class _Writer:
     clock: Clock
     advancer: KeyedRunner
     lock_wait: float
+    metrics: AppMetrics | None
 
     @classmethod
     def of(cls, services: Services) -> _Writer:
         wait = services.settings.timeouts.body_idle.total_seconds() + _LOCK_MARGIN
-        return cls(services.store, services.clock, services.hash_advancer, wait)
+        return cls(services.store, services.clock, services.hash_advancer, wait, services.metrics)
 
 
 def _open_lock(
@@ -225,6 +228,7 @@ def _record_new(session: Session, writer: _Writer, task: UploadTask, row: dict[s
     for name, value in counts._mapping.items():
         set_committed_value(task, name, value)  # as read from the database: nothing to flush
     chunk_recorded(session, writer.advancer, task, row["offset"] + row["size"])
+    count_bytes(writer.metrics, task.protocol, row["size"])
 
 
 def write_checked(

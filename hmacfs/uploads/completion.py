@@ -14,6 +14,7 @@ from hmacfs.models import File, UploadChunk, UploadTask
 from hmacfs.models.status import Protocol, TaskType, UploadStatus
 from hmacfs.tasks.service import submit_task
 from hmacfs.uploads import running_hash
+from hmacfs.uploads.counting import count_completed
 from hmacfs.uploads.notify import publish_completed
 from hmacfs.uploads.part_locks import held_or_new
 from hmacfs.uploads.quotas import Charge, check_quotas
@@ -109,6 +110,7 @@ def _mark_completed(session: Session, services: Services, task: UploadTask, file
     session.flush()
     hand_over_encryption(session, services, task, file)
     publish_completed(session, task, file)
+    count_completed(session, services.metrics, task, file.size, now)
 
 
 def hand_over_encryption(session: Session, services: Services, task: UploadTask, file: File) -> bool:
@@ -136,3 +138,4 @@ def finish_partial(session: Session, services: Services, task: UploadTask) -> No
     task.status = UploadStatus.COMPLETED.value
     task.completed_at = task.last_activity = now
     session.flush()
+    count_completed(session, services.metrics, task, task.bytes_received, now)

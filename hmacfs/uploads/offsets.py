@@ -30,6 +30,7 @@ from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
 from hmacfs.uploads.chunks import check_still_open, write_checked
 from hmacfs.uploads.completion import complete_upload, finish_partial
+from hmacfs.uploads.counting import count_bytes
 from hmacfs.uploads.digest import ExpectedDigest
 from hmacfs.uploads.handoff import OFFSET_SLOT, BodyWatch, holding
 from hmacfs.uploads.notify import publish_progress
@@ -167,6 +168,7 @@ def _append(
     task.status = UploadStatus.IN_PROGRESS.value
     task.last_activity = now
     session.flush()
+    count_bytes(services.metrics, task.protocol, length)
     publish_progress(session, services.settings.events, task, now)
 
 

@@ -15,6 +15,7 @@ from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
 from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import progress_percent
+from hmacfs.uploads.counting import count_ended
 from hmacfs.uploads.notify import publish_failed
 from hmacfs.uploads.service import part_store
 
@@ -155,6 +156,7 @@ def expire_stale_uploads(session: Session, services: Services, now: datetime, li
         task.error_message = "expired after inactivity"
         part_store(services.store, task).delete_part(task.task_id)
         publish_failed(session, task, now, task.error_message)
+        count_ended(session, services.metrics, task.protocol, "expired")
     _drop_old_partials(session, services, cutoff, limit)
     session.flush()
     return len(stale)

@@ -28,6 +28,7 @@ from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.storage import LocalBlobStore
 from hmacfs.uploads.chunking import choose_chunk_size, chunk_count
+from hmacfs.uploads.counting import count_ended, count_started
 from hmacfs.uploads.policy import check_extension, check_pool_accepts, get_pool
 from hmacfs.uploads.quotas import Charge, check_quotas, check_reservation
 
@@ -122,6 +123,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     session.flush()
     mark_written(session)
     part_store(services.store, task).create_part(task.task_id, new.file_size)
+    count_started(session, services.metrics, task.protocol)
     return task
 
 
@@ -185,6 +187,7 @@ def cancel_upload(session: Session, services: Services, task: UploadTask) -> Non
     task.status = UploadStatus.CANCELLED.value
     task.last_activity = services.clock.now()
     session.flush()
+    count_ended(session, services.metrics, task.protocol, "cancelled")
     part_store(services.store, task).delete_part(task.task_id)
 
 

@@ -31,6 +31,7 @@ from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.local import WrittenRange
+from hmacfs.uploads.counting import count_bytes, count_completed_upload, count_started
 from hmacfs.uploads.quotas import Charge, check_quotas
 
 # Above this size a taken slot path is refused before the body is read; below it the
@@ -164,7 +165,10 @@ def record_one_shot_upload(
     except BaseException:
         services.store.delete_part(part)
         raise
-    count_upload(services, upload.protocol, written.size)
+    count_started(session, services.metrics, upload.protocol.value)
+    count_bytes(services.metrics, upload.protocol.value, written.size)
+    seconds = (services.clock.now() - now).total_seconds()
+    count_completed_upload(session, services.metrics, upload.protocol.value, written.size, seconds)
     return file
 
 
@@ -181,11 +185,3 @@ def slot_expiry(expires: datetime | None, file_ttl: timedelta, now: datetime) ->
     if expires is None:
         return None
     return min(expires, now + file_ttl) if file_ttl > timedelta(0) else expires
-
-
-def count_upload(services: Services, protocol: Protocol, size: int) -> None:
-    metrics = services.metrics
-    if metrics is not None:
-        metrics.uploads_total.labels(protocol=protocol.value).inc()
-        metrics.upload_bytes_total.labels(protocol=protocol.value).inc(size)
-        metrics.upload_size_bytes.labels(protocol=protocol.value).observe(size)
