@@ -45,6 +45,8 @@ TASK: Json = {
     "completedAt": nullable(DATE_TIME),
 }
 
+_READ_ONLY: Json = {"const": True, "description": "An upload (FileUpload): readable, not actionable here"}
+
 SCHEMAS: Json = {
     "TaskRequest": obj(
         {
@@ -58,12 +60,14 @@ SCHEMAS: Json = {
         required=("type",),
         extra=True,
     ),
-    "Task": obj(TASK),
+    # An upload listed as the seed's FileUpload type carries readOnly: true (no actions).
+    "Task": obj({**TASK, "readOnly": _READ_ONLY}, required=tuple(TASK)),
 }
 
 _DETAILS = obj(
     {
         **TASK,
+        "readOnly": _READ_ONLY,
         "processed": nullable(NUMBER),
         "total": nullable(NUMBER),
         "elapsedSeconds": NUMBER,
@@ -72,7 +76,8 @@ _DETAILS = obj(
         "etaSeconds": nullable(NUMBER),
         "leaseExpiresAt": nullable(DATE_TIME),
         "hasSecret": BOOLEAN,
-    }
+    },
+    required=(*TASK, "elapsedSeconds", "hasSecret"),
 )
 _STATS = obj(
     {
