@@ -19,7 +19,7 @@ from hmacfs.container import Services
 from hmacfs.metrics import AppMetrics, watch_pool
 from hmacfs.web.cors import configure_cors
 from hmacfs.web.errors import DATABASE_UNAVAILABLE, database_unavailable, register_error_handlers
-from hmacfs.web.metrics import configure_metrics
+from hmacfs.web.metrics import configure_metrics, sample_state_on_scrape
 from hmacfs.web.monitoring import restrict_monitoring
 from hmacfs.web.params import register_input_guards
 from hmacfs.web.ratelimit import install_rate_limits
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
     register_input_guards(app)
     restrict_monitoring(app, settings.metrics)
+    sample_state_on_scrape(app, metrics)
     install_rate_limits(app, app.extensions["hmacfs"])
     configure_cors(app, settings)
     _register_blueprints(app)

@@ -48,6 +48,16 @@ class AppMetrics:
     upload_takeovers_total: Counter
     upload_network_changes_total: Counter
     network_interface_changes_total: Counter
+    # Sampled before each scrape (hmacfs.web.metrics.sample_state_on_scrape).
+    storage_free_bytes: Gauge
+    storage_size_bytes: Gauge
+    tasks_pending: Gauge
+    uploads_stale: Gauge
+
+
+def _sampled(name: str, text: str, registry: CollectorRegistry) -> Gauge:
+    """A gauge set at scrape time: the most recent value of any live worker."""
+    return Gauge(name, text, registry=registry, multiprocess_mode="livemostrecent")
 
 
 def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
@@ -132,6 +142,10 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
             registry=registry,
         ),
         **_network_metrics(registry),
+        storage_free_bytes=_sampled("hmacfs_storage_free_bytes", "Free storage bytes", registry),
+        storage_size_bytes=_sampled("hmacfs_storage_size_bytes", "Size of the storage", registry),
+        tasks_pending=_sampled("hmacfs_tasks_pending", "Pending background tasks", registry),
+        uploads_stale=_sampled("hmacfs_uploads_stale", "Open uploads idle for over an hour", registry),
     )
 
 
