@@ -2,8 +2,8 @@
 
 Starts, completions and failures count once the transaction recording them
 commits (``hmacfs.db.on_commit``), so a request that rolls back counts nothing
-and a total equals the rows. Bytes count as they are stored. Each takes the
-metrics (None without an exporter: the CLI, tests building no app) and then does nothing.
+and a total equals the rows. Bytes count as they are stored. Each function takes
+the metrics, None without an exporter (the CLI, tests building no app): then nothing.
 """
 
 from __future__ import annotations
