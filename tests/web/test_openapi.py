@@ -101,3 +101,49 @@ def test_the_docs_page_is_vendored_and_under_a_strict_csp(client: FlaskClient) -
         served = client.get(asset)
         assert served.status_code == 200 and served.data
         assert b"openapi.json" in served.data or asset.endswith(".css")
+
+
+def _matches(app: Flask, path: str, method: str, status: int, body: Any) -> list[str]:
+    """Errors of ``body`` against the document's schema for (path template, method, status)."""
+    document = build_document(app.extensions["hmacfs"].settings)
+    media = document["paths"][path][method]["responses"][str(status)]["content"]["application/json"]
+    schema = {**media["schema"], "components": document["components"]}
+    return [error.message for error in Draft202012Validator(schema).iter_errors(body)]
+
+
+# Regression tests of what schemathesis found (tests/e2e/test_fuzz.py), each kept here.
+
+
+def test_fuzz_finding_an_upload_listed_as_a_task_matches_the_task_schema(
+    client: FlaskClient, auth: dict[str, str], app: Flask
+) -> None:
+    """Found by schemathesis: /api/tasks lists uploads as FileUpload tasks with readOnly,
+    which the Task schema first refused."""
+    from tests.web.test_tasks_file_uploads import _upload
+
+    task_id = _upload(client, auth, b"x" * 1000, "listed.bin")
+    listed = client.get("/api/tasks", headers=auth)
+    assert any(task.get("readOnly") for task in listed.json)
+    assert _matches(app, "/api/tasks", "get", 200, listed.json) == []
+    shown = client.get(f"/api/tasks/{task_id}", headers=auth)
+    assert _matches(app, "/api/tasks/{task_id}", "get", 200, shown.json) == []
+    details = client.get(f"/api/tasks/{task_id}/details", headers=auth)
+    assert _matches(app, "/api/tasks/{task_id}/details", "get", 200, details.json) == []
+
+
+def test_fuzz_finding_a_huge_offset_is_a_documented_400_not_a_500(
+    client: FlaskClient, auth: dict[str, str], app: Flask
+) -> None:
+    """Found by schemathesis: ``offset`` past a 64-bit integer reached the database (500)."""
+    response = client.get("/api/files/upload/tasks?offset=460228414178867683784663437934592", headers=auth)
+    assert response.status_code == 400
+    assert _matches(app, "/api/files/upload/tasks", "get", 400, response.json) == []
+
+
+def test_fuzz_finding_a_slot_path_flask_cannot_route_is_a_documented_404(client: FlaskClient) -> None:
+    """Found by schemathesis: a slot path with a newline matches no route (404), which
+    PUT and OPTIONS on slots did not list."""
+    document = client.get("/openapi.json").json
+    slot = document["paths"]["/upload/{slot}/{filename}"]
+    assert client.put("/upload/a%0Ab/c.txt", data=b"x").status_code == 404
+    assert {"404"} <= set(slot["put"]["responses"]) & set(slot["options"]["responses"])

@@ -110,6 +110,7 @@ def paths(base_path: str) -> Json:
                     "403": json_body(
                         {"$ref": "#/components/schemas/Problem"}, "Origin not allowed (CORS_ORIGIN_DENIED)"
                     ),
+                    "404": json_body({"$ref": "#/components/schemas/Problem"}, "Not a slot path"),
                 },
             },
         },
