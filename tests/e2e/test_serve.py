@@ -25,8 +25,14 @@ def test_errors_keep_their_shape_over_real_server(live_server: LiveServer) -> No
 
 
 def test_runs_gevent_workers(live_server: LiveServer) -> None:
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from hmacfs.http_worker import HmacfsGeventWorker
+
     log = live_server.log()
-    assert "Using worker: gevent" in log
+    # hmacfs's worker: gunicorn's gevent worker with a lazy 100 Continue and bounded heads
+    assert "Using worker: hmacfs.http_worker.HmacfsGeventWorker" in log
+    assert issubclass(HmacfsGeventWorker, GeventWorker)
     assert log.count("Booting worker") >= live_server.workers
 
 
