@@ -9,9 +9,10 @@ import uuid
 
 from flask import current_app, g, request
 
+from hmacfs.errors import Forbidden
 from hmacfs.tokens import TokenCodec, challenge
 
-__all__ = ["TokenCodec", "bearer_token", "current_account", "optional_account"]
+__all__ = ["TokenCodec", "bearer_token", "current_account", "optional_account", "require_admin"]
 
 
 def bearer_token() -> str | None:
@@ -40,3 +41,16 @@ def current_account() -> uuid.UUID:
 def optional_account() -> uuid.UUID | None:
     """The account when a bearer token is present (and valid), else None."""
     return current_account() if bearer_token() is not None else None
+
+
+def require_admin() -> uuid.UUID:
+    """The authenticated account if its token holds the ``admin`` claim: 401 without a
+    valid token, 403 ADMIN_REQUIRED with one that lacks it."""
+    token = bearer_token()
+    if token is None:
+        raise challenge("authentication required")
+    codec: TokenCodec = current_app.extensions["hmacfs"].tokens
+    grant = codec.grant(token)
+    if not grant.admin:
+        raise Forbidden("this needs an administrator's token", code="ADMIN_REQUIRED")
+    return grant.account

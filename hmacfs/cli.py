@@ -223,8 +223,9 @@ def token() -> None:
 @token.command("issue")
 @click.option("--account", required=True, type=click.UUID, help="account UUID (the sub claim).")
 @click.option("--ttl", default="1h", show_default=True, help="lifetime, e.g. 30m, 1h, 7d.")
+@click.option("--admin", is_flag=True, help="with the admin claim (e.g. PUT /api/admin/quotas/...).")
 @click.pass_context
-def token_issue(ctx: click.Context, account: uuid.UUID, ttl: str) -> None:
+def token_issue(ctx: click.Context, account: uuid.UUID, ttl: str, admin: bool) -> None:
     """Print a bearer token for ACCOUNT."""
     from hmacfs.tokens import TokenCodec
 
@@ -234,7 +235,7 @@ def token_issue(ctx: click.Context, account: uuid.UUID, ttl: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
     codec = TokenCodec.from_settings(settings_from(ctx).security)
     try:
-        click.echo(codec.issue(account, lifetime))
+        click.echo(codec.issue(account, lifetime, **({"admin": True} if admin else {})))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -408,3 +409,8 @@ def sign_upload_command(ctx: click.Context, *, path: str, file_name: str, size: 
 from hmacfs.client.commands import register_client_commands  # noqa: E402
 
 register_client_commands(main)
+
+# -- quota (hmacfs/quota_commands.py) ----------------------------------------
+from hmacfs.quota_commands import quota_group  # noqa: E402
+
+main.add_command(quota_group(settings_from), "quota")

@@ -53,6 +53,8 @@ class AppMetrics:
     storage_size_bytes: Gauge
     tasks_pending: Gauge
     uploads_stale: Gauge
+    # Quotas (issue 17 part 7): refusals by code (QUOTA_EXCEEDED, RESERVATION_LIMIT, ...).
+    quota_refusals_total: Counter
 
 
 def _sampled(name: str, text: str, registry: CollectorRegistry) -> Gauge:
@@ -146,6 +148,12 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
         storage_size_bytes=_sampled("hmacfs_storage_size_bytes", "Size of the storage", registry),
         tasks_pending=_sampled("hmacfs_tasks_pending", "Pending background tasks", registry),
         uploads_stale=_sampled("hmacfs_uploads_stale", "Open uploads idle for over an hour", registry),
+        quota_refusals_total=Counter(
+            "hmacfs_quota_refusals_total",
+            "Uploads refused by a quota or the reservation bound, by code",
+            ["code"],
+            registry=registry,
+        ),
     )
 
 

@@ -48,6 +48,11 @@ class TokenCodec:
 
     def account(self, token: str) -> uuid.UUID:
         """Return the account of a valid token; raise Unauthorized otherwise."""
+        return self.grant(token).account
+
+    def grant(self, token: str) -> Grant:
+        """The account of a valid token and whether it holds the ``admin`` claim (``true``);
+        raise Unauthorized otherwise."""
         try:
             claims = jwt.decode(
                 token,
@@ -56,11 +61,19 @@ class TokenCodec:
                 leeway=self.leeway,
                 options={"require": ["sub", "exp"]},
             )
-            return uuid.UUID(str(claims["sub"]))
+            return Grant(uuid.UUID(str(claims["sub"])), claims.get("admin") is True)
         except jwt.ExpiredSignatureError:
             raise challenge("token expired", "invalid_token") from None
         except (jwt.InvalidTokenError, ValueError):
             raise challenge("invalid token", "invalid_token") from None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a verified token grants: its account, and administration (``admin`` claim)."""
+
+    account: uuid.UUID
+    admin: bool = False
 
 
 def _pem(value: str, key: str) -> str:

@@ -221,6 +221,20 @@ def _check_global(session: Session, limit: int, charge: Charge, *, lock: bool) -
         )
 
 
+def quota_report(session: Session, settings: Settings, account_id: uuid.UUID) -> Usage:
+    """The account's quota (its row, else ``[uploads] default_quota``) and usage."""
+    limit = quota_limit(session, account_id, settings.uploads.default_quota)
+    return account_usage(session, account_id, limit)
+
+
+def usage_json(account_id: uuid.UUID, usage: Usage) -> dict[str, object]:
+    """The usage as ``GET /api/quota`` and ``hmacfs quota show`` print it (bytes)."""
+    return {
+        "accountId": str(account_id), "limit": usage.limit, "used": usage.used,
+        "reserved": usage.reserved, "available": usage.available,
+    }  # fmt: skip
+
+
 def set_quota(session: Session, account_id: uuid.UUID, max_bytes: int) -> AccountQuota:
     """Set the account's quota (0 = unlimited); flushes. Raises ValueError below 0."""
     if max_bytes < 0:

@@ -70,6 +70,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HmacfsError)
     def _domain(exc: HmacfsError) -> Response:
         _count_xep0363_error(exc)
+        _count_quota_refusal(exc)
         response = problem(_domain_status(exc), exc.code, exc.message, exc.details)
         response.headers.update(exc.headers)
         return response
@@ -122,6 +123,16 @@ def _domain_status(exc: HmacfsError) -> int:
     if request.blueprint == TUS_BLUEPRINT and isinstance(exc, ChecksumMismatch):
         return TUS_CHECKSUM_MISMATCH_STATUS
     return exc.status
+
+
+# The codes of the quotas' refusals (hmacfs.uploads.quotas), counted apart.
+QUOTA_CODES = frozenset({"QUOTA_EXCEEDED", "RESERVATION_LIMIT", "STORAGE_QUOTA_EXCEEDED"})
+
+
+def _count_quota_refusal(exc: HmacfsError) -> None:
+    metrics = services().metrics
+    if metrics is not None and exc.code in QUOTA_CODES:
+        metrics.quota_refusals_total.labels(code=exc.code).inc()
 
 
 def _count_xep0363_error(exc: HmacfsError) -> None:

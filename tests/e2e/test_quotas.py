@@ -3,6 +3,7 @@ tus upload past the quota is refused before its body is sent."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import uuid
@@ -90,3 +91,47 @@ def test_a_deferred_tus_upload_past_the_quota_is_refused_before_its_body(start_s
         headers={**auth, "Upload-Offset": str(MiB // 2), "Content-Type": "application/offset+octet-stream"},
     )  # fmt: skip
     assert rest.status_code == 204, rest.text
+
+
+def _create(server: LiveServer, auth: dict[str, str], size: int) -> requests.Response:
+    body = {
+        "fileName": "a.bin",
+        "fileSize": size,
+        "contentType": "application/octet-stream",
+        "hash": "0" * 64,
+    }
+    return requests.post(f"{server.url}/api/files/upload/create", json=body, headers=auth, timeout=30)
+
+
+def test_quotas_are_set_and_shown_by_the_cli_and_the_api(start_server: StartServer) -> None:
+    server = start_server(workers=1)
+    account = uuid.uuid4()
+    auth = bearer(account)
+    shown = json.loads(server.cli("quota", "set", str(account), "1MB").stdout)
+    assert shown == {"accountId": str(account), "limit": MiB, "used": 0, "reserved": 0, "available": MiB}
+    assert _create(server, auth, 600 * 1024).status_code == 200
+    refused = _create(server, auth, 600 * 1024)
+    assert refused.status_code == 403 and refused.json()["code"] == "QUOTA_EXCEEDED"
+    expected = {"accountId": str(account), "limit": MiB, "used": 0, "reserved": 600 * 1024,
+                "available": MiB - 600 * 1024}  # fmt: skip
+    assert json.loads(server.cli("quota", "show", str(account)).stdout) == expected
+    assert requests.get(f"{server.url}/api/quota", headers=auth, timeout=10).json() == expected
+    assert requests.get(f"{server.url}/api/quota", timeout=10).status_code == 401
+
+    # Setting a quota over HTTP needs the admin claim; the answer is the same 403 for any account.
+    admin_url = f"{server.url}/api/admin/quotas"
+    body = {"maxBytes": 2 * MiB}
+    for target in (str(account), str(uuid.uuid4()), "not-a-uuid"):
+        denied = requests.put(f"{admin_url}/{target}", json=body, headers=auth, timeout=10)
+        assert denied.status_code == 403 and denied.json()["code"] == "ADMIN_REQUIRED"
+    assert requests.put(f"{admin_url}/{account}", json=body, timeout=10).status_code == 401
+    token = server.cli("token", "issue", "--account", str(uuid.uuid4()), "--admin").stdout.strip()
+    admin = {"Authorization": f"Bearer {token}"}
+    assert (
+        requests.put(f"{admin_url}/{account}", json={"maxBytes": -1}, headers=admin, timeout=10).status_code
+        == 400
+    )
+    assert requests.put(f"{admin_url}/nope", json=body, headers=admin, timeout=10).status_code == 400
+    raised = requests.put(f"{admin_url}/{account}", json=body, headers=admin, timeout=10)
+    assert raised.status_code == 200 and raised.json()["limit"] == 2 * MiB, raised.text
+    assert _create(server, auth, 600 * 1024).status_code == 200

@@ -128,6 +128,8 @@ def test_the_global_quota_is_507(tmp_path: Path, engine: Engine, sessions: sessi
     reserved = _drive_create(client, bearer(uuid.uuid4()), 60_000)
     assert reserved.status_code == 507 and reserved.json["code"] == "STORAGE_QUOTA_EXCEEDED"
     assert _drive_create(client, bearer(uuid.uuid4()), 30_000).status_code == 200
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'hmacfs_quota_refusals_total{code="STORAGE_QUOTA_EXCEEDED"} 2.0' in metrics
     assert _parts(tmp_path) != [] and len(_parts(tmp_path)) == 1
 
 
