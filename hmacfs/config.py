@@ -537,7 +537,7 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, timedelta):
         return format_duration(value)
-    if isinstance(value, Path):
+    if isinstance(value, (Path, uuid.UUID)):
         return str(value)
     return value
 
