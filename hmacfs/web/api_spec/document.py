@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hmacfs import __version__
 from hmacfs.config import Settings
-from hmacfs.web.api_spec import bundles, chunked, components, drive, files, service, tasks, tus
+from hmacfs.web.api_spec import bundles, chunked, components, drive, files, quotas, service, tasks, tus
 from hmacfs.web.api_spec.components import Json
 
 DESCRIPTION = """\
@@ -31,6 +31,7 @@ def build_document(settings: Settings) -> Json:
             **files.paths(settings.xep0363.base_path),
             **tasks.paths(),
             **bundles.paths(),
+            **quotas.paths(),
         },
         "components": {
             "securitySchemes": components.SECURITY_SCHEMES,
@@ -41,6 +42,7 @@ def build_document(settings: Settings) -> Json:
                 **files.SCHEMAS,
                 **tasks.SCHEMAS,
                 **bundles.SCHEMAS,
+                **quotas.SCHEMAS,
                 **service.SCHEMAS,
             },
         },

@@ -175,7 +175,7 @@ OPERATIONS: Json = {
     "/complete/{task_id}": {
         "post": _op(
             "Verify every chunk and the SHA-256 and make the file (idempotent)",
-            {"200": json_body(ref("File")), **errors(400, 401, 404, 409, 410, 507)},
+            {"200": json_body(ref("File")), **errors(400, 401, 403, 404, 409, 410, 507)},
             parameters=[TASK_ID],
         )
     },
