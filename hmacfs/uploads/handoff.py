@@ -66,7 +66,7 @@ class ClientLink:
 class BodyWatch:
     """A request body's watch for a takeover. The adapter makes one per request and hands it
     to the body reader (which calls ``silent`` and ``heard``) and to the engine (which
-    ``seat``s it once the request holds the lock it writes under)."""
+    keeps it ``seated`` while the request writes under its lock)."""
 
     def __init__(self, services: Services, client: ClientLink) -> None:
         handoff = services.settings.handoff
