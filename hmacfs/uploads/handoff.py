@@ -144,13 +144,16 @@ def take_over(
     """Get the lock ``acquire`` tries (True once held), asking the writer of ``slot`` to
     stand down once it has been silent long enough. Waits at most ``writer_silence``
     plus two polls and a second, and only while that writer is silent, unless
-    ``patient`` (a writer that stalled a moment ago has not said so yet). False when
-    the writer is live: it keeps its lock."""
+    ``patient`` (a writer that stalled a moment ago has not said so yet). Even when not
+    patient it allows three polls for that: a client that noticed its network switch
+    retries within a fraction of a second, before its old request's silence shows. False
+    when the writer is live: it keeps its lock."""
     handoff = services.settings.handoff
     if not handoff.seamless_switching:
         return False
     poll = handoff.writer_poll.total_seconds()
-    deadline = time.monotonic() + handoff.writer_silence.total_seconds() + 2 * poll + 1.0
+    started = time.monotonic()
+    deadline = started + handoff.writer_silence.total_seconds() + 2 * poll + 1.0
     writer: writers.Writer | None = None
     next_claim = 0.0
     while time.monotonic() < deadline:
@@ -161,7 +164,8 @@ def take_over(
         if time.monotonic() >= next_claim and (writer is None or not writer.preempted):
             writer = _claim(services, upload_id, slot, client)
             next_claim = time.monotonic() + poll
-            if not patient and (writer is None or writer.silent_ms == 0):
+            live = writer is None or writer.silent_ms == 0
+            if live and not patient and time.monotonic() - started > 3 * poll:
                 return False  # streaming: a duplicate never preempts a live writer
         sleep(0.01 if writer is not None and writer.preempted else min(poll, 0.05))
     return False
@@ -202,7 +206,7 @@ def holding(
 ) -> Iterator[None]:
     """Hold the lock ``hold()`` enters (a context manager raising ``busy`` when taken) for the
     ``with`` block, taking it over from a silent writer when ``watch`` allows; ``busy``
-    at once while its writer streams."""
+    while its writer streams (within three polls)."""
     stack = ExitStack()
 
     def acquire() -> bool:

@@ -216,7 +216,8 @@ def test_a_retry_from_another_network_takes_over_at_once(server: LiveServer, pro
 @pytest.mark.parametrize("protocol", ["drive", "tus"])
 def test_a_live_slow_writer_is_not_preempted_by_a_duplicate(server: LiveServer, protocol: str) -> None:
     """A writer that keeps sending (slowly) is live: a duplicate of its chunk never takes
-    over (tus answers it 423 at once; a Drive duplicate waits and finds the chunk in)."""
+    over (tus answers it 423 within three writer polls; a Drive duplicate waits and finds
+    the chunk in)."""
     upload = Upload(server, protocol, os.urandom(CHUNK * 2)).create()
     raw = upload.stall(0, 1024)
     rest = upload.chunk(0)[1024:]
