@@ -51,7 +51,7 @@ class Watchdog:
     def __init__(
         self,
         on_event: Callable[[str, str], None],
-        interval: float = 0.5,
+        interval: float = 0.25,
         snapshot: Callable[[], NetworkSnapshot] = network_snapshot,
     ) -> None:
         self._on_event, self._interval, self._snapshot = on_event, interval, snapshot
