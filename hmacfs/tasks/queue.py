@@ -18,16 +18,12 @@ from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, or_,
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
+from hmacfs.db import is_postgresql
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus
 from hmacfs.tasks.counting import count_finished
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.output import discard_partial_output
-
-
-def _skip_locked(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
 
 _NO_WAL_WAIT = text("SET LOCAL synchronous_commit TO off")
 
@@ -38,7 +34,7 @@ def skip_wal_wait(session: Session) -> None:
     Crash-safe in the sense that matters: PostgreSQL may lose the last such
     commits in a crash of its own, but never applies part of one.
     """
-    if _skip_locked(session):
+    if is_postgresql(session):
         session.execute(_NO_WAL_WAIT)
 
 
@@ -241,9 +237,8 @@ def requeue_lapsed(session: Session, services: Services, now: datetime, limit: i
         .limit(limit)
         # The rows as they are now, even if this session holds older copies (the claim is Core).
         .execution_options(populate_existing=True)
+        .with_for_update(skip_locked=True)  # SQLite renders none: one writer
     )
-    if _skip_locked(session):
-        query = query.with_for_update(skip_locked=True)
     lapsed = session.scalars(query).all()
     max_attempts = services.settings.tasks.max_attempts
     for task in lapsed:
