@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 from hmacfs.errors import HmacfsError
 from hmacfs.models.status import Protocol
 from hmacfs.ports import LockBusy
-from hmacfs.uploads.service import ChecksumMismatch
+from hmacfs.uploads.engine import ChecksumMismatch
 from hmacfs.web.context import services
 
 log = logging.getLogger(__name__)
