@@ -12,11 +12,10 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID
-from hmacfs.files import NewFile, create_file_from_part
+from hmacfs.files import NewFile, blob_location, create_file_from_part
 from hmacfs.models import Blob, Bundle, File, Task
 from hmacfs.models.status import FINISHED_STATUSES
 from hmacfs.tasks import submit_task
-from hmacfs.tasks.handlers.common import blob_file_path
 
 
 def add_file(
@@ -63,7 +62,7 @@ def file_bytes(session: Session, services: Services, file_id: Any) -> bytes:
     assert file is not None
     blob = session.get(Blob, file.blob_id, populate_existing=True)
     assert blob is not None
-    return blob_file_path(services, blob).read_bytes()
+    return blob_location(services.store, blob).read_bytes()
 
 
 def submit(session: Session, services: Services, account: uuid.UUID, type: str, **parameters: Any) -> str:

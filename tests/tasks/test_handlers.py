@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from hmacfs.composition import task_handlers
 from hmacfs.container import Services
+from hmacfs.files import blob_location
 from hmacfs.models import Blob, File, Pool, Task
 from hmacfs.tasks.crypto import decrypt_stream
-from hmacfs.tasks.handlers.common import blob_file_path
 from tests.tasks.conftest import drain
 from tests.tasks.helpers import add_bundle, add_file, file_bytes, submit
 
@@ -222,7 +222,7 @@ def test_storage_migration(session: Session, services: Services, account: uuid.U
     files = [
         add_file(session, services, account, f"blob {i}".encode() * 100, pool_id=pool.id) for i in range(3)
     ]
-    old_paths = [blob_file_path(services, session.get(Blob, f.blob_id)) for f in files]  # type: ignore[arg-type]
+    old_paths = [blob_location(services.store, session.get(Blob, f.blob_id)) for f in files]  # type: ignore[arg-type]
     target = tmp_path / "alt"
     task = _run(
         session, services, account, "StorageMigration", poolId=str(pool.id), targetStoragePath=str(target)

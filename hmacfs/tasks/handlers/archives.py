@@ -20,8 +20,7 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
-from hmacfs.config import Settings
-from hmacfs.container import Services
+from hmacfs.config import Settings, TasksSettings
 from hmacfs.models import File
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.handlers.common import (
@@ -62,7 +61,7 @@ class _Source:
 def _sources(ctx: TaskContext, ids: list[Any]) -> list[_Source]:
     with ctx.services.db.sessions() as session:
         files = [owned_file(session, ctx, ident) for ident in ids]
-        paths = [file_path(session, ctx.services, file) for file in files]
+        paths = [file_path(session, ctx.services.store, file) for file in files]
     seen: set[str] = set()
     sources = []
     for file, path in zip(files, paths, strict=True):
@@ -185,8 +184,7 @@ def safe_entry_name(name: str) -> str:
 class Budget:
     """Counts what an archive expands to and stops a bomb as soon as it shows."""
 
-    def __init__(self, services: Services, archive_size: int) -> None:
-        limits = services.settings.tasks
+    def __init__(self, limits: TasksSettings, archive_size: int) -> None:
         self.max_total, self.max_ratio = limits.decompress_max_total_size, limits.decompress_max_ratio
         self.max_entries, self.archive_size = limits.decompress_max_entries, max(archive_size, 1)
         self.total = self.entries = 0
@@ -293,8 +291,8 @@ def _archive_kind(path: Path) -> str:
 def decompress(ctx: TaskContext) -> None:
     with ctx.services.db.sessions() as session:
         archive = owned_file(session, ctx, ctx.parameters["fileId"])
-        path, size = file_path(session, ctx.services, archive), archive.size
-    budget = Budget(ctx.services, size)
+        path, size = file_path(session, ctx.services.store, archive), archive.size
+    budget = Budget(ctx.services.settings.tasks, size)
     try:
         kind = _archive_kind(path)
         extracted = _zip_entries(ctx, path, budget) if kind == "zip" else _tar_entries(ctx, path, budget)

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hmacfs.container import Services
 from hmacfs.files import NewFile, blob_location, create_file_from_part
 from hmacfs.models import Blob, Bundle, File, Pool
+from hmacfs.storage import LocalBlobStore
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.handlers.relocation import copy_verified
 
@@ -106,16 +106,13 @@ def owned_file(session: Session, ctx: TaskContext, file_id: Any, *, lock: bool =
     return file
 
 
-def blob_file_path(services: Services, blob: Blob) -> Path:
-    """Where a blob's bytes are: its own ``storage_root`` (after a migration) or the store root."""
-    return blob_location(services.store, blob)
-
-
-def file_path(session: Session, services: Services, file: File) -> Path:
+def file_path(session: Session, store: LocalBlobStore, file: File) -> Path:
+    """Where a file's bytes are: its blob's own ``storage_root`` (after a migration) or the
+    store's root."""
     blob = session.get(Blob, file.blob_id)
     if blob is None:
         raise TaskError(f"file {file.id} has no stored content")
-    return blob_file_path(services, blob)
+    return blob_location(store, blob)
 
 
 class PartWriter:

@@ -65,7 +65,7 @@ def _load(ctx: TaskContext, encrypted: bool) -> tuple[File, Any]:
         file = owned_file(session, ctx, ctx.parameters["fileId"])
         if file.encrypted != encrypted:
             raise TaskError("the file is " + ("not encrypted" if encrypted else "already encrypted"))
-        return file, file_path(session, ctx.services, file)
+        return file, file_path(session, ctx.services.store, file)
 
 
 def _resumable(ctx: TaskContext, file: File, prefix: int) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def convert(ctx: TaskContext) -> None:
     pillow_format, content_type, extension = FORMATS[str(params["targetFormat"])]
     with ctx.services.db.sessions() as session:
         source = owned_file(session, ctx, params["fileId"])
-        path, source_name = file_path(session, ctx.services, source), source.name
+        path, source_name = file_path(session, ctx.services.store, source), source.name
     # Imported here: Pillow costs every worker slot ~2 MiB, and most never convert an image.
     from PIL import Image, UnidentifiedImageError
 
