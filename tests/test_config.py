@@ -171,3 +171,25 @@ def test_client_optimization_keys_work_or_are_refused(tmp_path: Path) -> None:
     refused = '[client_optimization]\nstrategy_mobile = { chunk_size = "2MB" }\n'
     [problem] = problems(write(tmp_path, refused), SECRETS)
     assert problem.startswith("client_optimization.strategy_mobile: chunk_size: refused: sizes follow")
+
+
+def test_quota_and_reservation_keys_are_checked(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, '[uploads]\nreservation_timeout = "48h"\n'), SECRETS)
+    assert found == ["uploads: reservation_timeout must be shorter than max_resumable_age"]
+    for text, key in (
+        ('[uploads]\nmax_reserved = "lots"\n', "uploads.max_reserved"),
+        ('[xep0363]\ndaily_quota = "-1MB"\n', "xep0363.daily_quota"),
+        ('[storage]\nglobal_quota = "1XB"\n', "storage.global_quota"),
+        ('[uploads]\nreservation_timeout = "0s"\n', "uploads.reservation_timeout"),
+    ):
+        found = problems(write(tmp_path, text), SECRETS)
+        assert len(found) == 1 and found[0].startswith(f"{key}:"), found
+    settings = load_settings(
+        write(tmp_path, '[uploads]\nmax_reserved = "2GB"\nreservation_timeout = "2h"\n'
+              '[xep0363]\ndaily_quota = "100MB"\n[storage]\nglobal_quota = "1TB"\n'),
+        SECRETS,
+    )  # fmt: skip
+    assert settings.uploads.max_reserved == 2 * 1024**3 and settings.uploads.reservation_timeout == timedelta(
+        hours=2
+    )
+    assert settings.xep0363.daily_quota == 100 * 1024**2 and settings.storage.global_quota == 1024**4
