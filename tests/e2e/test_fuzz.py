@@ -40,6 +40,8 @@ def _budget() -> tuple[int, int]:
     return int(os.environ.get("HMACFS_FUZZ_EXAMPLES", "8")), int(os.environ.get("HMACFS_FUZZ_SECONDS", "120"))
 
 
+# The run's own budget plus the server's start and schemathesis's last cases.
+@pytest.mark.timeout(_budget()[1] + 400)
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(
     e2e_backend: str, start_server: StartServer, tmp_path: Path
 ) -> None:

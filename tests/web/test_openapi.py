@@ -147,3 +147,16 @@ def test_fuzz_finding_a_slot_path_flask_cannot_route_is_a_documented_404(client:
     slot = document["paths"]["/upload/{slot}/{filename}"]
     assert client.put("/upload/a%0Ab/c.txt", data=b"x").status_code == 404
     assert {"404"} <= set(slot["put"]["responses"]) & set(slot["options"]["responses"])
+
+
+def test_fuzz_finding_cancelling_a_cancelled_upload_is_a_documented_410(
+    client: FlaskClient, auth: dict[str, str], app: Flask
+) -> None:
+    """Found by schemathesis (stateful phase): a second DELETE of a Drive upload is 410."""
+    from tests.web.test_tasks_file_uploads import _upload
+
+    task_id = _upload(client, auth, b"y" * 1000, "twice.bin")
+    assert client.delete(f"/api/files/upload/task/{task_id}", headers=auth).status_code == 204
+    again = client.delete(f"/api/files/upload/task/{task_id}", headers=auth)
+    assert again.status_code == 410
+    assert _matches(app, "/api/files/upload/task/{task_id}", "delete", 410, again.json) == []

@@ -222,7 +222,7 @@ OPERATIONS: Json = {
     "/task/{task_id}": {
         "delete": _op(
             "Cancel an upload and discard its bytes",
-            {"204": empty("Cancelled"), **errors(401, 404, 409)},
+            {"204": empty("Cancelled"), **errors(401, 404, 409, 410)},
             parameters=[TASK_ID],
         )
     },
