@@ -19,6 +19,13 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 _PARAM = re.compile(r"\{[^}/]+\}")
+# Path parameters that may span several segments, as their descriptions say: an XMPP
+# server issues slot directories of its own shape (ejabberd: two segments).
+_MULTI_SEGMENT = {"{slot}"}
+
+
+def _segment(match: re.Match[str]) -> str:
+    return ".+" if match.group(0) in _MULTI_SEGMENT else "[^/]+"
 
 
 @dataclass
@@ -38,7 +45,7 @@ class OpenApiCheck:
         self._templates = [
             (
                 re.compile(
-                    "^" + _PARAM.sub("[^/]+", re.escape(path).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+                    "^" + _PARAM.sub(_segment, re.escape(path).replace(r"\{", "{").replace(r"\}", "}")) + "$"
                 ),
                 path,
             )
