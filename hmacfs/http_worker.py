@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import resource
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -66,18 +67,30 @@ class HmacfsGeventWorker(GeventWorker):  # type: ignore[misc]
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
         defer_continue(req, sock)
         super().handle_request(listener_name, req, sock, addr)
-        await_next_request(req, sock, self.idle_timeout)
+        await_next_request(req, sock, self.idle_timeout, lambda: bool(self.alive))
 
 
-def await_next_request(req: Any, sock: Any, idle: float) -> None:
+_SHUTDOWN_CHECK = 1.0  # seconds between looks at "is the worker stopping?" while idle
+
+
+def await_next_request(req: Any, sock: Any, idle: float, alive: Callable[[], bool]) -> None:
     """Return once the connection has bytes of a next request; raise StopIteration (which
-    gunicorn takes as "close the connection") when it stays silent for ``idle`` seconds."""
+    gunicorn takes as "close the connection") when it stays silent for ``idle`` seconds,
+    or once ``alive()`` turns false: an idle connection does not hold a graceful
+    shutdown open (the client reconnects, to another worker)."""
     if req.unreader.buf.getbuffer().nbytes:
         return  # pipelined: the next head is already here
-    try:
-        wait_read(sock.fileno(), timeout=idle, timeout_exc=TimeoutError("idle"))
-    except TimeoutError:
-        raise StopIteration("idle keep-alive connection") from None
+    deadline = time.monotonic() + idle
+    while alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            wait_read(sock.fileno(), timeout=min(left, _SHUTDOWN_CHECK), timeout_exc=TimeoutError("idle"))
+            return
+        except TimeoutError:
+            continue
+    raise StopIteration("idle keep-alive connection")
 
 
 def defer_continue(req: Any, sock: Any) -> None:
