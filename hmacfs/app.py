@@ -17,6 +17,7 @@ from hmacfs.composition import build_services
 from hmacfs.config import Settings, load_settings
 from hmacfs.container import Services
 from hmacfs.metrics import AppMetrics, watch_pool
+from hmacfs.web.adaptive import configure_adaptive
 from hmacfs.web.cors import configure_cors
 from hmacfs.web.errors import DATABASE_UNAVAILABLE, database_unavailable, register_error_handlers
 from hmacfs.web.metrics import configure_metrics, sample_state_on_scrape
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     sample_state_on_scrape(app, metrics)
     install_rate_limits(app, app.extensions["hmacfs"])
     configure_cors(app, settings)
+    configure_adaptive(app)
     _register_blueprints(app)
     return app
 

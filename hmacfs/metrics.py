@@ -55,6 +55,8 @@ class AppMetrics:
     uploads_stale: Gauge
     # Quotas (issue 17 part 7): refusals by code (QUOTA_EXCEEDED, RESERVATION_LIMIT, ...).
     quota_refusals_total: Counter
+    # The adaptive engine (issue 14 parts 1-5 and 8): see NetworkMetrics below.
+    network: NetworkMetrics
 
 
 def _sampled(name: str, text: str, registry: CollectorRegistry) -> Gauge:
@@ -65,6 +67,7 @@ def _sampled(name: str, text: str, registry: CollectorRegistry) -> Gauge:
 def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
     """Declare every domain metric in ``registry`` (fixed label sets)."""
     return AppMetrics(
+        network=network_metrics(registry),
         uploads_started_total=Counter(
             "hmacfs_uploads_started_total", "Uploads started", ["protocol"], registry=registry
         ),
@@ -213,3 +216,85 @@ def watch_pool(engine: Engine, metrics: AppMetrics, capacity: int) -> None:
     metrics.db_pool_capacity.inc(capacity)
     event.listen(engine, "checkout", lambda *_args: metrics.db_pool_checked_out.inc())
     event.listen(engine, "checkin", lambda *_args: metrics.db_pool_checked_out.dec())
+
+
+# -- The adaptive engine (docs/adaptive.md maps each to the dual-stack seed's name) ------------
+
+_RATE_BUCKETS = tuple(float(n) for n in (16e3, 64e3, 256e3, 1e6, 4e6, 16e6, 64e6, 256e6, 1e9))
+_SECOND_BUCKETS = (0.01, 0.05, 0.25, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_CHUNK_BUCKETS = tuple(float(1024 * n) for n in (256, 512, 1024, 2048, 4096, 8192, 16384))
+_CLASS = ["network_class"]
+
+
+@dataclass(frozen=True)
+class NetworkMetrics:
+    """Per-connection measurements, the sizes chosen from them and the A/B arms."""
+
+    upload_throughput: Histogram  # arm
+    download_throughput: Histogram
+    chunk_size: Histogram  # arm: recommended on create
+    upload_latency: Histogram  # arm, outcome: seconds per body
+    bodies_total: Counter  # arm, outcome
+    range_requests_total: Counter
+    buffer_bytes_in_use: Gauge
+    buffer_size: Gauge  # the read size last chosen
+    buffer_size_changes_total: Counter
+    network_speed: Gauge  # network_class
+    network_latency: Gauge  # network_class
+    network_reliability: Gauge  # network_class
+    fallbacks_total: Counter
+    fallback_active: Gauge
+
+
+def network_metrics(registry: CollectorRegistry) -> NetworkMetrics:
+    def gauge(name: str, text: str, labels: list[str] | None = None, mode: str = "mostrecent") -> Gauge:
+        return Gauge(name, text, labels or [], registry=registry, multiprocess_mode=mode)  # type: ignore[arg-type]
+
+    return NetworkMetrics(
+        upload_throughput=Histogram(
+            "hmacfs_upload_throughput_bytes_per_second", "Goodput of each upload body", ["arm"],
+            buckets=_RATE_BUCKETS, registry=registry,
+        ),
+        download_throughput=Histogram(
+            "hmacfs_download_throughput_bytes_per_second", "Rate of each download segment sent",
+            buckets=_RATE_BUCKETS, registry=registry,
+        ),
+        chunk_size=Histogram(
+            "hmacfs_chunk_size_bytes", "Chunk size recommended on create", ["arm"],
+            buckets=_CHUNK_BUCKETS, registry=registry,
+        ),
+        upload_latency=Histogram(
+            "hmacfs_upload_body_seconds", "Seconds from the first to the last byte of an upload body",
+            ["arm", "outcome"], buckets=_SECOND_BUCKETS, registry=registry,
+        ),
+        bodies_total=Counter(
+            "hmacfs_upload_bodies_total", "Upload bodies by A/B arm and outcome (complete, short, timed_out)",
+            ["arm", "outcome"], registry=registry,
+        ),
+        range_requests_total=Counter(
+            "hmacfs_range_requests_total", "Downloads answered 206 (one or more ranges)", registry=registry
+        ),
+        buffer_bytes_in_use=gauge(
+            "hmacfs_buffer_bytes_in_use", "Body read buffers handed out, bytes (per worker, summed)",
+            mode="livesum",
+        ),
+        buffer_size=gauge("hmacfs_buffer_size_bytes", "Read size last chosen for an upload body"),
+        buffer_size_changes_total=Counter(
+            "hmacfs_buffer_size_changes_total", "Read-size changes during upload bodies", registry=registry
+        ),
+        network_speed=gauge(
+            "hmacfs_network_speed_bytes_per_second", "Last profile throughput estimate per class", _CLASS
+        ),
+        network_latency=gauge("hmacfs_network_latency_ms", "Last profile RTT estimate per class", _CLASS),
+        network_reliability=gauge(
+            "hmacfs_network_reliability", "Last profile reliability (completed/attempted) per class", _CLASS
+        ),
+        fallbacks_total=Counter(
+            "hmacfs_adaptive_fallbacks_total", "Times the adaptive arm was switched off for failing more",
+            registry=registry,
+        ),
+        fallback_active=gauge(
+            "hmacfs_adaptive_fallback_active", "1 while a worker sends every upload to the fixed arm",
+            mode="livemax",
+        ),
+    )  # fmt: skip

@@ -21,8 +21,10 @@ from gunicorn.http.unreader import SocketUnreader
 from werkzeug.exceptions import ClientDisconnected
 
 from hmacfs.errors import BadRequest
+from hmacfs.network.estimate import Outcome
 from hmacfs.storage.copying import Reader
 from hmacfs.uploads import engine
+from hmacfs.web.adaptive import measure
 from hmacfs.web.client_link import client_kind, network_class
 from hmacfs.web.context import services
 from hmacfs.web.multipart_form import FieldStream
@@ -91,6 +93,7 @@ class SocketBody:
         self._sock, self._unreader, self._reader, self._idle = sock, unreader, reader, idle
         self._watch = watch
         self._last_byte = time.monotonic()
+        self.failure: Outcome | None = None  # why the body ended early, for the measurement
 
     @classmethod
     def of(
@@ -115,6 +118,10 @@ class SocketBody:
             return cls(sock, unreader, reader, idle, watch)
         return None
 
+    @property
+    def sock(self) -> socket.socket:
+        return self._sock
+
     def readinto(self, view: memoryview) -> int:
         want: int = min(len(view), self._reader.length)
         if want <= 0:
@@ -128,19 +135,40 @@ class SocketBody:
         else:
             try:
                 got = self._receive(view[:want])
-            except OSError:  # reset, or silent for ``idle`` seconds: a short body
+            except OSError as exc:  # reset, or silent for ``idle`` seconds: a short body
+                self._failed(exc)
                 return 0
         self._reader.length -= got
         return got
 
-    def _receive(self, view: memoryview) -> int:
+    def wait_readable(self) -> bool:
+        """Wait (as a read would: ``idle``, waking the watch) until a byte of the body can
+        be read, without holding a buffer; False when the body is over, the client went
+        away or stayed silent. Takes gunicorn's read-ahead first, which also sends a
+        deferred ``100 Continue`` (``hmacfs.http_worker``), so a client waiting for it goes on."""
+        if self._reader.length <= 0:
+            return False
+        buffered = self._unreader.take_buffered()
+        if buffered:
+            self._unreader.unread(buffered)
+            return True
+        try:
+            return bool(self._receive(memoryview(bytearray(1)), socket.MSG_PEEK))
+        except OSError as exc:
+            self._failed(exc)
+            return False
+
+    def _failed(self, exc: OSError) -> None:
+        self.failure = Outcome.TIMED_OUT if isinstance(exc, TimeoutError) else Outcome.SHORT
+
+    def _receive(self, view: memoryview, flags: int = 0) -> int:
         """``recv_into`` that waits at most ``idle`` seconds since the last byte, waking
         every ``watch.poll`` to tell the watch how long it has been silent (which raises
         WriterPreempted once the client's retry has taken over)."""
         poll = self._watch.poll if self._watch is not None else None
         if self._watch is None or poll is None:
             with idle_limit(self._sock, self._idle):
-                return self._sock.recv_into(view)
+                return self._sock.recv_into(view, 0, flags)
         while True:
             silent = time.monotonic() - self._last_byte
             left = math.inf if self._idle is None else self._idle - silent
@@ -148,7 +176,7 @@ class SocketBody:
                 raise TimeoutError("silent for timeouts.body_idle")
             try:
                 with idle_limit(self._sock, min(poll, left)):
-                    got = self._sock.recv_into(view)
+                    got = self._sock.recv_into(view, 0, flags)
             except TimeoutError:
                 self._watch.silent(time.monotonic() - self._last_byte)
                 continue
@@ -167,8 +195,12 @@ def request_body(watch: engine.BodyWatch | None = None) -> Reader:
     """The raw request body as a reader: from the socket when possible, else the WSGI stream.
     Either ends early once the client has been silent for ``timeouts.body_idle`` (times
     the client's network class's ``timeout_multiplier``). The socket reader reports
-    silences to ``watch`` (see ``SocketBody.of``)."""
-    return SocketBody.of(request.environ, _body_idle(), watch) or request_stream()
+    silences to ``watch`` (see ``SocketBody.of``). A socket body is measured, and on the
+    adaptive arm read in sizes that follow its rate (``hmacfs.web.adaptive``)."""
+    body = SocketBody.of(request.environ, _body_idle(), watch)
+    if body is None:
+        return request_stream()
+    return measure(body, body.sock)
 
 
 def request_stream() -> Reader:

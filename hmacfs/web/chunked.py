@@ -12,6 +12,7 @@ its account's token (another account gets 404).
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -21,6 +22,7 @@ from hmacfs.errors import BadRequest, NotFound
 from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads import engine
+from hmacfs.web.adaptive import plan_create
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.client_link import body_watch
 from hmacfs.web.context import body_transaction, chunk_request, db_session, services
@@ -78,8 +80,15 @@ def start_session() -> tuple[Response, int]:
         raise BadRequest(
             "X-Total-Size must be positive", code="INVALID_FILE_SIZE", details={"field": "X-Total-Size"}
         )
+    plan = plan_create(account, new.chunk_size, size)
+    new = replace(new, task_id=plan.task_id, chunk_size=plan.chunk_size, client_profile_key=plan.profile_key)
     task = engine.create(db_session(), services(), new)
-    body = {"session_id": task.task_id, "chunk_size": task.chunk_size, "total_chunks": task.chunks_count}
+    body = {
+        "session_id": task.task_id,
+        "chunk_size": task.chunk_size,
+        "total_chunks": task.chunks_count,
+        "recommended_chunk_size": plan.recommendation.chunk_size,
+    }
     return jsonify(body), 201
 
 

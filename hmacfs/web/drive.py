@@ -5,6 +5,8 @@ Every call needs a JWT; another account's task answers 404.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Blueprint, Flask, Response, jsonify, request
 
 from hmacfs.auth import current_account
@@ -12,6 +14,7 @@ from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import Conflict, NotFound
 from hmacfs.models.status import Protocol
 from hmacfs.uploads import engine
+from hmacfs.web.adaptive import plan_create
 from hmacfs.web.bodies import chunk_body
 from hmacfs.web.client_link import body_watch
 from hmacfs.web.context import body_transaction, chunk_request, db_session, services
@@ -54,6 +57,8 @@ def create() -> Response:
     existing = engine.find_duplicate(session, new.sha256.lower(), account, services().clock.now())
     if existing is not None:
         return jsonify({"fileExists": True, "file": file_json(existing)})
+    plan = plan_create(account, new.chunk_size, new.file_size)
+    new = replace(new, task_id=plan.task_id, chunk_size=plan.chunk_size, client_profile_key=plan.profile_key)
     task = engine.create(session, services(), new)
     return jsonify(
         {
@@ -61,6 +66,7 @@ def create() -> Response:
             "taskId": task.task_id,
             "chunkSize": task.chunk_size,
             "chunksCount": task.chunks_count,
+            "recommendedChunkSize": plan.recommendation.chunk_size,
         }
     )
 

@@ -21,6 +21,7 @@ from hmacfs.errors import BadRequest, Forbidden, Gone, HmacfsError, LengthRequir
 from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.uploads import engine
+from hmacfs.web.adaptive import CHUNK_SIZE_HEADER, current_arm, current_recommendation, plan_create
 from hmacfs.web.bodies import request_body
 from hmacfs.web.client_link import body_watch
 from hmacfs.web.context import body_transaction, db_session, hold_through_body, services
@@ -139,13 +140,20 @@ def create() -> tuple[str, int, dict[str, str]]:
         task = engine.concatenate(session, services(), replace(new, metadata=stored), parts)
         return "", 201, {"Location": _location(task), **_state_headers(task)}
     base = _new_upload(metadata, _declared_length(), account)
-    new = replace(base, concat=None if concat is None else "partial")
+    plan = plan_create(account, None, base.file_size)
+    new = replace(
+        base,
+        concat=None if concat is None else "partial",
+        task_id=plan.task_id,
+        client_profile_key=plan.profile_key,
+    )
     task = engine.create(session, services(), new)
     if request.content_length and request.mimetype == OFFSET_STREAM:
         _patch(task, 0)
     else:
         engine.finish_if_done(session, services(), task)
-    return "", 201, {"Location": _location(task), **_state_headers(task)}
+    sizes = {CHUNK_SIZE_HEADER: str(plan.recommendation.chunk_size)}
+    return "", 201, {"Location": _location(task), **_state_headers(task), **sizes}
 
 
 def _location(task: UploadTask) -> str:
@@ -183,6 +191,8 @@ def head(upload_id: str) -> tuple[str, int, dict[str, str]]:
         headers["Upload-Concat"] = "final;" + " ".join(f"{base}/{part}" for part in stored.get("parts", []))
     elif task.concat is not None:
         headers["Upload-Concat"] = task.concat
+    _, advice = current_recommendation(optional_account(), arm=current_arm(upload_id))
+    headers[CHUNK_SIZE_HEADER] = str(advice.chunk_size)
     return "", 200, headers
 
 

@@ -1,0 +1,269 @@
+"""The adaptive engine at the request level: who the client is, which arm an upload is on,
+the sizes recommended on create and by ``GET /api/network/profile``, and recording each
+measured body into the client's profile after the request. docs/adaptive.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import re
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CollectorRegistry
+
+from hmacfs.auth import optional_account
+from hmacfs.container import Services
+from hmacfs.errors import HmacfsError
+from hmacfs.metrics import NetworkMetrics, network_metrics
+from hmacfs.network.estimate import BodyMeasurement, NetworkClass
+from hmacfs.network.keys import ClientKey
+from hmacfs.network.profiles import (
+    NetworkHint,
+    Recommendation,
+    choose_estimate,
+    estimate_of,
+    open_profile,
+    recommend,
+    record_body,
+)
+from hmacfs.network.sql import find_profile
+from hmacfs.network.strategy import Arm, Fallback, FallbackRule, arm_for
+from hmacfs.storage.buffers import BufferPool
+from hmacfs.uploads import engine
+from hmacfs.web.context import db_session, services
+from hmacfs.web.measured_body import AdaptiveBody, BodyPlan, MeasuredBody, SourceBody
+from hmacfs.web.network_header import HEADER, parse_network_header
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE_HEADER = "Hmacfs-Chunk-Size"  # tus POST/HEAD: the PATCH size the server recommends
+BUFFER_SIZE_HEADER = "Hmacfs-Buffer-Size"
+CLIENT_ID_HEADER = "Hmacfs-Client-Id"
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+_UPLOAD_ID_HEADER = "X-Upload-Session-ID"  # the chunked API names its upload in a header
+
+network_api = Blueprint("network", __name__, url_prefix="/api/network")
+
+
+@network_api.get("/profile")
+def profile() -> Response:
+    """The sizes this client should use now (``?fileSize=`` refines the seed rule)."""
+    size = request.args.get("fileSize", type=int)
+    key, recommendation = current_recommendation(optional_account(), arm=current_arm(None), file_size=size)
+    return jsonify(recommendation_json(key, recommendation))
+
+
+def recommendation_json(key: ClientKey, rec: Recommendation) -> dict[str, object]:
+    estimate = rec.estimate
+    return {
+        "chunkSize": rec.chunk_size,
+        "bufferSize": rec.buffer_size,
+        "networkClass": rec.network_class.value,
+        "clientId": key.client_id,
+        "arm": rec.arm.value,
+        "source": rec.source,
+        "estimate": {
+            "throughputBytesPerSecond": estimate.throughput,
+            "rttMs": estimate.rtt_ms,
+            "loss": estimate.loss,
+            "reliability": estimate.reliability,
+            "bodies": estimate.bodies,
+        },
+    }
+
+
+@dataclass
+class _State:
+    """Per worker process: the fallback watching both arms, and the metrics (a private
+    registry when ``[metrics] enabled`` is false, so the code path is one)."""
+
+    fallback: Fallback
+    metrics: NetworkMetrics
+
+
+def configure_adaptive(app: Flask) -> None:
+    """Install the per-process fallback, the after-request recording and the API."""
+    svc: Services = app.extensions["hmacfs"]
+    performance = svc.settings.performance
+    rule = FallbackRule(
+        window=performance.fallback_window.total_seconds(),
+        ratio=performance.fallback_ratio,
+        min_bodies=performance.fallback_min_bodies,
+        cooldown=performance.fallback_cooldown.total_seconds(),
+    )
+    metrics = svc.metrics.network if svc.metrics is not None else network_metrics(CollectorRegistry())
+    app.extensions["hmacfs.adaptive"] = _State(Fallback(rule), metrics)
+    app.teardown_request(_record_measured_body)
+    app.register_blueprint(network_api)
+
+
+def _state() -> _State:
+    found: _State = current_app.extensions["hmacfs.adaptive"]
+    return found
+
+
+def current_arm(upload_key: str | None) -> Arm:
+    """The arm of the upload ``upload_key`` (a new key: the arm a new upload would get)."""
+    performance = services().settings.performance
+    if not (performance.adaptive_buffers and performance.adaptive_uploads):
+        return Arm.FIXED
+    if not _state().fallback.adaptive_allowed(time.monotonic()):
+        _state().metrics.fallback_active.set(1)
+        return Arm.FIXED
+    _state().metrics.fallback_active.set(0)
+    if not performance.testing_mode:
+        return Arm.ADAPTIVE
+    return arm_for(upload_key or engine.new_task_id(), performance.adaptive_share)
+
+
+def client_key(account: uuid.UUID | None, hint: NetworkHint | None) -> ClientKey:
+    """The profile key: the client's own id (``Hmacfs-Client-Id``) or a hash of its
+    User-Agent and address prefix (/24, /48), and the class its hint names."""
+    given = request.headers.get(CLIENT_ID_HEADER, "").strip()
+    if not _CLIENT_ID.fullmatch(given):
+        agent = request.headers.get("User-Agent", "")
+        given = "ua-" + hashlib.sha256(f"{agent}\n{address_prefix()}".encode()).hexdigest()[:24]
+    network_class = hint.network_class if hint is not None else NetworkClass.UNKNOWN
+    return ClientKey(account, given, network_class)
+
+
+def address_prefix() -> str:
+    """The client's network: its address's /24 (IPv4) or /48 (IPv6)."""
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return "unknown"
+    bits = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
+
+def current_recommendation(
+    account: uuid.UUID | None, *, arm: Arm, file_size: int | None = None, create: bool = False
+) -> tuple[ClientKey, Recommendation]:
+    """The client's key and the sizes for ``arm``; ``create``: its profile row is made if
+    missing (an upload names it)."""
+    hint = parse_network_header(request.headers.get(HEADER))
+    key = client_key(account, hint)
+    session, now = db_session(), services().clock.now()
+    stored = open_profile(session, key, now) if create else find_profile(session, key.key)
+    behind_proxy = services().settings.server.trusted_proxy_count > 0
+    estimate, source = choose_estimate(estimate_of(stored), hint, behind_proxy=behind_proxy)
+    rec = recommend(services().settings, estimate, source, key.network_class, arm, file_size=file_size)
+    return key, rec
+
+
+@dataclass(frozen=True)
+class CreatePlan:
+    """What a create call sends to the engine: the upload's id, its chunk size (the
+    client's own, else the recommendation) and its profile."""
+
+    task_id: str
+    chunk_size: int
+    profile_key: str | None
+    recommendation: Recommendation
+
+
+def plan_create(account: uuid.UUID | None, requested: int | None, file_size: int | None) -> CreatePlan:
+    """Choose the new upload's id and arm and what to recommend; record the chunk size."""
+    task_id = engine.new_task_id()
+    arm = current_arm(task_id)
+    if not services().settings.network_resilience.enabled:
+        fixed = recommend(services().settings, estimate_of(None), "none", NetworkClass.UNKNOWN, Arm.FIXED)
+        return CreatePlan(task_id, requested or fixed.chunk_size, None, fixed)
+    key, rec = current_recommendation(account, arm=arm, file_size=file_size, create=True)
+    _state().metrics.chunk_size.labels(arm.value).observe(rec.chunk_size)
+    return CreatePlan(task_id, requested or rec.chunk_size, key.key, rec)
+
+
+def upload_key_of_request() -> str:
+    """The id of the upload this request writes to, whatever the protocol calls it."""
+    args = request.view_args or {}
+    for name in ("task_id", "upload_id"):
+        if isinstance(args.get(name), str):
+            return str(args[name])
+    return request.headers.get(_UPLOAD_ID_HEADER) or request.path
+
+
+def measure(source: SourceBody, sock: socket.socket | None) -> MeasuredBody:
+    """``source`` read through a meter (and, on the adaptive arm, an adapting read size)."""
+    svc = services()
+    performance = svc.settings.performance
+    arm = current_arm(upload_key_of_request())
+    adaptive = arm is Arm.ADAPTIVE and performance.adaptive("buffer")
+    initial = performance.max_buffer_size
+    if adaptive:
+        _, rec = current_recommendation(g.get("account_id"), arm=arm)
+        initial = rec.buffer_size
+    plan = BodyPlan(
+        expected=request.content_length,
+        initial=initial,
+        minimum=performance.min_buffer_size,
+        maximum=performance.max_buffer_size,
+        sample_kernel=svc.settings.server.trusted_proxy_count == 0,
+    )
+    body = AdaptiveBody(source, sock, plan) if adaptive else MeasuredBody(source, sock, plan)
+    g.measured_body, g.measured_arm = body, arm
+    return body
+
+
+def _record_measured_body(_exc: BaseException | None) -> None:
+    body: MeasuredBody | None = g.pop("measured_body", None)
+    if body is None:
+        return
+    measurement = body.measurement()
+    if measurement is None:
+        return
+    svc, arm = services(), g.pop("measured_arm", Arm.FIXED)
+    metrics = _state().metrics
+    outcome = measurement.outcome
+    metrics.bodies_total.labels(arm.value, outcome.value).inc()
+    metrics.upload_latency.labels(arm.value, outcome.value).observe(measurement.seconds)
+    if measurement.seconds > 0 and measurement.received:
+        metrics.upload_throughput.labels(arm.value).observe(measurement.received / measurement.seconds)
+    if isinstance(body, AdaptiveBody):
+        metrics.buffer_size.set(body.size)
+        metrics.buffer_size_changes_total.inc(body.changes)
+    _observe_pool(svc.store.buffers)
+    if _state().fallback.record(arm, outcome.value == "complete", time.monotonic()):
+        metrics.fallbacks_total.inc()
+        metrics.fallback_active.set(1)
+    _save(measurement)
+
+
+def _observe_pool(pool: BufferPool | None) -> None:
+    if pool is not None:
+        _state().metrics.buffer_bytes_in_use.set(pool.in_use)
+
+
+def _save(measurement: BodyMeasurement) -> None:
+    """Fold the body into the profile in its own transaction (the request's is over, and
+    a failed body's request was rolled back)."""
+    svc = services()
+    if not svc.settings.network_resilience.enabled:
+        return
+    try:
+        hint = parse_network_header(request.headers.get(HEADER))
+    except HmacfsError:  # a bad hint was already answered 400; measure without it
+        hint = None
+    key = client_key(g.get("account_id"), hint)
+    try:
+        with svc.db.sessions() as session, session.begin():
+            estimate = record_body(
+                session, key, measurement, svc.clock.now(), prefix=address_prefix(),
+                history=svc.settings.performance.performance_history_samples,
+            )  # fmt: skip
+    except Exception:  # a lost measurement must not fail the upload (database down, ...)
+        log.warning("could not record the body's measurement for %s", key.key, exc_info=True)
+        return
+    metrics, label = _state().metrics, key.network_class.value
+    if estimate.throughput is not None:
+        metrics.network_speed.labels(label).set(estimate.throughput)
+    if estimate.rtt_ms is not None:
+        metrics.network_latency.labels(label).set(estimate.rtt_ms)
+    metrics.network_reliability.labels(label).set(estimate.reliability)

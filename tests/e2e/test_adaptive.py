@@ -1,0 +1,109 @@
+"""A slow, lossy client is recommended a smaller chunk and read buffer than a fast one.
+
+The real gunicorn+gevent server. The fast client talks to it directly on
+loopback; the slow one goes through a user-space relay (tests/relay.py) that
+limits it to 256 KiB/s and cuts two of its chunks half-way. Each body is
+measured by the server (TCP_INFO and goodput) and folded into the client's
+profile; GET /api/network/profile then answers from the profiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import bearer
+from tests.e2e.conftest import StartServer
+from tests.live import LiveServer
+from tests.relay import Relay
+
+pytestmark = pytest.mark.e2e
+
+KIB, MIB = 1024, 1024 * 1024
+API = "/api/files/upload"
+
+
+@pytest.fixture(scope="module")
+def server(start_server: StartServer) -> LiveServer:
+    return start_server(uploads={"min_chunk_size": "64KB"}, timeouts={"body_idle": "5s"})
+
+
+def _create(base: str, headers: dict[str, str], data: bytes, chunk: int) -> str:
+    body = {"fileName": "f.bin", "fileSize": len(data), "contentType": "application/octet-stream",
+            "chunkSize": chunk, "hash": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    answer = requests.post(f"{base}{API}/create", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    task_id: str = answer.json()["taskId"]
+    return task_id
+
+
+def _send(base: str, headers: dict[str, str], task_id: str, index: int, data: bytes) -> Any:
+    chunk_headers = {**headers, "Content-Type": "application/octet-stream"}
+    return requests.post(f"{base}{API}/chunk/{task_id}/{index}", data=data, headers=chunk_headers, timeout=60)
+
+
+def _profile(base: str, headers: dict[str, str]) -> dict[str, Any]:
+    answer = requests.get(f"{base}/api/network/profile", headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def _cut_half_way(relay: Relay, headers: dict[str, str], task_id: str, index: int, data: bytes) -> None:
+    """Send a chunk and cut the link when about half of it went (at the relay's rate)."""
+    timer = threading.Timer(len(data) / 2 / (relay.rate or 1), relay.cut)
+    timer.start()
+    try:
+        with pytest.raises(requests.RequestException):
+            answer = _send(relay.url, headers, task_id, index, data)
+            answer.raise_for_status()
+    finally:
+        timer.cancel()
+
+
+def test_the_slow_lossy_client_gets_smaller_chunks_and_buffers(server: LiveServer) -> None:
+    account = bearer(uuid.uuid4())
+    fast = {**account, "Hmacfs-Client-Id": "desk"}
+    slow = {**account, "Hmacfs-Client-Id": "phone"}
+    chunk = 512 * KIB
+    data = os.urandom(8 * chunk)
+
+    task = _create(server.url, fast, data, chunk)
+    for index in range(8):
+        assert (
+            _send(server.url, fast, task, index, data[index * chunk : (index + 1) * chunk]).status_code == 200
+        )
+
+    relay = Relay(server.port, rate=256 * KIB)
+    try:
+        task = _create(relay.url, slow, data, chunk)
+        piece = data[:chunk]
+        for index in range(2):
+            _cut_half_way(relay, slow, task, index, piece)
+        for index in range(3):
+            assert (
+                _send(relay.url, slow, task, index, data[index * chunk : (index + 1) * chunk]).status_code
+                == 200
+            )
+        deadline = time.monotonic() + 10  # the cut bodies are recorded when the server notices
+        while _profile(relay.url, slow)["estimate"]["bodies"] < 4.5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        slow_profile = _profile(relay.url, slow)
+    finally:
+        relay.close()
+    fast_profile = _profile(server.url, fast)
+
+    assert fast_profile["source"] == slow_profile["source"] == "measured"
+    assert slow_profile["estimate"]["reliability"] < 0.8 < fast_profile["estimate"]["reliability"]
+    assert slow_profile["estimate"]["throughputBytesPerSecond"] < 400 * KIB
+    assert fast_profile["estimate"]["throughputBytesPerSecond"] > 4 * MIB
+    assert slow_profile["chunkSize"] < fast_profile["chunkSize"]
+    assert slow_profile["bufferSize"] < fast_profile["bufferSize"]
+    assert slow_profile["bufferSize"] <= 64 * KIB and fast_profile["bufferSize"] >= 256 * KIB
