@@ -41,11 +41,12 @@ def find_profile(session: Session, key: str) -> ClientProfile | None:
 
 
 def lock_profile(session: Session, key: str) -> ClientProfile | None:
-    """The profile, locked until the transaction ends (PostgreSQL), freshly read."""
+    """The profile, locked until the transaction ends (PostgreSQL ``FOR NO KEY UPDATE``: an
+    upload referring to it, even uncommitted, does not block it), freshly read."""
     return session.scalar(
         select(ClientProfile)
         .where(ClientProfile.key == key)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
 

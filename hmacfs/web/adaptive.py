@@ -12,16 +12,18 @@ import re
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session
 
 from hmacfs.auth import optional_account
 from hmacfs.container import Services
 from hmacfs.errors import HmacfsError
 from hmacfs.metrics import NetworkMetrics, network_metrics
-from hmacfs.network.estimate import BodyMeasurement, NetworkClass
+from hmacfs.network.estimate import UNMEASURED, BodyMeasurement, LinkEstimate, NetworkClass, Outcome
 from hmacfs.network.keys import ClientKey
 from hmacfs.network.profiles import (
     NetworkHint,
@@ -32,6 +34,7 @@ from hmacfs.network.profiles import (
     recommend,
     record_body,
 )
+from hmacfs.network.sizing import recommend_buffer_size
 from hmacfs.network.sql import find_profile
 from hmacfs.network.strategy import Arm, Fallback, FallbackRule, arm_for
 from hmacfs.storage.buffers import BufferPool
@@ -85,6 +88,8 @@ class _State:
 
     fallback: Fallback
     metrics: NetworkMetrics
+    held: deque[_Held] = field(default_factory=lambda: deque(maxlen=1000))  # SQLite's failed bodies
+    estimates: OrderedDict[str, LinkEstimate] = field(default_factory=OrderedDict)  # by profile key
 
 
 def configure_adaptive(app: Flask) -> None:
@@ -99,6 +104,7 @@ def configure_adaptive(app: Flask) -> None:
     )
     metrics = svc.metrics.network if svc.metrics is not None else network_metrics(CollectorRegistry())
     app.extensions["hmacfs.adaptive"] = _State(Fallback(rule), metrics)
+    app.after_request(_record_in_request)  # runs before the request boundary's commit
     app.teardown_request(_record_measured_body)
     app.register_blueprint(network_api)
 
@@ -153,6 +159,8 @@ def current_recommendation(
     session, now = db_session(), services().clock.now()
     stored = open_profile(session, key, now) if create else find_profile(session, key.key)
     behind_proxy = services().settings.server.trusted_proxy_count > 0
+    if stored is not None and stored.samples:
+        _remember(key.key, estimate_of(stored))
     estimate, source = choose_estimate(estimate_of(stored), hint, behind_proxy=behind_proxy)
     rec = recommend(services().settings, estimate, source, key.network_class, arm, file_size=file_size)
     return key, rec
@@ -198,8 +206,7 @@ def measure(source: SourceBody, sock: socket.socket | None) -> MeasuredBody:
     adaptive = arm is Arm.ADAPTIVE and performance.adaptive("buffer")
     initial = performance.max_buffer_size
     if adaptive:
-        _, rec = current_recommendation(g.get("account_id"), arm=arm)
-        initial = rec.buffer_size
+        initial = _starting_buffer(performance.min_buffer_size, performance.max_buffer_size)
     plan = BodyPlan(
         expected=request.content_length,
         initial=initial,
@@ -212,38 +219,59 @@ def measure(source: SourceBody, sock: socket.socket | None) -> MeasuredBody:
     return body
 
 
+def _starting_buffer(minimum: int, maximum: int) -> int:
+    """The read size a body starts with: from this worker's cache of the client's estimate.
+
+    Deliberately no database read here: on SQLite a read before the body would keep a
+    read transaction open while the body streams, blocking every other writer; and
+    on PostgreSQL it would cost a round trip per chunk. A miss starts at 64 KiB and
+    the body's own rate takes over within its first blocks."""
+    try:
+        hint = parse_network_header(request.headers.get(HEADER))
+    except HmacfsError:
+        hint = None
+    known = _state().estimates.get(client_key(g.get("account_id"), hint).key, UNMEASURED)
+    return recommend_buffer_size(known, minimum, maximum)
+
+
+def _remember(key: str, estimate: LinkEstimate) -> None:
+    estimates = _state().estimates
+    estimates[key] = estimate
+    estimates.move_to_end(key)
+    while len(estimates) > _REMEMBERED:
+        estimates.popitem(last=False)
+
+
+_REMEMBERED = 10_000  # client estimates cached per worker
+
+
+def _record_in_request(response: Response) -> Response:
+    """SQLite: a successful request folds its body (and bodies held from failed requests)
+    into the profile inside its own transaction, under a savepoint. PostgreSQL waits for
+    the teardown: the request's uncommitted rows may hold a key-share lock on the
+    profile (upload_tasks.client_profile_key), which a second transaction would wait on."""
+    if response.status_code < 400 and "measured_body" in g and not services().db.is_postgresql:
+        _finish_body(in_request=True)
+    return response
+
+
 def _record_measured_body(_exc: BaseException | None) -> None:
+    _finish_body(in_request=False)
+
+
+@dataclass(frozen=True)
+class _Held:
+    client: ClientKey
+    measurement: BodyMeasurement
+    prefix: str
+
+
+def _finish_body(*, in_request: bool) -> None:
     body: MeasuredBody | None = g.pop("measured_body", None)
-    if body is None:
+    measurement = None if body is None else body.measurement()
+    if body is None or measurement is None:
         return
-    measurement = body.measurement()
-    if measurement is None:
-        return
-    svc, arm = services(), g.pop("measured_arm", Arm.FIXED)
-    metrics = _state().metrics
-    outcome = measurement.outcome
-    metrics.bodies_total.labels(arm.value, outcome.value).inc()
-    metrics.upload_latency.labels(arm.value, outcome.value).observe(measurement.seconds)
-    if measurement.seconds > 0 and measurement.received:
-        metrics.upload_throughput.labels(arm.value).observe(measurement.received / measurement.seconds)
-    if isinstance(body, AdaptiveBody):
-        metrics.buffer_size.set(body.size)
-        metrics.buffer_size_changes_total.inc(body.changes)
-    _observe_pool(svc.store.buffers)
-    if _state().fallback.record(arm, outcome.value == "complete", time.monotonic()):
-        metrics.fallbacks_total.inc()
-        metrics.fallback_active.set(1)
-    _save(measurement)
-
-
-def _observe_pool(pool: BufferPool | None) -> None:
-    if pool is not None:
-        _state().metrics.buffer_bytes_in_use.set(pool.in_use)
-
-
-def _save(measurement: BodyMeasurement) -> None:
-    """Fold the body into the profile in its own transaction (the request's is over, and
-    a failed body's request was rolled back)."""
+    _count(body, measurement, g.pop("measured_arm", Arm.FIXED))
     svc = services()
     if not svc.settings.network_resilience.enabled:
         return
@@ -251,19 +279,68 @@ def _save(measurement: BodyMeasurement) -> None:
         hint = parse_network_header(request.headers.get(HEADER))
     except HmacfsError:  # a bad hint was already answered 400; measure without it
         hint = None
-    key = client_key(g.get("account_id"), hint)
+    held = _Held(client_key(g.get("account_id"), hint), measurement, address_prefix())
+    state = _state()
+    if svc.db.is_postgresql:
+        _save([held], in_request=False)
+    elif in_request:
+        pending = [*state.held, held]
+        state.held.clear()
+        _save(pending, in_request=True)
+    else:
+        # SQLite has one writer, and another request may be streaming a body inside its
+        # write transaction: a failed body waits for the next successful request.
+        state.held.append(held)
+
+
+def _count(body: MeasuredBody, measurement: BodyMeasurement, arm: Arm) -> None:
+    metrics, outcome = _state().metrics, measurement.outcome
+    metrics.bodies_total.labels(arm.value, outcome.value).inc()
+    metrics.upload_latency.labels(arm.value, outcome.value).observe(measurement.seconds)
+    if measurement.seconds > 0 and measurement.received:
+        metrics.upload_throughput.labels(arm.value).observe(measurement.received / measurement.seconds)
+    if isinstance(body, AdaptiveBody):
+        metrics.buffer_size.set(body.size)
+        metrics.buffer_size_changes_total.inc(body.changes)
+    _observe_pool(services().store.buffers)
+    if _state().fallback.record(arm, outcome is Outcome.COMPLETE, time.monotonic()):
+        metrics.fallbacks_total.inc()
+        metrics.fallback_active.set(1)
+
+
+def _observe_pool(pool: BufferPool | None) -> None:
+    if pool is not None:
+        _state().metrics.buffer_bytes_in_use.set(pool.in_use)
+
+
+def _save(bodies: list[_Held], *, in_request: bool) -> None:
+    """Fold ``bodies`` into their profiles: in a transaction of their own (PostgreSQL: the
+    request's is over, and a failed body's request was rolled back), or under a
+    savepoint of the request's (SQLite). A failure is logged: a lost measurement
+    must not fail the upload."""
+    svc = services()
+    history = svc.settings.performance.performance_history_samples
     try:
-        with svc.db.sessions() as session, session.begin():
-            estimate = record_body(
-                session, key, measurement, svc.clock.now(), prefix=address_prefix(),
-                history=svc.settings.performance.performance_history_samples,
-            )  # fmt: skip
-    except Exception:  # a lost measurement must not fail the upload (database down, ...)
-        log.warning("could not record the body's measurement for %s", key.key, exc_info=True)
+        if in_request:
+            with db_session().begin_nested() as nested:
+                estimates = [_fold(nested.session, held, history) for held in bodies]
+        else:
+            with svc.db.sessions() as session, session.begin():
+                estimates = [_fold(session, held, history) for held in bodies]
+    except Exception:  # database down, ...
+        log.warning("could not record %d body measurement(s)", len(bodies), exc_info=True)
         return
-    metrics, label = _state().metrics, key.network_class.value
-    if estimate.throughput is not None:
-        metrics.network_speed.labels(label).set(estimate.throughput)
-    if estimate.rtt_ms is not None:
-        metrics.network_latency.labels(label).set(estimate.rtt_ms)
-    metrics.network_reliability.labels(label).set(estimate.reliability)
+    metrics = _state().metrics
+    for held, estimate in zip(bodies, estimates, strict=True):
+        _remember(held.client.key, estimate)
+        label = held.client.network_class.value
+        if estimate.throughput is not None:
+            metrics.network_speed.labels(label).set(estimate.throughput)
+        if estimate.rtt_ms is not None:
+            metrics.network_latency.labels(label).set(estimate.rtt_ms)
+        metrics.network_reliability.labels(label).set(estimate.reliability)
+
+
+def _fold(session: Session, held: _Held, history: int) -> LinkEstimate:
+    now = services().clock.now()
+    return record_body(session, held.client, held.measurement, now, prefix=held.prefix, history=history)

@@ -3,6 +3,7 @@ requests, ranges, and the body (kernel sendfile, read loop or X-Accel-Redirect).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,6 +124,8 @@ def _body_response(
         segments, suffix = _multipart_segments(ranges, download, boundary)
         content_type = f"multipart/byteranges; boundary={boundary}"
         status = 206
+    if status == 206 and metrics is not None:
+        metrics.network.range_requests_total.inc()
     length = sum(len(s.prefix) + s.length for s in segments) + len(suffix)
     if not download.path.is_file():  # collected after the lookup: gone, not a crash
         raise NotFound("no such file")
@@ -158,6 +161,18 @@ def _multipart_segments(
 
 
 def _counter(metrics: AppMetrics | None) -> Callable[[int], None]:
+    """Count each sent segment's bytes, and its rate since the response was built."""
     if metrics is None:
         return lambda _n: None
-    return metrics.download_bytes_total.inc
+    started = time.monotonic()
+
+    def sent(count: int) -> None:
+        metrics.download_bytes_total.inc(count)
+        seconds = time.monotonic() - started
+        if count >= _RATE_AFTER and seconds > 0:
+            metrics.network.download_throughput.observe(count / seconds)
+
+    return sent
+
+
+_RATE_AFTER = 64 * 1024  # smaller segments say more about latency than rate

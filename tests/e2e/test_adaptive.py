@@ -21,6 +21,7 @@ import requests
 
 from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
+from tests.e2e.test_xep0363 import SECRET, put
 from tests.live import LiveServer
 from tests.relay import Relay
 
@@ -32,7 +33,9 @@ API = "/api/files/upload"
 
 @pytest.fixture(scope="module")
 def server(start_server: StartServer) -> LiveServer:
-    return start_server(uploads={"min_chunk_size": "64KB"}, timeouts={"body_idle": "5s"})
+    return start_server(
+        uploads={"min_chunk_size": "64KB"}, timeouts={"body_idle": "5s"}, security={"secret": SECRET}
+    )
 
 
 def _create(base: str, headers: dict[str, str], data: bytes, chunk: int) -> str:
@@ -107,3 +110,24 @@ def test_the_slow_lossy_client_gets_smaller_chunks_and_buffers(server: LiveServe
     assert slow_profile["chunkSize"] < fast_profile["chunkSize"]
     assert slow_profile["bufferSize"] < fast_profile["bufferSize"]
     assert slow_profile["bufferSize"] <= 64 * KIB and fast_profile["bufferSize"] >= 256 * KIB
+
+
+def _metric(text: str, name: str) -> float:
+    """The sum of every sample of ``name`` (all label sets) in a /metrics answer."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_bodies_ranges_and_buffers_are_in_metrics(server: LiveServer) -> None:
+    body = os.urandom(3 * MIB)
+    assert put(server, "metrics/one.bin", body).status_code == 201
+    url = f"{server.url}/upload/metrics/one.bin"
+    assert requests.get(url, headers={"Range": "bytes=0-99"}, timeout=10).status_code == 206
+    assert requests.get(url, timeout=10).content == body
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    assert _metric(text, 'hmacfs_upload_bodies_total{arm="adaptive",outcome="complete"}') >= 1
+    assert _metric(text, 'hmacfs_upload_throughput_bytes_per_second_count{arm="adaptive"}') >= 1
+    assert _metric(text, "hmacfs_range_requests_total") >= 1
+    assert _metric(text, "hmacfs_download_throughput_bytes_per_second_count") >= 1
+    assert _metric(text, "hmacfs_buffer_size_changes_total") >= 1  # 64 KiB at first, then faster
+    assert _metric(text, 'hmacfs_network_reliability{network_class="unknown"}') > 0
+    assert "hmacfs_buffer_bytes_in_use" in text
