@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from hmacfs import __version__
 from hmacfs.config import Settings
-from hmacfs.web.api_spec import bundles, chunked, components, drive, files, quotas, service, tasks, tus
+from hmacfs.web.api_spec import (
+    bundles,
+    chunked,
+    components,
+    drive,
+    files,
+    network,
+    quotas,
+    service,
+    tasks,
+    tus,
+)
 from hmacfs.web.api_spec.components import Json
 
 DESCRIPTION = """\
@@ -32,6 +43,7 @@ def build_document(settings: Settings) -> Json:
             **tasks.paths(),
             **bundles.paths(),
             **quotas.paths(),
+            **network.paths(),
         },
         "components": {
             "securitySchemes": components.SECURITY_SCHEMES,
@@ -43,6 +55,7 @@ def build_document(settings: Settings) -> Json:
                 **tasks.SCHEMAS,
                 **bundles.SCHEMAS,
                 **quotas.SCHEMAS,
+                **network.SCHEMAS,
                 **service.SCHEMAS,
             },
         },
