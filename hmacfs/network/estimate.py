@@ -67,7 +67,7 @@ class LinkEstimate:
 UNMEASURED = LinkEstimate(throughput=None, rtt_ms=None, loss=0.0, reliability=1.0)
 
 _MIN_BYTES_FOR_RATE = 64 * 1024  # smaller bodies say more about latency than rate
-_MIN_SECONDS_FOR_RATE = 0.005
+_MIN_SECONDS_FOR_RATE = 0.0005  # a 512 KiB chunk on loopback arrives in about a millisecond
 
 
 def goodput(received: int, seconds: float) -> float | None:

@@ -104,17 +104,25 @@ def recommend(
     file_size: int | None = None,
 ) -> Recommendation:
     """The chunk and starting buffer size for ``arm``: the fixed arm (and each adaptive
-    part whose strategy is ``fixed``) gets the configured sizes."""
+    part whose strategy is ``fixed``) gets the configured sizes; the adaptive arm's are
+    bounded by the client's class in ``[network_interfaces]``."""
     uploads, performance = settings.uploads, settings.performance
     chunk, buffer = uploads.chunk_size, performance.max_buffer_size
+    # [network_interfaces]: a named class's sizes are its starting chunk size and the upper
+    # bounds of both rules; "unknown" is no class, so it bounds nothing.
+    tuning = None if network_class is NetworkClass.UNKNOWN else settings.network_interfaces.of(network_class)
     if arm is Arm.ADAPTIVE and performance.adaptive("chunk"):
+        low, high = uploads.min_chunk_size, uploads.max_chunk_size
         rule = ChunkRule(
-            uploads.chunk_size, uploads.min_chunk_size, uploads.max_chunk_size,
-            performance.chunk_target_time.total_seconds(),
+            uploads.chunk_size if tuning is None else max(low, min(high, tuning.chunk_size)), low, high,
+            performance.chunk_target_time.total_seconds(), None if tuning is None else tuning.chunk_size,
         )  # fmt: skip
         chunk = recommend_chunk_size(estimate, rule, file_size)
     if arm is Arm.ADAPTIVE and performance.adaptive("buffer"):
-        buffer = recommend_buffer_size(estimate, performance.min_buffer_size, performance.max_buffer_size)
+        buffer = recommend_buffer_size(
+            estimate, performance.min_buffer_size, performance.max_buffer_size,
+            None if tuning is None else tuning.buffer_size,
+        )  # fmt: skip
     return Recommendation(chunk, buffer, network_class, estimate, source, arm)
 
 

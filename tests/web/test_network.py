@@ -24,6 +24,7 @@ from tests.web.test_tus import create as tus_create
 LTE = {"Hmacfs-Network": "type=lte; downlink=8; rtt=60", "Hmacfs-Client-Id": "phone-7"}
 MIB = 1024 * 1024
 EIGHT_SECONDS_AT_8_MBIT = 8_000_000 - 8_000_000 % (64 * 1024)
+LTE_CHUNK = 2 * MIB  # [network_interfaces] lte.chunk_size bounds the 8 s at 8 Mbit/s
 
 
 def test_the_header_codec() -> None:
@@ -42,7 +43,7 @@ def test_the_profile_endpoint_sizes_by_the_hint_of_a_new_client(client: FlaskCli
     assert answer.status_code == 200
     body = answer.get_json()
     assert body["networkClass"] == "lte" and body["source"] == "hint" and body["clientId"] == "phone-7"
-    assert body["chunkSize"] == EIGHT_SECONDS_AT_8_MBIT
+    assert body["chunkSize"] == LTE_CHUNK < EIGHT_SECONDS_AT_8_MBIT
     assert body["bufferSize"] == 32 * 1024
     assert body["estimate"]["rttMs"] == 60.0 and body["arm"] == "adaptive"
     unknown = client.get("/api/network/profile").get_json()
@@ -66,24 +67,24 @@ def test_drive_create_uses_the_recommendation_unless_the_client_chose(
     client: FlaskClient, auth: dict[str, str], session: Session, account: uuid.UUID
 ) -> None:
     chosen = _drive(client, auth).get_json()
-    assert chosen["chunkSize"] == EIGHT_SECONDS_AT_8_MBIT == chosen["recommendedChunkSize"]
+    assert chosen["chunkSize"] == LTE_CHUNK == chosen["recommendedChunkSize"]
     task = session.query(UploadTask).filter_by(task_id=chosen["taskId"]).one()
     assert task.client_profile_key == f"{account}:phone-7:lte"
     assert session.get(ClientProfile, task.client_profile_key) is not None
     own = _drive(client, auth, chunkSize=MIB).get_json()
-    assert own["chunkSize"] == MIB and own["recommendedChunkSize"] == EIGHT_SECONDS_AT_8_MBIT
+    assert own["chunkSize"] == MIB and own["recommendedChunkSize"] == LTE_CHUNK
 
 
 def test_chunked_and_tus_creates_return_the_recommendation(client: FlaskClient, auth: dict[str, str]) -> None:
     started = client.post(
         "/upload/chunked", headers={**auth, **LTE, "X-Filename": "a.bin", "X-Total-Size": str(50 * MIB)}
     )
-    assert started.status_code == 201 and started.get_json()["chunk_size"] == EIGHT_SECONDS_AT_8_MBIT
+    assert started.status_code == 201 and started.get_json()["chunk_size"] == LTE_CHUNK
     created = tus_create(client, auth, 50 * MIB, **LTE)
     assert created.status_code == 201
-    assert created.headers["Hmacfs-Chunk-Size"] == str(EIGHT_SECONDS_AT_8_MBIT)
+    assert created.headers["Hmacfs-Chunk-Size"] == str(LTE_CHUNK)
     head = client.head(path_of(created), headers={**TUS, **auth, **LTE})
-    assert head.headers["Hmacfs-Chunk-Size"] == str(EIGHT_SECONDS_AT_8_MBIT)
+    assert head.headers["Hmacfs-Chunk-Size"] == str(LTE_CHUNK)
 
 
 @pytest.mark.parametrize(
@@ -107,3 +108,9 @@ def test_adaptive_downloads_is_refused_at_start_up_saying_why(tmp_path: Path) ->
         make_settings(tmp_path, performance={"adaptive_downloads": True})
     with pytest.raises(ValueError, match="max_buffer_memory"):
         make_settings(tmp_path, performance={"max_buffer_memory": "2MB"})
+
+
+def test_a_wifi_class_is_bounded_by_its_network_interfaces_sizes(client: FlaskClient) -> None:
+    fast_wifi = {"Hmacfs-Network": "type=wifi; downlink=400", "Hmacfs-Client-Id": "laptop"}
+    body = client.get("/api/network/profile", headers=fast_wifi).get_json()
+    assert body["chunkSize"] == 5 * MIB and body["bufferSize"] == 512 * 1024  # [network_interfaces] wifi

@@ -24,7 +24,14 @@ _SESSION = header_param("X-Upload-Session-ID", "The session id from the opening 
 _SESSION_QUERY = query_param("session_id", "The session id, when the header is not sent")
 
 SCHEMAS: Json = {
-    "ChunkedSession": obj({"session_id": STRING, "chunk_size": INTEGER, "total_chunks": INTEGER}),
+    "ChunkedSession": obj(
+        {
+            "session_id": STRING,
+            "chunk_size": INTEGER,
+            "total_chunks": INTEGER,
+            "recommended_chunk_size": INTEGER,
+        }
+    ),
     "ChunkedChunk": obj(
         {
             "success": BOOLEAN,

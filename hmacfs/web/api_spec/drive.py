@@ -92,8 +92,12 @@ SCHEMAS: Json = {
                 {
                     "fileExists": {"const": False},
                     "taskId": STRING,
-                    "chunkSize": INTEGER,
+                    "chunkSize": {
+                        **INTEGER,
+                        "description": "the client's chunkSize, else the recommendation",
+                    },
                     "chunksCount": INTEGER,
+                    "recommendedChunkSize": {**INTEGER, "description": "docs/adaptive.md"},
                 }
             ),
         ]

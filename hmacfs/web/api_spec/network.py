@@ -51,9 +51,7 @@ OPERATIONS: Json = {
             "tags": [TAG],
             "summary": "The chunk and buffer size recommended to this client now, and why",
             "parameters": [
-                query_param(
-                    "fileSize", "The file size, bytes (refines unmeasured links)", INTEGER
-                ),
+                query_param("fileSize", "The file size, bytes (refines unmeasured links)", INTEGER),
                 header_param("Hmacfs-Network", "The client's network: type=lte; downlink=8.5; rtt=60"),
                 header_param("Hmacfs-Client-Id", "The client's own stable id (1-64 of A-Za-z0-9._~-)"),
             ],

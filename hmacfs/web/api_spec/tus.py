@@ -18,6 +18,7 @@ _RESUMABLE = header_param(
     "Tus-Resumable", "Protocol version", {"type": "string", "const": "1.0.0"}, required=True
 )
 _ID = path_param("upload_id", "The upload's id (the last segment of Location)")
+_CHUNK_ADVICE = header("Bytes per PATCH the server recommends to this client now (docs/adaptive.md)", INTEGER)
 _OFFSET = header("Bytes stored so far", INTEGER, required=True)
 _EXPIRES = header("When an unfinished upload expires (RFC 7231 date)")
 _ANSWER_RESUMABLE = header("Protocol version: 1.0.0", required=True)
@@ -68,6 +69,7 @@ OPERATIONS: Json = {
                         "Upload-Offset": _OFFSET,
                         "Upload-Expires": _EXPIRES,
                         "Tus-Resumable": _ANSWER_RESUMABLE,
+                        "Hmacfs-Chunk-Size": _CHUNK_ADVICE,
                     },
                 ),
                 **errors(*_TUS_ERRORS),
@@ -110,6 +112,7 @@ OPERATIONS: Json = {
                         "Upload-Concat": header("partial, or final;<urls>"),
                         "Upload-Expires": _EXPIRES,
                         "Tus-Resumable": _ANSWER_RESUMABLE,
+                        "Hmacfs-Chunk-Size": _CHUNK_ADVICE,
                     },
                 ),
                 "404": empty("No such upload"),
