@@ -65,9 +65,10 @@ def problem(description: str) -> Json:
 
 
 def errors(*statuses: int) -> Json:
-    """The problem responses of ``statuses``, plus what any operation may answer: 429
-    (rate limits) and 503 (the database unavailable)."""
-    answers = {str(status): problem(ERROR_MEANINGS[status]) for status in sorted({*statuses, 429, 503})}
+    """The problem responses of ``statuses``, plus what any operation may answer: 400 (a
+    NUL or other forbidden character in the path, query or headers, refused before any
+    handler), 429 (rate limits) and 503 (the database unavailable)."""
+    answers = {str(status): problem(ERROR_MEANINGS[status]) for status in sorted({*statuses, 400, 429, 503})}
     if "400" in answers:
         # A request gunicorn cannot parse (a broken chunked body, a bad header) is answered
         # by gunicorn itself, before the app, with a small HTML page.

@@ -97,6 +97,7 @@ OPERATIONS: Json = {
             "security": PUBLIC,
             "responses": {
                 "200": json_body(ref("Readiness")),
+                **_GUARDED,
                 "503": json_body(ref("Readiness"), "Something failed; `failed` names it"),
             },
         }
