@@ -37,7 +37,7 @@ def test_unreliable_and_lossy_links_get_smaller_chunks() -> None:
     steady = LinkEstimate(throughput=1 * MIB, rtt_ms=60.0, loss=0.0, reliability=1.0, bodies=5)
     cut = LinkEstimate(throughput=1 * MIB, rtt_ms=60.0, loss=0.0, reliability=0.5, bodies=5)
     lossy = LinkEstimate(throughput=1 * MIB, rtt_ms=60.0, loss=0.03, reliability=1.0, bodies=5)
-    assert recommend_chunk_size(cut, RULE) == 2 * MIB  # a quarter of the time
+    assert recommend_chunk_size(cut, RULE) == 512 * KIB  # a sixteenth of the time
     assert recommend_chunk_size(lossy, RULE) < recommend_chunk_size(steady, RULE)
     trickle = LinkEstimate(throughput=2 * KIB, rtt_ms=600.0, loss=0.1, reliability=0.2, bodies=5)
     assert recommend_chunk_size(trickle, RULE) == RULE.minimum
