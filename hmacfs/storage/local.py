@@ -61,6 +61,9 @@ class StoredBlob:
     created: bool
 
 
+WHOLE_IN_MEMORY = 64 * 1024  # bodies read whole before their file is created (receive)
+
+
 class LocalBlobStore:
     def __init__(
         self,
@@ -285,8 +288,10 @@ class LocalBlobStore:
 
         A body that fits one buffer is read first and then created, written and
         fsynced in one thread hop: creating a file waits on the file-system
-        journal, which would stall every other request of a gevent worker."""
-        if length <= self.buffer_size:
+        journal, which would stall every other request of a gevent worker. Only up to
+        ``WHOLE_IN_MEMORY``: that buffer is outside the budgeted pool, and a thousand
+        slow 1 MiB PUTs would each hold their whole body."""
+        if length <= min(self.buffer_size, WHOLE_IN_MEMORY):
             data = read_exactly(read, length)
             offload(self._write_new, self.part_path(part), data)
             return WrittenRange(0, length, hashlib.sha256(data).hexdigest())

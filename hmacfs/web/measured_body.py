@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hmacfs.network.estimate import BodyMeasurement, Outcome
-from hmacfs.network.sizing import buffer_for_rate
+from hmacfs.network.sizing import TRICKLE_BUFFER, buffer_for_rate
 from hmacfs.network.tcp_info import TcpSample, read_tcp_info
 
 SAMPLE_EVERY = 4 * 1024 * 1024  # bytes between TCP_INFO samples inside a body
@@ -118,8 +118,15 @@ class AdaptiveBody(MeasuredBody):
         self.changes = 0
 
     def block_size(self) -> int:
-        plan = self.plan
-        size = buffer_for_rate(self.rate(), plan.minimum, plan.maximum, plan.initial)
+        """The next block: by the body's own rate once it has one; until then at most
+        ``TRICKLE_BUFFER`` (read as it comes, no buffer held while silent), whatever the
+        profile said: a client that was fast before may be trickling now, and a thousand
+        of them must not each take a full pair on their first byte."""
+        plan, rate = self.plan, self.rate()
+        if rate is None:
+            size = max(plan.minimum, min(plan.initial, TRICKLE_BUFFER))
+        else:
+            size = buffer_for_rate(rate, plan.minimum, plan.maximum, plan.initial)
         if size != self.size:
             self.size, self.changes = size, self.changes + 1
         return size
