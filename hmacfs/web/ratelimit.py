@@ -40,7 +40,9 @@ CREATE_ENDPOINTS = frozenset(
         "xep0363.put_slot",
     }
 )
-EXEMPT_PATHS = frozenset({"/health", "/health/uploads", "/metrics"})
+# Probes and scrapes come from one address again and again (a load balancer, Prometheus),
+# and the API document is what every client and tool fetches first.
+EXEMPT_PATHS = frozenset({"/health", "/health/uploads", "/metrics", "/openapi.json", "/docs"})
 _CREDENTIAL_HEADERS = ("Authorization", "X-Signature")
 _CREDENTIAL_QUERY = ("v", "v2", "v3", "token")
 

@@ -21,7 +21,8 @@ def test_json_logs_with_request_ids(start_server: StartServer) -> None:
     made = requests.get(f"{server.url}/api/tasks", timeout=5)
     assert made.status_code == 401 and len(made.headers["X-Request-ID"]) == 32
     deadline = time.monotonic() + 10
-    while "nginx-req-4711" not in server.log() and time.monotonic() < deadline:
+    ids = ("nginx-req-4711", made.headers["X-Request-ID"])  # each access line is written after its answer
+    while not all(ident in server.log() for ident in ids) and time.monotonic() < deadline:
         time.sleep(0.1)
     lines = [line for line in server.log().splitlines() if line.startswith("{")]
     entries = [json.loads(line) for line in lines]
