@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,6 +24,7 @@ from hmacfs.config import load_settings
 from hmacfs.uploads.reservations import release_idle_reservations
 from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
+from tests.faults.conftest import tmpfs
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -33,20 +33,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def disk_32m(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        message = f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
+    with tmpfs(tmp_path / "disk", "32m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _tus_create(server: LiveServer, auth: dict[str, str], size: int) -> requests.Response:
