@@ -183,9 +183,10 @@ function refreshSoon() {
 
 async function refresh() {
   try {
-    const [recent, tasks] = await Promise.all([client.recentUploads(10), client.tasks(20)]);
+    const [recent, tasks] = await Promise.all([client.recentUploads(10), client.tasks(50)]);
     renderRecent(recent);
-    renderTasks(tasks);
+    // /api/tasks lists uploads too (read-only FileUpload entries); they have their own list.
+    renderTasks(tasks.filter((task) => !task.readOnly).slice(0, 20));
   } catch (error) {
     if (error.status === 401) { toast("Your token was refused; sign in again."); signOut(); return; }
     toast(`Could not load lists: ${error.message}`);
