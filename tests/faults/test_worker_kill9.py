@@ -38,6 +38,10 @@ CHUNKS = 6  # per upload
 DEADLINE = 150.0
 
 
+# A killed worker drops its connection: before the answer, or in the middle of its body.
+_DROPPED = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
 class _Lost(AssertionError):
     """The server no longer has something it acknowledged."""
 
@@ -68,7 +72,7 @@ def _retrying(
     while time.monotonic() < deadline:
         try:
             response = send(timeout=10)
-        except (requests.ConnectionError, requests.Timeout):  # a killed worker's connection
+        except _DROPPED:
             time.sleep(0.05)
             continue
         if response.status_code in ok:
@@ -106,7 +110,7 @@ def _drive_upload(url: str, auth: dict[str, str], payload: bytes, deadline: floa
         try:
             sent = requests.post(f"{url}{API}/chunk/{task_id}/{index}", headers=raw, timeout=10,
                                  data=payload[index * CHUNK : (index + 1) * CHUNK])  # fmt: skip
-        except (requests.ConnectionError, requests.Timeout):  # a killed worker's connection
+        except _DROPPED:
             continue
         if sent.status_code == 200:
             acknowledged.add(index)
@@ -139,7 +143,7 @@ def _chunked_upload(url: str, auth: dict[str, str], payload: bytes, deadline: fl
         try:
             sent = requests.put(f"{url}/upload/chunked", headers=headers, timeout=10,
                                 data=payload[index * CHUNK : (index + 1) * CHUNK])  # fmt: skip
-        except (requests.ConnectionError, requests.Timeout):  # a killed worker's connection
+        except _DROPPED:
             continue
         if sent.status_code == 200:
             acknowledged.add(index)
@@ -166,7 +170,7 @@ def _tus_upload(url: str, auth: dict[str, str], payload: bytes, deadline: float)
         patch = {**tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
         try:
             sent = requests.patch(upload, data=payload[offset : offset + CHUNK], headers=patch, timeout=10)
-        except (requests.ConnectionError, requests.Timeout):  # a killed worker's connection
+        except _DROPPED:
             continue
         if sent.status_code == 204:
             acknowledged = int(sent.headers["Upload-Offset"])
