@@ -25,9 +25,10 @@ from hmacfs.network.estimate import Outcome
 from hmacfs.storage.copying import Reader
 from hmacfs.uploads import engine
 from hmacfs.web.adaptive import measure
-from hmacfs.web.client_link import client_kind, network_class
+from hmacfs.web.client_link import client_kind
 from hmacfs.web.context import services
 from hmacfs.web.multipart_form import FieldStream
+from hmacfs.web.network_header import HEADER, network_class
 
 _READ = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)
@@ -214,7 +215,7 @@ def _body_idle() -> float:
     and kind of device (``[client_optimization]``): a phone on cellular gets longer to come
     back from a radio stall."""
     settings = services().settings
-    tuning = settings.network_interfaces.of(network_class(request.headers.get("Hmacfs-Network")))
+    tuning = settings.network_interfaces.of(network_class(request.headers.get(HEADER)))
     kind = settings.client_optimization.timeout_multiplier(client_kind(request.headers.get("User-Agent")))
     return settings.timeouts.body_idle.total_seconds() * tuning.timeout_multiplier * kind
 

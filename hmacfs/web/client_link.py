@@ -12,28 +12,7 @@ from flask import request
 
 from hmacfs.uploads import engine
 from hmacfs.web.context import services
-
-# Connection types clients report (navigator.connection.type and effectiveType,
-# Android's transports), mapped to the server's network classes.
-_CLASSES = {
-    "ethernet": "ethernet", "wired": "ethernet",
-    "wifi": "wifi", "wlan": "wifi", "wimax": "wifi",
-    "lte": "lte", "4g": "lte", "5g": "lte", "nr": "lte",
-    "cellular": "cellular", "3g": "cellular", "2g": "cellular", "slow-2g": "cellular",
-    "edge": "cellular", "umts": "cellular", "hspa": "cellular", "gprs": "cellular",
-    "vpn": "vpn",
-}  # fmt: skip
-
-
-def network_class(header: str | None) -> str:
-    """The network class a ``Hmacfs-Network`` header names (its ``type``), else "unknown".
-    Pure; a malformed header is "unknown", never an error (it is a hint)."""
-    for item in (header or "").split(";"):
-        key, _, value = item.partition("=")
-        if key.strip().lower() == "type":
-            return _CLASSES.get(value.strip().strip('"').lower(), "unknown")
-    return "unknown"
-
+from hmacfs.web.network_header import HEADER, network_class
 
 _MOBILE = re.compile(r"Android|iPhone|iPad|iPod|Mobile|okhttp|CFNetwork|Dalvik", re.IGNORECASE)
 _SERVER = re.compile(
@@ -54,7 +33,7 @@ def client_kind(user_agent: str | None) -> str:
 
 def client_link() -> engine.ClientLink:
     """This request's client address and network class."""
-    return engine.ClientLink(request.remote_addr, network_class(request.headers.get("Hmacfs-Network")))
+    return engine.ClientLink(request.remote_addr, network_class(request.headers.get(HEADER)))
 
 
 def body_watch() -> engine.BodyWatch:

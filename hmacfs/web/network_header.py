@@ -20,23 +20,32 @@ _MAX_LENGTH = 256
 
 # navigator.connection.type / effectiveType and Android transport names, lower-cased.
 _CLASSES = {
-    "ethernet": NetworkClass.ETHERNET,
-    "wifi": NetworkClass.WIFI,
-    "wimax": NetworkClass.WIFI,
-    "transport_wifi": NetworkClass.WIFI,
+    "ethernet": NetworkClass.ETHERNET, "wired": NetworkClass.ETHERNET,
     "transport_ethernet": NetworkClass.ETHERNET,
-    "lte": NetworkClass.LTE,
-    "4g": NetworkClass.LTE,
-    "5g": NetworkClass.LTE,
-    "nr": NetworkClass.LTE,
-    "cellular": NetworkClass.CELLULAR,
-    "transport_cellular": NetworkClass.CELLULAR,
-    "3g": NetworkClass.CELLULAR,
-    "2g": NetworkClass.CELLULAR,
-    "slow-2g": NetworkClass.CELLULAR,
-    "vpn": NetworkClass.VPN,
-    "transport_vpn": NetworkClass.VPN,
-}
+    "wifi": NetworkClass.WIFI, "wlan": NetworkClass.WIFI, "wimax": NetworkClass.WIFI,
+    "transport_wifi": NetworkClass.WIFI,
+    "lte": NetworkClass.LTE, "4g": NetworkClass.LTE, "5g": NetworkClass.LTE, "nr": NetworkClass.LTE,
+    "cellular": NetworkClass.CELLULAR, "transport_cellular": NetworkClass.CELLULAR,
+    "3g": NetworkClass.CELLULAR, "2g": NetworkClass.CELLULAR, "slow-2g": NetworkClass.CELLULAR,
+    "edge": NetworkClass.CELLULAR, "umts": NetworkClass.CELLULAR, "hspa": NetworkClass.CELLULAR,
+    "gprs": NetworkClass.CELLULAR,
+    "vpn": NetworkClass.VPN, "transport_vpn": NetworkClass.VPN,
+}  # fmt: skip
+
+
+def network_class(value: str | None) -> NetworkClass:
+    """The network class a header names (its ``type``), else UNKNOWN. Lenient, unlike
+    ``parse_network_header``: a malformed header is UNKNOWN, never an error, for the callers
+    that only pick a timeout or a buffer by class."""
+    for item in (value or "").split(";"):
+        key, _, raw = item.partition("=")
+        if key.strip().lower() == "type":
+            return _class(raw)
+    return NetworkClass.UNKNOWN
+
+
+def _class(raw: str) -> NetworkClass:
+    return _CLASSES.get(raw.strip().strip('"').lower(), NetworkClass.UNKNOWN)
 
 
 def parse_network_header(value: str | None) -> NetworkHint | None:
@@ -58,7 +67,7 @@ def parse_network_header(value: str | None) -> NetworkHint | None:
         if not equals:
             raise _invalid(f"{part.strip()!r} is not name=value")
         params[name.strip().lower()] = raw.strip().strip('"')
-    kind = _CLASSES.get(params.get("type", "").lower(), NetworkClass.UNKNOWN)
+    kind = _class(params.get("type", ""))
     return NetworkHint(kind, _number(params, "downlink"), _number(params, "rtt"))
 
 

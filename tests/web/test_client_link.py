@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from hmacfs.web.client_link import client_kind, network_class
+from hmacfs.web.client_link import client_kind
+from hmacfs.web.network_header import network_class
 
 
 @pytest.mark.parametrize(
