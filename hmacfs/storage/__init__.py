@@ -1,8 +1,33 @@
-"""Blob storage: the BlobStore port and its local-filesystem backend."""
+"""Blob storage: the BlobStore port (``blob_store``) and its local-filesystem backend."""
 
 from __future__ import annotations
 
+from hmacfs.storage.blob_store import (
+    BlobEntry,
+    BlobStore,
+    OpenBlob,
+    PartEntry,
+    PathBacked,
+    Presignable,
+    RangeLock,
+    StoredBlob,
+    StoreUnavailable,
+    WrittenRange,
+)
 from hmacfs.storage.copying import IncompleteBody
-from hmacfs.storage.local import LocalBlobStore, StoredBlob, WrittenRange
+from hmacfs.storage.local import LocalBlobStore
 
-__all__ = ["IncompleteBody", "LocalBlobStore", "StoredBlob", "WrittenRange"]
+__all__ = [
+    "BlobEntry",
+    "BlobStore",
+    "IncompleteBody",
+    "LocalBlobStore",
+    "OpenBlob",
+    "PartEntry",
+    "PathBacked",
+    "Presignable",
+    "RangeLock",
+    "StoreUnavailable",
+    "StoredBlob",
+    "WrittenRange",
+]

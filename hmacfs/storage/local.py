@@ -1,4 +1,4 @@
-"""Local-filesystem blob store.
+"""Local-filesystem blob store (``BlobStore`` and ``PathBacked``).
 
 Layout under the root: ``parts/<upload>.part`` for uploads in flight (one
 preallocated file each, chunks written at their offsets with ``os.pwrite``) and
@@ -9,20 +9,33 @@ Every write is fsynced before the caller may acknowledge it.
 from __future__ import annotations
 
 import copy
-import errno
 import hashlib
 import itertools
 import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from hmacfs.storage.blob_store import BlobEntry, BlobStore, PartEntry, PathBacked, StoredBlob, WrittenRange
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.buffers import BufferPool
 from hmacfs.storage.copying import Hasher, Reader, copy_into, read_exactly, write_all
+from hmacfs.storage.local_files import (
+    LocalOpenBlob,
+    fsync_dir,
+    holds,
+    link,
+    normal_root,
+    preallocate,
+    scan_files,
+    subdirectories,
+    touch_ctime,
+)
+from hmacfs.storage.range_lock import PartLock
+
+__all__ = ["LocalBlobStore", "StoredBlob", "WrittenRange", "blocks_reader", "holds", "normal_root"]
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -44,21 +57,6 @@ def blocks_reader(blocks: Iterator[bytes]) -> Reader:
         return data
 
     return read
-
-
-@dataclass(frozen=True)
-class WrittenRange:
-    offset: int
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class StoredBlob:
-    sha256: str
-    size: int
-    storage_key: str
-    created: bool
 
 
 WHOLE_IN_MEMORY = 64 * 1024  # bodies read whole before their file is created (receive)
@@ -153,7 +151,7 @@ class LocalBlobStore:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             if size:
-                _preallocate(fd, size)
+                preallocate(fd, size)
         except OSError:
             path.unlink(missing_ok=True)
             raise
@@ -217,6 +215,23 @@ class LocalBlobStore:
         with entries:
             return [Path(e.path) for e in entries if e.name.startswith(prefix) and e.name.endswith(".part")]
 
+    def list_parts(self, prefix: str = "") -> list[PartEntry]:
+        """The parts whose names start with ``prefix``, with their sizes and mtimes."""
+        entries = scan_files(self.root / "parts", lambda n: n.startswith(prefix) and n.endswith(".part"))
+        return [entry for e in entries if (entry := _part_entry(e)) is not None]
+
+    def read_part(self, part: str, start: int, length: int) -> Iterator[bytes]:
+        return self.read_range(self.part_path(part), start, length)
+
+    def part_size(self, part: str) -> int | None:
+        try:
+            return os.stat(self.part_path(part)).st_size
+        except FileNotFoundError:
+            return None
+
+    def lock_part(self, part: str) -> PartLock:
+        return PartLock(self.part_path(part))
+
     def delete_part(self, part: str) -> None:
         self.part_path(part).unlink(missing_ok=True)
 
@@ -230,6 +245,25 @@ class LocalBlobStore:
 
     def blob_path(self, storage_key: str) -> Path:
         return self.root / storage_key
+
+    def open_blob(self, storage_key: str) -> LocalOpenBlob:
+        return LocalOpenBlob(self.blob_path(storage_key), self.buffer_size)
+
+    def has_blob(self, storage_key: str, size: int) -> bool:
+        return holds(self.blob_path(storage_key), size)
+
+    def delete_blob(self, storage_key: str) -> None:
+        self.blob_path(storage_key).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[BlobEntry]:
+        """Every blob file under ``blobs/`` with its size and ctime (a file removed
+        meanwhile is left out)."""
+        for path in self.blob_files():
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            yield BlobEntry(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_ctime)
 
     def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
         """Make the part's bytes the blob of ``sha256`` (nothing to do when the blob's path
@@ -258,27 +292,27 @@ class LocalBlobStore:
         if holds(target, size):
             # Perhaps left by an attempt whose commit failed, with no row yet: its new
             # ctime tells the orphan collector it is in use again (``orphan_blob_files``).
-            _touch_ctime(target)
+            touch_ctime(target)
             return False
         if os.path.getsize(source) != size:
             os.truncate(source, size)
         changed = [target.parent]  # directories whose entries must reach the disk
         try:
-            _link(source, target)
+            link(source, target)
         except FileNotFoundError:  # first blob of this directory (or the part is gone: raises again)
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link(source, target)
+            link(source, target)
             # New directories are entries of their parents (blobs/aa/bb: up to two new ones).
             changed += [target.parent.parent, target.parent.parent.parent]
         if self.fsync:
             for directory in changed:
-                _fsync_dir(directory)
+                fsync_dir(directory)
         return True
 
     def blob_files(self) -> Iterator[Path]:
         """Every file under ``blobs/`` of this root (for the orphan collector)."""
-        for first in _subdirectories(self.root / "blobs"):
-            for second in _subdirectories(first):
+        for first in subdirectories(self.root / "blobs"):
+            for second in subdirectories(first):
                 with os.scandir(second) as entries:
                     yield from (Path(e.path) for e in entries if e.is_file(follow_symlinks=False))
 
@@ -297,7 +331,7 @@ class LocalBlobStore:
             return WrittenRange(0, length, hashlib.sha256(data).hexdigest())
         fd = self._create(self.part_path(part))
         try:
-            _preallocate(fd, length)
+            preallocate(fd, length)
             hasher = hashlib.sha256()
             copy_into(fd, 0, read, length, hashers=(hasher,), **self._copying)
             if self.fsync:
@@ -335,69 +369,13 @@ class LocalBlobStore:
                 yield block
 
 
-def normal_root(path: str | Path) -> Path:
-    """A root directory as rows record it and comparisons see it: symlinks resolved."""
-    return Path(os.path.realpath(path))
-
-
-def _preallocate(fd: int, size: int) -> None:
-    """Reserve ``size`` bytes of disk, so that writing them later cannot run out of space.
-    Raises OSError (ENOSPC, EDQUOT) when they cannot be reserved; only where the file
-    system cannot reserve at all is the length merely set."""
+def _part_entry(entry: os.DirEntry[str]) -> PartEntry | None:
     try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as exc:
-        if exc.errno not in _NO_FALLOCATE:
-            raise
-        os.ftruncate(fd, size)
+        stat = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:  # removed meanwhile
+        return None
+    return PartEntry(entry.name.removesuffix(".part"), stat.st_size, stat.st_mtime)
 
 
-# posix_fallocate's answers of a file system that cannot reserve space (not: "no space").
-_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
-
-
-def holds(path: Path, size: int) -> bool:
-    """Whether ``path`` is a file of exactly ``size`` bytes (the bytes a blob row expects)."""
-    try:
-        return os.stat(path).st_size == size
-    except FileNotFoundError:
-        return False
-
-
-def _link(source: Path, target: Path) -> None:
-    """Give ``source``'s bytes the name ``target`` too, replacing whatever ``target`` was
-    (a truncated leftover). Where the file system has no hard links (FAT), the part is
-    moved instead: then a failed commit strands it as before this store linked."""
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        temporary = target.with_name(f"{target.name}.{os.getpid()}.link")
-        temporary.unlink(missing_ok=True)
-        os.link(source, temporary)
-        os.replace(temporary, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        os.replace(source, target)
-
-
-def _touch_ctime(path: Path) -> None:
-    """Set ``path``'s change time to now, leaving its access and modification times."""
-    stat = os.stat(path)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-
-def _subdirectories(path: Path) -> list[Path]:
-    try:
-        with os.scandir(path) as entries:
-            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return []
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+if TYPE_CHECKING:  # mypy proves the store implements the port and its path capability
+    _IMPLEMENTS: tuple[BlobStore, PathBacked] = (LocalBlobStore(Path()), LocalBlobStore(Path()))

@@ -28,9 +28,9 @@ from hmacfs.files.one_shot import OneShot, record_whole_file
 from hmacfs.models import File
 from hmacfs.models.status import Protocol
 from hmacfs.storage import LocalBlobStore
+from hmacfs.storage.blob_store import WrittenRange
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Reader
-from hmacfs.storage.local import WrittenRange
 from hmacfs.uploads.counting import count_bytes, count_completed_upload, count_started
 from hmacfs.uploads.quotas import Charge, check_quotas
 

@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from hmacfs.errors import HmacfsError
 from hmacfs.models.status import Protocol
 from hmacfs.ports import LockBusy
+from hmacfs.storage import StoreUnavailable
 from hmacfs.uploads.engine import ChecksumMismatch
 from hmacfs.web.context import services
 
@@ -94,6 +95,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(InterfaceError, database_unavailable)
     app.register_error_handler(PoolTimeout, database_unavailable)
 
+    app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(OSError, _storage_error)
     app.register_error_handler(Exception, _unexpected)
 
@@ -110,6 +112,15 @@ def _storage_error(exc: OSError) -> Response:
     log.warning("storage full: %s", exc.strerror)
     response = problem(507, "INSUFFICIENT_STORAGE", "the server's storage is full; retry later")
     response.headers["Retry-After"] = "60"
+    return response
+
+
+def _store_unavailable(exc: StoreUnavailable) -> Response:
+    """The blob store cannot be reached (an object store down): nothing was acknowledged,
+    the request may be repeated."""
+    log.warning("blob store unavailable: %s", type(exc.__cause__ or exc).__name__)
+    response = problem(503, "STORAGE_UNAVAILABLE", "the server's storage is unavailable; retry shortly")
+    response.headers["Retry-After"] = "5"
     return response
 
 

@@ -92,7 +92,10 @@ ERROR_MEANINGS = {
     423: "tus: another request is writing this upload; retry",
     429: "Too many requests; retry after Retry-After seconds",
     460: "tus: checksum mismatch",
-    503: "The database is unavailable (DATABASE_UNAVAILABLE, with Retry-After); retry shortly",
+    503: (
+        "The database or the blob store is unavailable (DATABASE_UNAVAILABLE or STORAGE_UNAVAILABLE, "
+        "with Retry-After); retry shortly"
+    ),
     507: "Storage is full",
 }
 

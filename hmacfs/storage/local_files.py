@@ -1,0 +1,126 @@
+"""File-system helpers of the local blob store: reserving, linking, listing, fsyncing
+directories. Only ``hmacfs.storage`` calls them."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+
+
+def normal_root(path: str | Path) -> Path:
+    """A root directory as rows record it and comparisons see it: symlinks resolved."""
+    return Path(os.path.realpath(path))
+
+
+def preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes of disk, so that writing them later cannot run out of space.
+    Raises OSError (ENOSPC, EDQUOT) when they cannot be reserved; only where the file
+    system cannot reserve at all is the length merely set."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+        os.ftruncate(fd, size)
+
+
+# posix_fallocate's answers of a file system that cannot reserve space (not: "no space").
+_NO_FALLOCATE = (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS)
+
+
+def holds(path: Path, size: int) -> bool:
+    """Whether ``path`` is a file of exactly ``size`` bytes (the bytes a blob row expects)."""
+    try:
+        return os.stat(path).st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def link(source: Path, target: Path) -> None:
+    """Give ``source``'s bytes the name ``target`` too, replacing whatever ``target`` was
+    (a truncated leftover). Where the file system has no hard links (FAT), the part is
+    moved instead: then a failed commit strands it as before this store linked."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        temporary = target.with_name(f"{target.name}.{os.getpid()}.link")
+        temporary.unlink(missing_ok=True)
+        os.link(source, temporary)
+        os.replace(temporary, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        os.replace(source, target)
+
+
+def touch_ctime(path: Path) -> None:
+    """Set ``path``'s change time to now, leaving its access and modification times."""
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def subdirectories(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalOpenBlob:
+    """A blob file opened for range reads (``OpenBlob``): one descriptor, positional reads,
+    so several ranges of one download share it."""
+
+    def __init__(self, path: Path, buffer_size: int) -> None:
+        self.path = path
+        self._buffer_size = buffer_size
+        self._fd: int | None = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
+
+    def read_range(self, start: int, length: int) -> Iterator[bytes]:
+        position, end = start, start + length
+        while position < end:
+            block = os.pread(self.fileno(), min(self._buffer_size, end - position), position)
+            if not block:
+                return
+            position += len(block)
+            yield block
+
+    def fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError("the blob was closed")
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> LocalOpenBlob:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def scan_files(directory: Path, keep: Callable[[str], bool]) -> list[os.DirEntry[str]]:
+    """The regular files in ``directory`` whose names ``keep`` accepts ([] when it is missing)."""
+    try:
+        entries = os.scandir(directory)
+    except FileNotFoundError:
+        return []
+    with entries:
+        return [e for e in entries if keep(e.name) and e.is_file(follow_symlinks=False)]
