@@ -28,6 +28,7 @@ from hmacfs.migrate import upgrade
 from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.copying import Hasher
 from tests.pg import PgServer, find_server
+from tests.seaweed import SeaweedS3
 
 HMAC_SECRET = "test-hmac-secret"
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
@@ -72,6 +73,23 @@ def pg_server() -> Iterator[PgServer | None]:
     yield server
     if server is not None:
         server.stop()
+
+
+# -- SeaweedFS: the real S3 store (tests/seaweed.py) ----------------------------
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One ``weed mini`` for the run; tests keep to prefixes of their own in its bucket."""
+    store = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def own_seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A ``weed mini`` of the test's own, for tests that stop or restart it."""
+    store = SeaweedS3(tmp_path_factory.mktemp("seaweed-own")).start()
+    yield store
+    store.stop()
 
 
 def new_database_url(backend: str, pg_server: PgServer | None, directory: Path) -> str:
