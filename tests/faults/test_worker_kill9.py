@@ -67,19 +67,27 @@ def _killer(server: LiveServer, stop: threading.Event, kills: list[int]) -> None
 def _retrying(
     deadline: float, send: Callable[..., requests.Response], ok: tuple[int, ...]
 ) -> requests.Response:
-    """Send until answered one of ``ok``: a killed worker drops the connection or, for a
-    request of a dying worker, answers 5xx; anything else is a failure."""
+    """Send until answered one of ``ok`` (see ``_attempt``), or fail at the deadline."""
     while time.monotonic() < deadline:
-        try:
-            response = send(timeout=10)
-        except _DROPPED:
-            time.sleep(0.05)
-            continue
-        if response.status_code in ok:
+        response = _attempt(send, ok)
+        if response is not None:
             return response
-        _check_transient(response)
         time.sleep(0.05)
     raise AssertionError("deadline passed")
+
+
+def _attempt(send: Callable[..., requests.Response], ok: tuple[int, ...]) -> requests.Response | None:
+    """Send once: the response when answered one of ``ok``; None when a killed worker dropped
+    the connection (before its answer or in the middle of it) or answered with a refusal a
+    retry may get past. Anything else fails the test."""
+    try:
+        sent = send(timeout=10)
+    except _DROPPED:
+        return None
+    if sent.status_code in ok:
+        return sent
+    _check_transient(sent)
+    return None
 
 
 def _check_transient(response: requests.Response) -> None:
@@ -107,15 +115,10 @@ def _drive_upload(url: str, auth: dict[str, str], payload: bytes, deadline: floa
         if not missing:
             break
         index = missing[0]
-        try:
-            sent = requests.post(f"{url}{API}/chunk/{task_id}/{index}", headers=raw, timeout=10,
-                                 data=payload[index * CHUNK : (index + 1) * CHUNK])  # fmt: skip
-        except _DROPPED:
-            continue
-        if sent.status_code == 200:
+        chunk = payload[index * CHUNK : (index + 1) * CHUNK]
+        send = partial(requests.post, f"{url}{API}/chunk/{task_id}/{index}", headers=raw, data=chunk)
+        if _attempt(send, (200,)) is not None:
             acknowledged.add(index)
-        else:
-            _check_transient(sent)
     done = _retrying(deadline, partial(requests.post, f"{url}{API}/complete/{task_id}", headers=auth), (200,))
     got = _retrying(deadline, partial(requests.get, f"{url}{done.json()['url']}", headers=auth), (200,))
     return hashlib.sha256(got.content).hexdigest()
@@ -140,15 +143,10 @@ def _chunked_upload(url: str, auth: dict[str, str], payload: bytes, deadline: fl
             break
         index = status["missing_chunks"][0] if status["missing_chunks"] else total - 1
         headers = {**auth, "X-Upload-Session-ID": session_id, "X-Chunk-Number": str(index)}
-        try:
-            sent = requests.put(f"{url}/upload/chunked", headers=headers, timeout=10,
-                                data=payload[index * CHUNK : (index + 1) * CHUNK])  # fmt: skip
-        except _DROPPED:
-            continue
-        if sent.status_code == 200:
+        chunk = payload[index * CHUNK : (index + 1) * CHUNK]
+        send = partial(requests.put, f"{url}/upload/chunked", headers=headers, data=chunk)
+        if _attempt(send, (200,)) is not None:
             acknowledged.add(index)
-        else:
-            _check_transient(sent)
     return _stored_sha256(url, auth, session_id, "chunked")
 
 
@@ -168,14 +166,10 @@ def _tus_upload(url: str, auth: dict[str, str], payload: bytes, deadline: float)
         if offset == len(payload):
             break
         patch = {**tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
-        try:
-            sent = requests.patch(upload, data=payload[offset : offset + CHUNK], headers=patch, timeout=10)
-        except _DROPPED:
-            continue
-        if sent.status_code == 204:
+        send = partial(requests.patch, upload, data=payload[offset : offset + CHUNK], headers=patch)
+        sent = _attempt(send, (204,))
+        if sent is not None:
             acknowledged = int(sent.headers["Upload-Offset"])
-        else:
-            _check_transient(sent)
     return _stored_sha256(url, auth, upload.rsplit("/", 1)[-1], "tus")
 
 
