@@ -12,7 +12,7 @@ from hmacfs.events.hub import Hub
 from hmacfs.metrics import AppMetrics
 from hmacfs.ports import Clock, Locker, MemoryLocker, PgAdvisoryLocker, SystemClock, TaskTypes
 from hmacfs.sealing import Sealer
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore, LocalBlobStore
 from hmacfs.storage.buffers import BufferPool
 from hmacfs.tokens import TokenCodec
 
@@ -23,7 +23,7 @@ class Services:
 
     settings: Settings
     db: Database
-    store: LocalBlobStore
+    store: BlobStore
     locker: Locker
     tokens: TokenCodec
     clock: Clock
@@ -31,6 +31,8 @@ class Services:
     # The task handlers submitting checks against (built by hmacfs.composition).
     task_types: TaskTypes
     metrics: AppMetrics | None = None
+    # The process's body buffers under performance.max_buffer_memory (None: copying's default pool).
+    buffers: BufferPool | None = None
     # This process's live-event subscribers; the event bus feeds it (hmacfs.events.delivery).
     hub: Hub = field(default_factory=Hub)
     # Advances Drive/chunked uploads' running hashes after commits (hmacfs.uploads.running_hash).
@@ -52,20 +54,16 @@ def build_services(
         echo=settings.database.echo,
         pre_ping=pre_ping,
     )
+    buffers = BufferPool(
+        settings.performance.max_buffer_memory,
+        minimum=settings.performance.min_buffer_size,
+        wait=settings.timeouts.body_idle.total_seconds(),
+    )
     services = Services(
         settings=settings,
         db=db,
-        store=LocalBlobStore(
-            settings.storage.path,
-            fsync=settings.storage.fsync,
-            buffer_size=settings.performance.max_buffer_size,
-            offload_promotion=db.is_postgresql,
-            buffers=BufferPool(
-                settings.performance.max_buffer_memory,
-                minimum=settings.performance.min_buffer_size,
-                wait=settings.timeouts.body_idle.total_seconds(),
-            ),
-        ),
+        store=build_store(settings, offload_promotion=db.is_postgresql, buffers=buffers),
+        buffers=buffers,
         locker=PgAdvisoryLocker(db.engine) if db.is_postgresql else MemoryLocker(),
         tokens=TokenCodec.from_settings(settings.security),
         clock=SystemClock(),
@@ -73,3 +71,20 @@ def build_services(
         task_types=task_types,
     )
     return replace(services, **overrides)
+
+
+def build_store(
+    settings: Settings, *, offload_promotion: bool = False, buffers: BufferPool | None = None
+) -> BlobStore:
+    """The blob store ``[storage]`` configures: the one place a backend is chosen.
+
+    ``offload_promotion``: promotions may let other greenlets run (PostgreSQL only;
+    see ``LocalBlobStore``); ``buffers``: the process's body buffers.
+    """
+    return LocalBlobStore(
+        settings.storage.path,
+        fsync=settings.storage.fsync,
+        buffer_size=settings.performance.max_buffer_size,
+        offload_promotion=offload_promotion,
+        buffers=buffers,
+    )

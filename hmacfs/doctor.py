@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from hmacfs.config import Settings
+from hmacfs.container import build_store
 from hmacfs.db import make_engine
-from hmacfs.files import blob_location, pool_stores
+from hmacfs.files import blob_store, pool_stores
 from hmacfs.migrate import current_revision, head_revision
 from hmacfs.models import Blob
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore, PathBacked, StoreUnavailable
 
 CONNECT_TIMEOUT = 5  # seconds before an unreachable PostgreSQL counts as down
 BLOBS_SAMPLED = 3
@@ -63,7 +64,7 @@ def run_checks(
     settings: Settings, engine: Engine, limits: Limits, now: Callable[[], datetime] | None = None
 ) -> Iterator[Check]:
     """Every check's verdict, in order; ``now`` is this machine's clock (tests move it)."""
-    store = LocalBlobStore(settings.storage.path, fsync=settings.storage.fsync)
+    store = build_store(settings)
     database = check_database(engine, settings)
     yield database
     reachable = not database.failed
@@ -73,7 +74,7 @@ def run_checks(
         with Session(engine) as session:
             pools = pool_stores(session, store)
         for pool_store in pools:
-            yield check_storage(f"storage {pool_store.root}", pool_store, limits.min_free_bytes)
+            yield check_storage(f"storage {pool_store.location}", pool_store, limits.min_free_bytes)
     yield check_clock(engine, limits.max_clock_skew, now or _utcnow) if reachable else _skipped("clock")
     yield check_blob_store(engine, store) if reachable else _skipped("blob store")
 
@@ -120,17 +121,23 @@ def check_migrations(engine: Engine) -> Check:
     )
 
 
-def check_storage(name: str, store: LocalBlobStore, min_free: int) -> Check:
+def check_storage(name: str, store: BlobStore, min_free: int) -> Check:
+    where = store.location
     try:
         store.check_writable()
-        free = store.free_bytes()
-    except OSError as exc:
-        return Check(name, "FAIL", f"{store.root} not writable: {exc.strerror or type(exc).__name__}")
+        space = store.space()
+    except (OSError, StoreUnavailable) as exc:
+        return Check(name, "FAIL", f"{where} not writable: {_reason(exc)}")
+    if space is None:
+        return Check(name, "ok", f"{where} writable (no free-space limit)")
+    free = space.free
     if free < min_free:
-        return Check(
-            name, "FAIL", f"{store.root}: only {format_size(free)} free (want {format_size(min_free)})"
-        )
-    return Check(name, "ok", f"{store.root} writable, {format_size(free)} free")
+        return Check(name, "FAIL", f"{where}: only {format_size(free)} free (want {format_size(min_free)})")
+    return Check(name, "ok", f"{where} writable, {format_size(free)} free")
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
 
 
 def check_clock(engine: Engine, max_skew: float, now: Callable[[], datetime]) -> Check:
@@ -149,26 +156,30 @@ def check_clock(engine: Engine, max_skew: float, now: Callable[[], datetime]) ->
     return Check("clock", "ok", detail)
 
 
-def check_blob_store(engine: Engine, store: LocalBlobStore) -> Check:
+def check_blob_store(engine: Engine, store: BlobStore) -> Check:
     """The newest blobs the database names are in the store, at their recorded size."""
     with Session(engine) as session:
         blobs = session.scalars(select(Blob).order_by(Blob.created_at.desc()).limit(BLOBS_SAMPLED)).all()
     if not blobs:
-        readable = store.root.is_dir()
+        readable = not isinstance(store, PathBacked) or store.root.is_dir()
         status = "ok" if readable else "FAIL"
         return Check(
-            "blob store", status, f"{store.root}: no blobs yet" + ("" if readable else ", not a directory")
+            "blob store",
+            status,
+            f"{store.location}: no blobs yet" + ("" if readable else ", not a directory"),
         )
     for blob in blobs:
-        path = blob_location(store, blob)
+        home = blob_store(store, blob.storage_root)
+        where = f"{home.location}/{blob.storage_key}"
         try:
-            size = path.stat().st_size
-        except OSError as exc:
+            with home.open_blob(blob.storage_key) as stored:
+                size = stored.size
+        except (OSError, StoreUnavailable) as exc:
             return Check(
-                "blob store", "FAIL", f"blob {blob.sha256[:12]} unreadable at {path}: {exc.strerror}"
+                "blob store", "FAIL", f"blob {blob.sha256[:12]} unreadable at {where}: {_reason(exc)}"
             )
         if size != blob.size:
             return Check(
-                "blob store", "FAIL", f"blob {blob.sha256[:12]} at {path} is {size} bytes, not {blob.size}"
+                "blob store", "FAIL", f"blob {blob.sha256[:12]} at {where} is {size} bytes, not {blob.size}"
             )
     return Check("blob store", "ok", f"the {len(blobs)} newest blob(s) are in place")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from hmacfs.models import Pool, Task, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, TaskStatus
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore, Space, StoreUnavailable
 
 
-def check_uploads(session: Session, store: LocalBlobStore, min_free: int) -> tuple[bool, dict[str, Any]]:
+def check_uploads(session: Session, store: BlobStore, min_free: int) -> tuple[bool, dict[str, Any]]:
     """Probe the database, the storage and every pool's own storage path; return
     (healthy, report).
 
@@ -53,19 +52,23 @@ def _database(session: Session) -> dict[str, Any]:
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
 
-def _pool_storage(session: Session, store: LocalBlobStore, min_free: int) -> dict[str, dict[str, Any]]:
+def _pool_storage(session: Session, store: BlobStore, min_free: int) -> dict[str, dict[str, Any]]:
     """The storage probe of each pool that keeps its uploads under a path of its own."""
     rows = session.execute(select(Pool.name, Pool.storage_path).where(Pool.storage_path.is_not(None))).all()
     return {name: _storage(store.at(path), min_free) for name, path in rows}
 
 
-def _storage(store: LocalBlobStore, min_free: int) -> dict[str, Any]:
+def _storage(store: BlobStore, min_free: int) -> dict[str, Any]:
     try:
         store.check_writable()
-        free = store.free_bytes()
+        space = store.space()
     except OSError as exc:
         return {"ok": False, "error": exc.strerror or type(exc).__name__}
-    return {"ok": True, "free_bytes": free, **({"low_space": True} if free < min_free else {})}
+    except StoreUnavailable:
+        return {"ok": False, "error": "StoreUnavailable"}
+    if space is None:  # an object store: no free space to run out of
+        return {"ok": True}
+    return {"ok": True, "free_bytes": space.free, **({"low_space": True} if space.free < min_free else {})}
 
 
 def _counts(session: Session, column: Any) -> dict[str, int]:
@@ -83,15 +86,15 @@ class OperatingState:
     """What ``/metrics`` reports at each scrape besides the counters: the storage of this
     node, and from the database the claimable task queue and the stale uploads."""
 
-    storage_free_bytes: int
-    storage_size_bytes: int
+    storage: Space | None  # None: the store has no free-space limit
     tasks_pending: int
     uploads_stale: int
 
 
-def operating_state(session: Session, store: LocalBlobStore, now: datetime) -> OperatingState:
-    """Sample the state (two indexed counts and a statvfs); raises what the database raises."""
-    usage = shutil.disk_usage(store.root)
+def operating_state(session: Session, store: BlobStore, now: datetime) -> OperatingState:
+    """Sample the state (two indexed counts and the store's space: a statvfs); raises what
+    the database and the store raise."""
+    space = store.space()
     stale = session.scalar(
         select(func.count())
         .select_from(UploadTask)
@@ -101,4 +104,4 @@ def operating_state(session: Session, store: LocalBlobStore, now: datetime) -> O
     pending = session.scalar(
         select(func.count()).select_from(Task).where(Task.status == TaskStatus.PENDING.value)
     )
-    return OperatingState(usage.free, usage.total, int(pending or 0), int(stale or 0))
+    return OperatingState(space, int(pending or 0), int(stale or 0))

@@ -7,7 +7,7 @@ from hmacfs.files.service import (
     PathTaken,
     adopt_copy,
     blob_location,
-    blob_root,
+    blob_store,
     collect_blobs,
     create_file_from_part,
     deduplicates,
@@ -15,6 +15,7 @@ from hmacfs.files.service import (
     expire_files,
     find_duplicate,
     pool_stores,
+    same_root,
 )
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "PathTaken",
     "adopt_copy",
     "blob_location",
-    "blob_root",
+    "blob_store",
     "collect_blobs",
     "create_file_from_part",
     "deduplicates",
@@ -30,4 +31,5 @@ __all__ = [
     "expire_files",
     "find_duplicate",
     "pool_stores",
+    "same_root",
 ]

@@ -26,7 +26,7 @@ from hmacfs.files.service import BlobReference, NewFile, PathTaken, create_file_
 from hmacfs.models import File, Pool, UploadTask
 from hmacfs.models.base import UTCDateTime
 from hmacfs.models.status import Protocol, UploadStatus
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ _INSERT_UNSHARED = _statement("")
 
 
 def record_whole_file(
-    session: Session, store: LocalBlobStore, dedup: DeduplicationSettings, upload: OneShot, new: NewFile
+    session: Session, store: BlobStore, dedup: DeduplicationSettings, upload: OneShot, new: NewFile
 ) -> File:
     """Record ``upload`` as the file ``new`` of its pool (which sets its lifetime, else
     ``upload.fallback_expiry``) with its completed upload task, then make the part the
@@ -149,7 +149,7 @@ _INSERT_UPLOAD_TASK = insert(cast(Table, UploadTask.__table__))
 _POOL_TTL = select(Pool.file_ttl_seconds).where(Pool.id == bindparam("pool_id"))
 
 
-def record_one_shot(session: Session, store: LocalBlobStore, upload: OneShot, new: NewFile) -> File:
+def record_one_shot(session: Session, store: BlobStore, upload: OneShot, new: NewFile) -> File:
     """PostgreSQL: insert the blob reference, the file and its completed upload task in one
     statement, then make the part the blob's bytes. Raises PathTaken (the statement inserted
     nothing that survives the rollback; the part is left for the caller) when
@@ -167,7 +167,7 @@ def record_one_shot(session: Session, store: LocalBlobStore, upload: OneShot, ne
     return file
 
 
-def _values(store: LocalBlobStore, upload: OneShot, new: NewFile) -> dict[str, Any]:
+def _values(store: BlobStore, upload: OneShot, new: NewFile) -> dict[str, Any]:
     return {
         "blob_id": str(uuid.uuid4()),
         "sha256": upload.sha256,

@@ -11,19 +11,17 @@ they have been left alone for ``ORPHAN_GRACE``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from itertools import islice
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hmacfs.files.service import blob_root, pool_stores
+from hmacfs.files.service import blob_store, pool_stores
 from hmacfs.models import Blob, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
 
 # Longer than any transaction between linking a blob and committing its row, and than
 # any pause of a one-shot body (those are cut after timeouts.body_idle).
@@ -34,7 +32,7 @@ _BATCH = 500
 _TASK_PART = "task-"
 
 
-def collect_orphan_files(session: Session, store: LocalBlobStore, now: datetime) -> int:
+def collect_orphan_files(session: Session, store: BlobStore, now: datetime) -> int:
     """Delete blob files with no ``blobs`` row and parts with no open upload (also the
     scratch parts of re-sent chunks and one-shot bodies whose request died), untouched
     for ``ORPHAN_GRACE``, under the store's root and every pool's. Returns
@@ -47,63 +45,43 @@ def collect_orphan_files(session: Session, store: LocalBlobStore, now: datetime)
     return removed
 
 
-def _remove_orphan_blobs(session: Session, store: LocalBlobStore, root: LocalBlobStore, cutoff: float) -> int:
+def _remove_orphan_blobs(session: Session, store: BlobStore, root: BlobStore, cutoff: float) -> int:
     removed = 0
-    for batch in _batches(f for f in root.blob_files() if _changed_before(f, cutoff)):
-        keys = {_key(root, path): path for path in batch}
-        rows = session.execute(select(Blob.storage_key, Blob.storage_root).where(Blob.storage_key.in_(keys)))
-        owned = {key for key, storage_root in rows if blob_root(store, storage_root) == root.root}
-        for key, path in keys.items():
-            # Checked again last: a completion reusing the file has just changed its ctime.
-            if key not in owned and _changed_before(path, cutoff):
-                path.unlink(missing_ok=True)
+    for batch in _batches(b.storage_key for b in root.list_blobs() if b.changed < cutoff):
+        rows = session.execute(select(Blob.storage_key, Blob.storage_root).where(Blob.storage_key.in_(batch)))
+        owned = {
+            key for key, storage_root in rows if blob_store(store, storage_root).location == root.location
+        }
+        for key in batch:
+            # Checked again last: a completion reusing the blob has just refreshed it.
+            if key not in owned and root.delete_blob(key, changed_before=cutoff):
                 removed += 1
     return removed
 
 
-def _remove_orphan_parts(session: Session, root: LocalBlobStore, cutoff: float) -> int:
+def _remove_orphan_parts(session: Session, root: BlobStore, cutoff: float) -> int:
     candidates = (
-        path
-        for path in root.part_files()
-        if not path.name.startswith(_TASK_PART) and _modified_before(path, cutoff)
+        part.name
+        for part in root.list_parts()
+        if not part.name.startswith(_TASK_PART) and part.modified < cutoff
     )
     removed = 0
     for batch in _batches(candidates):
-        names = {path.stem: path for path in batch}
         open_uploads = set(
             session.scalars(
                 select(UploadTask.task_id).where(
-                    UploadTask.task_id.in_(names), UploadTask.status.in_([s.value for s in OPEN_STATUSES])
+                    UploadTask.task_id.in_(batch), UploadTask.status.in_([s.value for s in OPEN_STATUSES])
                 )
             )
         )
-        for name, path in names.items():
+        for name in batch:
             if name not in open_uploads:
-                path.unlink(missing_ok=True)
+                root.delete_part(name)
                 removed += 1
     return removed
 
 
-def _key(root: LocalBlobStore, path: Path) -> str:
-    return path.relative_to(root.root).as_posix()
-
-
-def _batches(paths: Iterable[Path]) -> Iterator[list[Path]]:
-    iterator = iter(paths)
+def _batches(names: Iterable[str]) -> Iterator[list[str]]:
+    iterator = iter(names)
     while batch := list(islice(iterator, _BATCH)):
         yield batch
-
-
-def _changed_before(path: Path, cutoff: float) -> bool:
-    """Whether the inode last changed (written, linked, renamed) before ``cutoff``."""
-    try:
-        return os.stat(path).st_ctime < cutoff
-    except FileNotFoundError:
-        return False
-
-
-def _modified_before(path: Path, cutoff: float) -> bool:
-    try:
-        return os.stat(path).st_mtime < cutoff
-    except FileNotFoundError:
-        return False

@@ -7,7 +7,7 @@ removing unreferenced blobs never interleave.
 Storage roots: a part is written under its pool's storage path (``root``; None
 is the store's own root) and a new blob is made there by a rename. Each blob
 row records its root (``blobs.storage_root``, NULL = the store root) and every
-reader resolves it with ``blob_location``. Deduplication stays global, one
+reader resolves it with ``blob_store``. Deduplication stays global, one
 shared blob per content hash: content already stored under another root is
 referenced where it is and the new part is dropped (no copy), so a pool's root
 holds the content first stored through that pool, while every file of the pool
@@ -30,8 +30,7 @@ from hmacfs.db import on_commit
 from hmacfs.errors import Conflict
 from hmacfs.files import sql
 from hmacfs.models import Blob, File, Pool
-from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.local import holds
+from hmacfs.storage import BlobStore, PathBacked
 
 
 @dataclass(frozen=True)
@@ -47,18 +46,28 @@ class NewFile:
     expired_at: datetime | None = None
 
 
-def blob_location(store: LocalBlobStore, blob: Blob) -> Path:
-    """Where a blob's bytes are: under its own ``storage_root`` (a pool's storage path, or
-    where a StorageMigration or FileMove put it), else under the store's root."""
-    return blob_root(store, blob.storage_root) / blob.storage_key
+def blob_store(store: BlobStore, storage_root: str | None) -> BlobStore:
+    """The store over the root a ``storage_root`` column value names (NULL: the store's
+    own root): where a blob's bytes are (a pool's storage path, or where a
+    StorageMigration or FileMove put them)."""
+    return store.at(storage_root)
 
 
-def blob_root(store: LocalBlobStore, storage_root: str | None) -> Path:
-    """The directory a ``storage_root`` column value names (NULL: the store's root)."""
-    return Path(storage_root) if storage_root else store.root
+def blob_location(store: BlobStore, blob: Blob) -> Path:
+    """The file of a blob's bytes, for a path-backed store (the doctor, tests); TypeError
+    for any other."""
+    home = blob_store(store, blob.storage_root)
+    if not isinstance(home, PathBacked):
+        raise TypeError(f"{type(home).__name__} keeps no blob in a file")
+    return home.blob_path(blob.storage_key)
 
 
-def pool_stores(session: Session, store: LocalBlobStore) -> list[LocalBlobStore]:
+def same_root(store: BlobStore, first: str | None, second: str | None) -> bool:
+    """Whether two ``storage_root`` values name the same root of ``store``."""
+    return first == second or blob_store(store, first).location == blob_store(store, second).location
+
+
+def pool_stores(session: Session, store: BlobStore) -> list[BlobStore]:
     """``store`` over each distinct storage path a pool has of its own."""
     roots = session.scalars(select(Pool.storage_path).where(Pool.storage_path.is_not(None)).distinct())
     return [store.at(root) for root in roots]
@@ -76,7 +85,7 @@ class PathTaken(Conflict):
 
 def create_file_from_part(
     session: Session,
-    store: LocalBlobStore,
+    store: BlobStore,
     dedup: DeduplicationSettings,
     *,
     part: str,
@@ -114,7 +123,7 @@ class BlobReference:
 
 def _reference_blob(
     session: Session,
-    store: LocalBlobStore,
+    store: BlobStore,
     *,
     sha256: str,
     size: int,
@@ -144,7 +153,7 @@ def _reference_blob(
 
 def place_part(
     session: Session,
-    store: LocalBlobStore,
+    store: BlobStore,
     blob: BlobReference,
     *,
     part: str,
@@ -157,17 +166,13 @@ def place_part(
     itself goes once ``session`` commits: until then a failed commit leaves it, and
     the upload, as they were (a retried completion finds everything in place)."""
     parts = store.at(root)
-    if _same_root(store, blob.storage_root, root):
+    if same_root(store, blob.storage_root, root):
         parts.promote_part(part, sha256, size, shared=blob.shared)
-    elif not holds(blob_root(store, blob.storage_root) / blob.storage_key, size):
+    elif not blob_store(store, blob.storage_root).has_blob(blob.storage_key, size):
         # The row's bytes were missing where it pointed: they are now under ``root``.
         parts.promote_part(part, sha256, size, shared=blob.shared)
         session.execute(update(Blob).where(Blob.id == blob.id).values(storage_root=root))
     on_commit(session, partial(parts.delete_part, part))
-
-
-def _same_root(store: LocalBlobStore, first: str | None, second: str | None) -> bool:
-    return blob_root(store, first) == blob_root(store, second)
 
 
 def _insert_file(session: Session, blob_id: uuid.UUID, *, sha256: str, size: int, new: NewFile) -> File:
@@ -229,11 +234,11 @@ def expire_files(session: Session, now: datetime, limit: int = 500) -> int:
     return len(expired)
 
 
-def collect_blobs(session: Session, store: LocalBlobStore, limit: int = 500) -> int:
+def collect_blobs(session: Session, store: BlobStore, limit: int = 500) -> int:
     """Remove blobs no file references: bytes first, then the row (row locked throughout)."""
     orphans = sql.orphan_blobs(session, limit)
     for blob in orphans:
-        blob_location(store, blob).unlink(missing_ok=True)
+        blob_store(store, blob.storage_root).delete_blob(blob.storage_key)
         session.delete(blob)
     session.flush()
     return len(orphans)
@@ -241,7 +246,7 @@ def collect_blobs(session: Session, store: LocalBlobStore, limit: int = 500) -> 
 
 def replace_content(
     session: Session,
-    store: LocalBlobStore,
+    store: BlobStore,
     dedup: DeduplicationSettings,
     file: File,
     *,

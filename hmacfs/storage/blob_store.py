@@ -11,7 +11,8 @@ Two kinds of objects live in a store:
 
 Every backend implements ``BlobStore``; what only some can do is a separate
 small protocol, tested with ``isinstance``: ``PathBacked`` (a local path, for
-``sendfile`` and X-Accel-Redirect) and ``Presignable`` (a URL a client may be
+``sendfile`` and X-Accel-Redirect), ``Reserving`` (space reserved at creation
+that an idle upload gives back) and ``Presignable`` (a URL a client may be
 redirected to). The backend is chosen in one place, ``hmacfs.container``.
 
 **Durability.** When ``create_part``, ``write_part``, ``receive`` and
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -71,6 +72,14 @@ class StoredBlob:
 
 
 @dataclass(frozen=True)
+class Space:
+    """Bytes still free and in all, of the file system (or volume) under a root."""
+
+    free: int
+    total: int
+
+
+@dataclass(frozen=True)
 class PartEntry:
     """A part as the cleanup listings see it: its name, size in bytes, and when it was last
     written (POSIX seconds)."""
@@ -95,11 +104,6 @@ class RangeLock(Protocol):
     """Byte-range locks on one part, excluding every other ``RangeLock`` on that part (in
     any greenlet or process that shares the store), while the ranges one lock holds never
     conflict with each other. Closing it (or the holder dying) releases every range."""
-
-    @property
-    def key(self) -> Hashable:
-        """Equal for every lock on the same part of the same store (a transaction keeps
-        one lock per key)."""
 
     def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
         """Lock [offset, offset + length) now (length 0: to the end); False when another
@@ -153,6 +157,12 @@ class BlobStore(Protocol):
         """``root`` as a pool's storage root, normalised (as rows record it), after
         checking that this store can write there; ValueError says what is wrong."""
 
+    @property
+    def location(self) -> str:
+        """Names this store's root, equal for two stores over the same root (the local
+        store: its directory; an object store: bucket and prefix). For comparisons
+        and messages; never parsed."""
+
     def at(self, root: str | None) -> BlobStore:
         """The same store over another root (a pool's ``storage_path``); itself for None
         or its own root. Parts promoted there become blobs there."""
@@ -164,8 +174,9 @@ class BlobStore(Protocol):
         """Write, make durable and remove a probe; raise OSError or StoreUnavailable when
         the store cannot take writes."""
 
-    def free_bytes(self) -> int | None:
-        """Bytes that may still be written; None when the backend has no such limit."""
+    def space(self) -> Space | None:
+        """The free and total bytes of what holds this root; None when the backend has no
+        such limit (an object store)."""
 
     # -- parts --------------------------------------------------------------------
     def create_part(self, part: str, size: int | None) -> None:
@@ -174,17 +185,30 @@ class BlobStore(Protocol):
         no new part remains."""
 
     def write_part(
-        self, part: str, offset: int, read: Reader, length: int, *, hashers: tuple[Hasher, ...] = ()
+        self,
+        part: str,
+        offset: int,
+        read: Reader,
+        length: int,
+        *,
+        hashers: tuple[Hasher, ...] = (),
+        durable: bool = True,
     ) -> None:
         """Stream exactly ``length`` bytes from ``read`` into ``part`` at ``offset`` (in
         any order, ranges of one part from several writers at once), feeding them to
-        ``hashers``; creates the part if needed. Durable when it returns. Raises
-        IncompleteBody when ``read`` ends early (the range is then unwritten, the
-        hashers spoiled)."""
+        ``hashers``; creates the part if needed. Durable when it returns, unless
+        ``durable`` is False: then only after a later ``sync_part`` (a task writing
+        its output block by block). Raises IncompleteBody when ``read`` ends early
+        (the range is then unwritten, the hashers spoiled)."""
 
-    def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
-        """Stream a whole body of ``length`` bytes into a new part and return its SHA-256;
-        durable when it returns, nothing remains when it raises (IncompleteBody too)."""
+    def sync_part(self, part: str) -> None:
+        """The durability point of writes made with ``durable=False``: when this returns,
+        every range written to ``part`` so far survives a crash."""
+
+    def receive(self, part: str, read: Reader, length: int | None) -> WrittenRange:
+        """Stream a whole body of ``length`` bytes (None: until ``read`` returns b"") into a
+        new part and return its size and SHA-256; durable when it returns, nothing
+        remains when it raises (IncompleteBody, or whatever ``read`` raises: a limit)."""
 
     def read_part(self, part: str, start: int, length: int) -> Iterator[bytes]:
         """Yield ``length`` bytes of ``part`` from ``start`` in bounded blocks (fewer if
@@ -232,9 +256,12 @@ class BlobStore(Protocol):
     def has_blob(self, storage_key: str, size: int) -> bool:
         """Whether the blob exists with exactly ``size`` bytes (the bytes a row expects)."""
 
-    def delete_blob(self, storage_key: str) -> None:
-        """Delete a blob (nothing when there is none). Callers hold its row locked and
-        delete only unreferenced content."""
+    def delete_blob(self, storage_key: str, *, changed_before: float | None = None) -> bool:
+        """Delete a blob; False when there is none, or when ``changed_before`` (POSIX
+        seconds) is given and the blob was stored or promoted again since (the orphan
+        collector's last check: a completion reusing it has just refreshed it).
+        Callers hold its row locked, or know it has none, and delete only
+        unreferenced content."""
 
     def list_blobs(self) -> Iterator[BlobEntry]:
         """Every blob under this root (for the orphan collector)."""
@@ -255,6 +282,17 @@ class PathBacked(Protocol):
 
     def blob_path(self, storage_key: str) -> Path:
         """The file of the blob ``storage_key`` (it may not exist)."""
+
+
+@runtime_checkable
+class Reserving(Protocol):
+    """A store whose ``create_part`` reserves space for the whole part (the local store
+    preallocates): an idle upload's unwritten ranges can give it back."""
+
+    def release_ranges(self, part: str, ranges: Iterable[tuple[int, int]]) -> bool:
+        """Give back the space of each ``(offset, length)`` range of ``part`` (they read as
+        zeros until written again, which may then find no space: ENOSPC). False when
+        the backend cannot (nothing is freed); FileNotFoundError when there is no part."""
 
 
 @runtime_checkable

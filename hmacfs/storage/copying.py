@@ -18,7 +18,7 @@ import ctypes.util
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol, cast, runtime_checkable
 
 from hmacfs.errors import BadRequest
@@ -361,3 +361,21 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     durability guarantee: fsync still follows."""
     if _SYNC_FILE_RANGE is not None:
         _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # failures are harmless
+
+
+def blocks_reader(blocks: Iterator[bytes]) -> Reader:
+    """A Reader over an iterator of byte blocks: exactly ``size`` bytes per call
+    until the blocks run out, then b""."""
+    pending = bytearray()
+
+    def read(size: int) -> bytes:
+        while len(pending) < size:
+            block = next(blocks, b"")
+            if not block:
+                break
+            pending.extend(block)
+        data = bytes(pending[:size])
+        del pending[:size]
+        return data
+
+    return read

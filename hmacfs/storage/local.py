@@ -14,14 +14,24 @@ import itertools
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hmacfs.storage.blob_store import BlobEntry, BlobStore, PartEntry, PathBacked, StoredBlob, WrittenRange
+from hmacfs.storage.blob_store import (
+    BlobEntry,
+    BlobStore,
+    PartEntry,
+    PathBacked,
+    Reserving,
+    Space,
+    StoredBlob,
+    WrittenRange,
+)
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.buffers import BufferPool
-from hmacfs.storage.copying import Hasher, Reader, copy_into, read_exactly, write_all
+from hmacfs.storage.copying import Hasher, Reader, blocks_reader, copy_into, read_exactly, write_all
+from hmacfs.storage.holes import punch_holes
 from hmacfs.storage.local_files import (
     LocalOpenBlob,
     fsync_dir,
@@ -41,24 +51,6 @@ _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def blocks_reader(blocks: Iterator[bytes]) -> Reader:
-    """A Reader over an iterator of byte blocks: exactly ``size`` bytes per call
-    until the blocks run out, then b""."""
-    pending = bytearray()
-
-    def read(size: int) -> bytes:
-        while len(pending) < size:
-            block = next(blocks, b"")
-            if not block:
-                break
-            pending.extend(block)
-        data = bytes(pending[:size])
-        del pending[:size]
-        return data
-
-    return read
-
-
 WHOLE_IN_MEMORY = 64 * 1024  # bodies read whole before their file is created (receive)
 
 
@@ -73,6 +65,7 @@ class LocalBlobStore:
         buffers: BufferPool | None = None,
     ) -> None:
         self.root = root
+        self._location: str | None = None
         self.fsync = fsync
         self.buffer_size = buffer_size
         # The process's body buffers under performance.max_buffer_memory (None: copying's default pool).
@@ -96,6 +89,14 @@ class LocalBlobStore:
             raise ValueError(f"{path!r} is not writable: {exc.strerror or exc}") from None
         return root
 
+    @property
+    def location(self) -> str:
+        """The root's real path (symlinks resolved: two names of one directory are one
+        root), computed once per store."""
+        if self._location is None:
+            self._location = os.path.realpath(self.root)
+        return self._location
+
     def at(self, root: str | Path | None) -> LocalBlobStore:
         """The same store over another root (a pool's storage path); itself for None.
 
@@ -105,7 +106,7 @@ class LocalBlobStore:
         if root is None or Path(root) == self.root:
             return self
         other = copy.copy(self)
-        other.root = Path(root)
+        other.root, other._location = Path(root), None
         return other
 
     # -- life cycle -----------------------------------------------------------
@@ -124,6 +125,10 @@ class LocalBlobStore:
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
+
+    def space(self) -> Space:
+        usage = shutil.disk_usage(self.root)
+        return Space(usage.free, usage.total)
 
     def check_writable(self) -> None:
         """Create, fsync and remove a probe file; raise OSError when storage is unusable."""
@@ -159,7 +164,14 @@ class LocalBlobStore:
             os.close(fd)
 
     def write_part(
-        self, part: str, offset: int, read: Reader, length: int, *, hashers: tuple[Hasher, ...] = ()
+        self,
+        part: str,
+        offset: int,
+        read: Reader,
+        length: int,
+        *,
+        hashers: tuple[Hasher, ...] = (),
+        durable: bool = True,
     ) -> None:
         """Stream exactly ``length`` bytes from ``read`` into the part at ``offset``, feeding
         them to ``hashers`` on the way.
@@ -171,8 +183,17 @@ class LocalBlobStore:
         fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             copy_into(fd, offset, read, length, hashers=hashers, **self._copying)
-            if self.fsync:
+            if self.fsync and durable:
                 offload(os.fsync, fd)
+        finally:
+            os.close(fd)
+
+    def sync_part(self, part: str) -> None:
+        if not self.fsync:
+            return
+        fd = os.open(self.part_path(part), os.O_WRONLY)
+        try:
+            offload(os.fsync, fd)
         finally:
             os.close(fd)
 
@@ -232,6 +253,9 @@ class LocalBlobStore:
     def lock_part(self, part: str) -> PartLock:
         return PartLock(self.part_path(part))
 
+    def release_ranges(self, part: str, ranges: Iterable[tuple[int, int]]) -> bool:
+        return punch_holes(self.part_path(part), ranges)
+
     def delete_part(self, part: str) -> None:
         self.part_path(part).unlink(missing_ok=True)
 
@@ -252,8 +276,15 @@ class LocalBlobStore:
     def has_blob(self, storage_key: str, size: int) -> bool:
         return holds(self.blob_path(storage_key), size)
 
-    def delete_blob(self, storage_key: str) -> None:
-        self.blob_path(storage_key).unlink(missing_ok=True)
+    def delete_blob(self, storage_key: str, *, changed_before: float | None = None) -> bool:
+        path = self.blob_path(storage_key)
+        try:
+            if changed_before is not None and os.stat(path).st_ctime >= changed_before:
+                return False
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def list_blobs(self) -> Iterator[BlobEntry]:
         """Every blob file under ``blobs/`` with its size and ctime (a file removed
@@ -316,7 +347,7 @@ class LocalBlobStore:
                 with os.scandir(second) as entries:
                     yield from (Path(e.path) for e in entries if e.is_file(follow_symlinks=False))
 
-    def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
+    def receive(self, part: str, read: Reader, length: int | None) -> WrittenRange:
         """Stream a whole body into a new part (created, preallocated, written and
         fsynced through one descriptor); nothing remains if the body is short.
 
@@ -325,6 +356,8 @@ class LocalBlobStore:
         journal, which would stall every other request of a gevent worker. Only up to
         ``WHOLE_IN_MEMORY``: that buffer is outside the budgeted pool, and a thousand
         slow 1 MiB PUTs would each hold their whole body."""
+        if length is None:
+            return self._receive_to_end(part, read)
         if length <= min(self.buffer_size, WHOLE_IN_MEMORY):
             data = read_exactly(read, length)
             offload(self._write_new, self.part_path(part), data)
@@ -342,6 +375,25 @@ class LocalBlobStore:
             raise
         os.close(fd)
         return WrittenRange(0, length, hasher.hexdigest())
+
+    def _receive_to_end(self, part: str, read: Reader) -> WrittenRange:
+        """Stream ``read`` until it returns b"" into a new part, hashing it; fsync. The
+        part is removed on any failure (a limit the reader enforces too)."""
+        hasher, size = hashlib.sha256(), 0
+        fd = self._create(self.part_path(part))
+        try:
+            while data := read(self.buffer_size):
+                hasher.update(data)
+                write_all(fd, data, size)
+                size += len(data)
+            if self.fsync:
+                offload(os.fsync, fd)
+        except BaseException:
+            os.close(fd)
+            self.delete_part(part)
+            raise
+        os.close(fd)
+        return WrittenRange(0, size, hasher.hexdigest())
 
     def _write_new(self, path: Path, data: bytes | bytearray) -> None:
         """Create ``path`` holding ``data``, fsynced; nothing remains if that fails."""
@@ -378,4 +430,4 @@ def _part_entry(entry: os.DirEntry[str]) -> PartEntry | None:
 
 
 if TYPE_CHECKING:  # mypy proves the store implements the port and its path capability
-    _IMPLEMENTS: tuple[BlobStore, PathBacked] = (LocalBlobStore(Path()), LocalBlobStore(Path()))
+    _IMPLEMENTS: tuple[BlobStore, PathBacked, Reserving] = (LocalBlobStore(Path()),) * 3

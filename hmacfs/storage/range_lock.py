@@ -36,11 +36,6 @@ class PartLock:
         self.path = path
         self._fd: int | None = os.open(path, os.O_RDWR)
 
-    @property
-    def key(self) -> Path:
-        """The part file: locks with equal keys lock the same part."""
-        return self.path
-
     def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
         """Lock [offset, offset + length) now (a length of 0 means to the end of the file);
         False when another descriptor holds a conflicting lock."""

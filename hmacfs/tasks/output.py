@@ -7,7 +7,6 @@ This sits below ``queue``, ``context`` and ``service``, which all name or discar
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +15,7 @@ from hmacfs.container import Services
 from hmacfs.files import pool_stores
 from hmacfs.models import Task
 from hmacfs.models.status import FINISHED_STATUSES
+from hmacfs.storage import BlobStore
 
 
 def part_prefix(task_id: str) -> str:
@@ -31,10 +31,10 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
     (``place_output``); a crash in between strands it where
     ``discard_partial_output``, which looks under the store's root, never looks.
     """
-    strays: dict[str, list[Path]] = {}
+    strays: dict[str, list[tuple[BlobStore, str]]] = {}
     for store in pool_stores(session, services.store):
-        for path in store.part_files("task-"):
-            strays.setdefault(path.name.split("-")[1], []).append(path)
+        for part in store.list_parts("task-"):
+            strays.setdefault(part.name.split("-")[1], []).append((store, part.name))
     if not strays:
         return 0
     unfinished = set(
@@ -43,17 +43,17 @@ def discard_stray_pool_parts(session: Session, services: Services, now: datetime
         )
     )
     removed = 0
-    for task_id, paths in strays.items():
+    for task_id, parts in strays.items():
         if task_id not in unfinished:
-            for path in paths:
-                path.unlink(missing_ok=True)
+            for store, name in parts:
+                store.delete_part(name)
                 removed += 1
     return removed
 
 
 def discard_partial_output(services: Services, task_id: str) -> int:
     """Delete the parts the runs of task ``task_id`` left; returns how many."""
-    parts = services.store.part_files(part_prefix(task_id))
-    for path in parts:
-        path.unlink(missing_ok=True)
+    parts = services.store.list_parts(part_prefix(task_id))
+    for part in parts:
+        services.store.delete_part(part.name)
     return len(parts)

@@ -9,7 +9,6 @@ import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,10 +23,8 @@ from hmacfs.metrics import AppMetrics
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
 from hmacfs.ports import Clock
-from hmacfs.storage import LocalBlobStore
-from hmacfs.storage.copying import Hasher, Reader
-from hmacfs.storage.local import blocks_reader
-from hmacfs.storage.range_lock import PartLock
+from hmacfs.storage import BlobStore, RangeLock
+from hmacfs.storage.copying import Hasher, Reader, blocks_reader
 from hmacfs.uploads import sql
 from hmacfs.uploads.chunking import check_chunk_length, chunk_bounds
 from hmacfs.uploads.completion import complete_upload
@@ -100,7 +97,7 @@ def write_chunk(
         raise
     if result.stored:
         if not held:
-            keep_until_transaction_end(session, lock)
+            keep_until_transaction_end(session, slot.part, lock)
         body.after_record(session, result.committed)  # the lock goes, the hash advance may start
         publish_progress(session, services.settings.events, task, writer.clock.now())
         if watch is not None:
@@ -114,7 +111,7 @@ def write_chunk(
 
 
 def _lock_chunk(
-    services: Services, task: UploadTask, slot: _Slot, lock: PartLock, watch: BodyWatch | None
+    services: Services, task: UploadTask, slot: _Slot, lock: RangeLock, watch: BodyWatch | None
 ) -> bool:
     """Lock the chunk's range now, or once its silent writer has stood down for this
     request (``hmacfs.uploads.handoff``); False while another writer keeps it."""
@@ -135,7 +132,7 @@ class _Writer:
     hash's advancer, and how long to wait for a chunk's lock (seconds: its holder either
     finishes or its body read gives up after ``timeouts.body_idle``)."""
 
-    store: LocalBlobStore
+    store: BlobStore
     clock: Clock
     advancer: KeyedRunner
     lock_wait: float
@@ -147,11 +144,9 @@ class _Writer:
         return cls(services.store, services.clock, services.hash_advancer, wait, services.metrics)
 
 
-def _open_lock(
-    session: Session, store: LocalBlobStore, task: UploadTask, slot: _Slot
-) -> tuple[PartLock, bool]:
+def _open_lock(session: Session, store: BlobStore, task: UploadTask, slot: _Slot) -> tuple[RangeLock, bool]:
     try:
-        return held_or_open(session, slot.store.part_path(slot.part))
+        return held_or_open(session, slot.store, slot.part)
     except FileNotFoundError:  # completed, cancelled or expired since the task was read
         check_still_open(session, store, task, slot.part)
         raise
@@ -161,7 +156,7 @@ def _recorded(session: Session, slot: _Slot) -> bool:
     return sql.chunk_recorded(session, slot.upload_id, slot.index)
 
 
-def _let_go(lock: PartLock, held: bool, slot: _Slot) -> None:
+def _let_go(lock: RangeLock, held: bool, slot: _Slot) -> None:
     """Release the chunk's range: a lock this transaction keeps for other chunks stays open."""
     if held:
         lock.unlock(slot.offset, slot.length)
@@ -176,13 +171,13 @@ class _Slot:
 
     upload_id: uuid.UUID
     part: str
-    store: LocalBlobStore
+    store: BlobStore
     index: int
     offset: int
     length: int
 
     @classmethod
-    def of(cls, store: LocalBlobStore, task: UploadTask, index: int) -> _Slot:
+    def of(cls, store: BlobStore, task: UploadTask, index: int) -> _Slot:
         assert task.file_size is not None
         offset, length = chunk_bounds(index, task.file_size, task.chunk_size)
         return cls(task.id, task.task_id, part_store(store, task), index, offset, length)
@@ -232,7 +227,7 @@ def _record_new(session: Session, writer: _Writer, task: UploadTask, row: dict[s
 
 
 def write_checked(
-    store: LocalBlobStore,
+    store: BlobStore,
     part: str,
     offset: int,
     read: Reader,
@@ -263,7 +258,7 @@ def write_checked(
     return actual.hex() if digest.algorithm == "sha256" else None
 
 
-def check_still_open(session: Session, store: LocalBlobStore, task: UploadTask, part: str) -> None:
+def check_still_open(session: Session, store: BlobStore, task: UploadTask, part: str) -> None:
     """After a body has streamed in: the upload may have been completed, cancelled or
     expired meanwhile. Then its part is gone (or became a blob) and the write just
     re-created a stray file at the part path: remove it and refuse (409/410)."""
@@ -279,7 +274,7 @@ def _write_aside(
     task: UploadTask,
     slot: _Slot,
     *,
-    lock: PartLock,
+    lock: RangeLock,
     body: BodyTransaction,
     read: Reader,
     digest: ExpectedDigest | None,
@@ -297,7 +292,7 @@ def _write_aside(
         if existing and store.same_bytes(slot.part, slot.offset, scratch, slot.length):
             return ChunkResult(task, stored=False)
         check_still_open(session, writer.store, task, slot.part)
-        blocks = store.read_range(store.part_path(scratch), 0, slot.length)
+        blocks = store.read_part(scratch, 0, slot.length)
         store.write_part(slot.part, slot.offset, blocks_reader(iter(blocks)), slot.length)
     finally:
         store.delete_part(scratch)
@@ -323,18 +318,11 @@ def remove_stale_scratch(session: Session, services: Services, now: datetime) ->
     cutoff = (now - services.settings.uploads.max_resumable_age).timestamp()
     removed = 0
     for store in (services.store, *pool_stores(session, services.store)):
-        for path in store.part_files():
-            if _SCRATCH.search(path.stem) and _untouched_since(path, cutoff):
-                path.unlink(missing_ok=True)
+        for part in store.list_parts():
+            if _SCRATCH.search(part.name) and part.modified < cutoff:
+                store.delete_part(part.name)
                 removed += 1
     return removed
-
-
-def _untouched_since(path: Path, cutoff: float) -> bool:
-    try:
-        return path.stat().st_mtime < cutoff
-    except FileNotFoundError:  # removed meanwhile
-        return False
 
 
 # Waiting for a chunk's lock: its holder either finishes or its body read gives up

@@ -24,7 +24,7 @@ from hmacfs.uploads.service import check_open, lock_task, part_store
 def _lock_whole_part(session: Session, services: Services, task: UploadTask) -> None:
     """Lock every byte of the part until this transaction ends, so no chunk is rewritten
     while it is hashed and promoted; 409 UPLOAD_BUSY while a re-sent chunk is being copied in."""
-    lock = held_or_new(session, part_store(services.store, task).part_path(task.task_id))
+    lock = held_or_new(session, part_store(services.store, task), task.task_id)
     if not lock.try_lock(0, 0):
         raise Conflict("a chunk of this upload is being written; retry", code="UPLOAD_BUSY")
 

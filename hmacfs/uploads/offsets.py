@@ -24,8 +24,7 @@ from hmacfs.errors import BadRequest, Conflict, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.ports import LockBusy
-from hmacfs.storage.copying import Reader
-from hmacfs.storage.local import blocks_reader
+from hmacfs.storage.copying import Reader, blocks_reader
 from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
 from hmacfs.uploads.chunks import check_still_open, write_checked
@@ -200,7 +199,7 @@ def concatenate(
     for part in parts:
         size = part.file_size or 0
         running = _continued_hash(task, offset)
-        blocks = iter(store.read_range(part_store(services.store, part).part_path(part.task_id), 0, size))
+        blocks = iter(part_store(services.store, part).read_part(part.task_id, 0, size))
         hashers = (running,) if running else ()
         store.write_part(task.task_id, offset, blocks_reader(blocks), size, hashers=hashers)
         if size:

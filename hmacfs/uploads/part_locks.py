@@ -11,34 +11,36 @@ waits for itself.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from hmacfs.storage.range_lock import PartLock
+from hmacfs.storage import BlobStore, RangeLock
 
 _HELD = "hmacfs.uploads.part_locks"
 
 
-def keep_until_transaction_end(session: Session, lock: PartLock) -> None:
-    """Close ``lock`` (releasing its ranges) when ``session``'s current transaction ends."""
-    held = session.info.setdefault(_HELD, {}).setdefault(lock.path, lock)
+def keep_until_transaction_end(session: Session, part: str, lock: RangeLock) -> None:
+    """Close ``lock`` on ``part`` (releasing its ranges) when ``session``'s current
+    transaction ends."""
+    held = session.info.setdefault(_HELD, {}).setdefault(part, lock)
     assert held is lock, "one lock per part and transaction: take it with held_or_open"
 
 
-def held_or_open(session: Session, path: Path) -> tuple[PartLock, bool]:
-    """The lock this transaction holds on ``path`` (True), or a new one not kept yet (False):
-    all the ranges one transaction locks on a part share a lock, so they never conflict."""
-    held = session.info.get(_HELD, {}).get(path)
-    return (held, True) if held is not None else (PartLock(path), False)
+def held_or_open(session: Session, store: BlobStore, part: str) -> tuple[RangeLock, bool]:
+    """The lock this transaction holds on ``part`` (True), or a new one not kept yet (False):
+    all the ranges one transaction locks on a part share a lock, so they never conflict.
+    Keyed by the part's name alone: a part lives under one root, and its name is unique
+    (an upload's task id, a scratch name with a random tag). FileNotFoundError when
+    there is no such part."""
+    held = session.info.get(_HELD, {}).get(part)
+    return (held, True) if held is not None else (store.lock_part(part), False)
 
 
-def held_or_new(session: Session, path: Path) -> PartLock:
-    """The lock this transaction holds on ``path``, or a new one kept until it ends."""
-    lock, held = held_or_open(session, path)
+def held_or_new(session: Session, store: BlobStore, part: str) -> RangeLock:
+    """The lock this transaction holds on ``part``, or a new one kept until it ends."""
+    lock, held = held_or_open(session, store, part)
     if not held:
-        keep_until_transaction_end(session, lock)
+        keep_until_transaction_end(session, part, lock)
     return lock
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from hmacfs.config import UploadsSettings
 from hmacfs.errors import BadRequest, NotFound
 from hmacfs.models import Pool
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
 from hmacfs.uploads.chunking import check_file_size, content_type_allowed
 
 
@@ -49,7 +49,7 @@ def check_pool_accepts(pool: Pool, settings: UploadsSettings, size: int | None, 
         )
 
 
-def add_pool(session: Session, store: LocalBlobStore, pool: Pool) -> Pool:
+def add_pool(session: Session, store: BlobStore, pool: Pool) -> Pool:
     """Add a pool; raises BadRequest when the name is taken or the storage path is not an
     absolute, writable directory (it is created when missing and recorded resolved)."""
     if session.scalar(select(Pool.id).where(Pool.name == pool.name)) is not None:

@@ -13,7 +13,7 @@ from hmacfs.container import Services
 from hmacfs.errors import BadRequest
 from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, UploadStatus
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
 from hmacfs.uploads.chunking import progress_percent
 from hmacfs.uploads.counting import count_ended
 from hmacfs.uploads.notify import publish_failed
@@ -122,7 +122,7 @@ def eta_seconds(task: UploadTask, speed: float) -> float | None:
     return round(max(0, task.file_size - task.bytes_received) / speed, 1)
 
 
-def cleanup_finished(session: Session, store: LocalBlobStore, account_id: uuid.UUID) -> int:
+def cleanup_finished(session: Session, store: BlobStore, account_id: uuid.UUID) -> int:
     """Remove the account's failed and expired tasks (rows and any bytes left); return how many."""
     doomed = list(
         session.scalars(

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -31,8 +30,7 @@ from hmacfs.db import is_postgresql, release_connection
 from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol
 from hmacfs.ports import LockBusy
-from hmacfs.storage.holes import punch_holes
-from hmacfs.storage.range_lock import PartLock
+from hmacfs.storage import BlobStore, Reserving
 from hmacfs.uploads.offsets import upload_lock_key
 from hmacfs.uploads.service import part_store, uploaded_indexes
 
@@ -75,27 +73,38 @@ def _release(session: Session, services: Services, task_id: uuid.UUID, cutoff: d
     task = session.get(UploadTask, task_id)
     if task is None:
         return 0
-    path = part_store(services.store, task).part_path(task.task_id)
-    with services.locker.hold(upload_lock_key(task)), _whole_part_lock(path) as locked:
+    store = part_store(services.store, task)
+    with services.locker.hold(upload_lock_key(task)), _whole_part_lock(store, task.task_id) as locked:
         if not locked:
             return 0
         release_connection(session)  # what was received is read from a fresh snapshot
         task = _locked_if_idle(session, task_id, cutoff)
         if task is None:
             return 0
-        if path.exists() and not punch_holes(path, unreceived_ranges(session, task)):
+        if not _give_back(session, store, task):
             log.warning("storage cannot punch holes: upload %s keeps its disk space", task.task_id)
         task.reserved = False
         session.flush()
     return 1
 
 
+def _give_back(session: Session, store: BlobStore, task: UploadTask) -> bool:
+    """Free the reserved space of the ranges not received yet: True when done or nothing
+    was reserved (no part, or a store that reserves nothing), False when the store cannot."""
+    if not isinstance(store, Reserving) or store.part_size(task.task_id) is None:
+        return True
+    try:
+        return store.release_ranges(task.task_id, unreceived_ranges(session, task))
+    except FileNotFoundError:  # removed meanwhile
+        return True
+
+
 @contextmanager
-def _whole_part_lock(path: Path) -> Iterator[bool]:
+def _whole_part_lock(store: BlobStore, part: str) -> Iterator[bool]:
     """Whether every byte of the part is locked (no chunk is being written); True for a
     part that does not exist (nothing to protect)."""
     try:
-        lock = PartLock(path)
+        lock = store.lock_part(part)
     except FileNotFoundError:
         yield True
         return

@@ -26,7 +26,7 @@ from hmacfs.db import DEFAULT_POOL_ID, mark_written
 from hmacfs.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
 from hmacfs.models import Pool, UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
 from hmacfs.uploads.chunking import choose_chunk_size, chunk_count
 from hmacfs.uploads.counting import count_ended, count_started
 from hmacfs.uploads.policy import check_extension, check_pool_accepts, get_pool
@@ -127,7 +127,7 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     return task
 
 
-def part_store(store: LocalBlobStore, task: UploadTask) -> LocalBlobStore:
+def part_store(store: BlobStore, task: UploadTask) -> BlobStore:
     """``store`` over the root that holds ``task``'s part: its pool's storage path when the
     upload began (recorded on the row, so changing the pool later strands nothing)."""
     return store.at(task.storage_root)

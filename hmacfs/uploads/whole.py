@@ -9,8 +9,6 @@ is removed and no row is written. The file is recorded with a completed
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,9 +25,7 @@ from hmacfs.files import NewFile, deduplicates
 from hmacfs.files.one_shot import OneShot, record_whole_file
 from hmacfs.models import File
 from hmacfs.models.status import Protocol
-from hmacfs.storage import LocalBlobStore
 from hmacfs.storage.blob_store import WrittenRange
-from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Reader
 from hmacfs.uploads.counting import count_bytes, count_completed_upload, count_started
 from hmacfs.uploads.quotas import Charge, check_quotas
@@ -38,7 +34,6 @@ from hmacfs.uploads.quotas import Charge, check_quotas
 # extra database round trips cost more than reading the body would (the
 # authoritative check runs before the file is recorded in any case).
 EARLY_CHECK_SIZE = 1024 * 1024
-_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ def receive_whole(session: Session, services: Services, upload: WholeUpload, rea
         written = services.store.receive(part, read, upload.size)
     else:
         limit = services.settings.uploads.max_upload_size if upload.limit is None else upload.limit
-        written = _receive_to_end(services.store, part, read, limit)
+        written = services.store.receive(part, _limited(read, limit), None)
     return record_one_shot_upload(session, services, upload, part, written)
 
 
@@ -103,35 +98,20 @@ def ensure_slot_free(sessions: sessionmaker[Session], path: str) -> None:
             raise Conflict("a file already exists at this path", code="SLOT_TAKEN")
 
 
-def _receive_to_end(store: LocalBlobStore, part: str, read: Reader, limit: int) -> WrittenRange:
-    """Write ``read`` to its end into a new part, hashing it; fsync; refuse past ``limit``
-    bytes. The part is removed on any failure."""
-    store.create_part(part, None)
-    try:
-        size, digest = _write_limited(store, part, read, limit)
-    except BaseException:
-        store.delete_part(part)
-        raise
-    return WrittenRange(0, size, digest)
+def _limited(read: Reader, limit: int) -> Reader:
+    """``read``, raising PayloadTooLarge (413) once more than ``limit`` bytes came (the
+    store then removes the part it was receiving)."""
+    received = 0
 
+    def limited(size: int) -> bytes:
+        nonlocal received
+        data = read(size)
+        received += len(data)
+        if received > limit:
+            raise PayloadTooLarge("file too large", details={"maxSize": limit})
+        return data
 
-def _write_limited(store: LocalBlobStore, part: str, read: Reader, limit: int) -> tuple[int, str]:
-    hasher, size = hashlib.sha256(), 0
-    fd = os.open(store.part_path(part), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        while data := read(_BLOCK):
-            size += len(data)
-            if size > limit:
-                raise PayloadTooLarge("file too large", details={"maxSize": limit})
-            hasher.update(data)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        if store.fsync:
-            offload(os.fsync, fd)
-    finally:
-        os.close(fd)
-    return size, hasher.hexdigest()
+    return limited
 
 
 def record_one_shot_upload(

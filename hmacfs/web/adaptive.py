@@ -302,7 +302,7 @@ def _count(body: MeasuredBody, measurement: BodyMeasurement, arm: Arm) -> None:
     if isinstance(body, AdaptiveBody):
         metrics.buffer_size.set(body.size)
         metrics.buffer_size_changes_total.inc(body.changes)
-    _observe_pool(services().store.buffers)
+    _observe_pool(services().buffers)
     if _state().fallback.record(arm, outcome is Outcome.COMPLETE, time.monotonic()):
         metrics.fallbacks_total.inc()
         metrics.fallback_active.set(1)

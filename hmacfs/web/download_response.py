@@ -28,7 +28,7 @@ from hmacfs.errors import NotFound
 from hmacfs.files import blob_location
 from hmacfs.metrics import AppMetrics
 from hmacfs.models import Blob, File
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
 from hmacfs.web.encrypted_download import encrypted_response
 
 
@@ -46,7 +46,7 @@ class Download:
     encrypted: bool = False
 
 
-def load_download(store: LocalBlobStore, file: File, blob: Blob) -> Download:
+def load_download(store: BlobStore, file: File, blob: Blob) -> Download:
     return Download(
         path=blob_location(store, blob),
         storage_key=blob.storage_key,

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hmacfs.config import MetricsSettings
 from hmacfs.health import operating_state
 from hmacfs.metrics import AppMetrics, domain_metrics
+from hmacfs.storage import StoreUnavailable
 from hmacfs.web.context import services
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ def sample_state_on_scrape(app: Flask, metrics: AppMetrics) -> None:
         try:
             with found.db.sessions() as session:
                 state = operating_state(session, found.store, found.clock.now())
-        except (OSError, SQLAlchemyError):
+        except (OSError, SQLAlchemyError, StoreUnavailable):
             log.warning("metrics: the operating state could not be sampled", exc_info=True)
             return
-        metrics.storage_free_bytes.set(state.storage_free_bytes)
-        metrics.storage_size_bytes.set(state.storage_size_bytes)
+        if state.storage is not None:
+            metrics.storage_free_bytes.set(state.storage.free)
+            metrics.storage_size_bytes.set(state.storage.total)
         metrics.tasks_pending.set(state.tasks_pending)
         metrics.uploads_stale.set(state.uploads_stale)

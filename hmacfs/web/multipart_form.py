@@ -14,8 +14,7 @@ from werkzeug.sansio.multipart import File as FilePart
 
 from hmacfs.errors import BadRequest
 from hmacfs.names import UNSAFE_NAME_CHARACTER
-from hmacfs.storage.copying import IncompleteBody, Reader
-from hmacfs.storage.local import blocks_reader
+from hmacfs.storage.copying import IncompleteBody, Reader, blocks_reader
 
 FIELD = "file"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"

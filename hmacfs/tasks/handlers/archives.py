@@ -15,7 +15,6 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy.orm import Session
@@ -24,11 +23,12 @@ from hmacfs.config import Settings, TasksSettings
 from hmacfs.models import File
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.handlers.common import (
+    Content,
     PartWriter,
     check_bundle,
     check_owned_files,
     choice_param,
-    file_path,
+    file_content,
     id_list_param,
     int_param,
     name_param,
@@ -54,19 +54,19 @@ def _validate_compress(parameters: dict[str, Any], account: uuid.UUID, session: 
 @dataclass(frozen=True)
 class _Source:
     name: str
-    path: Path
+    content: Content
     size: int
 
 
 def _sources(ctx: TaskContext, ids: list[Any]) -> list[_Source]:
     with ctx.services.db.sessions() as session:
         files = [owned_file(session, ctx, ident) for ident in ids]
-        paths = [file_path(session, ctx.services.store, file) for file in files]
+        contents = [file_content(session, ctx.services.store, file) for file in files]
     seen: set[str] = set()
     sources = []
-    for file, path in zip(files, paths, strict=True):
+    for file, content in zip(files, contents, strict=True):
         name = _unique(file.name.replace("/", "_").replace("\\", "_") or "file", seen)
-        sources.append(_Source(name, path, file.size))
+        sources.append(_Source(name, content, file.size))
     return sources
 
 
@@ -88,8 +88,8 @@ class _Progress:
         self.done += size
         self.ctx.checkpoint(self.done, self.total)
 
-    def blocks(self, path: Path, size: int) -> Iterator[bytes]:
-        with path.open("rb") as handle:
+    def blocks(self, content: Content, size: int) -> Iterator[bytes]:
+        with content.open() as handle:
             remaining = size
             while remaining > 0 and (data := handle.read(min(BLOCK, remaining))):
                 remaining -= len(data)
@@ -145,7 +145,7 @@ def _write_zip(writer: PartWriter, sources: list[_Source], level: int, progress:
     with zipfile.ZipFile(writer, "w", compression=method, compresslevel=level or None) as archive:  # type: ignore[call-overload]
         for source in sources:
             with archive.open(source.name, "w", force_zip64=True) as entry:
-                for block in progress.blocks(source.path, source.size):
+                for block in progress.blocks(source.content, source.size):
                     entry.write(block)
 
 
@@ -154,7 +154,7 @@ def _write_tar(writer: PartWriter, sources: list[_Source], level: int, progress:
         for source in sources:
             info = tarfile.TarInfo(source.name)
             info.size, info.mode = source.size, 0o644
-            with source.path.open("rb") as handle:
+            with source.content.open() as handle:
                 archive.addfile(info, _CountingReader(handle, progress))
 
 
@@ -233,9 +233,9 @@ def _extract(
     return _Extracted(name, writer, sha256)
 
 
-def _zip_entries(ctx: TaskContext, path: Path, budget: Budget) -> list[_Extracted]:
+def _zip_entries(ctx: TaskContext, content: Content, budget: Budget) -> list[_Extracted]:
     out: list[_Extracted] = []
-    with zipfile.ZipFile(path) as archive:
+    with content.open() as raw, zipfile.ZipFile(raw) as archive:
         infos = archive.infolist()
         cursor = [0]
 
@@ -258,10 +258,10 @@ def _zip_entries(ctx: TaskContext, path: Path, budget: Budget) -> list[_Extracte
     return out
 
 
-def _tar_entries(ctx: TaskContext, path: Path, budget: Budget) -> list[_Extracted]:
+def _tar_entries(ctx: TaskContext, content: Content, budget: Budget) -> list[_Extracted]:
     out: list[_Extracted] = []
     size = max(budget.archive_size, 1)
-    with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|gz") as archive:
+    with content.open() as raw, tarfile.open(fileobj=raw, mode="r|gz") as archive:
         for index, member in enumerate(archive):
             budget.entry()
             name = safe_entry_name(member.name)
@@ -277,8 +277,8 @@ def _tar_entries(ctx: TaskContext, path: Path, budget: Budget) -> list[_Extracte
     return out
 
 
-def _archive_kind(path: Path) -> str:
-    with path.open("rb") as handle:
+def _archive_kind(content: Content) -> str:
+    with content.open() as handle:
         magic = handle.read(4)
     if magic in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
@@ -291,11 +291,13 @@ def _archive_kind(path: Path) -> str:
 def decompress(ctx: TaskContext) -> None:
     with ctx.services.db.sessions() as session:
         archive = owned_file(session, ctx, ctx.parameters["fileId"])
-        path, size = file_path(session, ctx.services.store, archive), archive.size
+        content, size = file_content(session, ctx.services.store, archive), archive.size
     budget = Budget(ctx.services.settings.tasks, size)
     try:
-        kind = _archive_kind(path)
-        extracted = _zip_entries(ctx, path, budget) if kind == "zip" else _tar_entries(ctx, path, budget)
+        kind = _archive_kind(content)
+        extracted = (
+            _zip_entries(ctx, content, budget) if kind == "zip" else _tar_entries(ctx, content, budget)
+        )
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         raise TaskError(f"the archive is damaged ({type(exc).__name__})") from None
     bundle = ctx.parameters.get("targetBundleId")

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import uuid
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hmacfs.files import NewFile, blob_location, create_file_from_part
+from hmacfs.files import NewFile, blob_store, create_file_from_part, same_root
 from hmacfs.models import Blob, Bundle, File, Pool
-from hmacfs.storage import LocalBlobStore
+from hmacfs.storage import BlobStore
+from hmacfs.storage.copying import blocks_reader
+from hmacfs.storage.streams import open_blob_file
+from hmacfs.storage.transfer import move_part
 from hmacfs.tasks.context import TaskContext, TaskError
-from hmacfs.tasks.handlers.relocation import copy_verified
 
 MAX_IDS = 10_000
+BLOCK = 1024 * 1024  # a task's output goes to the store in blocks of this size
 
 
 # -- parameter validation (raise ValueError("field: problem") -> 400) -----------------
@@ -106,47 +107,67 @@ def owned_file(session: Session, ctx: TaskContext, file_id: Any, *, lock: bool =
     return file
 
 
-def file_path(session: Session, store: LocalBlobStore, file: File) -> Path:
-    """Where a file's bytes are: its blob's own ``storage_root`` (after a migration) or the
-    store's root."""
+@dataclass(frozen=True)
+class Content:
+    """Where a file's stored bytes are: its blob's store (root) and key."""
+
+    store: BlobStore
+    storage_key: str
+
+    def open(self) -> BinaryIO:
+        """The bytes as a seekable binary file (close it when done)."""
+        return open_blob_file(self.store, self.storage_key)
+
+
+def file_content(session: Session, store: BlobStore, file: File) -> Content:
+    """Where a file's bytes are: under its blob's own ``storage_root`` (after a migration)
+    or the store's root."""
     blob = session.get(Blob, file.blob_id)
     if blob is None:
         raise TaskError(f"file {file.id} has no stored content")
-    return blob_location(store, blob)
+    return Content(blob_store(store, blob.storage_root), blob.storage_key)
 
 
 class PartWriter:
-    """Writes a task's output part sequentially, hashing as it goes (never buffering it whole)."""
+    """Writes a task's output part sequentially, hashing as it goes: whole blocks of
+    ``BLOCK`` bytes go to the store as they fill (never the whole output in memory), and
+    are made durable by ``sync`` and ``close``."""
 
     def __init__(self, ctx: TaskContext, suffix: str) -> None:
-        store = ctx.services.store
-        store.ensure_layout()
-        self.store = store
+        self.store = ctx.services.store
         self.part = ctx.part(suffix)
-        self.path = store.part_path(self.part)
-        self.handle = self.path.open("wb")
+        self.store.create_part(self.part, None)
         self.hasher = hashlib.sha256()
-        self.size = 0
+        self.size = 0  # bytes written, the pending ones included
+        self._pending = bytearray()
 
     def write(self, data: bytes) -> int:
-        self.handle.write(data)
+        self._pending += data
         self.hasher.update(data)
         self.size += len(data)
+        if len(self._pending) >= BLOCK:
+            self._write_pending()
         return len(data)
 
     def flush(self) -> None:
         pass
 
     def sync(self) -> None:
-        self.handle.flush()
-        if self.store.fsync:
-            os.fsync(self.handle.fileno())
+        """Make every byte written so far durable (a checkpoint may then record it)."""
+        self._write_pending()
+        self.store.sync_part(self.part)
 
     def close(self) -> str:
         """Make the part durable and return its SHA-256."""
         self.sync()
-        self.handle.close()
         return self.hasher.hexdigest()
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        data, self._pending = bytes(self._pending), bytearray()
+        read = blocks_reader(iter((data,)))
+        self.store.write_part(self.part, self.size - len(data), read, len(data), durable=False)
 
 
 def store_output(
@@ -184,27 +205,19 @@ def store_output(
 def place_output(
     session: Session, ctx: TaskContext, writer: PartWriter, sha256: str, pool_id: uuid.UUID
 ) -> str | None:
-    """Move a finished output part under the storage path of pool ``pool_id`` and return that
+    """Move a finished output part under the storage root of pool ``pool_id`` and return that
     root (None: the pool has none, the part stays under the store's root).
 
-    A rename on one file system; across file systems a verified, fsynced copy.
-    Runs in the finishing transaction (the pool row is usually in the session
-    already): a part moved just before a crash is left under the pool's
-    ``parts`` directory, where the task's partial-output cleanup does not look.
+    A rename on one file system; across file systems (or stores) a verified,
+    durable copy. Runs in the finishing transaction (the pool row is usually in
+    the session already): a part moved just before a crash is left under the
+    pool's root, where the task's partial-output cleanup does not look.
     """
     pool = session.get(Pool, pool_id)
     if pool is None or pool.storage_path is None:
         return None
-    target = ctx.services.store.at(pool.storage_path)
-    if target.root == ctx.services.store.root:
+    store = ctx.services.store
+    if same_root(store, None, pool.storage_path):
         return None
-    target.ensure_layout()
-    destination = target.part_path(writer.part)
-    try:
-        os.replace(writer.path, destination)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        copy_verified(writer.path, destination, sha256, ctx.services.store.fsync)
-        writer.path.unlink()
+    move_part(store, store.at(pool.storage_path), writer.part, size=writer.size, sha256=sha256)
     return pool.storage_path

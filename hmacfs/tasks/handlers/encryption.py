@@ -31,9 +31,10 @@ from hmacfs.tasks.crypto import (
     segment_count,
 )
 from hmacfs.tasks.handlers.common import (
+    Content,
     PartWriter,
     check_owned_files,
-    file_path,
+    file_content,
     owned_file,
     place_output,
     uuid_param,
@@ -60,12 +61,12 @@ def _validate_decrypt(parameters: dict[str, Any], account: uuid.UUID, session: S
     _validate(parameters, account, session, encrypted=True)
 
 
-def _load(ctx: TaskContext, encrypted: bool) -> tuple[File, Any]:
+def _load(ctx: TaskContext, encrypted: bool) -> tuple[File, Content]:
     with ctx.services.db.sessions() as session:
         file = owned_file(session, ctx, ctx.parameters["fileId"])
         if file.encrypted != encrypted:
             raise TaskError("the file is " + ("not encrypted" if encrypted else "already encrypted"))
-        return file, file_path(session, ctx.services.store, file)
+        return file, file_content(session, ctx.services.store, file)
 
 
 def _resumable(ctx: TaskContext, file: File, prefix: int) -> dict[str, Any]:
@@ -77,18 +78,15 @@ def _resumable(ctx: TaskContext, file: File, prefix: int) -> dict[str, Any]:
     state = ctx.state
     if state.get("blob") != str(file.blob_id) or not state.get("segments"):
         return {}
-    old = ctx.services.store.part_path(str(state["part"]))
-    if not old.exists() or old.stat().st_size < prefix:
+    size = ctx.services.store.part_size(str(state["part"]))
+    if size is None or size < prefix:
         return {}
     return state
 
 
 def _copy_prefix(ctx: TaskContext, part: str, writer: PartWriter, length: int) -> None:
-    with ctx.services.store.part_path(part).open("rb") as old:
-        remaining = length
-        while remaining and (block := old.read(min(remaining, 1024 * 1024))):
-            writer.write(block)
-            remaining -= len(block)
+    for block in ctx.services.store.read_part(part, 0, length):
+        writer.write(block)
 
 
 def _encrypt_start(ctx: TaskContext, file: File) -> tuple[Header, int, dict[str, Any]]:
@@ -103,7 +101,7 @@ def _encrypt_start(ctx: TaskContext, file: File) -> tuple[Header, int, dict[str,
 
 @task_handler("FileEncrypt", validate=_validate_encrypt, display_name="Encrypt File")
 def encrypt(ctx: TaskContext) -> None:
-    file, path = _load(ctx, encrypted=False)
+    file, content = _load(ctx, encrypted=False)
     header, done, state = _encrypt_start(ctx, file)
     seg = header.segment_size
     cipher = SegmentCipher(ctx.secret(), header)
@@ -114,7 +112,7 @@ def encrypt(ctx: TaskContext) -> None:
             _copy_prefix(ctx, str(state["part"]), writer, HEADER_SIZE + done * (seg + TAG_SIZE))
         else:
             writer.write(header.pack())
-        with path.open("rb") as source:
+        with content.open() as source:
             source.seek(done * seg)
             for counter, sealed in enumerate(encrypt_segments(source, cipher, start=done), start=done):
                 writer.write(sealed)
@@ -132,10 +130,10 @@ def encrypt(ctx: TaskContext) -> None:
 
 @task_handler("FileDecrypt", validate=_validate_decrypt, display_name="Decrypt File")
 def decrypt(ctx: TaskContext) -> None:
-    file, path = _load(ctx, encrypted=True)
+    file, content = _load(ctx, encrypted=True)
     writer = PartWriter(ctx, "decrypted")
     try:
-        with path.open("rb") as source:
+        with content.open() as source:
             header = read_header(source)
             seg, last = header.segment_size, segment_count(file.size, header.segment_size) - 1
             done = int(ctx.state.get("segments", 0))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from hmacfs.config import Settings
 from hmacfs.container import Services
-from hmacfs.files import adopt_copy, blob_root, delete_file
+from hmacfs.files import adopt_copy, delete_file, same_root
 from hmacfs.models import Blob, File, Pool
 from hmacfs.tasks.context import TaskContext, TaskError
 from hmacfs.tasks.handlers.common import (
@@ -38,7 +38,6 @@ from hmacfs.tasks.handlers.relocation import (
     Copied,
     copy_blob,
     delete_stale,
-    same_root,
     stale_entry,
     switch_root,
 )
@@ -89,48 +88,42 @@ def _move_each(ctx: TaskContext, ids: list[Any], pool_id: Any, bundle_id: Any) -
     """Like ``_each_file`` with the mover, plus the bytes of files whose root changes."""
     move, stale = _mover(pool_id, bundle_id), list(ctx.state.get("stale", []))
     for index in range(int(ctx.state.get("done", 0)), len(ids)):
-        copied, storage_root = _copy_for_move(ctx, ids[index], pool_id, index) if pool_id else (None, None)
+        copied = _copy_for_move(ctx, ids[index], pool_id, index) if pool_id else None
         # The stale entry is added inside the block: the state dict commits as it is at the end.
         with ctx.transaction(state={"done": index + 1, "stale": stale}) as (session, _task):
             file = owned_file(session, ctx, ids[index], lock=True)
             move(session, file)
             if copied is not None and copied.blob_id == file.blob_id:
-                stale.extend(_switch(session, ctx.services, file, copied, storage_root))
+                stale.extend(_switch(session, ctx.services, file, copied))
             elif copied is not None:  # the file got other bytes meanwhile: drop the copy
-                stale.append(stale_entry(copied.target))
+                stale.append(stale_entry(copied.root, copied.storage_key))
         ctx.checkpoint(index + 1, len(ids) + 1)
     delete_stale(ctx, stale, len(ids))
     return len(ids)
 
 
-def _copy_for_move(
-    ctx: TaskContext, file_id: Any, pool_id: Any, index: int
-) -> tuple[Copied | None, str | None]:
+def _copy_for_move(ctx: TaskContext, file_id: Any, pool_id: Any, index: int) -> Copied | None:
     """Copy the file's bytes into the target pool's root when they live elsewhere (verified;
-    nothing points at the copy yet). Returns the copy and the root's column value."""
+    nothing points at the copy yet)."""
     services = ctx.services
     with services.db.sessions() as session:
         file = owned_file(session, ctx, file_id)
         pool, blob = session.get(Pool, uuid.UUID(str(pool_id))), session.get(Blob, file.blob_id)
-        if pool is None or blob is None or same_root(services, blob.storage_root, pool.storage_path):
-            return None, None
+        if pool is None or blob is None or same_root(services.store, blob.storage_root, pool.storage_path):
+            return None
         storage_root, blob_id, whole = pool.storage_path, blob.id, blob.ref_count <= 1
-        # A shared blob gets a private copy with a key of its own (this task and item:
-        # a retried run rewrites the same path instead of leaving a stray copy).
-        key = None if whole else services.store.blob_key(blob.sha256, f"{ctx.task_id}-{index}")
-    root = blob_root(services.store, storage_root)
-    return copy_blob(services, blob_id, root, key), storage_root
+    # A shared blob gets a private copy with a key of its own (named after this run's part).
+    return copy_blob(services, blob_id, storage_root, ctx.part(f"f{index}"), own=whole)
 
 
-def _switch(
-    session: Session, services: Services, file: File, copied: Copied, storage_root: str | None
-) -> list[str]:
-    """Point the file at its copy: the blob row itself when the copy has the blob's key (it
-    alone referenced it), else a private blob of its own. Returns stale paths to delete."""
+def _switch(session: Session, services: Services, file: File, copied: Copied) -> list[str]:
+    """Point the file at its copy: the blob row itself when the copy replaces the blob's
+    bytes (it alone referenced it), else a private blob of its own. Returns stale entries
+    to delete."""
     blob = session.get(Blob, file.blob_id)
-    if blob is not None and copied.storage_key == blob.storage_key:
-        return [switch_root(session, services, copied, storage_root)]
-    adopt_copy(session, file, storage_key=copied.storage_key, storage_root=storage_root)
+    if blob is not None and copied.own:
+        return [switch_root(session, services, copied)]
+    adopt_copy(session, file, storage_key=copied.storage_key, storage_root=copied.root)
     return []
 
 

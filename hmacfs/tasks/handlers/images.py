@@ -13,7 +13,7 @@ from hmacfs.tasks.handlers.common import (
     PartWriter,
     check_owned_files,
     choice_param,
-    file_path,
+    file_content,
     int_param,
     name_param,
     owned_file,
@@ -56,14 +56,14 @@ def convert(ctx: TaskContext) -> None:
     pillow_format, content_type, extension = FORMATS[str(params["targetFormat"])]
     with ctx.services.db.sessions() as session:
         source = owned_file(session, ctx, params["fileId"])
-        path, source_name = file_path(session, ctx.services.store, source), source.name
+        content, source_name = file_content(session, ctx.services.store, source), source.name
     # Imported here: Pillow costs every worker slot ~2 MiB, and most never convert an image.
     from PIL import Image, UnidentifiedImageError
 
     ctx.checkpoint(0, 3)
     writer = PartWriter(ctx, "converted")
     try:
-        with Image.open(path) as image:
+        with content.open() as handle, Image.open(handle) as image:
             size = _convert(image, writer, pillow_format, params)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:
         raise TaskError(f"cannot convert: not an image Pillow can read ({type(exc).__name__})") from None

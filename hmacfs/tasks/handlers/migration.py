@@ -74,11 +74,11 @@ def migrate(ctx: TaskContext) -> None:
 def _move_blob(
     ctx: TaskContext, root: Path, ids: list[str], *, index: int, moved: int, stale: list[str]
 ) -> int:
-    copied = copy_blob(ctx.services, uuid.UUID(ids[index]), root)
+    copied = copy_blob(ctx.services, uuid.UUID(ids[index]), str(root), ctx.part(f"m{index}"))
     size = copied.size if copied else 0
     # The stale entry is added inside the block: the state dict commits as it is at the end.
     state = {"blobs": ids, "done": index + 1, "bytes": moved + size, "stale": stale}
     with ctx.transaction(state=state) as (session, _task):
         if copied is not None:
-            stale.append(switch_root(session, ctx.services, copied, str(root)))
+            stale.append(switch_root(session, ctx.services, copied))
     return size

@@ -15,120 +15,113 @@ the moved files). Per blob:
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.files import blob_location, blob_root
+from hmacfs.files import blob_store, same_root
 from hmacfs.models import Blob
-from hmacfs.storage.local import holds
+from hmacfs.storage.transfer import CopyMismatch
+from hmacfs.storage.transfer import copy_blob as copy_through
 from hmacfs.tasks.context import TaskContext, TaskError
-
-BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Copied:
-    """A verified copy of a blob's bytes, not yet referenced by any row."""
+    """A verified copy of a blob's bytes under ``root`` (a ``storage_root`` column value),
+    not yet referenced by any row; ``own`` when it replaces the blob's bytes (the
+    blob's row moves to it), else it is a private copy for one file."""
 
     blob_id: uuid.UUID
-    target: Path
+    root: str | None
     storage_key: str
     size: int
+    own: bool
 
 
-def copy_verified(source: Path, target: Path, sha256: str, fsync: bool) -> int:
-    """Copy ``source`` to ``target`` (atomically) and check the copy's SHA-256; returns bytes."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    digest, size = hashlib.sha256(), 0
-    try:
-        with source.open("rb") as reader, temporary.open("wb") as writer:
-            while block := reader.read(BLOCK):
-                writer.write(block)
-                digest.update(block)
-                size += len(block)
-            writer.flush()
-            if fsync:
-                os.fsync(writer.fileno())
-        if digest.hexdigest() != sha256:
-            raise TaskError(f"{source.name}: SHA-256 does not match; blob left where it was")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return size
+def copy_blob(
+    services: Services, blob_id: uuid.UUID, root: str | None, part: str, *, own: bool = True
+) -> Copied | None:
+    """Copy the blob's bytes under ``root`` through part ``part`` (a name of the task's
+    run), verified: as the blob's own kind of key (shared or private) when ``own``,
+    else as a private copy named by ``part``.
 
-
-def copy_blob(services: Services, blob_id: uuid.UUID, root: Path, key: str | None = None) -> Copied | None:
-    """Copy the blob's bytes to ``root``/``key`` (default: its own key), verified.
-
-    None when the blob is gone or its bytes are already there. Reads the row
-    in a short transaction of its own; no connection is held while copying.
+    None when the blob is gone or already under ``root``. Reads the row in a short
+    transaction of its own; no connection is held while copying. Raises TaskError
+    when the bytes do not match the row's SHA-256.
     """
     with services.db.sessions() as session:
         blob = session.get(Blob, blob_id)
-        if blob is None:
+        if blob is None or same_root(services.store, blob.storage_root, root):
             return None
-        source, sha256 = blob_location(services.store, blob), blob.sha256
-        key = key or blob.storage_key
-    target = root / key
-    if source.resolve() == target.resolve():
-        return None
-    size = copy_verified(source, target, sha256, services.store.fsync)
-    return Copied(blob_id, target, key, size)
+        source, key, sha256, shared = (
+            blob_store(services.store, blob.storage_root),
+            blob.storage_key,
+            blob.sha256,
+            blob.shared,
+        )
+    target = services.store.at(root)
+    try:
+        stored = copy_through(source, key, target, part, sha256=sha256, shared=shared and own)
+    except CopyMismatch as exc:
+        raise TaskError(str(exc)) from None
+    return Copied(blob_id, root, stored.storage_key, stored.size, own)
 
 
-def switch_root(session: Session, services: Services, copied: Copied, storage_root: str | None) -> str:
-    """Point the blob row at its copy (``storage_root`` NULL = the store root), in the caller's
-    transaction with the row locked; returns the stale entry for ``delete_stale``.
+def switch_root(session: Session, services: Services, copied: Copied) -> str:
+    """Point the blob row at its copy, in the caller's transaction with the row locked;
+    returns the stale entry for ``delete_stale``.
 
     Raises TaskError when the copy vanished meanwhile (a concurrent mover's
     ``delete_stale`` removed it): the row is left pointing at its old bytes.
     """
     blob = session.get(Blob, copied.blob_id, with_for_update=True, populate_existing=True)
     if blob is None:  # deleted meanwhile: the copy is the stray one
-        return stale_entry(copied.target)
-    if not holds(copied.target, copied.size):
+        return stale_entry(copied.root, copied.storage_key)
+    if not services.store.at(copied.root).has_blob(copied.storage_key, copied.size):
         raise TaskError(f"the copy of blob {blob.id} vanished before it was switched; run the task again")
-    old = blob_location(services.store, blob)
-    blob.storage_root = storage_root
-    return stale_entry(old)
+    old = stale_entry(blob.storage_root, blob.storage_key)
+    blob.storage_root, blob.storage_key = copied.root, copied.storage_key
+    return old
 
 
-def stale_entry(path: Path) -> str:
-    return f"{time.time()}|{path}"
+def stale_entry(root: str | None, storage_key: str) -> str:
+    """A blob's old bytes to delete later, as the task's state records it (JSON text):
+    when, the root (empty: the store's own) and the key."""
+    return f"{time.time()}|{root or ''}|{storage_key}"
 
 
 def delete_stale(ctx: TaskContext, stale: list[str], total: int) -> None:
     """Remove the old copies once readers that saw the old row have had ``migration_grace``."""
     grace = ctx.services.settings.tasks.migration_grace.total_seconds()
     for entry in stale:
-        switched, _, path = entry.partition("|")
-        while time.time() < float(switched) + grace:
+        switched, root, key = _parse_stale(entry)
+        while time.time() < switched + grace:
             ctx.checkpoint(total, total + 1)
             time.sleep(min(0.2, grace))
-        _delete_unless_referenced(ctx.services, Path(path))
+        _delete_unless_referenced(ctx.services, root, key)
 
 
-def _delete_unless_referenced(services: Services, path: Path) -> None:
-    """Unlink ``path`` unless a blob row resolves to it (checked and removed under the row lock,
-    so a concurrent ``switch_root`` to this path either sees it gone or keeps it)."""
-    key = "/".join(path.parts[-4:])  # blobs/aa/bb/<name>
+def _parse_stale(entry: str) -> tuple[float, str | None, str]:
+    """A ``stale_entry``; also the ``time|path`` entries of runs started before the port
+    (the path's last four parts were the key: blobs/aa/bb/<name>)."""
+    switched, _, rest = entry.partition("|")
+    root, separator, key = rest.rpartition("|")
+    if not separator:
+        parts = rest.rstrip("/").split("/")
+        root, key = "/".join(parts[:-4]), "/".join(parts[-4:])
+    return float(switched), root or None, key
+
+
+def _delete_unless_referenced(services: Services, root: str | None, key: str) -> None:
+    """Delete blob ``key`` under ``root`` unless a blob row names it (checked and removed
+    under the row lock, so a concurrent ``switch_root`` to it either sees it gone or keeps it)."""
     with services.db.sessions() as session:
         blobs = session.scalars(select(Blob).where(Blob.storage_key == key).with_for_update()).all()
-        if all(blob_location(services.store, blob).resolve() != path.resolve() for blob in blobs):
-            path.unlink(missing_ok=True)
+        if not any(same_root(services.store, blob.storage_root, root) for blob in blobs):
+            services.store.at(root).delete_blob(key)
         session.commit()
-
-
-def same_root(services: Services, first: str | None, second: str | None) -> bool:
-    """Whether two ``storage_root`` values (NULL = the store root) name one directory."""
-    store = services.store
-    return blob_root(store, first).resolve() == blob_root(store, second).resolve()
