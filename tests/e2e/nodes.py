@@ -13,6 +13,7 @@ import http.client
 import itertools
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from tests.e2e.nginx_proxy import LogLine, Nginx
@@ -173,12 +175,23 @@ def wait_task(
         time.sleep(0.1)
 
 
+def node_binary() -> str:
+    """Node for tus-js-client, as tests/e2e/test_tus_js_client.py wants it: skip without
+    node or npm, fail when the pinned package is not installed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed to run tus-js-client (not found on PATH)")
+    if not (JS / "node_modules" / "tus-js-client").is_dir():
+        pytest.fail(f"tus-js-client is not installed: run `npm ci` in {JS} (make test does)")
+    return node
+
+
 def tus_js_upload(cluster: Cluster, source: Path, auth: dict[str, str], chunk: int) -> dict[str, Any]:
     """tus-js-client (Node) uploading ``source`` through nginx, trusting its certificate."""
     options = {"endpoint": f"{cluster.proxy.url}/files/", "file": str(source), "headers": auth,
                "chunkSize": chunk, "metadata": {"filename": source.name}}  # fmt: skip
     done = subprocess.run(
-        ["node", str(JS / "tus_upload.js"), json.dumps(options)],
+        [node_binary(), str(JS / "tus_upload.js"), json.dumps(options)],
         cwd=JS, capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "NODE_EXTRA_CA_CERTS": str(cluster.proxy.cert)},
     )  # fmt: skip

@@ -36,6 +36,7 @@ from tests.e2e.nodes import (
 )
 from tests.events_client import connect, receive
 from tests.pg import PgServer
+from tests.seaweed import SeaweedS3
 
 pytestmark = pytest.mark.e2e
 
@@ -47,14 +48,24 @@ CHUNK = 256 * KiB  # the smallest chunk a client may ask for (uploads.min_chunk_
 def cluster(
     request: pytest.FixtureRequest, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
+    """The blob store shared by every process: one directory (as NFS would be), or S3."""
     root = tmp_path_factory.mktemp(f"nodes-{request.param}")
     url = new_database_url("postgresql", pg_server, root)  # several processes: PostgreSQL only
-    storage = {"storage": {"path": str(root / "shared-storage")}}  # one filesystem, as NFS would be
-    cluster = Cluster(root, url, storage)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.stop()
+    storage: dict[str, dict[str, Any]] = {"storage": {"path": str(root / "shared-storage")}}
+    credentials: dict[str, str] = {}
+    if request.param == "s3":
+        store: SeaweedS3 = request.getfixturevalue("seaweed")
+        storage["storage"]["backend"] = "s3"
+        storage["storage.s3"] = store.settings(f"nodes-{uuid.uuid4().hex[:8]}/")
+        credentials = store.env
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in credentials.items():  # every process started here inherits them
+            patch.setenv(name, value)
+        cluster = Cluster(root, url, storage)
+        try:
+            yield cluster.start()
+        finally:
+            cluster.stop()
 
 
 def test_drive_chunks_and_tus_patches_alternate_between_nodes(cluster: Cluster) -> None:
