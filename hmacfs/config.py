@@ -36,6 +36,7 @@ from hmacfs.network_settings import (
     NetworkInterfacesSettings,
     NetworkResilienceSettings,
 )
+from hmacfs.s3_settings import S3Settings
 from hmacfs.units import format_duration, parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("etc/hmacfs.toml")
@@ -118,10 +119,18 @@ class SecuritySettings(_Section):
 
 
 class StorageSettings(_Section):
+    backend: Literal["local", "s3"] = "local"
     path: Path = Path("var/storage")
     fsync: bool = True
     min_free_space: Size = parse_size("1GB")
     global_quota: Size = 0
+    s3: S3Settings = S3Settings()
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> StorageSettings:
+        if self.backend == "s3" and not self.s3.bucket:
+            raise ValueError("s3.bucket: required when backend = 's3'")
+        return self
 
 
 class UploadsSettings(_Section):
@@ -380,6 +389,16 @@ class Settings(_Section):
                     f"network_interfaces.{name}.chunk_size: must lie within uploads.min_chunk_size"
                     f"..max_chunk_size ({low}..{high} bytes)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _uploads_fit_s3_parts(self) -> Settings:
+        s3 = self.storage.s3
+        if self.storage.backend == "s3" and self.uploads.max_upload_size > s3.max_object_size():
+            raise ValueError(
+                f"storage.s3.part_size: {s3.part_size} bytes x 10,000 parts is less than "
+                f"uploads.max_upload_size ({self.uploads.max_upload_size} bytes)"
+            )
         return self
 
     @property

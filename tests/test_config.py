@@ -27,12 +27,14 @@ def test_example_file_documents_every_key() -> None:
     import tomllib
 
     from hmacfs.config import Settings
+    from hmacfs.s3_settings import S3Settings
 
     example = tomllib.loads(Path("etc/hmacfs.toml").read_text())
     for section, model in Settings.model_fields.items():
         assert section in example, section
         documented = set(example[section])
         assert documented == set(model.annotation.model_fields), section  # type: ignore[union-attr]
+    assert set(example["storage"]["s3"]) == set(S3Settings.model_fields)
 
 
 def test_defaults_and_types(tmp_path: Path) -> None:
@@ -193,3 +195,23 @@ def test_quota_and_reservation_keys_are_checked(tmp_path: Path) -> None:
         hours=2
     )
     assert settings.xep0363.daily_quota == 100 * 1024**2 and settings.storage.global_quota == 1024**4
+
+
+def test_s3_settings_are_checked_naming_their_key(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, '[storage]\nbackend = "s3"\n'), SECRETS)
+    assert found == ["storage: s3.bucket: required when backend = 's3'"]
+    bad = (
+        '[storage.s3]\nbucket = "B_"\npart_size = "1MB"\ndownload = "x"\nendpoint = "ftp://h"\n'
+        'prefix = "../x"\n'
+    )
+    found = problems(write(tmp_path, bad), SECRETS)
+    for key in ("bucket", "part_size", "download", "endpoint", "prefix"):
+        assert any(p.startswith(f"storage.s3.{key}:") for p in found), (key, found)
+    small = (
+        '[storage]\nbackend = "s3"\n[storage.s3]\nbucket = "bkt"\npart_size = "5MiB"\n'
+        '[uploads]\nmax_upload_size = "100GB"\n'
+    )
+    assert any(p.startswith("storage.s3.part_size:") for p in problems(write(tmp_path, small), SECRETS))
+    good = '[storage]\nbackend = "s3"\n[storage.s3]\nbucket = "files"\nprefix = "/hmacfs"\n'
+    s3 = load_settings(write(tmp_path, good), SECRETS).storage.s3
+    assert (s3.bucket, s3.prefix, s3.part_size, s3.download) == ("files", "hmacfs/", 8 * 1024**2, "proxy")

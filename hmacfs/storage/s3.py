@@ -1,0 +1,345 @@
+"""The S3 blob store: parts as pieces in a bucket, blobs as objects assembled by multipart upload.
+
+Layout under the root (``[storage.s3] prefix``, or a pool's root): parts as
+``hmacfs.storage.s3_pieces`` describes, blobs at ``blobs/<aa>/<bb>/<sha256>``
+as on the local store. Promotion (``hmacfs.storage.s3_assembly``) makes a
+blob with an S3 multipart upload of equal ``part_size`` parts, copied on the
+store from the pieces. Every call may raise ``StoreUnavailable`` (503) when
+the store cannot be reached; a missing object is ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from functools import partial
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from hmacfs.s3_settings import S3Settings
+from hmacfs.storage.blob_store import BlobEntry, PartEntry, RangeLock, StoredBlob, WrittenRange
+from hmacfs.storage.copying import Hasher, Reader, read_exactly
+from hmacfs.storage.s3_assembly import assemble
+from hmacfs.storage.s3_client import call, translated
+from hmacfs.storage.s3_pieces import (
+    PartListing,
+    Segment,
+    cover,
+    covered_length,
+    marker_key,
+    parse_listing,
+    part_prefix,
+    piece_key,
+    split_at_slots,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from sqlalchemy import Engine
+
+_PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ROOT = re.compile(r"^(?:[A-Za-z0-9_.=-]+/)*$")
+
+LockFactory = Callable[[str], RangeLock]
+
+
+class S3BlobStore:
+    """A BlobStore on one bucket under key prefix ``root`` ("" or ending in "/")."""
+
+    def __init__(
+        self, client: S3Client, settings: S3Settings, *, locks: LockFactory, buffer_size: int = 1024 * 1024
+    ) -> None:
+        self.client = client
+        self.bucket = settings.bucket
+        self.root = settings.prefix
+        self.slot_size = settings.part_size
+        self.buffer_size = buffer_size
+        self._locks = locks
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(bucket={self.bucket!r}, root={self.root!r})"
+
+    # -- roots and health -------------------------------------------------------------
+    def usable_root(self, root: str) -> str:
+        normal = root.strip("/") + "/" if root.strip("/") else ""
+        if not _ROOT.match(normal) or any(s in (".", "..") for s in normal.split("/")):
+            raise ValueError(f"{root!r} is not a key prefix of [A-Za-z0-9_.=-] segments")
+        try:
+            self.at(normal).check_writable()
+        except OSError as exc:
+            raise ValueError(f"{root!r} is not writable: {exc}") from None
+        return normal
+
+    def at(self, root: str | None) -> S3BlobStore:
+        if root is None or root == self.root:
+            return self
+        other = copy.copy(self)
+        other.root = root
+        return other
+
+    def ensure_layout(self) -> None:
+        """Nothing to make: keys need no directories (the bucket must exist)."""
+
+    def check_writable(self) -> None:
+        key = f"{self.root}parts/.probe-{secrets.token_hex(8)}"
+        call("probing the store", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"ok")
+        call("probing the store", self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    def free_bytes(self) -> int | None:
+        return None
+
+    # -- parts ------------------------------------------------------------------------
+    def _check_part(self, part: str) -> None:
+        if not _PART_NAME.match(part):
+            raise ValueError(f"bad part name {part!r}")
+
+    def create_part(self, part: str, size: int | None) -> None:
+        self._check_part(part)
+        key = marker_key(self.root, part, size)
+        call(f"creating part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"")
+
+    def write_part(
+        self, part: str, offset: int, read: Reader, length: int, *, hashers: tuple[Hasher, ...] = ()
+    ) -> None:
+        """Store the range as pieces cut at slot boundaries, each read whole (at most
+        ``part_size`` bytes in memory) and stored by one PUT."""
+        self._check_part(part)
+        for start, size in split_at_slots(offset, length, self.slot_size):
+            data = read_exactly(read, size)  # IncompleteBody when the body ends early
+            for hasher in hashers:
+                hasher.update(memoryview(data))
+            key = piece_key(self.root, part, start, size)
+            call(
+                f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=bytes(data)
+            )
+
+    def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
+        hasher = hashlib.sha256()
+        try:
+            self.write_part(part, 0, read, length, hashers=(hasher,))
+        except BaseException:
+            self.delete_part(part)
+            raise
+        return WrittenRange(0, length, hasher.hexdigest())
+
+    def listing(self, part: str) -> PartListing:
+        """The part's pieces and markers, from one listing of its prefix."""
+        self._check_part(part)
+        prefix = part_prefix(self.root, part)
+        return parse_listing(prefix, self._list(prefix))
+
+    def _list(self, prefix: str) -> list[tuple[str, datetime]]:
+        found: list[tuple[str, datetime]] = []
+        with translated(f"listing {prefix}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                found.extend((item["Key"], item["LastModified"]) for item in page.get("Contents", []))
+        return found
+
+    def read_part(self, part: str, start: int, length: int) -> Iterator[bytes]:
+        listing = self.listing(part)
+        if not listing.exists:
+            raise FileNotFoundError(f"no part {part}")
+        for segment in cover(listing.pieces, start, length):
+            yield from self.read_segment(segment)
+
+    def read_segment(self, segment: Segment) -> Iterator[bytes]:
+        """The segment's bytes, from its piece, in bounded blocks."""
+        first = segment.start - segment.piece.offset
+        yield from self._get_range(segment.piece.key, first, segment.length)
+
+    def _get_range(self, key: str, start: int, length: int) -> Iterator[bytes]:
+        if length <= 0:
+            return
+        what = f"reading {key}"
+        ranged = f"bytes={start}-{start + length - 1}"
+        answer = call(what, self.client.get_object, Bucket=self.bucket, Key=key, Range=ranged)
+        body = answer["Body"]
+        try:
+            with translated(what):
+                yield from body.iter_chunks(self.buffer_size)
+        finally:
+            body.close()
+
+    def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
+        listing = self.listing(part)
+        if not listing.exists:
+            raise FileNotFoundError(f"no part {part}")
+        segments = cover(listing.pieces, start, length)
+        if covered_length(segments) < length:
+            raise ValueError(f"part {part} has no bytes at {start + covered_length(segments)}")
+        for segment in segments:
+            for block in self.read_segment(segment):
+                hasher.update(block)
+
+    def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
+        mine = _Blocks(self.read_part(part, offset, length))
+        theirs = _Blocks(self.read_part(other, 0, length))
+        return mine.equals(theirs, length)
+
+    def part_size(self, part: str) -> int | None:
+        listing = self.listing(part)
+        return listing.size if listing.exists else None
+
+    def lock_part(self, part: str) -> RangeLock:
+        if not self.listing(part).exists:
+            raise FileNotFoundError(f"no part {part}")
+        return self._locks(f"{self.bucket}/{part_prefix(self.root, part)}")
+
+    def delete_part(self, part: str) -> None:
+        self._check_part(part)
+        self._delete_keys([key for key, _ in self._list(part_prefix(self.root, part))])
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
+            batch = {"Objects": [{"Key": key} for key in keys[start : start + 1000]], "Quiet": True}
+            call("deleting objects", self.client.delete_objects, Bucket=self.bucket, Delete=batch)
+
+    def list_parts(self, prefix: str = "") -> list[PartEntry]:
+        grouped: dict[str, list[tuple[str, datetime]]] = {}
+        base = f"{self.root}parts/"
+        for key, stored in self._list(base + prefix):
+            name = key[len(base) :].partition("/")[0]
+            if _PART_NAME.match(name):
+                grouped.setdefault(name, []).append((key, stored))
+        entries = []
+        for name, objects in grouped.items():
+            listing = parse_listing(part_prefix(self.root, name), objects)
+            modified = listing.modified.timestamp() if listing.modified else 0.0
+            entries.append(PartEntry(name, listing.size, modified))
+        return entries
+
+    # -- blobs ------------------------------------------------------------------------
+    def blob_key(self, sha256: str, unique: str | None = None) -> str:
+        if not _SHA256.match(sha256):
+            raise ValueError("not a sha256 hex digest")
+        name = sha256 if unique is None else f"{sha256}-{unique}"
+        return f"blobs/{sha256[:2]}/{sha256[2:4]}/{name}"
+
+    def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
+        """Assemble the part's first ``size`` bytes into the blob's object (an S3 multipart
+        upload of ``part_size`` parts, copied on the store); nothing to do when the object
+        is there with that size already (dedup)."""
+        key = self.blob_key(sha256, None if shared else part)
+        if self.has_blob(key, size):
+            return StoredBlob(sha256, size, key, created=False)
+        listing = self.listing(part)
+        if not listing.exists:
+            raise FileNotFoundError(f"no part {part}")
+        assemble(self, listing.pieces, self.root + key, size)
+        return StoredBlob(sha256, size, key, created=True)
+
+    def open_blob(self, storage_key: str) -> S3OpenBlob:
+        key = self.root + storage_key
+        head = call(f"opening {storage_key}", self.client.head_object, Bucket=self.bucket, Key=key)
+        return S3OpenBlob(self, key, int(head["ContentLength"]))
+
+    def has_blob(self, storage_key: str, size: int) -> bool:
+        try:
+            with self.open_blob(storage_key) as blob:
+                return blob.size == size
+        except FileNotFoundError:
+            return False
+
+    def delete_blob(self, storage_key: str) -> None:
+        key = self.root + storage_key
+        call(f"deleting {storage_key}", self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    def list_blobs(self) -> Iterator[BlobEntry]:
+        base = f"{self.root}blobs/"
+        with translated("listing blobs"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base
+            ):
+                for item in page.get("Contents", []):
+                    storage_key = item["Key"][len(self.root) :]
+                    yield BlobEntry(storage_key, item["Size"], item["LastModified"].timestamp())
+
+    # -- presignable ------------------------------------------------------------------
+    def presigned_url(
+        self,
+        storage_key: str,
+        *,
+        expires_in: int,
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.root + storage_key}
+        if filename is not None:
+            params["ResponseContentDisposition"] = filename
+        if content_type is not None:
+            params["ResponseContentType"] = content_type
+        url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        return url
+
+
+class S3OpenBlob:
+    """A blob object opened for range reads: each ``read_range`` is one ranged GET."""
+
+    def __init__(self, store: S3BlobStore, key: str, size: int) -> None:
+        self._store, self._key, self._size = store, key, size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read_range(self, start: int, length: int) -> Iterator[bytes]:
+        return self._store._get_range(self._key, start, min(length, self._size - start))
+
+    def close(self) -> None:
+        """Nothing held between reads (each read's connection goes back to the pool)."""
+
+    def __enter__(self) -> S3OpenBlob:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Blocks:
+    """Blocks of bytes read in any sizes, compared as one stream."""
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks, self._pending = blocks, b""
+
+    def take(self, size: int) -> bytes:
+        while len(self._pending) < size:
+            block = next(self._blocks, b"")
+            if not block:
+                break
+            self._pending += block
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def equals(self, other: _Blocks, length: int, step: int = 256 * 1024) -> bool:
+        for position in range(0, length, step):
+            size = min(step, length - position)
+            if self.take(size) != other.take(size):
+                return False
+        return True
+
+
+def build_s3_store(settings: S3Settings, engine: Engine | None, *, buffer_size: int) -> S3BlobStore:
+    """The S3 store of ``settings``: range locks in PostgreSQL when ``engine`` is one (every
+    node shares them, on a pool of their own so that held locks never starve requests),
+    else in this process. ValueError when no credentials can be found."""
+    from sqlalchemy import create_engine
+
+    from hmacfs.storage.s3_client import build_client
+    from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
+
+    client = build_client(settings)
+    locks: LockFactory
+    if engine is not None and engine.dialect.name == "postgresql":
+        lock_engine = create_engine(engine.url, pool_size=4, max_overflow=200, pool_pre_ping=True)
+        locks = partial(AdvisoryRangeLock, lock_engine)
+    else:
+        locks = MemoryRangeLocks().lock
+    return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size)

@@ -1,0 +1,105 @@
+"""The boto3 client of the S3 store, and what its errors mean to the port.
+
+boto3 (through botocore and urllib3) does blocking socket I/O, which gunicorn's
+gevent worker makes cooperative: the worker patches the standard library
+before it loads the app, and boto3 is imported only here, when the store is
+built in the worker (never at import time of the package), so its sockets and
+its connection pool's queue are gevent's. The pool holds ``max_connections``
+connections: every greenlet doing S3 I/O takes one, and more wait for one
+instead of opening (and then dropping) extra connections.
+
+Errors: a missing key is ``FileNotFoundError``; a store that refuses the
+connection, times out, drops it mid-answer or answers 5xx is
+``StoreUnavailable`` (503); anything else (a 403 for bad credentials, a
+missing bucket) is a configuration fault and propagates as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hmacfs.s3_settings import S3Settings
+from hmacfs.storage.blob_store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+T = TypeVar("T")
+
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchUpload"})
+
+
+def build_client(settings: S3Settings) -> S3Client:
+    """A client for ``settings``' endpoint and region: credentials from the standard chain
+    (the AWS_* variables) or ``credentials_file``; retries bounded so that a store that is
+    down is answered 503 within seconds, not minutes. ValueError when no credentials can
+    be found (the message names none)."""
+    import boto3.session
+    from botocore.config import Config
+
+    session = boto3.session.Session()
+    if settings.credentials_file is not None:
+        session._session.set_config_variable("credentials_file", str(settings.credentials_file))
+    if session.get_credentials() is None:
+        raise ValueError(
+            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or credentials_file"
+        )
+    config = Config(
+        region_name=settings.region,
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if settings.path_style else "auto"},
+        max_pool_connections=settings.max_connections,
+        connect_timeout=settings.connect_timeout.total_seconds(),
+        read_timeout=settings.read_timeout.total_seconds(),
+        retries={"mode": "standard", "max_attempts": 3},
+        # Checksums only where S3 requires them: hmacfs verifies SHA-256 itself, and the
+        # S3-compatible stores do not all accept the newer trailing checksums.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return session.client("s3", endpoint_url=settings.endpoint or None, config=config)
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3's answer for a key (or multipart upload) that is not there."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") in _MISSING or status == 404
+
+
+def _is_outage(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return int(status) >= 500
+    return isinstance(exc, ConnectionError | HTTPClientError | Urllib3Error | ConnectionResetError)
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Run S3 calls, raising FileNotFoundError for a missing key and StoreUnavailable for an
+    outage; ``what`` says what was being done (it never names a credential)."""
+    try:
+        yield
+    except (FileNotFoundError, StoreUnavailable):
+        raise
+    except Exception as exc:
+        if is_missing(exc):
+            raise FileNotFoundError(f"{what}: no such object") from exc
+        if _is_outage(exc):
+            raise StoreUnavailable(f"{what}: the S3 store is unavailable ({type(exc).__name__})") from exc
+        raise
+
+
+def call(what: str, function: Callable[..., T], **kwargs: Any) -> T:
+    """``function(**kwargs)`` with its errors translated (``translated``)."""
+    with translated(what):
+        return function(**kwargs)

@@ -1,0 +1,155 @@
+"""How a part lives in an S3 bucket: pure functions, no I/O.
+
+An S3 object cannot be written at an offset, and the parts of an unfinished
+multipart upload cannot be read back, yet the engine writes a part's ranges in
+any order, from any node, and reads them back (the running SHA-256, a re-sent
+chunk compared with the stored one). So the bytes of a part are kept as
+**pieces**: one object per written range, named by its offset and length,
+under the part's own prefix::
+
+    <root>parts/<part>/size-<declared size or "none">   the part exists (create_part)
+    <root>parts/<part>/p/<offset:016x>-<length:016x>    bytes [offset, offset + length)
+
+A piece is stored whole by one PUT or not at all, so it is durable when the
+write returns, and any node sees it. Pieces never cross a *slot* boundary (a
+multiple of the part size): when the upload completes, each slot becomes one
+part of the blob's S3 multipart upload, copied by the store itself from the
+piece that fills it (the common case: chunks of the part size), or assembled
+from the smaller pieces that cover it.
+
+Where pieces overlap (a write that failed half-way left some, and a retry
+started elsewhere), the newest wins: a byte is read from the most recently
+stored piece that holds it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+_PIECE = re.compile(r"^p/([0-9a-f]{16})-([0-9a-f]{16})$")
+_MARKER = re.compile(r"^size-([0-9]+|none)$")
+
+
+def part_prefix(root: str, part: str) -> str:
+    return f"{root}parts/{part}/"
+
+
+def piece_key(root: str, part: str, offset: int, length: int) -> str:
+    return f"{part_prefix(root, part)}p/{offset:016x}-{length:016x}"
+
+
+def marker_key(root: str, part: str, size: int | None) -> str:
+    return f"{part_prefix(root, part)}size-{'none' if size is None else size}"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A stored piece: bytes [offset, offset + length) of its part, in object ``key``."""
+
+    key: str
+    offset: int
+    length: int
+    stored: datetime
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Bytes [start, start + length) of a part, read from ``piece`` (at ``start - piece.offset``)."""
+
+    piece: Piece
+    start: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+
+@dataclass(frozen=True)
+class PartListing:
+    """What a listing of one part's prefix found: its pieces and its declared sizes."""
+
+    pieces: list[Piece]
+    declared: list[int | None]
+    modified: datetime | None
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.pieces or self.declared)
+
+    @property
+    def size(self) -> int:
+        """The declared size, or the furthest written end when that is further."""
+        ends = [piece.end for piece in self.pieces]
+        return max([size or 0 for size in self.declared] + ends + [0])
+
+
+def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListing:
+    """The pieces and markers among ``objects`` ((key, last modified)) under ``prefix``."""
+    pieces, declared, modified = [], [], None
+    for key, stored in objects:
+        name = key[len(prefix) :]
+        modified = stored if modified is None or stored > modified else modified
+        if match := _PIECE.match(name):
+            offset, length = int(match[1], 16), int(match[2], 16)
+            pieces.append(Piece(key, offset, length, stored))
+        elif match := _MARKER.match(name):
+            declared.append(None if match[1] == "none" else int(match[1]))
+    return PartListing(pieces, declared, modified)
+
+
+def split_at_slots(offset: int, length: int, slot: int) -> list[tuple[int, int]]:
+    """[offset, offset + length) cut at every multiple of ``slot``: (offset, length) pairs."""
+    ranges, position, end = [], offset, offset + length
+    while position < end:
+        stop = min(end, (position // slot + 1) * slot)
+        ranges.append((position, stop - position))
+        position = stop
+    return ranges
+
+
+def cover(pieces: list[Piece], start: int, length: int) -> list[Segment]:
+    """The segments that hold [start, start + length), in order, each byte from the newest
+    piece holding it (a later key wins a tie). Stops at the first byte no piece holds."""
+    end = start + length
+    relevant = [p for p in pieces if p.offset < end and p.end > start]
+    relevant.sort(key=lambda p: (p.stored, p.key), reverse=True)
+    claimed: list[tuple[int, int, Piece]] = []  # (from, to, piece), disjoint
+    for piece in relevant:
+        for low, high in _uncovered(max(piece.offset, start), min(piece.end, end), claimed):
+            claimed.append((low, high, piece))
+    claimed.sort(key=lambda item: item[0])
+    segments, position = [], start
+    for low, high, piece in claimed:
+        if low != position:
+            break
+        segments.append(Segment(piece, low, high - low))
+        position = high
+    return segments
+
+
+def _uncovered(low: int, high: int, claimed: list[tuple[int, int, Piece]]) -> list[tuple[int, int]]:
+    """The parts of [low, high) that no claimed interval holds."""
+    gaps = [(low, high)]
+    for taken_low, taken_high, _ in claimed:
+        next_gaps = []
+        for gap_low, gap_high in gaps:
+            if taken_high <= gap_low or taken_low >= gap_high:
+                next_gaps.append((gap_low, gap_high))
+                continue
+            if gap_low < taken_low:
+                next_gaps.append((gap_low, taken_low))
+            if taken_high < gap_high:
+                next_gaps.append((taken_high, gap_high))
+        gaps = next_gaps
+    return gaps
+
+
+def covered_length(segments: list[Segment]) -> int:
+    return sum(segment.length for segment in segments)

@@ -1,0 +1,204 @@
+"""The S3 store on a real SeaweedFS: what only an object store has to get right
+(pieces, assembly into equal parts, outages, presigned URLs, credentials)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from hmacfs.s3_settings import S3Settings
+from hmacfs.storage.blob_store import StoreUnavailable
+from hmacfs.storage.s3 import S3BlobStore
+from hmacfs.storage.s3_client import build_client
+from hmacfs.storage.shared_range_lock import MemoryRangeLocks
+from tests.seaweed import SeaweedS3
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+
+
+def make_store(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> S3BlobStore:
+    for name, value in seaweed.env.items():
+        monkeypatch.setenv(name, value)
+    settings = S3Settings(**{**seaweed.settings(f"t-{uuid.uuid4().hex[:8]}"), "part_size": PART, **extra})
+    return S3BlobStore(build_client(settings), settings, locks=MemoryRangeLocks().lock)
+
+
+@pytest.fixture
+def store(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3BlobStore]:
+    made = make_store(seaweed, monkeypatch)
+    yield made
+    seaweed.empty_prefix(made.root)
+
+
+def write(store: S3BlobStore, part: str, offset: int, data: bytes) -> None:
+    store.write_part(part, offset, io.BytesIO(data).read, len(data))
+
+
+def blob_bytes(store: S3BlobStore, key: str) -> bytes:
+    with store.open_blob(key) as blob:
+        return b"".join(blob.read_range(0, blob.size))
+
+
+def multipart_parts(store: S3BlobStore, key: str) -> int:
+    """How many parts the object was assembled from (its ETag's ``-N``; 1 for a plain PUT)."""
+    etag = store.client.head_object(Bucket=store.bucket, Key=store.root + key)["ETag"].strip('"')
+    return int(etag.partition("-")[2] or 1)
+
+
+def test_small_chunks_in_parallel_and_out_of_order_make_equal_parts(store: S3BlobStore) -> None:
+    data = os.urandom(3 * PART + 12345)
+    store.create_part("up", len(data))
+    chunks = [(offset, data[offset : offset + MiB]) for offset in range(0, len(data), MiB)]
+    random.Random(7).shuffle(chunks)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda chunk: write(store, "up", *chunk), chunks))
+    assert store.part_size("up") == len(data)
+    hasher = hashlib.sha256()
+    store.feed_range("up", hasher, 0, len(data))
+    sha = hasher.hexdigest()
+    assert sha == hashlib.sha256(data).hexdigest()
+
+    blob = store.promote_part("up", sha, len(data))
+    assert blob.created
+    assert blob_bytes(store, blob.storage_key) == data
+    assert multipart_parts(store, blob.storage_key) == 4  # three of part_size and the rest
+    assert not store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.root).get("Uploads")
+
+
+def test_chunks_of_the_part_size_are_copied_on_the_store(store: S3BlobStore) -> None:
+    data = os.urandom(2 * PART + 10)
+    store.create_part("up", len(data))
+    write(store, "up", PART, data[PART : 2 * PART])  # out of order
+    write(store, "up", 0, data[:PART])
+    write(store, "up", 2 * PART, data[2 * PART :])
+    sha = hashlib.sha256(data).hexdigest()
+    blob = store.promote_part("up", sha, len(data), shared=False)
+    assert blob.storage_key.endswith(f"{sha}-up")
+    assert blob_bytes(store, blob.storage_key) == data
+    assert multipart_parts(store, blob.storage_key) == 3
+
+
+def test_a_chunk_spanning_slots_is_cut_at_their_boundaries(store: S3BlobStore) -> None:
+    data = os.urandom(PART + 3 * MiB)
+    write(store, "up", 0, data[: 2 * MiB])
+    write(store, "up", 2 * MiB, data[2 * MiB :])  # crosses the first slot's end
+    keys = [piece.key.rpartition("/")[2] for piece in store.listing("up").pieces]
+    expected = [(0, 2 * MiB), (2 * MiB, 3 * MiB), (PART, 3 * MiB)]
+    assert keys == [f"{offset:016x}-{length:016x}" for offset, length in expected]
+    assert b"".join(store.read_part("up", MiB, 5 * MiB)) == data[MiB : 6 * MiB]
+
+
+def test_rewritten_bytes_win_over_older_pieces(store: S3BlobStore) -> None:
+    write(store, "up", 0, b"a" * 100)
+    write(store, "up", 40, b"b" * 20)  # a later write over the middle, with other bounds
+    assert b"".join(store.read_part("up", 0, 100)) == b"a" * 40 + b"b" * 20 + b"a" * 40
+    write(store, "up", 0, b"c" * 100)  # the same bounds again: replaces, and is newest
+    assert b"".join(store.read_part("up", 0, 100)) in (b"c" * 100, b"c" * 40 + b"b" * 20 + b"c" * 40)
+
+
+def test_a_gap_is_refused_and_a_missing_part_is_file_not_found(store: S3BlobStore) -> None:
+    write(store, "up", 0, b"x" * 10)
+    write(store, "up", 20, b"y" * 10)
+    with pytest.raises(ValueError, match="no bytes at 10"):
+        store.feed_range("up", hashlib.sha256(), 0, 30)
+    with pytest.raises(ValueError):
+        store.promote_part("up", "0" * 64, 30)
+    assert b"".join(store.read_part("up", 0, 30)) == b"x" * 10  # stops at the gap
+    with pytest.raises(FileNotFoundError):
+        store.lock_part("nothing")
+    with pytest.raises(FileNotFoundError):
+        store.open_blob(store.blob_key("1" * 64))
+    assert store.part_size("nothing") is None
+
+
+def test_dedup_promotes_once_and_parts_are_listed_and_deleted(store: S3BlobStore) -> None:
+    data = b"same content" * 1000
+    sha = hashlib.sha256(data).hexdigest()
+    first = store.receive("one", io.BytesIO(data).read, len(data))
+    second = store.receive("two", io.BytesIO(data).read, len(data))
+    assert first.sha256 == second.sha256 == sha
+    assert store.promote_part("one", sha, len(data)).created
+    assert not store.promote_part("two", sha, len(data)).created
+    assert {entry.name: entry.size for entry in store.list_parts()} == {"one": len(data), "two": len(data)}
+    store.delete_part("one")
+    store.delete_part("two")
+    assert store.list_parts() == []
+    assert [entry.storage_key for entry in store.list_blobs()] == [store.blob_key(sha)]
+    assert blob_bytes(store, store.blob_key(sha)) == data
+
+
+def test_a_short_body_leaves_nothing(store: S3BlobStore) -> None:
+    from hmacfs.storage.copying import IncompleteBody
+
+    with pytest.raises(IncompleteBody):
+        store.receive("short", io.BytesIO(b"only this").read, 100)
+    assert store.part_size("short") is None
+
+
+def test_presigned_urls_serve_ranges_and_only_when_signed(store: S3BlobStore) -> None:
+    data = os.urandom(1000)
+    sha = hashlib.sha256(data).hexdigest()
+    store.receive("up", io.BytesIO(data).read, len(data))
+    key = store.promote_part("up", sha, len(data)).storage_key
+    url = store.presigned_url(key, expires_in=60, filename='attachment; filename="a.bin"')
+    answer = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
+    assert answer.status_code == 206 and answer.content == data[10:20]
+    assert requests.get(url.replace("X-Amz-Signature=", "X-Amz-Signature=0"), timeout=10).status_code == 403
+
+
+def test_an_unreachable_store_is_store_unavailable(
+    own_seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(own_seaweed, monkeypatch, connect_timeout="1s")
+    write(store, "up", 0, b"kept")
+    own_seaweed.stop()
+    for attempt in (
+        lambda: write(store, "up", 4, b"more"),
+        lambda: store.part_size("up"),
+        lambda: b"".join(store.read_part("up", 0, 4)),
+        lambda: store.open_blob(store.blob_key("2" * 64)),
+    ):
+        with pytest.raises(StoreUnavailable):
+            attempt()
+    own_seaweed.start()
+    write(store, "up", 4, b"more")
+    assert b"".join(store.read_part("up", 0, 8)) == b"keptmore"
+
+
+def test_settings_hold_no_credentials_and_need_some(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(seaweed, monkeypatch)
+    settings = S3Settings(**seaweed.settings())
+    assert seaweed.secret_key not in repr(settings) + repr(store)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(ValueError, match="no S3 credentials") as caught:
+        build_client(settings)
+    assert seaweed.secret_key not in str(caught.value)
+
+
+def test_a_credentials_file_is_read(
+    seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "credentials"
+    path.write_text(
+        f"[default]\naws_access_key_id = {seaweed.access_key}\naws_secret_access_key = {seaweed.secret_key}\n"
+    )
+    settings = S3Settings(**seaweed.settings("creds"), credentials_file=str(path))
+    store = S3BlobStore(build_client(settings), settings, locks=MemoryRangeLocks().lock)
+    store.check_writable()

@@ -1,0 +1,53 @@
+"""Range locks of the S3 store: PostgreSQL advisory locks (every node) and in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import create_engine
+
+from hmacfs.storage.blob_store import RangeLock
+from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
+from tests.pg import PgServer
+
+
+@pytest.fixture(params=["postgresql", "memory"])
+def new_lock(
+    request: pytest.FixtureRequest, pg_server: PgServer | None
+) -> Iterator[Callable[[str], RangeLock]]:
+    if request.param == "memory":
+        yield MemoryRangeLocks().lock
+        return
+    if pg_server is None:
+        pytest.skip("PostgreSQL not available")
+    engine = create_engine(pg_server.create_database())
+    yield lambda name: AdvisoryRangeLock(engine, name)
+    engine.dispose()
+
+
+def test_chunks_exclude_the_same_chunk_and_the_whole_part(new_lock: Callable[[str], RangeLock]) -> None:
+    first, second = new_lock("part-a"), new_lock("part-a")
+    assert first.try_lock(0, 100)
+    assert not second.try_lock(0, 100)
+    assert second.try_lock(100, 100)  # another chunk
+    assert not second.try_lock(0, 0)  # the whole part waits for every chunk
+    second.unlock(100, 100)
+    assert first.try_lock(0, 0)  # ... but not for chunks its own lock holds
+    first.unlock(0, 0)
+    first.unlock(0, 100)
+    assert second.try_lock(0, 100)
+    assert not new_lock("part-a").try_lock(0, 0)
+    assert new_lock("part-b").try_lock(0, 0)  # another part
+    first.close()
+    second.close()
+
+
+def test_closing_releases_everything_and_waiting_is_bounded(new_lock: Callable[[str], RangeLock]) -> None:
+    holder, waiter = new_lock("part-c"), new_lock("part-c")
+    assert holder.try_lock(0, 0)
+    assert not waiter.wait_lock(0, 10, timeout=0.05)
+    holder.close()
+    holder.close()  # idempotent
+    assert waiter.wait_lock(0, 10, timeout=1)
+    waiter.close()
