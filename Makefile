@@ -36,7 +36,8 @@ $(VENV)/.installed-test: setup.cfg setup.py $(LOCK) | $(BIN)/python
 $(BIN)/uv: | $(BIN)/python
 	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
 
-LOCK_COMPILE = $(BIN)/uv pip compile setup.cfg --extra test --extra dev --python-version 3.11 \
+# The machines' Python: a bare "3.11" means 3.11.0, which would pin backports that 3.11.7 never installs.
+LOCK_COMPILE = $(BIN)/uv pip compile setup.cfg --extra test --extra dev --python-version 3.11.7 \
 	--no-emit-index-url --custom-compile-command 'make lock' --quiet --output-file $(LOCK)
 
 lock: | $(BIN)/uv

@@ -326,7 +326,10 @@ class RateLimitSettings(_Section):
     """Token buckets (docs/rate-limits.md); names follow hmac-file-server's ``[rate_limit]``."""
 
     enabled: bool = True
-    storage: Literal["auto", "database", "memory"] = "auto"
+    storage: Literal["auto", "database", "memory", "redis"] = "auto"
+    # Flask-Limiter's names (RATELIMIT_STORAGE_URI, RATELIMIT_KEY_PREFIX), for storage = "redis".
+    storage_uri: str = ""
+    key_prefix: str = Field("hmacfs:ratelimit:", max_length=200)
     requests_per_minute: float = Field(3000, gt=0)
     burst_size: int = Field(500, ge=1)
     by_jid: bool = True
@@ -342,6 +345,13 @@ class RateLimitSettings(_Section):
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _check_networks(value)
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _redis_uri(cls, value: str) -> str:
+        if value and not re.match(r"(rediss?|unix)://\S", value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 class LoggingSettings(_Section):
@@ -378,6 +388,8 @@ class Settings(_Section):
     def _shared_buckets_need_postgresql(self) -> Settings:
         if self.rate_limit.storage == "database" and not self.serves_many_processes:
             raise ValueError("rate_limit.storage: 'database' needs PostgreSQL (use 'auto' or 'memory')")
+        if (self.rate_limit.storage == "redis") != bool(self.rate_limit.storage_uri):
+            raise ValueError("rate_limit.storage_uri: set it exactly when storage = 'redis'")
         return self
 
     @model_validator(mode="after")

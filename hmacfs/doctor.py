@@ -4,18 +4,21 @@ Checks, in order: the database answers; its schema is at the migrations' head;
 the storage root (and each pool's own storage path) is writable with enough
 free space; this machine's clock agrees with PostgreSQL's (expiry, leases and
 signed URLs compare the two); the blob store holds the newest blobs the
-database names. A check that needs the database is skipped when it is down.
+database names; with ``[rate_limit] storage = "redis"``, Redis answers. A check
+that needs the database is skipped when it is down.
 The configuration itself is checked by the command before any of these.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
 from sqlalchemy import Engine, create_engine, make_url, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -77,6 +80,8 @@ def run_checks(
             yield check_storage(f"storage {pool_store.location}", pool_store, limits.min_free_bytes)
     yield check_clock(engine, limits.max_clock_skew, now or _utcnow) if reachable else _skipped("clock")
     yield check_blob_store(engine, store) if reachable else _skipped("blob store")
+    if settings.rate_limit.enabled and settings.rate_limit.storage == "redis":
+        yield check_rate_limit_redis(settings.rate_limit.storage_uri)
 
 
 def format_size(size: int) -> str:
@@ -183,3 +188,21 @@ def check_blob_store(engine: Engine, store: BlobStore) -> Check:
                 "blob store", "FAIL", f"blob {blob.sha256[:12]} at {where} is {size} bytes, not {blob.size}"
             )
     return Check("blob store", "ok", f"the {len(blobs)} newest blob(s) are in place")
+
+
+def check_rate_limit_redis(url: str) -> Check:
+    """PING the rate limits' Redis; names its address, never the URL (it may hold a password)."""
+    parts = urllib.parse.urlsplit(url)
+    shown = parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+    started = time.perf_counter()
+    try:
+        redis.Redis.from_url(
+            url, socket_timeout=CONNECT_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT
+        ).ping()
+    except redis.RedisError as exc:
+        return Check(
+            "rate-limit redis", "FAIL", f"{shown} unreachable ({type(exc).__name__}): requests pass unchecked"
+        )
+    return Check(
+        "rate-limit redis", "ok", f"{shown} answers in {(time.perf_counter() - started) * 1000:.1f} ms"
+    )

@@ -44,6 +44,7 @@ class AppMetrics:
     db_pool_checked_out: Gauge
     db_pool_capacity: Gauge
     rate_limited_total: Counter
+    rate_limit_unchecked_total: Counter  # passed because the Redis buckets were unreachable
     # The network half (issue 14 parts 6 and 7): takeovers, client switches, interface changes.
     upload_takeovers_total: Counter
     upload_network_changes_total: Counter
@@ -144,6 +145,11 @@ def domain_metrics(registry: CollectorRegistry) -> AppMetrics:
             "hmacfs_rate_limited_total",
             "Requests refused with 429, by the limit that refused them",
             ["limit"],
+            registry=registry,
+        ),
+        rate_limit_unchecked_total=Counter(
+            "hmacfs_rate_limit_unchecked_total",
+            "Requests let through unchecked because the rate-limit storage (Redis) was unreachable",
             registry=registry,
         ),
         **_network_metrics(registry),

@@ -15,6 +15,7 @@ from hmacfs.migrate import upgrade
 from hmacfs.models import Blob
 from tests.conftest import new_database_url
 from tests.pg import PgServer, free_port
+from tests.redis_server import redis_url
 from tests.test_cli import good_config, run
 
 
@@ -126,3 +127,13 @@ def test_clock_skew_against_postgresql(pg_server: PgServer | None) -> None:
 
 def test_format_size() -> None:
     assert [format_size(n) for n in (5, 2048, 3 * 1024**3 + 1024**3 // 2)] == ["5 B", "2.0 KiB", "3.5 GiB"]
+
+
+def test_the_rate_limit_redis_is_checked(tmp_path: Path) -> None:
+    url = new_database_url("sqlite", None, tmp_path)
+    upgrade(make_engine(url))
+    for redis_uri, status in ((redis_url(), "ok"), (f"redis://:pw@127.0.0.1:{free_port()}/0", "FAIL")):
+        limits = {"storage": "redis", "storage_uri": redis_uri}
+        result = run("doctor", "--min-free", "1MB", config=_config(tmp_path, url, rate_limit=limits))
+        assert _lines(result.stdout)["rate-limit redis"] == status, result.stdout
+        assert result.returncode == (0 if status == "ok" else 1) and "pw" not in result.stdout

@@ -42,7 +42,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_checks_the_rules() -> None:
     checked = _promtool("check", "rules", RULES.name)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "6 rules found" in checked.stdout
+    assert "7 rules found" in checked.stdout
 
 
 def test_each_alert_fires_on_a_bad_series_and_not_on_a_good_one() -> None:

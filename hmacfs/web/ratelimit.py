@@ -8,12 +8,17 @@ looks at its address's failed-authentication bucket. A refused request gets 429
 ``hmacfs_rate_limited_total{limit}``. After a request that carried credentials
 is answered 401, or 403 for a bad signature or token, the failure takes a
 token from that bucket: guessing is throttled far below ordinary use.
+
+When Redis buckets cannot be reached, requests pass unchecked (a limiter is not
+worth refusing every upload for), each counted in
+``hmacfs_rate_limit_unchecked_total`` and logged at most once a minute.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -24,7 +29,7 @@ from hmacfs.auth import bearer_token
 from hmacfs.config import RateLimitSettings
 from hmacfs.container import Services
 from hmacfs.errors import HmacfsError, RateLimited
-from hmacfs.ratelimit import Buckets, DatabaseBuckets, MemoryBuckets, Refusal, Take
+from hmacfs.ratelimit import Buckets, BucketsUnavailable, Refusal, Take, build_buckets
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +50,19 @@ CREATE_ENDPOINTS = frozenset(
 EXEMPT_PATHS = frozenset({"/health", "/health/uploads", "/metrics", "/openapi.json", "/docs"})
 _CREDENTIAL_HEADERS = ("Authorization", "X-Signature")
 _CREDENTIAL_QUERY = ("v", "v2", "v3", "token")
+_WARNING_INTERVAL = 60.0  # seconds between two "limits unchecked" warnings of one process
 
 
 def install_rate_limits(app: Flask, services: Services) -> None:
     """Check the limits before every request and record failed authentication after it.
 
-    Buckets live in PostgreSQL (shared by all workers and nodes) or, on SQLite or
-    with ``storage = "memory"``, in this process.
+    Buckets live in PostgreSQL or Redis (shared by all workers and nodes) or, on SQLite
+    or with ``storage = "memory"``, in this process (``hmacfs.ratelimit.build_buckets``).
     """
     settings = services.settings.rate_limit
     if not settings.enabled:
         return
-    shared = settings.storage == "database" or (settings.storage == "auto" and services.db.is_postgresql)
-    limiter = _Limiter(settings, DatabaseBuckets(services.db.engine) if shared else MemoryBuckets())
+    limiter = _Limiter(settings, build_buckets(settings, services.db))
     app.before_request(limiter.check)
     app.after_request(limiter.record_failure)
 
@@ -68,6 +73,7 @@ class _Limiter:
         self.buckets = buckets
         self.exempt_networks = tuple(ipaddress.ip_network(n, strict=False) for n in settings.whitelisted_ips)
         self.exempt_accounts = frozenset(settings.whitelisted_jids)
+        self._warned_at = -_WARNING_INTERVAL
 
     def check(self) -> None:
         """Raise RateLimited (429) when any bucket of this request is empty."""
@@ -76,7 +82,11 @@ class _Limiter:
         account = _peek_account()
         if account in self.exempt_accounts:
             return
-        refused = self.buckets.take(self._takes(_address(), account))
+        try:
+            refused = self.buckets.take(self._takes(_address(), account))
+        except BucketsUnavailable as exc:
+            self._pass_unchecked(exc)
+            return
         if refused:
             raise self._refusal(refused)
 
@@ -87,7 +97,16 @@ class _Limiter:
             self.buckets.take([self._auth_take(_address(), cost=1.0)])
         except SQLAlchemyError as exc:  # the answer is already decided; losing one count is harmless
             log.warning("could not record a failed authentication: %s", type(exc).__name__)
+        except BucketsUnavailable:
+            pass  # the same; check() counts and reports a Redis outage
         return response
+
+    def _pass_unchecked(self, exc: BucketsUnavailable) -> None:
+        current_app.extensions["hmacfs"].metrics.rate_limit_unchecked_total.inc()
+        now = time.monotonic()
+        if now - self._warned_at >= _WARNING_INTERVAL:
+            self._warned_at = now
+            log.warning("rate limits unchecked: the Redis buckets are unreachable (%s)", exc)
 
     def _takes(self, address: str, account: uuid.UUID | None) -> list[Take]:
         limits = self.settings

@@ -1,28 +1,33 @@
-"""Rate limits on the real gunicorn+gevent server: the PostgreSQL buckets are shared by the
-workers of one server and by separate servers (nodes) on the same database."""
+"""Rate limits on the real gunicorn+gevent server: the PostgreSQL buckets, and the Redis ones
+(the machine's Redis), are shared by the workers of one server and by separate servers (nodes)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from prometheus_client.mmap_dict import MmapedDict
+from sqlalchemy import text
 
+from hmacfs.db import make_engine
 from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
+from tests.redis_server import forget, redis_url, unique_prefix
 
 BURST = 10
 LIMITS = {"enabled": True, "by_jid": False, "burst_size": BURST, "requests_per_minute": 1}
 
 
-def _statuses(servers: list[LiveServer], count: int) -> list[int]:
+def _statuses(servers: list[LiveServer], count: int, account: uuid.UUID | None = None) -> list[int]:
     """``count`` requests, each on a new connection, round-robin over ``servers``."""
-    auth = bearer(uuid.uuid4())
+    auth = bearer(account or uuid.uuid4())
     statuses = []
     for server in itertools.islice(itertools.cycle(servers), count):
         answer = requests.get(f"{server.url}/api/tasks", headers={**auth, "Connection": "close"}, timeout=10)
@@ -53,18 +58,44 @@ def _answers_per_worker(server: LiveServer) -> dict[int, dict[str, float]]:
 
 
 def test_two_workers_share_the_limit(e2e_backend: str, start_server: StartServer) -> None:
-    """Each attempt is a fresh account's bucket of 10 hit 30 times on new connections; an
-    attempt counts once both workers answered some of its requests (gunicorn may hand one
-    worker every connection of a serial client)."""
     if e2e_backend != "postgresql":
         pytest.skip("SQLite serves one process; its buckets are in memory")
     server = start_server(workers=2, rate_limit={**LIMITS, "by_ip": False, "by_jid": True})
+    _assert_workers_share(server, lambda account: None)
+
+
+def test_two_workers_share_the_limit_through_redis(e2e_backend: str, start_server: StartServer) -> None:
+    """The same through Redis: its keys hold the tokens, the database's table holds none."""
+    if e2e_backend != "postgresql":
+        pytest.skip("two workers need PostgreSQL")
+    prefix, client = unique_prefix(), redis.Redis.from_url(redis_url())
+    redis_limits = {"storage": "redis", "storage_uri": redis_url(), "key_prefix": prefix}
+    server = start_server(workers=2, rate_limit={**LIMITS, **redis_limits, "by_ip": False, "by_jid": True})
+
+    def in_redis(account: uuid.UUID) -> None:
+        assert float(client.hget(f"{prefix}account:{account}", "tokens") or -1) < 1
+
+    try:
+        _assert_workers_share(server, in_redis)
+        engine = make_engine(server.database_url)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM rate_limit_buckets")).scalar() == 0
+        engine.dispose()
+    finally:
+        forget(prefix)
+
+
+def _assert_workers_share(server: LiveServer, check_account: Callable[[uuid.UUID], None]) -> None:
+    """Each attempt is a fresh account's bucket of 10 hit 30 times on new connections; an
+    attempt counts once both workers answered some of its requests (gunicorn may hand one
+    worker every connection of a serial client). ``check_account`` looks at the bucket."""
     attempts = 0
     for _ in range(5):
         attempts += 1
-        before = _answers_per_worker(server)
-        statuses = _statuses([server], 3 * BURST)
+        before, account = _answers_per_worker(server), uuid.uuid4()
+        statuses = _statuses([server], 3 * BURST, account)
         assert statuses == [200] * BURST + [429] * 2 * BURST, statuses
+        check_account(account)
         after = _answers_per_worker(server)
         delta = {w: {code: after[w][code] - before[w][code] for code in ("200", "429")} for w in after}
         if len(delta) == 2 and all(sum(counts.values()) for counts in delta.values()):
@@ -86,6 +117,20 @@ def test_two_nodes_share_the_limit(e2e_backend: str, start_server: StartServer) 
     second = start_server(workers=1, database_url=first.database_url, rate_limit=LIMITS)
     statuses = _statuses([first, second], 3 * BURST)
     assert statuses[:BURST] == [200] * BURST and statuses[BURST:] == [429] * 2 * BURST, statuses
+
+
+def test_two_sqlite_nodes_share_the_limit_through_redis(e2e_backend: str, start_server: StartServer) -> None:
+    """`make run`'s SQLite needs no Redis, but can use one: then its nodes share the limits."""
+    if e2e_backend != "sqlite":
+        pytest.skip("the SQLite case")
+    prefix = unique_prefix()
+    limits = {**LIMITS, "storage": "redis", "storage_uri": redis_url(), "key_prefix": prefix}
+    try:
+        nodes = [start_server(rate_limit=limits), start_server(rate_limit=limits)]
+        statuses = _statuses(nodes, 3 * BURST)
+        assert statuses == [200] * BURST + [429] * 2 * BURST, statuses
+    finally:
+        forget(prefix)
 
 
 def test_memory_buckets_on_sqlite(e2e_backend: str, start_server: StartServer) -> None:
