@@ -18,6 +18,7 @@ from hmacfs.client.report import BarReporter, JsonReporter, Reporter
 from hmacfs.client.watch import Watchdog
 
 _SIZE = click.IntRange(64 * 1024, 1024**3)
+_NETWORKS = ["auto", "none", "ethernet", "wifi", "lte", "cellular", "vpn"]
 _CODES = "; ".join(f"{code} {label}" for code, label in EXIT_CODES.items())
 
 
@@ -28,7 +29,9 @@ def _reporter(as_json: bool) -> Reporter:
 @contextmanager
 def _link(server: str, token: str | None, options: dict[str, Any], reporter: Reporter) -> Iterator[Link]:
     backoff = Backoff(retries=options["retries"])
-    settings = LinkOptions(server.rstrip("/"), token, backoff, options["stall_timeout"])
+    settings = LinkOptions(
+        server.rstrip("/"), token, backoff, options["stall_timeout"], network=options["network"]
+    )
     with Watchdog(lambda kind, detail: reporter.event(kind, "", detail=detail)) as watchdog:
         link = Link(settings, watchdog, reporter)
         try:
@@ -45,6 +48,8 @@ def _common(func: Any) -> Any:
                      help="retries of one step (backoff with full jitter, honouring Retry-After)."),
         click.option("--stall-timeout", type=click.FloatRange(1, 3600), default=15.0, show_default=True,
                      help="seconds without progress before a request is cut and resumed."),
+        click.option("--network", type=click.Choice(_NETWORKS), default="auto", show_default=True,
+                     help="network type for Hmacfs-Network (auto: from the default route's interface)."),
     ]):  # fmt: skip
         func = option(func)
     return func

@@ -55,8 +55,9 @@ class DriveUploader:
             self.job.label, self.job.file.size, self.job.file.size - self._missing_bytes(plan)
         )
         file = self._send_and_complete(plan)
+        location = state.location  # forget() clears it
         self.job.forget()
-        return UploadResult(self.job.label, "drive", state.location, self.job.file.size, resumed, file)
+        return UploadResult(self.job.label, "drive", location, self.job.file.size, resumed, file)
 
     def _missing_bytes(self, plan: Plan) -> int:
         last = plan.count - 1

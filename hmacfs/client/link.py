@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from hmacfs.client.backoff import Backoff, parse_retry_after
 from hmacfs.client.errors import Answer, ClientError, NetworkError, error_for, is_retryable
+from hmacfs.client.network import HEADER, default_interface, network_hint, network_type
 from hmacfs.client.report import Reporter
 from hmacfs.client.transport import Aborted, Connection
 from hmacfs.client.watch import Watchdog
@@ -42,6 +43,7 @@ class LinkOptions:
     backoff: Backoff = field(default_factory=Backoff)
     stall_timeout: float = 15.0  # seconds without a byte moving before a request is cut
     timeout: float = 300.0  # socket timeout: a completion may hash a large file first
+    network: str = "auto"  # Hmacfs-Network type: "auto" (from the default route), "none", or a type
 
 
 class Link:
@@ -53,10 +55,27 @@ class Link:
         self._all: list[Connection] = []
         self._lock = threading.Lock()
         self.sleep: Callable[[float], None] = time.sleep
+        self._hint: tuple[int, str | None] | None = None  # (watchdog's change count, header value)
 
     @property
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.options.token}"} if self.options.token else {}
+        """Authorization and Hmacfs-Network: what every request carries."""
+        found = {"Authorization": f"Bearer {self.options.token}"} if self.options.token else {}
+        hint = self.network_hint()
+        if hint:
+            found[HEADER] = hint
+        return found
+
+    def network_hint(self) -> str | None:
+        """The Hmacfs-Network value; with ``network="auto"`` re-guessed after each change
+        the watchdog saw (not per request: netifaces reads the routing table)."""
+        choice = self.options.network
+        if choice != "auto":
+            return network_hint(None if choice == "none" else choice)
+        changes = self.watchdog.network_changes
+        if self._hint is None or self._hint[0] != changes:
+            self._hint = (changes, network_hint(network_type(default_interface())))
+        return self._hint[1]
 
     def connection(self) -> Connection:
         """This thread's connection, watched by the watchdog."""

@@ -54,6 +54,11 @@ class ChunkSizer:
         wanted = self.goodput * self.target_seconds
         self.current = self._clamp(min(max(wanted, self.current / 4), self.current * 2))
 
+    def restart(self, size: int) -> None:
+        """Start over from ``size`` (a fresh recommendation, e.g. after a network change):
+        the goodput measured on the old link says nothing about the new one."""
+        self.current, self.goodput = self._clamp(size), None
+
     def failed(self) -> None:
         """A chunk was cut or timed out: send smaller pieces from now on."""
         self.current = self._clamp(self.current // 2)

@@ -1,9 +1,13 @@
 """tus 1.0 uploads: creation, HEAD to learn the offset, PATCHes with ``Upload-Checksum``.
 
-PATCH sizes are free in tus, so each one follows the measured goodput
-(``ChunkSizer``). After any failed PATCH the next one starts where the
-server's HEAD says, never where the client thinks it got to. The next PATCH
-is read and hashed by a helper thread while the current one is on the wire.
+PATCH sizes are free in tus (docs/adaptive.md, "Chunk size"): the first one
+is the server's ``Hmacfs-Chunk-Size`` (on the creation answer, or on the HEAD
+of a resumed upload), later ones follow the measured goodput (``ChunkSizer``),
+and after a network change the size starts again from what
+``GET /api/network/profile`` recommends for the new network. After any failed
+PATCH the next one starts where the server's HEAD says, never where the client
+thinks it got to. The next PATCH is read and hashed by a helper thread while
+the current one is on the wire.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from urllib.parse import urlsplit
 
-from hmacfs.client.errors import ConflictError, NotFoundError, error_for
+from hmacfs.client.errors import Answer, ConflictError, NotFoundError, error_for
 from hmacfs.client.job import UploadJob, UploadResult
 from hmacfs.client.link import Transient, expect
 from hmacfs.client.reading import PieceReader, sha256_b64
 from hmacfs.client.sizing import ChunkSizer, MiB
 
 TUS = {"Tus-Resumable": "1.0.0"}
+CHUNK_SIZE_HEADER = "Hmacfs-Chunk-Size"  # the server's recommended PATCH size (POST and HEAD)
+PROFILE = "/api/network/profile"
 DEFAULT_PATCH = 8 * MiB
 MAX_PATCH = 32 * MiB  # two such buffers are held (one sending, one being read)
 
@@ -40,6 +46,7 @@ class TusUploader:
         self.readers = [PieceReader(job.file.path, first), PieceReader(job.file.path, first)]
         self.turn = 0
         self.resync = False
+        self.changes = self.link.watchdog.network_changes  # network changes already followed
 
     def run(self) -> UploadResult:
         try:
@@ -66,18 +73,45 @@ class TusUploader:
     def _resume(self) -> int | None:
         """The server's offset of the saved upload; None when the server has forgotten it."""
         try:
-            return self._head()
+            return self._head(recommend=True)
         except NotFoundError:
             self.job.event("restart", reason="the server no longer has the saved upload")
             self.job.forget()
             return None
 
-    def _head(self) -> int:
-        def once() -> int:
-            answer = expect(self.link.call("HEAD", self._path, TUS), "tus HEAD", 200)
-            return int(answer.header("Upload-Offset") or 0)
+    def _head(self, recommend: bool = False) -> int:
+        """The server's offset; with ``recommend``, also follow its Hmacfs-Chunk-Size."""
+        answer = self.link.retrying(
+            lambda: expect(self.link.call("HEAD", self._path, TUS), "tus HEAD", 200),
+            "tus HEAD",
+            self.job.label,
+        )
+        if recommend:
+            self._follow(answer.header(CHUNK_SIZE_HEADER), "HEAD")
+        return int(answer.header("Upload-Offset") or 0)
 
-        return self.link.retrying(once, "tus HEAD", self.job.label)
+    def _follow(self, size: object, source: str) -> None:
+        """Start the PATCH size over from the server's recommendation, unless the user
+        chose a size (``--chunk-size``) or the server recommends none."""
+        text = str(size or "")
+        if self.job.options.chunk_size or not text.isdigit() or int(text) <= 0:
+            return
+        self.sizer.restart(int(text))
+        self.job.event("chunk_size", size=self.sizer.next_size(), recommended=int(text), source=source)
+
+    def _follow_profile(self) -> None:
+        """After a network change: the server's recommendation for the new network.
+        Best effort (one attempt): a server without the endpoint leaves the size alone."""
+        self.changes = self.link.watchdog.network_changes
+        try:
+            answer: Answer = self.link.call("GET", f"{PROFILE}?fileSize={self.job.file.size}")
+        except Transient:
+            return
+        if answer.status != 200:
+            return
+        found = answer.json()
+        self.job.event("profile", network_class=found.get("networkClass"), source=found.get("source"))
+        self._follow(found.get("chunkSize"), "profile")
 
     def _create(self) -> int:
         headers = {**TUS, "Upload-Length": str(self.job.file.size), "Upload-Metadata": _metadata(self.job)}
@@ -90,6 +124,7 @@ class TusUploader:
             raise ConflictError("tus create: the server sent no Location")
         self.job.state.location = location
         self.job.save()
+        self._follow(answer.header(CHUNK_SIZE_HEADER), "create")
         return int(answer.header("Upload-Offset") or 0)
 
     def _send_from(self, offset: int) -> None:
@@ -115,6 +150,8 @@ class TusUploader:
         offset, view, digest = piece
         if self.resync:  # the last attempt failed: continue where the server says
             self.resync = False
+            if self.link.watchdog.network_changes != self.changes:
+                self._follow_profile()
             server = self._head()
             if server != offset:
                 self.job.advance(server - offset)

@@ -108,6 +108,10 @@ def test_an_upload_moves_again_within_2_s_of_a_wifi_to_lte_switch(
     assert done.get("resumed_from", 0) > 0 or "network_change" in kinds  # continued, not restarted
     sent_before = max(e["bytes"] for t, e in seen if e["event"] == "progress" and t <= switched_at)
     assert _lowest_after(seen, switched_at) >= sent_before - 16 * MiB, "the upload restarted from zero"
+    # The client re-read the server's recommendation for the new network (it says cellular now)
+    profile = next(e for t, e in seen if e["event"] == "profile" and t > switched_at)
+    assert profile["network_class"] == "cellular", profile
+    assert any(e["event"] == "chunk_size" and e["source"] == "profile" for _, e in seen)
     stored = _stored_blob(tmp_path / "server", hashlib.sha256(payload.read_bytes()).hexdigest())
     assert stored.exists() and hashlib.sha256(stored.read_bytes()).hexdigest() == stored.name
 
