@@ -18,7 +18,8 @@ export interface UploadOptions {
   protocol?: Protocol;
   /** Chunks in flight at once (Drive). Default 3. */
   parallel?: number;
-  /** Bytes per chunk; default: the server's choice (Drive) or 5 MiB (tus). */
+  /** Bytes per chunk; default: the server's recommendation (Drive `chunkSize`; tus `Hmacfs-Chunk-Size`
+   * and, after a network switch, `GET /api/network/profile`), else 5 MiB (tus). */
   chunkSize?: number;
   /** Failed attempts in a row, without progress between them, before giving up. Default 10. */
   maxAttempts?: number;
@@ -65,6 +66,10 @@ export interface UploadEventMap {
   hashing: CustomEvent<{ percent: number }>;
   resumed: CustomEvent<{ offset: number; percent: number }>;
   retry: CustomEvent<{ attempt: number; delay: number; error: HmacfsError }>;
+  /** tus: the PATCH size now follows the server's recommendation (from creation, HEAD or the profile). */
+  chunksize: CustomEvent<{ size: number; source: "create" | "head" | "profile" }>;
+  /** tus: the server's recommendation re-read after a network switch. */
+  profile: CustomEvent<{ profile: NetworkProfile }>;
   complete: CustomEvent<{ result: FileInfo | TusResult }>;
   error: CustomEvent<{ error: Error }>;
 }
@@ -97,6 +102,8 @@ export class Upload extends EventTarget {
   readonly bytesTotal: number;
   /** Bytes the server already had when this upload started from a saved record (0: fresh). */
   readonly resumedFrom: number;
+  /** Bytes per tus PATCH now: `options.chunkSize`, else the server's latest recommendation, else 5 MiB. */
+  readonly chunkSize: number;
   readonly result: FileInfo | TusResult | null;
   readonly error: Error | null;
   /** Settles on completion (the file) or rejects on failure or cancel. */
@@ -112,6 +119,17 @@ export class Upload extends EventTarget {
     options?: boolean | AddEventListenerOptions,
   ): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** `GET /api/network/profile`: what the server recommends for this client and network now. */
+export interface NetworkProfile {
+  chunkSize: number;
+  bufferSize: number;
+  networkClass: "ethernet" | "wifi" | "lte" | "cellular" | "vpn" | "unknown";
+  clientId: string;
+  arm: "fixed" | "adaptive";
+  source: "measured" | "hint" | "measured+hint" | "none";
+  estimate: Record<string, number | null>;
 }
 
 /** An event from /ws. */
@@ -171,6 +189,7 @@ export class HmacfsClient {
   upload(file: File | Blob, options?: UploadOptions): Upload;
   pendingUploads(): PendingUpload[];
   forgetPending(key: string): void;
+  networkProfile(fileSize?: number, signal?: AbortSignal): Promise<NetworkProfile>;
   recentUploads(limit?: number): Promise<Array<Record<string, unknown>>>;
   tasks(limit?: number): Promise<Array<Record<string, unknown>>>;
   createTask(type: string, parameters: Record<string, unknown>, extra?: { name?: string; priority?: number }): Promise<Record<string, unknown>>;

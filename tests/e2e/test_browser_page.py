@@ -73,9 +73,9 @@ def stack(pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory) 
         server.stop()
 
 
-def _drive(node: str, options: dict[str, Any]) -> dict[str, Any]:
+def _drive(node: str, options: dict[str, Any], script: str = "browser_page.mjs") -> dict[str, Any]:
     done = subprocess.run(
-        [node, str(JS / "browser_page.mjs"), json.dumps(options)],
+        [node, str(JS / script), json.dumps(options)],
         cwd=JS,
         capture_output=True,
         text=True,
@@ -155,3 +155,50 @@ def test_the_page_is_served_with_a_strict_policy(stack: LiveServer) -> None:
     module = requests.get(stack.url + "/static/hmacfs/index.js", timeout=10)
     assert module.status_code == 200 and "javascript" in module.headers["Content-Type"]
     assert requests.get(stack.url + "/static/../page.py", timeout=10).status_code == 404
+
+
+def test_tus_follows_navigator_connection_through_a_wifi_to_cellular_switch(
+    stack: LiveServer, tools: tuple[str, str], tmp_path: Path
+) -> None:
+    """The module's tus path in Chromium: Hmacfs-Network from navigator.connection on every
+    request, the first PATCH at the creation answer's Hmacfs-Chunk-Size, and after the
+    emulated switch a profile re-read, PATCHes of its size from the server's offset, and
+    the server's upload.network_changed (wifi → cellular) over /ws."""
+    node, browser = tools
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(12 * MIB + 777)  # the switch comes at half: one 5 MiB PATCH is done by then
+    (tmp_path / "clip.mov").write_bytes(payload)
+    report = _drive(node, {
+        "url": stack.url, "token": auth["Authorization"].removeprefix("Bearer "), "chromium": browser,
+        "file": str(tmp_path / "clip.mov"), "wifiRate": 2 * MIB, "lteRate": MIB,
+    }, "browser_tus.mjs")  # fmt: skip
+    assert report["consoleErrors"] == [] and report.get("failure") is None, report
+    assert (report["before"]["type"], report["after"]["type"]) == ("wifi", "cellular")
+    assert report["connectionChanges"] >= 1
+    calls = [r for r in report["requests"] if r["kind"] == "request"]
+    answers = [r for r in report["requests"] if r["kind"] == "response"]
+    before = [r for r in calls if r["at"] < report["switchedAt"]]
+    after = [r for r in calls if r["at"] > report["switchedAt"]]
+    assert before and all(r["network"].startswith("type=wifi") for r in before), before
+    assert after and all(r["network"].startswith("type=cellular") for r in after), after
+    created = next(r for r in answers if r["method"] == "POST")
+    patches = [r for r in answers if r["method"] == "PATCH" and r["status"] == 204]
+    sizes = [int(r["offset"]) - int(r["sentOffset"]) for r in patches]
+    assert sizes[0] == int(created["chunkSize"])  # the server's recommendation, not the default
+    profile = next(r for r in answers if r["path"] == "/api/network/profile")
+    assert profile["at"] > report["switchedAt"] and profile["status"] == 200
+    followed = [e for e in report["events"] if e["type"] == "profile"]
+    assert followed and followed[0]["detail"]["profile"]["networkClass"] == "cellular"
+    recommended = followed[0]["detail"]["profile"]["chunkSize"]
+    later = [r for r in patches if r["at"] > profile["at"]]
+    assert later and int(later[0]["sentOffset"]) > 0  # continued, not restarted
+    full = [int(r["offset"]) - int(r["sentOffset"]) for r in later if int(r["offset"]) < len(payload)]
+    assert all(size == recommended for size in full), (full, recommended)
+    changed = next(e for e in report["serverEvents"] if e["type"] == "upload.network_changed")
+    assert changed["data"]["previous"]["networkClass"] == "wifi"
+    assert changed["data"]["current"]["networkClass"] == "cellular"
+    assert report["result"]["size"] == len(payload)
+    blob = stack.workdir / "storage" / "blobs" / hashlib.sha256(payload).hexdigest()[:2]
+    digest = hashlib.sha256(payload).hexdigest()
+    stored = blob / digest[2:4] / digest
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == digest

@@ -110,6 +110,16 @@ export class HmacfsClient {
     this.store.remove(key);
   }
 
+  /**
+   * The server's recommendation for this client and network now (`GET /api/network/profile`):
+   * chunkSize, bufferSize, networkClass, source and the link estimate.
+   * @param {number} [fileSize] @param {AbortSignal} [signal]
+   */
+  networkProfile(fileSize, signal) {
+    const query = fileSize === undefined ? "" : `?fileSize=${fileSize}`;
+    return this.json("GET", `/api/network/profile${query}`, undefined, signal);
+  }
+
   /** The account's most recent Drive uploads. */
   recentUploads(limit = 10) {
     return this.json("GET", `/api/files/upload/tasks/recent?limit=${limit}`);

@@ -8,6 +8,7 @@ import { sha256OfBlob } from "./sha256.js";
 
 const DRIVE = "/api/files/upload";
 const TUS = "/files/";
+const CHUNK_SIZE_HEADER = "Hmacfs-Chunk-Size";
 
 /** Base64 of a UTF-8 string (tus metadata values). */
 function base64(text) {
@@ -131,7 +132,14 @@ export class DriveStrategy {
   }
 }
 
-/** tus 1.0: create, then PATCH from the server's offset. */
+/**
+ * tus 1.0: create, then PATCH from the server's offset. PATCH sizes are free in
+ * tus: each one is `options.chunkSize` if the caller chose one, else the server's
+ * recommendation: the `Hmacfs-Chunk-Size` of the creation answer or of the HEAD
+ * that finds the offset, and after a network switch `GET /api/network/profile`
+ * (the recommendation for the new network, which the requests now name in
+ * `Hmacfs-Network`).
+ */
 export class TusStrategy {
   /** @param {import("./upload.js").Upload} upload */
   constructor(upload) {
@@ -150,9 +158,10 @@ export class TusStrategy {
     } else if (offset > 0) {
       up.noteResumed(offset);
     }
-    const chunk = up.options.chunkSize ?? 5 * 1024 * 1024;
+    if (up.takeNetworkSwitch()) await this._followProfile(signal);
     while (offset < up.file.size) {
       const start = offset;
+      const chunk = up.chunkSize;
       const answer = await send("PATCH", location, {
         headers: {
           ...this._headers(),
@@ -185,13 +194,35 @@ export class TusStrategy {
     });
     const location = answer.headers("Location");
     if (!location) throw new HmacfsError("tus creation answered without Location", { code: "NO_LOCATION" });
+    this._follow(answer.headers(CHUNK_SIZE_HEADER), "create");
     return new URL(location, up.client.url(TUS)).href;
+  }
+
+  /** Take the server's recommended PATCH size (a header value or a number), unless the caller chose one. */
+  _follow(size, source) {
+    const up = this.upload;
+    const bytes = Number(size);
+    if (up.options.chunkSize || !Number.isInteger(bytes) || bytes <= 0) return;
+    up.chunkSize = bytes;
+    up.emit("chunksize", { size: bytes, source });
+  }
+
+  /** After a network switch: the server's recommendation for the new network (best effort). */
+  async _followProfile(signal) {
+    try {
+      const profile = await this.upload.client.networkProfile(this.upload.file.size, signal);
+      this.upload.emit("profile", { profile });
+      this._follow(profile.chunkSize, "profile");
+    } catch (error) {
+      if (signal.aborted) throw error; // an older server without the endpoint: keep the size
+    }
   }
 
   /** The server's offset, or null when the upload is gone. */
   async _offset(location, signal) {
     try {
       const answer = await send("HEAD", location, { headers: this._headers(), signal });
+      this._follow(answer.headers(CHUNK_SIZE_HEADER), "head");
       return Number(answer.headers("Upload-Offset"));
     } catch (error) {
       if (error instanceof HmacfsError && [404, 410, 403].includes(error.status)) return null;

@@ -19,7 +19,7 @@ const SPEED_WINDOW_MS = 5000;
 
 /**
  * A resumable upload of one File. Events (CustomEvent, details in the .d.ts):
- * `state`, `progress`, `hashing`, `resumed`, `retry`, `complete`, `error`.
+ * `state`, `progress`, `hashing`, `resumed`, `retry`, `chunksize`, `profile`, `complete`, `error`.
  */
 export class Upload extends EventTarget {
   /**
@@ -43,6 +43,9 @@ export class Upload extends EventTarget {
     this.result = null;
     /** @type {Error | null} */
     this.error = null;
+    /** Bytes per tus PATCH now (the caller's, else the server's recommendation, else 5 MiB). */
+    this.chunkSize = this.options.chunkSize ?? 5 * 1024 * 1024;
+    this._switched = false;
     this._samples = /** @type {Array<[number, number]>} */ ([]);
     this._controller = new AbortController();
     this._wake = () => {};
@@ -95,7 +98,9 @@ export class Upload extends EventTarget {
     } else if (kind === "online") {
       this._wake();
     } else if (this.state === "uploading") {
-      // A new network: connections of the old one may hang for minutes; drop them now.
+      // A new network: connections of the old one may hang for minutes; drop them now,
+      // and let the strategy ask the server what suits the new one.
+      this._switched = true;
       this._interrupt("switch");
     }
   }
@@ -176,6 +181,13 @@ export class Upload extends EventTarget {
   /** @param {string} type @param {Record<string, any>} detail */
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** Whether the network switched since the last call (then the strategy re-reads the profile). */
+  takeNetworkSwitch() {
+    const switched = this._switched;
+    this._switched = false;
+    return switched;
   }
 
   /** Report bytes the server has (or is receiving). */
