@@ -16,8 +16,9 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+from hmacfs.storage import OpenBlob
 
 _SENDFILE_MAX = 1 << 30
 
@@ -31,15 +32,25 @@ class Segment:
     length: int
 
 
-class FileBody:
-    """A WSGI response iterable sending ``segments`` of ``path`` then ``suffix``.
+@runtime_checkable
+class _FileBacked(Protocol):
+    """An open blob that is a file descriptor (the local store's): sendfile can send it."""
 
+    def fileno(self) -> int: ...
+
+
+class FileBody:
+    """A WSGI response iterable sending ``segments`` of ``blob`` then ``suffix``; it closes
+    ``blob`` when closed.
+
+    ``use_sendfile`` sends a file-backed blob with the kernel's sendfile where the
+    socket allows; otherwise the blob's ranges are read in blocks of ``block_size``.
     ``on_sent(n)`` is called with the number of file bytes sent (metrics).
     """
 
     def __init__(
         self,
-        path: Path,
+        blob: OpenBlob,
         segments: list[Segment],
         suffix: bytes,
         environ: Mapping[str, Any],
@@ -49,10 +60,11 @@ class FileBody:
         timeout: float,
         on_sent: Callable[[int], None],
     ) -> None:
-        self._file = path.open("rb")
+        self._blob = blob
         self._segments = segments
         self._suffix = suffix
-        self._socket = _sendfile_socket(environ) if use_sendfile else None
+        fd = blob.fileno() if use_sendfile and isinstance(blob, _FileBacked) else None
+        self._fd, self._socket = fd, _sendfile_socket(environ) if fd is not None else None
         self._block_size = block_size
         self._timeout = timeout
         self._on_sent = on_sent
@@ -64,8 +76,8 @@ class FileBody:
         for segment in self._segments:
             if segment.prefix:
                 yield segment.prefix
-            if self._socket is not None:
-                _cooperative_sendfile(self._socket, self._file.fileno(), segment, self._timeout)
+            if self._socket is not None and self._fd is not None:
+                _cooperative_sendfile(self._socket, self._fd, segment, self._timeout)
             else:
                 yield from self._read_blocks(segment)
             self._on_sent(segment.length)
@@ -73,17 +85,15 @@ class FileBody:
             yield self._suffix
 
     def _read_blocks(self, segment: Segment) -> Iterator[bytes]:
-        self._file.seek(segment.start)
         remaining = segment.length
-        while remaining > 0:
-            block = self._file.read(min(self._block_size, remaining))
-            if not block:
-                raise OSError("file shorter than recorded")
+        for block in self._blob.read_range(segment.start, segment.length):
             remaining -= len(block)
             yield block
+        if remaining > 0:
+            raise OSError("file shorter than recorded")
 
     def close(self) -> None:
-        self._file.close()
+        self._blob.close()
 
 
 def _sendfile_socket(environ: Mapping[str, Any]) -> socket.socket | None:

@@ -1,5 +1,8 @@
 """Building the download response for a stored file: validators, conditional
-requests, ranges, and the body (kernel sendfile, read loop or X-Accel-Redirect)."""
+requests, ranges, and the body (kernel sendfile, read loop or X-Accel-Redirect).
+
+Sendfile and X-Accel-Redirect need the store's files (``PathBacked``); with any
+other store the bytes are streamed through range reads of the blob."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from flask import Request, Response
 
@@ -25,10 +27,10 @@ from hmacfs.downloads.http import (
     security_headers,
 )
 from hmacfs.errors import NotFound
-from hmacfs.files import blob_location
+from hmacfs.files import blob_store
 from hmacfs.metrics import AppMetrics
 from hmacfs.models import Blob, File
-from hmacfs.storage import BlobStore
+from hmacfs.storage import BlobStore, PathBacked
 from hmacfs.web.encrypted_download import encrypted_response
 
 
@@ -36,7 +38,7 @@ from hmacfs.web.encrypted_download import encrypted_response
 class Download:
     """Everything needed to answer for one file, without holding a database row."""
 
-    path: Path
+    store: BlobStore  # over the blob's root
     storage_key: str
     name: str
     content_type: str
@@ -48,7 +50,7 @@ class Download:
 
 def load_download(store: BlobStore, file: File, blob: Blob) -> Download:
     return Download(
-        path=blob_location(store, blob),
+        store=blob_store(store, blob.storage_root),
         storage_key=blob.storage_key,
         name=file.name,
         content_type=file.content_type,
@@ -76,9 +78,16 @@ def download_response(
     ):
         return Response(status=304, headers=headers)
     if download.encrypted:
-        return encrypted_response(download.path, download.size, download.content_type, request, headers)
+        return encrypted_response(
+            download.store,
+            download.storage_key,
+            request,
+            size=download.size,
+            content_type=download.content_type,
+            headers=headers,
+        )
     ranges = _requested_ranges(download, request, settings, tag)
-    if settings.streaming.x_accel_redirect:
+    if settings.streaming.x_accel_redirect and isinstance(download.store, PathBacked):
         return _accel_response(download, settings, headers)
     return _body_response(download, request, settings, metrics=metrics, headers=headers, ranges=ranges)
 
@@ -127,14 +136,17 @@ def _body_response(
     if status == 206 and metrics is not None:
         metrics.network.range_requests_total.inc()
     length = sum(len(s.prefix) + s.length for s in segments) + len(suffix)
-    if not download.path.is_file():  # collected after the lookup: gone, not a crash
-        raise NotFound("no such file")
+    try:
+        blob = download.store.open_blob(download.storage_key)
+    except FileNotFoundError:  # collected after the lookup: gone, not a crash
+        raise NotFound("no such file") from None
     body = FileBody(
-        download.path,
+        blob,
         segments,
         suffix,
         request.environ,
-        use_sendfile=settings.streaming.sendfile,
+        # The kernel copies a path-backed store's file; any other store's bytes are read.
+        use_sendfile=settings.streaming.sendfile and isinstance(download.store, PathBacked),
         block_size=settings.performance.max_buffer_size,
         timeout=settings.timeouts.writetimeout.total_seconds(),
         on_sent=_counter(metrics),

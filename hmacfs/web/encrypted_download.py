@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import chain
-from pathlib import Path
+from typing import BinaryIO
 
 from flask import Request, Response
 
 from hmacfs.errors import Forbidden, NotFound
+from hmacfs.storage import BlobStore
 from hmacfs.storage.blocking import offload
+from hmacfs.storage.streams import open_blob_file
 from hmacfs.tasks.crypto import CryptoError, WrongPassword, decrypt_stream
 
 PASSWORD_HEADER = "X-File-Password"  # noqa: S105 - a header name, not a password
@@ -30,15 +32,23 @@ class WrongFilePassword(Forbidden):
 
 
 def encrypted_response(
-    path: Path, size: int, content_type: str, request: Request, headers: dict[str, str]
+    store: BlobStore,
+    storage_key: str,
+    request: Request,
+    *,
+    size: int,
+    content_type: str,
+    headers: dict[str, str],
 ) -> Response:
     """200 with the decrypted body (``size`` plaintext bytes); 403 without or with a wrong password."""
     password = request.headers.get(PASSWORD_HEADER)
     if not password:
         raise PasswordRequired(f"this file is encrypted: send its password in {PASSWORD_HEADER}")
-    if not path.is_file():
-        raise NotFound("no such file")
-    body = _opened(decrypt_stream(path, password))
+    try:
+        handle = open_blob_file(store, storage_key)
+    except FileNotFoundError:  # collected after the lookup: gone, not a crash
+        raise NotFound("no such file") from None
+    body = _opened(_decrypted(handle, password))
     headers = {**headers, "Accept-Ranges": "none"}
     response = Response(
         [] if request.method == "HEAD" else body, status=200, headers=headers,
@@ -46,6 +56,12 @@ def encrypted_response(
     )  # fmt: skip
     response.content_length = size
     return response
+
+
+def _decrypted(handle: BinaryIO, password: str) -> Iterator[bytes]:
+    """The plaintext of ``handle``, which is closed when the stream ends or is dropped."""
+    with handle:
+        yield from decrypt_stream(handle, password)
 
 
 def _opened(stream: Iterator[bytes]) -> Iterator[bytes]:
