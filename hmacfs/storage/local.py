@@ -123,6 +123,15 @@ class LocalBlobStore:
             self.ensure_layout()
             return os.open(path, flags, 0o600)
 
+    def _open_part(self, part: str) -> int:
+        """Open a part for writing, creating it (and the layout on first use) if needed."""
+        path = self.part_path(part)
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            self.ensure_layout()
+            return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
@@ -180,7 +189,7 @@ class LocalBlobStore:
         the source ends early (the range must then be treated as unwritten,
         and the hashers as spoiled).
         """
-        fd = os.open(self.part_path(part), os.O_WRONLY | os.O_CREAT, 0o600)
+        fd = self._open_part(part)
         try:
             copy_into(fd, offset, read, length, hashers=hashers, **self._copying)
             if self.fsync and durable:
