@@ -18,6 +18,7 @@ from hmacfs.storage.blob_store import (
 )
 from hmacfs.storage.copying import IncompleteBody
 from hmacfs.storage.local import LocalBlobStore
+from hmacfs.storage.local_files import normal_root
 
 __all__ = [
     "BlobEntry",
@@ -34,4 +35,5 @@ __all__ = [
     "StoreUnavailable",
     "StoredBlob",
     "WrittenRange",
+    "normal_root",
 ]

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from hmacfs.config import Settings
 from hmacfs.models import Blob, File
-from hmacfs.storage.local import normal_root
+from hmacfs.storage import normal_root
 from hmacfs.tasks.context import TaskContext
 from hmacfs.tasks.handlers.common import check_pool, uuid_param
 from hmacfs.tasks.handlers.relocation import copy_blob, delete_stale, switch_root
