@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from hmacfs.web.api_spec.components import (
-    BEARER,
     DATE_TIME,
     INTEGER,
     STRING,
@@ -16,6 +17,7 @@ from hmacfs.web.api_spec.components import (
     json_body,
     nullable,
     obj,
+    operation,
     path_param,
     query_param,
     ref,
@@ -49,15 +51,7 @@ SCHEMAS: Json = {
 }
 
 
-def _op(summary: str, responses: Json, parameters: list[Json] | None = None, **extra: object) -> Json:
-    return {
-        "tags": [TAG],
-        "summary": summary,
-        "security": BEARER,
-        "parameters": parameters or [],
-        "responses": responses,
-        **extra,
-    }
+_op = partial(operation, TAG)
 
 
 OPERATIONS: Json = {

@@ -104,34 +104,46 @@ OPTIONAL_BEARER: list[Json] = [{"bearer": []}, {}]
 PUBLIC: list[Json] = [{}]
 
 
-def path_param(name: str, description: str, schema: Json | None = None) -> Json:
+def operation(
+    tag: str,
+    summary: str,
+    responses: Json,
+    parameters: list[Json] | None = None,
+    *,
+    security: list[Json] = BEARER,
+    **extra: object,
+) -> Json:
+    """An operation of ``tag``'s API; bearer authentication unless ``security`` says otherwise."""
+    return {
+        "tags": [tag],
+        "summary": summary,
+        "security": security,
+        "parameters": parameters or [],
+        "responses": responses,
+        **extra,
+    }
+
+
+def _param(where: str, name: str, description: str, schema: Json | None, required: bool) -> Json:
     return {
         "name": name,
-        "in": "path",
-        "required": True,
+        "in": where,
+        "required": required,
         "description": description,
         "schema": schema or STRING,
     }
+
+
+def path_param(name: str, description: str, schema: Json | None = None) -> Json:
+    return _param("path", name, description, schema, True)
 
 
 def query_param(name: str, description: str, schema: Json | None = None, *, required: bool = False) -> Json:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": schema or STRING,
-    }
+    return _param("query", name, description, schema, required)
 
 
 def header_param(name: str, description: str, schema: Json | None = None, *, required: bool = False) -> Json:
-    return {
-        "name": name,
-        "in": "header",
-        "required": required,
-        "description": description,
-        "schema": schema or STRING,
-    }
+    return _param("header", name, description, schema, required)
 
 
 UPLOAD_STATUS: Json = {"type": "string", "enum": list(values(UploadStatus))}

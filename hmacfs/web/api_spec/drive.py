@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from hmacfs.web.api_spec.components import (
-    BEARER,
     BOOLEAN,
     DATE_TIME,
     INTEGER,
@@ -20,6 +21,7 @@ from hmacfs.web.api_spec.components import (
     json_body,
     nullable,
     obj,
+    operation,
     path_param,
     query_param,
     ref,
@@ -132,15 +134,7 @@ _STATS = obj(
 _TOTAL = {"X-Total": header("Total number of tasks matching the filter", INTEGER, required=True)}
 
 
-def _op(summary: str, responses: Json, *, parameters: list[Json] | None = None, **extra: object) -> Json:
-    return {
-        "tags": [TAG],
-        "summary": summary,
-        "security": BEARER,
-        "parameters": parameters or [],
-        "responses": responses,
-        **extra,
-    }
+_op = partial(operation, TAG)
 
 
 OPERATIONS: Json = {

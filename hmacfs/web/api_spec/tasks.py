@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from hmacfs.web.api_spec.components import (
-    BEARER,
     BOOLEAN,
     DATE_TIME,
     INTEGER,
@@ -17,6 +18,7 @@ from hmacfs.web.api_spec.components import (
     json_body,
     nullable,
     obj,
+    operation,
     path_param,
     query_param,
     ref,
@@ -88,15 +90,7 @@ _STATS = obj(
 )
 
 
-def _op(summary: str, responses: Json, parameters: list[Json] | None = None, **extra: object) -> Json:
-    return {
-        "tags": [TAG],
-        "summary": summary,
-        "security": BEARER,
-        "parameters": parameters or [],
-        "responses": responses,
-        **extra,
-    }
+_op = partial(operation, TAG)
 
 
 def _action(verb: str) -> Json:

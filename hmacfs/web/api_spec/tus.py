@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from hmacfs.web.api_spec.components import (
     INTEGER,
     OPTIONAL_BEARER,
@@ -10,6 +12,7 @@ from hmacfs.web.api_spec.components import (
     errors,
     header,
     header_param,
+    operation,
     path_param,
 )
 
@@ -26,15 +29,7 @@ _BODY = {"content": {"application/offset+octet-stream": {"schema": {"type": "str
 _TUS_ERRORS = (400, 401, 403, 404, 409, 410, 412, 413, 415, 423, 460, 507)
 
 
-def _op(summary: str, responses: Json, parameters: list[Json], **extra: object) -> Json:
-    return {
-        "tags": [TAG],
-        "summary": summary,
-        "security": OPTIONAL_BEARER,
-        "parameters": parameters,
-        "responses": responses,
-        **extra,
-    }
+_op = partial(operation, TAG, security=OPTIONAL_BEARER)
 
 
 OPERATIONS: Json = {
