@@ -21,14 +21,16 @@ from gunicorn.http.unreader import SocketUnreader
 from werkzeug.exceptions import ClientDisconnected
 
 from hmacfs.errors import BadRequest
+from hmacfs.models import UploadTask
 from hmacfs.network.estimate import Outcome
 from hmacfs.storage.copying import Reader
 from hmacfs.uploads import engine
 from hmacfs.web.adaptive import measure
-from hmacfs.web.client_link import client_kind
-from hmacfs.web.context import services
+from hmacfs.web.client_link import body_watch, client_kind
+from hmacfs.web.context import body_transaction, db_session, services
 from hmacfs.web.multipart_form import FieldStream
 from hmacfs.web.network_header import HEADER, network_class
+from hmacfs.web.tus_headers import parse_chunk_digest
 
 _READ = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024  # undecoded bytes held at most (data events drain the buffer)
@@ -231,3 +233,18 @@ def chunk_body(field: str = "chunk", watch: engine.BodyWatch | None = None) -> t
         body = request_stream()
         return FieldStream(body, boundary.encode("latin-1"), field, request.content_length).read, None
     return request_body(watch), request.content_length
+
+
+def write_request_chunk(task: UploadTask, index: int, *, auto_complete: bool = False) -> engine.ChunkResult:
+    """The request's body as chunk ``index`` of ``task``, through the engine: checked against
+    its digest header (``Content-Digest`` or ``X-Chunk-SHA256``), watched for a stalled or
+    switched network, in the request's transaction mode. The Drive and chunked APIs' verb."""
+    headers = request.headers
+    digest = parse_chunk_digest(headers.get("Content-Digest"), headers.get("X-Chunk-SHA256"))
+    watch = body_watch()
+    read, declared = chunk_body(watch=watch)
+    return engine.write_chunk(
+        db_session(), services(), task, index, read,
+        declared_length=declared, body=body_transaction(), digest=digest,
+        auto_complete=auto_complete, watch=watch,
+    )  # fmt: skip

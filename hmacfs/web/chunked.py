@@ -23,12 +23,10 @@ from hmacfs.models import UploadTask
 from hmacfs.models.status import Protocol, UploadStatus
 from hmacfs.uploads import engine
 from hmacfs.web.adaptive import plan_create
-from hmacfs.web.bodies import chunk_body
-from hmacfs.web.client_link import body_watch
-from hmacfs.web.context import body_transaction, chunk_request, db_session, services
+from hmacfs.web.bodies import write_request_chunk
+from hmacfs.web.context import chunk_request, db_session, services
 from hmacfs.web.params import header_text
 from hmacfs.web.signature import signed_or_account
-from hmacfs.web.tus_headers import parse_chunk_digest
 
 chunked = Blueprint("chunked", __name__)
 
@@ -97,25 +95,10 @@ def start_session() -> tuple[Response, int]:
 @chunk_request
 def put_chunk() -> Response:
     account = optional_account()
-    session = db_session()
-    task = engine.find(session, _session_id(), account, Protocol.CHUNKED)
+    task = engine.find(db_session(), _session_id(), account, Protocol.CHUNKED)
     index = _int_header("X-Chunk-Number")
     assert index is not None
-    digest = parse_chunk_digest(request.headers.get("Content-Digest"), request.headers.get("X-Chunk-SHA256"))
-    watch = body_watch()
-    read, declared = chunk_body(watch=watch)
-    result = engine.write_chunk(
-        session,
-        services(),
-        task,
-        index,
-        read,
-        declared_length=declared,
-        body=body_transaction(),
-        digest=digest,
-        auto_complete=True,
-        watch=watch,
-    )
+    result = write_request_chunk(task, index, auto_complete=True)
     task = result.task
     return jsonify(
         {

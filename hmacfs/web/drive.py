@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify
 
 from hmacfs.auth import current_account
 from hmacfs.db import DEFAULT_POOL_ID
@@ -15,9 +15,8 @@ from hmacfs.errors import Conflict, NotFound
 from hmacfs.models.status import Protocol
 from hmacfs.uploads import engine
 from hmacfs.web.adaptive import plan_create
-from hmacfs.web.bodies import chunk_body
-from hmacfs.web.client_link import body_watch
-from hmacfs.web.context import body_transaction, chunk_request, db_session, services
+from hmacfs.web.bodies import write_request_chunk
+from hmacfs.web.context import chunk_request, db_session, services
 from hmacfs.web.drive_forms import (
     file_json,
     parse_create,
@@ -27,7 +26,6 @@ from hmacfs.web.drive_forms import (
     task_json,
 )
 from hmacfs.web.params import json_object
-from hmacfs.web.tus_headers import parse_chunk_digest
 
 PREFIXES = {"drive_api": "/api/files/upload", "drive_gateway": "/drive/files/upload"}
 
@@ -75,29 +73,11 @@ def create() -> Response:
 @chunk_request
 def chunk(task_id: str, index: int) -> Response:
     account = current_account()  # before any database work
-    session = db_session()
-    task = engine.find(session, task_id, account, Protocol.DRIVE)
-    digest = parse_chunk_digest(_header("Content-Digest"), _header("X-Chunk-SHA256"))
-    watch = body_watch()
-    read, declared = chunk_body("chunk", watch)
-    result = engine.write_chunk(
-        session,
-        services(),
-        task,
-        index,
-        read,
-        declared_length=declared,
-        body=body_transaction(),
-        digest=digest,
-        watch=watch,
-    )
+    task = engine.find(db_session(), task_id, account, Protocol.DRIVE)
+    result = write_request_chunk(task, index)
     if not result.stored:
         raise Conflict("chunk already uploaded", code="CHUNK_EXISTS", details={"chunkIndex": index})
     return jsonify({"taskId": task_id, "chunkIndex": index, **progress_json(result.task)})
-
-
-def _header(name: str) -> str | None:
-    return request.headers.get(name)
 
 
 @drive.post("/complete/<task_id>")
