@@ -256,6 +256,7 @@ class Xep0363Settings(_Section):
     file_ttl: Duration = timedelta(0)
     daily_quota: Size = 0
     max_path_length: int = Field(1024, ge=16, le=8192)
+    get_cache_entries: int = Field(10000, ge=0)
 
     @model_validator(mode="after")
     def _slash_delimited(self) -> Xep0363Settings:

@@ -15,6 +15,7 @@ from hmacfs.sealing import Sealer
 from hmacfs.storage import BlobStore, LocalBlobStore
 from hmacfs.storage.buffers import BufferPool
 from hmacfs.tokens import TokenCodec
+from hmacfs.xep0363.slot_cache import SlotCache
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Services:
     hub: Hub = field(default_factory=Hub)
     # Advances Drive/chunked uploads' running hashes after commits (hmacfs.uploads.running_hash).
     hash_advancer: KeyedRunner = field(default_factory=lambda: KeyedRunner("advancing the running hash"))
+    # What slot GETs need, by path; cached only while the event bus feeds it notices.
+    slot_cache: SlotCache[Any] = field(default_factory=lambda: SlotCache(0))
 
 
 def build_services(
@@ -69,6 +72,7 @@ def build_services(
         clock=SystemClock(),
         sealer=Sealer(settings.security.secret),
         task_types=task_types,
+        slot_cache=SlotCache(settings.xep0363.get_cache_entries),
     )
     return replace(services, **overrides)
 

@@ -105,6 +105,7 @@ def post_worker_init(worker: Any) -> None:
     from hmacfs.events.delivery import start_event_delivery
     from hmacfs.maintenance import cleanup_forever
     from hmacfs.uploads.running_hash import start_advancing
+    from hmacfs.xep0363.slot_cache import FILES_CHANNEL
 
     services = worker.wsgi.extensions["hmacfs"]
     gevent.spawn(cleanup_forever, services, cleanup_steps(), gevent.sleep)
@@ -116,6 +117,7 @@ def post_worker_init(worker: Any) -> None:
         settings=services.settings.events,
         locker=services.locker,
         clock=services.clock,
+        watchers={FILES_CHANNEL: services.slot_cache},
     )
     gevent.spawn(_close_sockets_on_exit, worker, services, gevent.sleep)
     if services.settings.network_resilience.multi_interface_enabled:

@@ -6,6 +6,11 @@ the listener reads only the rows a local subscriber wants. Notifications
 arrive in commit order. After a lost connection it reconnects with backoff,
 LISTENs again, then reads every event it may have missed.
 
+Other channels carry change notices for per-process caches (``ChangeWatcher``, such as
+``hmacfs.xep0363.slot_cache``): the listener LISTENs on them too, activates each
+watcher once it listens, and deactivates it whenever the connection is lost, since
+notices sent meanwhile are gone.
+
 SQLite (one process): committed rows are read by id order, woken at once by
 the publisher's commit hook and otherwise by a short poll (for events written
 by other processes such as ``hmacfs worker``). SQLite serialises writers, so
@@ -20,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, create_engine, text
@@ -47,6 +52,16 @@ def deliver_in_slices(hub: Hub, records: Iterable[EventRecord], pause: Callable[
         if start:
             pause(0)
         hub.deliver(pending[start : start + SLICE])
+
+
+class ChangeWatcher(Protocol):
+    """A cache fed by the notices of one channel (see the module doc)."""
+
+    def activate(self) -> None: ...
+
+    def deactivate(self) -> None: ...
+
+    def changed(self, payload: str) -> None: ...
 
 
 class EventBus(Protocol):
@@ -119,7 +134,9 @@ class PgEventBus:
         heartbeat: float = 10.0,
         margin: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        watchers: Mapping[str, ChangeWatcher] | None = None,
     ) -> None:
+        self._watchers = dict(watchers or {})
         self._engine = create_engine(
             url,
             poolclass=NullPool,
@@ -149,11 +166,16 @@ class PgEventBus:
                     self._serve(connection)
             except Exception:  # any database failure: reconnect and catch up
                 self.connected.clear()
+                for watcher in self._watchers.values():
+                    watcher.deactivate()
                 log.warning("event listener lost its database connection; reconnecting", exc_info=True)
                 self._sleep(backoff.next())
 
     def _listen(self, connection: Connection) -> None:
         connection.exec_driver_sql(f"LISTEN {NOTIFY_CHANNEL}")
+        for channel, watcher in self._watchers.items():
+            connection.exec_driver_sql(f"LISTEN {channel}")
+            watcher.activate()
         session = Session(bind=connection)
         if not self._started:
             self._delivered.floor = latest_event_id(session)
@@ -183,7 +205,12 @@ class PgEventBus:
             if raw.notifies:
                 notes = list(raw.notifies)
                 del raw.notifies[:]
-                self._handle([note.payload for note in notes], session)
+                for note in notes:
+                    if note.channel in self._watchers:
+                        self._watchers[note.channel].changed(note.payload)
+                events = [note.payload for note in notes if note.channel == NOTIFY_CHANNEL]
+                if events:
+                    self._handle(events, session)
                 continue
             readable, _, _ = select.select([raw], [], [], self._heartbeat)
             if not readable:

@@ -15,13 +15,14 @@ from flask import Blueprint, Response, jsonify, request
 
 from hmacfs.auth import bearer_token
 from hmacfs.config import Settings
+from hmacfs.container import Services
 from hmacfs.errors import LengthRequired, NotFound, PayloadTooLarge
 from hmacfs.models.status import Protocol
 from hmacfs.uploads import engine
 from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.cors import allowed_origin
-from hmacfs.web.download_response import download_response, load_download
+from hmacfs.web.download_response import Download, download_response, load_download
 from hmacfs.web.errors import problem
 from hmacfs.web.params import media_type
 from hmacfs.xep0363.service import find_slot_file
@@ -117,17 +118,31 @@ def put_slot(_slot: str) -> tuple[Response, int]:
 def get_slot(_slot: str) -> Response:
     svc = services()
     signed = _signed_request(svc.settings, 0, "")
-    found = find_slot_file(db_session(), signed.path, svc.clock.now())
-    if found is None:
-        raise NotFound("no such file")
-    file, blob = found
+    download = _slot_download(svc, signed.path)
     if svc.settings.xep0363.require_signature_for_get:
         _authorise(
             svc.settings,
-            SignedRequest("GET", signed.path, signed.full_path, file.size, file.content_type),
+            SignedRequest("GET", signed.path, signed.full_path, download.size, download.content_type),
         )
-    download = load_download(svc.store, file, blob)
     return download_response(download, request, svc.settings, svc.metrics)
+
+
+def _slot_download(svc: Services, path: str) -> Download:
+    """The file at slot ``path``: from this worker's cache, else from the database (then
+    cached, unless a change notice came during the lookup). NotFound when there is none."""
+    now = svc.clock.now()
+    cache = svc.slot_cache
+    cached: Download | None = cache.get(path, now)
+    if cached is not None:
+        return cached
+    generation = cache.generation
+    found = find_slot_file(db_session(), path, now)
+    if found is None:
+        raise NotFound("no such file")
+    file, blob = found
+    download = load_download(svc.store, file, blob)
+    cache.put(path, download, file.expired_at, generation)
+    return download
 
 
 @xep0363.route("/<path:_slot>", methods=["OPTIONS"], provide_automatic_options=False)
