@@ -34,14 +34,13 @@ from hmacfs.storage.copying import Hasher, Reader, blocks_reader, copy_into, rea
 from hmacfs.storage.holes import punch_holes
 from hmacfs.storage.local_files import (
     LocalOpenBlob,
-    fsync_dir,
     holds,
-    link,
+    link_blob,
     normal_root,
     preallocate,
+    read_file_range,
     scan_files,
     subdirectories,
-    touch_ctime,
 )
 from hmacfs.storage.range_lock import PartLock
 
@@ -213,8 +212,8 @@ class LocalBlobStore:
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
         """Whether ``length`` bytes of ``part`` at ``offset`` equal the start of part ``other``."""
-        mine = self.read_range(self.part_path(part), offset, length)
-        theirs = self.read_range(self.part_path(other), 0, length)
+        mine = read_file_range(self.part_path(part), offset, length, self.buffer_size)
+        theirs = read_file_range(self.part_path(other), 0, length, self.buffer_size)
         return all(a == b for a, b in itertools.zip_longest(mine, theirs))
 
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
@@ -251,7 +250,7 @@ class LocalBlobStore:
         return [entry for e in entries if (entry := _part_entry(e)) is not None]
 
     def read_part(self, part: str, start: int, length: int) -> Iterator[bytes]:
-        return self.read_range(self.part_path(part), start, length)
+        return read_file_range(self.part_path(part), start, length, self.buffer_size)
 
     def part_size(self, part: str) -> int | None:
         try:
@@ -318,36 +317,9 @@ class LocalBlobStore:
         ``offload_promotion``: file-system metadata calls wait on the journal.
         """
         key = self.blob_key(sha256, None if shared else part)
-        if self.offload_promotion:
-            created = offload(self._promote, part, key, size)
-        else:
-            created = self._promote(part, key, size)
+        promote = (self.part_path(part), self.blob_path(key), size, self.fsync)
+        created = offload(link_blob, *promote) if self.offload_promotion else link_blob(*promote)
         return StoredBlob(sha256, size, key, created=created)
-
-    def _promote(self, part: str, key: str, size: int) -> bool:
-        """Link the part at ``key`` and make that durable; False when ``key`` already held
-        the content."""
-        target = self.blob_path(key)
-        source = self.part_path(part)
-        if holds(target, size):
-            # Perhaps left by an attempt whose commit failed, with no row yet: its new
-            # ctime tells the orphan collector it is in use again (``orphan_blob_files``).
-            touch_ctime(target)
-            return False
-        if os.path.getsize(source) != size:
-            os.truncate(source, size)
-        changed = [target.parent]  # directories whose entries must reach the disk
-        try:
-            link(source, target)
-        except FileNotFoundError:  # first blob of this directory (or the part is gone: raises again)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            link(source, target)
-            # New directories are entries of their parents (blobs/aa/bb: up to two new ones).
-            changed += [target.parent.parent, target.parent.parent.parent]
-        if self.fsync:
-            for directory in changed:
-                fsync_dir(directory)
-        return True
 
     def blob_files(self) -> Iterator[Path]:
         """Every file under ``blobs/`` of this root (for the orphan collector)."""
@@ -416,18 +388,6 @@ class LocalBlobStore:
             path.unlink(missing_ok=True)
             raise
         os.close(fd)
-
-    def read_range(self, path: Path, start: int, length: int) -> Iterator[bytes]:
-        """Yield ``length`` bytes of ``path`` from ``start`` in bounded blocks."""
-        with path.open("rb") as handle:
-            handle.seek(start)
-            remaining = length
-            while remaining > 0:
-                block = handle.read(min(self.buffer_size, remaining))
-                if not block:
-                    break
-                remaining -= len(block)
-                yield block
 
 
 def _part_entry(entry: os.DirEntry[str]) -> PartEntry | None:

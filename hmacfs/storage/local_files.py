@@ -56,6 +56,44 @@ def link(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
+def link_blob(source: Path, target: Path, size: int, fsync: bool) -> bool:
+    """Link part file ``source`` at blob path ``target`` (its first ``size`` bytes) and, when
+    ``fsync``, make that durable; False when ``target`` already held the content."""
+    if holds(target, size):
+        # Perhaps left by an attempt whose commit failed, with no row yet: its new
+        # ctime tells the orphan collector it is in use again (``list_blobs``).
+        touch_ctime(target)
+        return False
+    if os.path.getsize(source) != size:
+        os.truncate(source, size)
+    changed = [target.parent]  # directories whose entries must reach the disk
+    try:
+        link(source, target)
+    except FileNotFoundError:  # first blob of this directory (or the part is gone: raises again)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        link(source, target)
+        # New directories are entries of their parents (blobs/aa/bb: up to two new ones).
+        changed += [target.parent.parent, target.parent.parent.parent]
+    if fsync:
+        for directory in changed:
+            fsync_dir(directory)
+    return True
+
+
+def read_file_range(path: Path, start: int, length: int, block_size: int) -> Iterator[bytes]:
+    """Yield ``length`` bytes of ``path`` from ``start`` in blocks of at most ``block_size``
+    (fewer if the file ends first); FileNotFoundError on first use when it is missing."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            block = handle.read(min(block_size, remaining))
+            if not block:
+                break
+            remaining -= len(block)
+            yield block
+
+
 def touch_ctime(path: Path) -> None:
     """Set ``path``'s change time to now, leaving its access and modification times."""
     stat = os.stat(path)
