@@ -106,13 +106,36 @@ def worker(ctx: click.Context, concurrency: int | None, minimum: int | None, max
     """Run background tasks (move, compress, encrypt, ...) until SIGTERM.
 
     With --min/--max (or workers.enable_dynamic_workers) the slots follow the queue.
+    With workers.metrics_bind, /metrics there adds up every process's metrics.
     """
+    from hmacfs.serving import cleanup_metrics_dir, worker_metrics_dir
+
+    settings = settings_from(ctx)
+    # Before prometheus_client is imported (by the modules below): see hmacfs.tasks.exporter.
+    metrics_dir = worker_metrics_dir() if settings.workers.metrics_bind else None
+    from hmacfs.tasks.worker import MetricsBindError
+
+    try:
+        _run_worker(settings, concurrency, minimum, maximum, metrics_dir)
+    except MetricsBindError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if metrics_dir:
+            cleanup_metrics_dir(metrics_dir)
+
+
+def _run_worker(
+    settings: Settings,
+    concurrency: int | None,
+    minimum: int | None,
+    maximum: int | None,
+    metrics_dir: str | None,
+) -> None:
     from hmacfs.composition import task_handlers, worker_services
     from hmacfs.logs import configure_logging
     from hmacfs.tasks.scaling import policy_from, run_scaled_workers
     from hmacfs.tasks.worker import run_workers
 
-    settings = settings_from(ctx)
     configure_logging(settings.logging)
     scaling = minimum is not None or maximum is not None or settings.workers.enable_dynamic_workers
     if scaling and concurrency is not None:
@@ -120,14 +143,14 @@ def worker(ctx: click.Context, concurrency: int | None, minimum: int | None, max
     if not scaling:
         slots = concurrency or settings.workers.numworkers
         click.echo(f"hmacfs: worker with {slots} slot(s)", err=True)
-        run_workers(settings, slots, task_handlers(settings), worker_services)
+        run_workers(settings, slots, task_handlers(settings), worker_services, metrics_dir=metrics_dir)
         return
     try:
         policy = policy_from(settings, minimum, maximum)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--min/--max") from None
     click.echo(f"hmacfs: worker with {policy.minimum}..{policy.maximum} slot(s)", err=True)
-    run_scaled_workers(settings, task_handlers(settings), worker_services, policy)
+    run_scaled_workers(settings, task_handlers(settings), worker_services, policy, metrics_dir=metrics_dir)
 
 
 # -- doctor ------------------------------------------------------------------

@@ -8,9 +8,11 @@ to add a cleanup step or a built-in task type, add it to a list here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from hmacfs import container
@@ -20,6 +22,7 @@ from hmacfs.events.log import purge_events
 from hmacfs.files import collect_blobs, expire_files
 from hmacfs.files.orphans import collect_orphan_files
 from hmacfs.maintenance import CleanupStep
+from hmacfs.metrics import domain_metrics, watch_pool
 from hmacfs.network.profiles import expire_profiles
 from hmacfs.tasks.handlers import archives, encryption, files, images, migration
 from hmacfs.tasks.output import discard_stray_pool_parts
@@ -62,8 +65,13 @@ def build_services(settings: Settings, *, handlers: TaskHandlers | None = None, 
 
 
 def worker_services(settings: Settings, handlers: TaskHandlers) -> Services:
-    """A ``hmacfs worker`` slot's services: no pre-ping (the slot retries after a database error)."""
-    return build_services(settings, handlers=handlers, pre_ping=False)
+    """A ``hmacfs worker`` slot's services: no pre-ping (the slot retries after a database error),
+    and the domain metrics, which ``[workers] metrics_bind`` exports (hmacfs.tasks.exporter)."""
+    services = build_services(settings, handlers=handlers, pre_ping=False)
+    metrics = domain_metrics(CollectorRegistry())  # the worker serves the multiprocess files
+    database = settings.database
+    watch_pool(services.db.engine, metrics, database.pool_size + database.max_overflow)
+    return replace(services, metrics=metrics)
 
 
 def _expired_files(session: Session, services: Services, now: datetime) -> int:

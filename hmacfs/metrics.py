@@ -193,7 +193,8 @@ def _network_metrics(registry: CollectorRegistry) -> dict[str, Counter]:
 
 @dataclass(frozen=True)
 class WorkerMetrics:
-    """What ``hmacfs worker`` shows of its scaling (served on ``[workers] metrics_bind``)."""
+    """What ``hmacfs worker`` shows of its scaling (served on ``[workers] metrics_bind`` with its
+    slots' task metrics, ``hmacfs.tasks.exporter``)."""
 
     slots: Gauge
     queue_depth: Gauge
@@ -201,10 +202,12 @@ class WorkerMetrics:
 
 
 def worker_metrics(registry: CollectorRegistry) -> WorkerMetrics:
+    """The supervisor's metrics. Only it sets them; a slot it forks may write their initial 0
+    (no timestamp) to its own file, so the most recent value is the supervisor's."""
     return WorkerMetrics(
-        slots=Gauge("hmacfs_worker_slots", "Task processes this worker runs", registry=registry),
-        queue_depth=Gauge(
-            "hmacfs_task_queue_depth", "Claimable pending tasks at the last measurement", registry=registry
+        slots=_sampled("hmacfs_worker_slots", "Task processes this worker runs", registry),
+        queue_depth=_sampled(
+            "hmacfs_task_queue_depth", "Claimable pending tasks at the last measurement", registry
         ),
         scaled_slots_total=Counter(
             "hmacfs_worker_scaled_slots_total",

@@ -53,6 +53,15 @@ def prepare_metrics_dir() -> str:
     return path
 
 
+def worker_metrics_dir() -> str:
+    """A fresh directory for the multiprocess metrics of one ``hmacfs worker``
+    (hmacfs.tasks.exporter), never shared with ``hmacfs serve``'s, which the worker's
+    start would otherwise wipe. Must run before prometheus_client is imported."""
+    path = tempfile.mkdtemp(prefix="hmacfs-metrics-worker-")
+    os.environ[METRICS_ENV] = path
+    return path
+
+
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     timeouts = settings.timeouts
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import uuid
@@ -102,3 +103,16 @@ def test_config_check_accepts_a_plain_postgresql_url(tmp_path: Path) -> None:
     assert run("config", "check", str(config)).returncode == 0
     shown = run("config", "show", config=config)
     assert '"url": "postgresql+psycopg2://postgres@127.0.0.1/hmacfs"' in shown.stdout
+
+
+def test_worker_names_a_metrics_bind_it_cannot_listen_on(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = good_config(tmp_path, workers={"metrics_bind": f"127.0.0.1:{port}"})
+        assert run("db", "upgrade", config=config).returncode == 0
+        result = run("worker", config=config)
+    assert result.returncode == 1, result.stderr
+    assert f"workers.metrics_bind 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -45,6 +45,14 @@ def test_promtool_checks_the_rules() -> None:
     assert "7 rules found" in checked.stdout
 
 
+def test_promtool_checks_the_example_config() -> None:
+    """etc/prometheus/prometheus.yml: valid, with the rules, and a job for web nodes and workers."""
+    checked = _promtool("check", "config", "prometheus.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    jobs = re.findall(r"job_name: (\S+)", (RULES.parent / "prometheus.yml").read_text())
+    assert jobs == ["hmacfs", "hmacfs-worker"]
+
+
 def test_each_alert_fires_on_a_bad_series_and_not_on_a_good_one() -> None:
     tested = _promtool("test", "rules", "hmacfs-alerts.test.yml")
     assert tested.returncode == 0, tested.stdout + tested.stderr

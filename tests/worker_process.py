@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live import HMACFS, REPO, write_config
 
@@ -80,3 +83,16 @@ class WorkerProcess:
     def kill(self) -> None:
         """``kill -9`` the supervisor and every slot at once, as a crash would."""
         self.stop(signal.SIGKILL)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A worker's ``[workers] metrics_bind`` /metrics: each sample as ``name`` or
+    ``name{label=value,...}`` (labels sorted) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found

@@ -14,8 +14,8 @@ finishes the task it runs, hands back (through ``release_task``, no attempt
 counted) any task it claimed but had not started, and exits. SIGTERM to the
 supervisor still stops every slot at its next checkpoint, as without scaling.
 
-Each change is logged and counted (``hmacfs.metrics.WorkerMetrics``, served on
-``[workers] metrics_bind``).
+Each change is logged and counted (``hmacfs.metrics.WorkerMetrics``, served with
+the slots' task metrics on ``[workers] metrics_bind``: ``hmacfs.tasks.exporter``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -40,8 +40,9 @@ from hmacfs.db import make_engine
 from hmacfs.metrics import WorkerMetrics, worker_metrics
 from hmacfs.models import utcnow
 from hmacfs.tasks import queue
+from hmacfs.tasks.exporter import forget_process
 from hmacfs.tasks.registry import TaskHandlers
-from hmacfs.tasks.worker import BuildServices, install_stop, run_slot, worker_id_prefix
+from hmacfs.tasks.worker import BuildServices, install_stop, run_slot, serve_worker_metrics, worker_id_prefix
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +99,28 @@ class Supervisor:
     """Runs and resizes the slots of one ``hmacfs worker`` (PostgreSQL only)."""
 
     def __init__(
-        self, settings: Settings, handlers: TaskHandlers, build: BuildServices, policy: ScalePolicy
+        self,
+        settings: Settings,
+        handlers: TaskHandlers,
+        build: BuildServices,
+        policy: ScalePolicy,
+        metrics_dir: str | None = None,
     ) -> None:
         self.settings, self.handlers, self.build, self.policy = settings, handlers, build, policy
+        self.metrics_dir = metrics_dir
         # One connection, opened per measurement; forked slots drop it (see _slot_main).
         self.engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
         self.context = multiprocessing.get_context("fork")
         self.stop = threading.Event()
         self.slots: list[BaseProcess] = []
         self.retiring: list[BaseProcess] = []
-        self.registry = CollectorRegistry()
-        self.metrics: WorkerMetrics = worker_metrics(self.registry)
+        # Exported through the multiprocess files (metrics_dir), not this registry.
+        self.metrics: WorkerMetrics = worker_metrics(CollectorRegistry())
         self._fds: tuple[int, ...] = ()
 
     def serve_metrics(self) -> None:
         """Serve /metrics on ``[workers] metrics_bind`` (if set) from a thread of this process."""
-        bind = self.settings.workers.metrics_bind
-        if bind:
-            host, _, port = bind.rpartition(":")
-            server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
-            self._fds = (server.socket.fileno(),)
+        self._fds = serve_worker_metrics(self.settings, self.metrics_dir)
 
     def run(self) -> None:
         """Start ``policy.minimum`` slots and follow the queue until SIGTERM/SIGINT."""
@@ -186,9 +189,11 @@ class Supervisor:
         for index, slot in enumerate(self.slots):
             if not slot.is_alive():
                 log.warning("worker slot %d exited (%s); restarting", index, slot.exitcode)
+                forget_process(slot.pid, self.metrics_dir)
                 self.slots[index] = self._start()
         for slot in [slot for slot in self.retiring if not slot.is_alive()]:
             slot.join()
+            forget_process(slot.pid, self.metrics_dir)
             self.retiring.remove(slot)
             log.info("retired worker slot %s exited", slot.pid)
 
@@ -202,13 +207,22 @@ class Supervisor:
 
 
 def run_scaled_workers(
-    settings: Settings, handlers: TaskHandlers, build: BuildServices, policy: ScalePolicy
+    settings: Settings,
+    handlers: TaskHandlers,
+    build: BuildServices,
+    policy: ScalePolicy,
+    *,
+    metrics_dir: str | None = None,
 ) -> None:
-    """Run slots between ``policy.minimum`` and ``policy.maximum`` until SIGTERM; one slot on SQLite."""
+    """Run slots between ``policy.minimum`` and ``policy.maximum`` until SIGTERM; one slot on SQLite.
+
+    ``metrics_dir``: see ``hmacfs.tasks.worker.run_workers``.
+    """
     if not settings.serves_many_processes:
         log.warning("SQLite serves one process: running 1 task slot, without scaling")
+        serve_worker_metrics(settings, metrics_dir)
         run_slot(settings, handlers, build)
         return
-    supervisor = Supervisor(settings, handlers, build, policy)
+    supervisor = Supervisor(settings, handlers, build, policy, metrics_dir)
     supervisor.serve_metrics()
     supervisor.run()

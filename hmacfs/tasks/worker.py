@@ -22,13 +22,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from hmacfs.config import Settings
 from hmacfs.container import Services
 from hmacfs.tasks import queue
 from hmacfs.tasks.context import TaskContext, TaskError, TaskStopped
+from hmacfs.tasks.exporter import forget_process, serve_metrics
 from hmacfs.tasks.output import discard_partial_output
 from hmacfs.tasks.queue import ClaimedTask
 from hmacfs.tasks.registry import TaskHandlers
@@ -224,31 +225,67 @@ def run_slot(
         services.db.engine.dispose()
 
 
-def run_workers(settings: Settings, concurrency: int, handlers: TaskHandlers, build: BuildServices) -> None:
+def run_workers(
+    settings: Settings,
+    concurrency: int,
+    handlers: TaskHandlers,
+    build: BuildServices,
+    *,
+    metrics_dir: str | None = None,
+) -> None:
     """Run ``concurrency`` slots (one on SQLite) and restart any that dies, until SIGTERM.
 
     ``handlers`` come from the composition root, which imported the handler modules
     before this is called, so a broken one stops the command at once instead of
-    crashing every slot in a loop. ``build`` makes each slot's services.
+    crashing every slot in a loop. ``build`` makes each slot's services. With
+    ``metrics_dir`` (see hmacfs.tasks.exporter), ``[workers] metrics_bind`` serves
+    the metrics of every slot.
     """
+    fds = serve_worker_metrics(settings, metrics_dir)
     if concurrency <= 1 or not settings.serves_many_processes:
         run_slot(settings, handlers, build)
         return
     stop = threading.Event()
     install_stop(stop)
     context = multiprocessing.get_context("fork")
-    slot_args = (settings, handlers, build)
-    slots = [context.Process(target=run_slot, args=slot_args, daemon=False) for _ in range(concurrency)]
+    slot_args = (fds, settings, handlers, build)
+    slots = [context.Process(target=_forked_slot, args=slot_args, daemon=False) for _ in range(concurrency)]
     for slot in slots:
         slot.start()
     while not stop.wait(0.5):
         for index, slot in enumerate(slots):
             if not slot.is_alive():
                 log.warning("worker slot %d exited (%s); restarting", index, slot.exitcode)
-                slots[index] = context.Process(target=run_slot, args=slot_args, daemon=False)
+                forget_process(slot.pid, metrics_dir)
+                slots[index] = context.Process(target=_forked_slot, args=slot_args, daemon=False)
                 slots[index].start()
     for slot in slots:
         if slot.pid is not None and slot.is_alive():
             os.kill(slot.pid, signal.SIGTERM)
     for slot in slots:
         slot.join()
+
+
+def serve_worker_metrics(settings: Settings, metrics_dir: str | None) -> tuple[int, ...]:
+    """Serve ``/metrics`` on ``[workers] metrics_bind`` when set; the descriptors forked
+    slots must close (the listening socket). Raises MetricsBindError."""
+    bind = settings.workers.metrics_bind
+    if not bind or metrics_dir is None:
+        return ()
+    try:
+        return (serve_metrics(bind, metrics_dir),)
+    except OSError as exc:  # taken, or an address this host does not have
+        raise MetricsBindError(f"workers.metrics_bind {bind}: {exc.strerror or exc}") from None
+
+
+class MetricsBindError(Exception):
+    """``[workers] metrics_bind`` cannot be listened on; ``str()`` names the setting."""
+
+
+def _forked_slot(
+    fds: Sequence[int], settings: Settings, handlers: TaskHandlers, build: BuildServices
+) -> None:
+    """A forked slot: close the supervisor's metrics socket, then run."""
+    for fd in fds:
+        os.close(fd)
+    run_slot(settings, handlers, build)

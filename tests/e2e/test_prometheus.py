@@ -4,9 +4,11 @@ resumable protocol and multipart; the totals it reports equal what was done."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -22,6 +24,7 @@ from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
 from tests.live import LiveServer
 from tests.pg import free_port
+from tests.worker_process import WorkerProcess, worker_config
 
 PROMETHEUS = shutil.which("prometheus")
 CHUNK = 256 * 1024
@@ -38,6 +41,13 @@ def server(e2e_backend: str, start_server: StartServer) -> LiveServer:
 @pytest.fixture
 def prometheus(server: LiveServer, tmp_path: Path) -> Iterator[str]:
     """Prometheus on a free loopback port scraping ``server`` every second; its URL."""
+    with _prometheus({"hmacfs": server.port}, tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _prometheus(jobs: dict[str, int], tmp_path: Path) -> Iterator[str]:
+    """Prometheus scraping each job's loopback port every second; its URL."""
     if PROMETHEUS is None:
         if os.environ.get("CI") == "true":
             pytest.fail("prometheus is required under CI=true (apt-get install prometheus)")
@@ -45,8 +55,11 @@ def prometheus(server: LiveServer, tmp_path: Path) -> Iterator[str]:
     config = tmp_path / "prometheus.yml"
     config.write_text(
         f"global:\n  scrape_interval: {SCRAPE_INTERVAL}\n  evaluation_interval: {SCRAPE_INTERVAL}\n"
-        f"scrape_configs:\n  - job_name: hmacfs\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{server.port}']\n"
+        "scrape_configs:\n"
+        + "".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            for job, port in jobs.items()
+        )
     )
     port = free_port()
     log = (tmp_path / "prometheus.log").open("wb")
@@ -207,3 +220,84 @@ def test_prometheus_totals_equal_what_was_done(server: LiveServer, prometheus: s
         assert delivered[""] > 0  # the socket's account saw its uploads' events
     finally:
         socket.close()
+
+
+def _task(server: LiveServer, auth: dict[str, str], kind: str, **parameters: Any) -> str:
+    created = requests.post(
+        f"{server.url}/api/tasks", json={"type": kind, "parameters": parameters}, headers=auth, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    task_id: str = created.json()["taskId"]
+    return task_id
+
+
+def _wait_finished(server: LiveServer, auth: dict[str, str], task_ids: list[str]) -> dict[str, str]:
+    """Each task's final status, once none is Pending or InProgress."""
+    deadline, statuses = time.monotonic() + 60, {}
+    while time.monotonic() < deadline:
+        statuses = {
+            task: requests.get(f"{server.url}/api/tasks/{task}", headers=auth, timeout=10).json()["status"]
+            for task in task_ids
+        }
+        if not {"Pending", "InProgress"} & set(statuses.values()):
+            return statuses
+        time.sleep(0.2)
+    raise AssertionError(f"tasks still running: {statuses}")
+
+
+def _kill_a_slot(worker: WorkerProcess) -> None:
+    """``kill -9`` one slot process of ``worker`` and wait until the supervisor has replaced it."""
+    assert worker.process is not None
+    children = Path(f"/proc/{worker.process.pid}/task/{worker.process.pid}/children")
+    before = children.read_text().split()
+    os.kill(int(before[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = children.read_text().split()
+        if before[0] not in now and len(now) >= len(before):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the killed slot {before[0]} was not replaced: {children.read_text()}")
+
+
+def test_prometheus_counts_the_tasks_a_worker_runs(server: LiveServer, tmp_path: Path) -> None:
+    """A real ``hmacfs worker --min 1 --max 2`` beside the server, scraped as its own job on
+    ``[workers] metrics_bind``: the tasks its slots ran (one slot killed with kill -9 on the
+    way) are counted once, by type and outcome, with their durations and the scaling gauges."""
+    port = free_port()
+    config = worker_config(
+        tmp_path / "worker",
+        server.database_url,
+        storage={"path": str(server.workdir / "storage")},
+        tasks={"poll_interval": "100ms"},
+        workers={"metrics_bind": f"127.0.0.1:{port}", "worker_scale_interval": "300ms"},
+    )
+    worker = WorkerProcess(config, arguments=("--min", "1", "--max", "2")).start()
+    try:
+        with _prometheus({"hmacfs": server.port, "hmacfs-worker": port}, tmp_path) as prometheus:
+            auth = bearer(uuid.uuid4())
+            files = [_multipart(server, auth, os.urandom(20_000)).rsplit("/", 1)[-1] for _ in range(2)]
+            first = [_task(server, auth, "FileCompress", fileIds=[files[0]]) for _ in range(3)]
+            broken = [_task(server, auth, "FileDecompress", fileId=files[1]) for _ in range(2)]  # not a zip
+            assert set(_wait_finished(server, auth, first).values()) == {"Completed"}
+            assert set(_wait_finished(server, auth, broken).values()) == {"Failed"}
+            _kill_a_slot(worker)  # what it counted stays counted
+            second = [_task(server, auth, "FileCompress", fileIds=files) for _ in range(2)]
+            assert set(_wait_finished(server, auth, second).values()) == {"Completed"}
+            job = 'job="hmacfs-worker"'
+            expected = {
+                f'sum by (status) (hmacfs_tasks_total{{{job}, type="FileCompress"}})': {"Completed": 5.0},
+                f'sum by (status) (hmacfs_tasks_total{{{job}, type="FileDecompress"}})': {"Failed": 2.0},
+                f"sum by (type) (hmacfs_task_duration_seconds_count{{{job}}})": {
+                    "FileCompress": 5.0, "FileDecompress": 2.0,
+                },
+                'sum(hmacfs_tasks_total{job="hmacfs"})': {},  # the web side ran none: nothing twice
+                f"max(hmacfs_task_queue_depth{{{job}}})": {"": 0.0},
+                # Each live slot's pool (20 + 10), the killed slot's gone.
+                f"sum(hmacfs_db_pool_capacity{{{job}}}) / max(hmacfs_worker_slots)": {"": 30.0},
+            }  # fmt: skip
+            seen = _settle(prometheus, expected)
+            assert seen == expected
+            assert 1 <= _query(prometheus, "max(hmacfs_worker_slots)")[""] <= 2
+    finally:
+        assert worker.stop() == 0

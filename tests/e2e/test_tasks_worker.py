@@ -30,10 +30,10 @@ from hmacfs.migrate import upgrade
 from hmacfs.models import File, Pool, Task
 from hmacfs.tasks import cancel_task, pause_task, resume_task
 from hmacfs.tasks.crypto import decrypt_stream
-from tests.pg import PgServer
+from tests.pg import PgServer, free_port
 from tests.tasks.helpers import add_bundle, add_file, file_bytes, submit, wait_finished
 from tests.tasks.slow_handlers import expected_output
-from tests.worker_process import WorkerProcess, worker_config
+from tests.worker_process import WorkerProcess, scrape, worker_config
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +78,12 @@ class Cluster:
         self.started.clear()
 
 
-def _cluster(workdir: Path, url: str) -> Cluster:
+def _cluster(workdir: Path, url: str, **workers: str) -> Cluster:
     config = worker_config(
         workdir,
         url,
         storage={"fsync": False},
+        workers=workers,
         tasks={
             "lease_duration": "2s",
             "poll_interval": "100ms",
@@ -295,6 +296,41 @@ def test_worker_on_sqlite(tmp_path: Path) -> None:
             task = wait_finished(cluster.services, task_id)
             assert task.status == "Completed", task.error_message
         assert _output(cluster, cluster.task(slow)) == expected_output(5)
+    finally:
+        cluster.stop_all()
+        cluster.services.db.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_fixed_slots_export_their_task_metrics(
+    backend: str, pg_server: PgServer | None, tmp_path: Path
+) -> None:
+    """``--concurrency 2`` (one in-process slot on SQLite) with ``[workers] metrics_bind``:
+    /metrics counts the tasks every slot ran, by type and outcome."""
+    if backend == "postgresql" and pg_server is None:
+        pytest.skip("PostgreSQL not available")
+    url = (
+        pg_server.create_database() if pg_server and backend == "postgresql" else f"sqlite:///{tmp_path}/t.db"
+    )
+    port = free_port()
+    cluster, account = _cluster(tmp_path, url, metrics_bind=f"127.0.0.1:{port}"), uuid.uuid4()
+    try:
+        with cluster.session() as s:
+            file = add_file(s, cluster.services, account, b"counted " * 1000, "c.txt")
+            compress = submit(s, cluster.services, account, "FileCompress", fileIds=[str(file.id)])
+            broken = submit(s, cluster.services, account, "FileDecompress", fileId=str(file.id))
+        slow = [_slow(cluster, account, steps=2, delay=0.01) for _ in range(4)]
+        cluster.worker(concurrency=2)
+        statuses = [wait_finished(cluster.services, task).status for task in (compress, broken, *slow)]
+        assert statuses == ["Completed", "Failed"] + ["Completed"] * 4
+        metrics: dict[str, float] = {}
+        deadline = time.monotonic() + 10
+        while metrics.get("hmacfs_tasks_total{status=Completed,type=Custom}") != 4:
+            assert time.monotonic() < deadline, metrics  # counted just after the commit
+            metrics = scrape(port)
+        assert metrics["hmacfs_tasks_total{status=Completed,type=FileCompress}"] == 1
+        assert metrics["hmacfs_tasks_total{status=Failed,type=FileDecompress}"] == 1
+        assert metrics["hmacfs_task_duration_seconds_count{type=Custom}"] == 4
     finally:
         cluster.stop_all()
         cluster.services.db.engine.dispose()

@@ -1,15 +1,14 @@
 """``hmacfs worker --min 1 --max 4`` follows the queue: a burst of 200 tasks grows it to 4
-processes, and it shrinks back to 1 once the queue is empty, losing no task (PostgreSQL)."""
+processes, and it shrinks back to 1 once the queue is empty, losing no task (PostgreSQL); its
+/metrics counts every task its slots ran."""
 
 from __future__ import annotations
 
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from hmacfs.composition import build_services
 from hmacfs.config import load_settings
@@ -18,7 +17,7 @@ from hmacfs.migrate import upgrade
 from hmacfs.models import Task
 from hmacfs.tasks import submit_task
 from tests.pg import PgServer, free_port
-from tests.worker_process import WorkerProcess, worker_config
+from tests.worker_process import WorkerProcess, scrape, worker_config
 
 pytestmark = pytest.mark.e2e
 
@@ -29,17 +28,6 @@ def _slots(process: WorkerProcess) -> int:
     assert process.process is not None
     pid = process.process.pid
     return len(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
-
-
-def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = sample.name + "".join(f"|{v}" for v in sample.labels.values())
-            found[key] = sample.value
-    return found
 
 
 def _wait(check: object, timeout: float, what: str) -> None:
@@ -100,11 +88,15 @@ def test_a_burst_grows_the_worker_to_its_maximum_and_an_empty_queue_shrinks_it(
         with services.db.sessions() as session:
             tasks = session.query(Task).all()
         assert len(tasks) == BURST and {t.attempts for t in tasks} == {1}  # nothing lost or retried
-        metrics = _metrics(port)
+        metrics = scrape(port)
         assert metrics["hmacfs_worker_slots"] == 1
         assert metrics["hmacfs_task_queue_depth"] == 0
-        assert metrics["hmacfs_worker_scaled_slots_total|up"] == 3
-        assert metrics["hmacfs_worker_scaled_slots_total|down"] == 3
+        assert metrics["hmacfs_worker_scaled_slots_total{direction=up}"] == 3
+        assert metrics["hmacfs_worker_scaled_slots_total{direction=down}"] == 3
+        # The slots' task metrics, retired slots' included, add up to what was done.
+        assert metrics["hmacfs_tasks_total{status=Completed,type=Custom}"] == BURST
+        assert metrics["hmacfs_task_duration_seconds_count{type=Custom}"] == BURST
+        assert metrics["hmacfs_db_pool_capacity"] == 30  # the one live slot's pool (20 + 10)
     finally:
         assert worker.stop() == 0
         services.db.engine.dispose()
