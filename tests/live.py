@@ -90,15 +90,13 @@ class LiveServer:
         write_config(self.config_path, base)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [HMACFS, *args],
-            cwd=REPO,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=check,
+        """Run ``hmacfs ARGS`` against this server's configuration; with ``check``, a failure
+        is an AssertionError that shows the command's output (CalledProcessError hides it)."""
+        done = subprocess.run(
+            [HMACFS, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
         )
+        assert not check or done.returncode == 0, (args, done.returncode, done.stdout, done.stderr)
+        return done
 
     def start(self, timeout: float = 60) -> LiveServer:
         self.configure()

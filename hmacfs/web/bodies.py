@@ -224,13 +224,13 @@ def _body_idle() -> float:
 
 def chunk_body(field: str = "chunk", watch: engine.BodyWatch | None = None) -> tuple[Reader, int | None]:
     """The request's chunk as a reader and its declared length (None for multipart bodies).
-    A raw body reports silences to ``watch``; a multipart one is read through the WSGI
-    stream, which cannot resume after a timed-out read, so it is never taken over."""
+    Both are measured; a raw body reports silences to ``watch``, while a multipart one is
+    never taken over (its decoder cannot resume after a timed-out read)."""
     if request.mimetype == "multipart/form-data":
         boundary = request.mimetype_params.get("boundary")
         if not boundary:
             raise BadRequest("multipart body without boundary", code="INVALID_MULTIPART")
-        body = request_stream()
+        body = request_body()
         return FieldStream(body, boundary.encode("latin-1"), field, request.content_length).read, None
     return request_body(watch), request.content_length
 

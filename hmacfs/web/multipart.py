@@ -15,7 +15,7 @@ from hmacfs.names import is_media_type
 from hmacfs.storage.copying import Reader
 from hmacfs.upload_signing import SignedUpload
 from hmacfs.uploads import engine
-from hmacfs.web.bodies import request_stream
+from hmacfs.web.bodies import request_body
 from hmacfs.web.context import db_session, services
 from hmacfs.web.multipart_form import FieldStream, safe_filename
 from hmacfs.web.signature import upload_grant
@@ -57,7 +57,7 @@ def post_upload() -> tuple[Response, int]:
     short of it)."""
     svc = services()
     grant = upload_grant()
-    stream = FieldStream(request_stream(), _boundary(), FIELD, _length(svc.settings))
+    stream = FieldStream(request_body(), _boundary(), FIELD, _length(svc.settings))
     raw_name, content_type = stream.open()
     name = _allowed_name(raw_name, svc.settings.uploads.allowed_extensions)
     if not is_media_type(content_type):

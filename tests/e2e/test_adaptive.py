@@ -131,3 +131,28 @@ def test_bodies_ranges_and_buffers_are_in_metrics(server: LiveServer) -> None:
     assert _metric(text, "hmacfs_buffer_size_changes_total") >= 1  # 64 KiB at first, then faster
     assert _metric(text, 'hmacfs_network_reliability{network_class="unknown"}') > 0
     assert "hmacfs_buffer_bytes_in_use" in text
+
+
+def test_multipart_bodies_are_measured_too(server: LiveServer) -> None:
+    """A multipart POST and a multipart Drive chunk are measured like raw bodies: each adds a
+    completed body to the metrics, and the POST's client gets a profile."""
+
+    def completed_bodies() -> float:
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        return _metric(text, 'hmacfs_upload_bodies_total{arm="adaptive",outcome="complete"}') + _metric(
+            text, 'hmacfs_upload_bodies_total{arm="fixed",outcome="complete"}'
+        )
+
+    headers = {**bearer(uuid.uuid4()), "Hmacfs-Network": "type=wifi"}
+    before = completed_bodies()
+    files = {"file": ("m.bin", os.urandom(2 * MIB), "application/octet-stream")}
+    assert requests.post(f"{server.url}/upload", files=files, headers=headers, timeout=30).status_code == 201
+    data = os.urandom(256 * KIB)
+    task_id = _create(server.url, headers, data, len(data))
+    chunk = requests.post(
+        f"{server.url}{API}/chunk/{task_id}/0", files={"chunk": ("c", data)}, headers=headers, timeout=30
+    )
+    assert chunk.status_code == 200, chunk.text
+    assert completed_bodies() - before == 2
+    profile = _profile(server.url, headers)
+    assert profile["networkClass"] == "wifi" and profile["estimate"] is not None, profile
