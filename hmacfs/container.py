@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import Engine
+
 from hmacfs.background import KeyedRunner
-from hmacfs.config import Settings
+from hmacfs.config import ConfigError, Settings
 from hmacfs.db import Database, create_database
 from hmacfs.events.hub import Hub
 from hmacfs.metrics import AppMetrics
@@ -65,7 +67,7 @@ def build_services(
     services = Services(
         settings=settings,
         db=db,
-        store=build_store(settings, offload_promotion=db.is_postgresql, buffers=buffers),
+        store=build_store(settings, offload_promotion=db.is_postgresql, buffers=buffers, engine=db.engine),
         buffers=buffers,
         locker=PgAdvisoryLocker(db.engine) if db.is_postgresql else MemoryLocker(),
         tokens=TokenCodec.from_settings(settings.security),
@@ -78,13 +80,29 @@ def build_services(
 
 
 def build_store(
-    settings: Settings, *, offload_promotion: bool = False, buffers: BufferPool | None = None
+    settings: Settings,
+    *,
+    offload_promotion: bool = False,
+    buffers: BufferPool | None = None,
+    engine: Engine | None = None,
 ) -> BlobStore:
     """The blob store ``[storage]`` configures: the one place a backend is chosen.
 
     ``offload_promotion``: promotions may let other greenlets run (PostgreSQL only;
-    see ``LocalBlobStore``); ``buffers``: the process's body buffers.
+    see ``LocalBlobStore``); ``buffers``: the process's body buffers; ``engine``: the
+    database, where an object store keeps its range locks (PostgreSQL: shared by every
+    node; otherwise, or without one, in this process). ConfigError when the S3 store
+    finds no credentials.
     """
+    if settings.storage.backend == "s3":
+        from hmacfs.storage.s3 import build_s3_store  # boto3 only where it is used
+
+        try:
+            return build_s3_store(
+                settings.storage.s3, engine, buffer_size=settings.performance.max_buffer_size
+            )
+        except ValueError as exc:
+            raise ConfigError([f"storage.s3: {exc}"]) from None
     return LocalBlobStore(
         settings.storage.path,
         fsync=settings.storage.fsync,

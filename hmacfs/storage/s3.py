@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from hmacfs.s3_settings import S3Settings
-from hmacfs.storage.blob_store import BlobEntry, PartEntry, RangeLock, StoredBlob, WrittenRange
+from hmacfs.storage.blob_store import BlobEntry, PartEntry, RangeLock, Space, StoredBlob, WrittenRange
 from hmacfs.storage.copying import Hasher, Reader, read_exactly
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
@@ -56,19 +56,29 @@ class S3BlobStore:
     ) -> None:
         self.client = client
         self.bucket = settings.bucket
-        self.root = settings.prefix
+        self.prefix = settings.prefix  # the root: "" or ending in "/"
         self.slot_size = settings.part_size
         self.buffer_size = buffer_size
         self._locks = locks
 
     def __repr__(self) -> str:
-        return f"S3BlobStore(bucket={self.bucket!r}, root={self.root!r})"
+        return f"S3BlobStore({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
     # -- roots and health -------------------------------------------------------------
-    def usable_root(self, root: str) -> str:
+    @staticmethod
+    def usable_prefix(root: str) -> str:
+        """``root`` as a key prefix ("" or ending in "/"); ValueError when it is not one."""
         normal = root.strip("/") + "/" if root.strip("/") else ""
         if not _ROOT.match(normal) or any(s in (".", "..") for s in normal.split("/")):
             raise ValueError(f"{root!r} is not a key prefix of [A-Za-z0-9_.=-] segments")
+        return normal
+
+    def usable_root(self, root: str) -> str:
+        normal = self.usable_prefix(root)
         try:
             self.at(normal).check_writable()
         except OSError as exc:
@@ -76,22 +86,22 @@ class S3BlobStore:
         return normal
 
     def at(self, root: str | None) -> S3BlobStore:
-        if root is None or root == self.root:
+        if root is None or root == self.prefix:
             return self
         other = copy.copy(self)
-        other.root = root
+        other.prefix = self.usable_prefix(root)
         return other
 
     def ensure_layout(self) -> None:
         """Nothing to make: keys need no directories (the bucket must exist)."""
 
     def check_writable(self) -> None:
-        key = f"{self.root}parts/.probe-{secrets.token_hex(8)}"
+        key = f"{self.prefix}parts/.probe-{secrets.token_hex(8)}"
         call("probing the store", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"ok")
         call("probing the store", self.client.delete_object, Bucket=self.bucket, Key=key)
 
-    def free_bytes(self) -> int | None:
-        return None
+    def space(self) -> Space | None:
+        return None  # an object store has no limit hmacfs can see
 
     # -- parts ------------------------------------------------------------------------
     def _check_part(self, part: str) -> None:
@@ -100,37 +110,66 @@ class S3BlobStore:
 
     def create_part(self, part: str, size: int | None) -> None:
         self._check_part(part)
-        key = marker_key(self.root, part, size)
+        key = marker_key(self.prefix, part, size)
         call(f"creating part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"")
 
     def write_part(
-        self, part: str, offset: int, read: Reader, length: int, *, hashers: tuple[Hasher, ...] = ()
+        self,
+        part: str,
+        offset: int,
+        read: Reader,
+        length: int,
+        *,
+        hashers: tuple[Hasher, ...] = (),
+        durable: bool = True,
     ) -> None:
         """Store the range as pieces cut at slot boundaries, each read whole (at most
-        ``part_size`` bytes in memory) and stored by one PUT."""
+        ``part_size`` bytes in memory) and stored by one PUT: always durable when it
+        returns (``durable`` changes nothing)."""
         self._check_part(part)
         for start, size in split_at_slots(offset, length, self.slot_size):
             data = read_exactly(read, size)  # IncompleteBody when the body ends early
             for hasher in hashers:
                 hasher.update(memoryview(data))
-            key = piece_key(self.root, part, start, size)
-            call(
-                f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=bytes(data)
-            )
+            self._put_piece(part, start, data)
 
-    def receive(self, part: str, read: Reader, length: int) -> WrittenRange:
+    def sync_part(self, part: str) -> None:
+        """Nothing to do: every piece was stored by its PUT."""
+
+    def receive(self, part: str, read: Reader, length: int | None) -> WrittenRange:
+        """A whole body as pieces of ``part_size`` (for an unknown length: until ``read``
+        returns b""); nothing remains when it raises."""
         hasher = hashlib.sha256()
         try:
-            self.write_part(part, 0, read, length, hashers=(hasher,))
+            if length is not None:
+                self.write_part(part, 0, read, length, hashers=(hasher,))
+            else:
+                length = self._receive_unknown(part, read, hasher)
         except BaseException:
             self.delete_part(part)
             raise
         return WrittenRange(0, length, hasher.hexdigest())
 
+    def _receive_unknown(self, part: str, read: Reader, hasher: Hasher) -> int:
+        offset = 0
+        while True:
+            data = _read_up_to(read, self.slot_size)
+            if offset and not data:
+                return offset
+            hasher.update(memoryview(data))
+            self._put_piece(part, offset, data)
+            offset += len(data)
+            if len(data) < self.slot_size:
+                return offset
+
+    def _put_piece(self, part: str, offset: int, data: bytes | bytearray) -> None:
+        key = piece_key(self.prefix, part, offset, len(data))
+        call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=bytes(data))
+
     def listing(self, part: str) -> PartListing:
         """The part's pieces and markers, from one listing of its prefix."""
         self._check_part(part)
-        prefix = part_prefix(self.root, part)
+        prefix = part_prefix(self.prefix, part)
         return parse_listing(prefix, self._list(prefix))
 
     def _list(self, prefix: str) -> list[tuple[str, datetime]]:
@@ -189,11 +228,11 @@ class S3BlobStore:
     def lock_part(self, part: str) -> RangeLock:
         if not self.listing(part).exists:
             raise FileNotFoundError(f"no part {part}")
-        return self._locks(f"{self.bucket}/{part_prefix(self.root, part)}")
+        return self._locks(f"{self.bucket}/{part_prefix(self.prefix, part)}")
 
     def delete_part(self, part: str) -> None:
         self._check_part(part)
-        self._delete_keys([key for key, _ in self._list(part_prefix(self.root, part))])
+        self._delete_keys([key for key, _ in self._list(part_prefix(self.prefix, part))])
 
     def _delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
@@ -202,14 +241,14 @@ class S3BlobStore:
 
     def list_parts(self, prefix: str = "") -> list[PartEntry]:
         grouped: dict[str, list[tuple[str, datetime]]] = {}
-        base = f"{self.root}parts/"
+        base = f"{self.prefix}parts/"
         for key, stored in self._list(base + prefix):
             name = key[len(base) :].partition("/")[0]
             if _PART_NAME.match(name):
                 grouped.setdefault(name, []).append((key, stored))
         entries = []
         for name, objects in grouped.items():
-            listing = parse_listing(part_prefix(self.root, name), objects)
+            listing = parse_listing(part_prefix(self.prefix, name), objects)
             modified = listing.modified.timestamp() if listing.modified else 0.0
             entries.append(PartEntry(name, listing.size, modified))
         return entries
@@ -231,11 +270,11 @@ class S3BlobStore:
         listing = self.listing(part)
         if not listing.exists:
             raise FileNotFoundError(f"no part {part}")
-        assemble(self, listing.pieces, self.root + key, size)
+        assemble(self, listing.pieces, self.prefix + key, size)
         return StoredBlob(sha256, size, key, created=True)
 
     def open_blob(self, storage_key: str) -> S3OpenBlob:
-        key = self.root + storage_key
+        key = self.prefix + storage_key
         head = call(f"opening {storage_key}", self.client.head_object, Bucket=self.bucket, Key=key)
         return S3OpenBlob(self, key, int(head["ContentLength"]))
 
@@ -246,18 +285,29 @@ class S3BlobStore:
         except FileNotFoundError:
             return False
 
-    def delete_blob(self, storage_key: str) -> None:
-        key = self.root + storage_key
-        call(f"deleting {storage_key}", self.client.delete_object, Bucket=self.bucket, Key=key)
+    def delete_blob(self, storage_key: str, *, changed_before: float | None = None) -> bool:
+        """Delete the blob's object (after checking, with ``changed_before``, that it was not
+        stored again since: a window remains between that check and the delete, which
+        callers close by holding the blob's row)."""
+        key = self.prefix + storage_key
+        what = f"deleting {storage_key}"
+        try:
+            head = call(what, self.client.head_object, Bucket=self.bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        if changed_before is not None and head["LastModified"].timestamp() >= changed_before:
+            return False
+        call(what, self.client.delete_object, Bucket=self.bucket, Key=key)
+        return True
 
     def list_blobs(self) -> Iterator[BlobEntry]:
-        base = f"{self.root}blobs/"
+        base = f"{self.prefix}blobs/"
         with translated("listing blobs"):
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base
             ):
                 for item in page.get("Contents", []):
-                    storage_key = item["Key"][len(self.root) :]
+                    storage_key = item["Key"][len(self.prefix) :]
                     yield BlobEntry(storage_key, item["Size"], item["LastModified"].timestamp())
 
     # -- presignable ------------------------------------------------------------------
@@ -269,7 +319,7 @@ class S3BlobStore:
         filename: str | None = None,
         content_type: str | None = None,
     ) -> str:
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.root + storage_key}
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.prefix + storage_key}
         if filename is not None:
             params["ResponseContentDisposition"] = filename
         if content_type is not None:
@@ -301,6 +351,17 @@ class S3OpenBlob:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _read_up_to(read: Reader, size: int) -> bytearray:
+    """Up to ``size`` bytes of ``read``: fewer only at its end."""
+    data = bytearray()
+    while len(data) < size:
+        block = read(size - len(data))
+        if not block:
+            break
+        data += block
+    return data
 
 
 class _Blocks:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, text
 
@@ -42,10 +42,6 @@ class AdvisoryRangeLock:
         self._engine = engine
         self._name = name
         self._connection: Connection | None = None
-
-    @property
-    def key(self) -> Hashable:
-        return ("advisory", self._name)
 
     def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
         part, own = _ids(self._name, offset, length)
@@ -153,10 +149,6 @@ def _conflict(wanted: tuple[int, int, bool], held: tuple[int, int, bool]) -> boo
 class MemoryRangeLock:
     def __init__(self, locks: MemoryRangeLocks, name: str) -> None:
         self._locks, self._name = locks, name
-
-    @property
-    def key(self) -> Hashable:
-        return ("memory", self._name)
 
     def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
         return self._locks._try(self._name, id(self), offset, length, exclusive)

@@ -30,7 +30,7 @@ from hmacfs.errors import NotFound
 from hmacfs.files import blob_store
 from hmacfs.metrics import AppMetrics
 from hmacfs.models import Blob, File
-from hmacfs.storage import BlobStore, PathBacked
+from hmacfs.storage import BlobStore, PathBacked, Presignable
 from hmacfs.web.encrypted_download import encrypted_response
 
 
@@ -87,6 +87,8 @@ def download_response(
             headers=headers,
         )
     ranges = _requested_ranges(download, request, settings, tag)
+    if _redirects(download.store, settings):
+        return _redirect_response(download, settings, headers)
     if settings.streaming.x_accel_redirect and isinstance(download.store, PathBacked):
         return _accel_response(download, settings, headers)
     return _body_response(download, request, settings, metrics=metrics, headers=headers, ranges=ranges)
@@ -100,6 +102,26 @@ def _requested_ranges(
     if not range_applies(request.headers.get("If-Range"), tag, download.modified):
         return None
     return parse_range(request.headers.get("Range"), download.size)
+
+
+def _redirects(store: BlobStore, settings: Settings) -> bool:
+    return settings.storage.s3.download == "redirect" and isinstance(store, Presignable)
+
+
+def _redirect_response(download: Download, settings: Settings, headers: dict[str, str]) -> Response:
+    """302 to a presigned URL of the object store, which answers Range itself; the URL
+    names the file's Content-Disposition and type for the store to send."""
+    assert isinstance(download.store, Presignable)
+    url = download.store.presigned_url(
+        download.storage_key,
+        expires_in=int(settings.storage.s3.presign_expiry.total_seconds()),
+        filename=headers["Content-Disposition"],
+        content_type=download.content_type,
+    )
+    kept = {name: value for name, value in headers.items() if name in ("ETag", "Last-Modified")}
+    response = Response(status=302, headers={**kept, **security_headers(), "Location": url})
+    response.headers["Cache-Control"] = "private, no-store"  # the URL expires
+    return response
 
 
 def _accel_response(download: Download, settings: Settings, headers: dict[str, str]) -> Response:

@@ -52,6 +52,11 @@ def _download_responses(*extra: int) -> Json:
             "headers": {**_download_headers(), "Content-Range": header("The range sent")},
             "content": body,
         },
+        "302": empty(
+            "The file's bytes at a presigned URL of the S3 store, which answers Range itself "
+            '([storage.s3] download = "redirect")',
+            {"Location": header("The presigned URL (valid for presign_expiry)", required=True)},
+        ),
         "304": empty("Not modified (If-None-Match / If-Modified-Since)"),
         **errors(*extra, 404, 416),
     }
