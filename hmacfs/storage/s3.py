@@ -400,7 +400,7 @@ def build_s3_store(settings: S3Settings, engine: Engine | None, *, buffer_size: 
     locks: LockFactory
     if engine is not None and engine.dialect.name == "postgresql":
         lock_engine = create_engine(engine.url, pool_size=4, max_overflow=200, pool_pre_ping=True)
-        locks = partial(AdvisoryRangeLock, lock_engine)
+        locks = partial(AdvisoryRangeLock, lock_engine, MemoryRangeLocks())
     else:
         locks = MemoryRangeLocks().lock
     return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size)

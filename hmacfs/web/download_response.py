@@ -1,5 +1,6 @@
 """Building the download response for a stored file: validators, conditional
-requests, ranges, and the body (kernel sendfile, read loop or X-Accel-Redirect).
+requests, ranges, and the body (kernel sendfile, read loop, X-Accel-Redirect, or a
+redirect to a presigned URL of an object store).
 
 Sendfile and X-Accel-Redirect need the store's files (``PathBacked``); with any
 other store the bytes are streamed through range reads of the blob."""

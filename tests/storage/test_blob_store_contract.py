@@ -12,18 +12,27 @@ import copy
 import hashlib
 import io
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
+from hmacfs.s3_settings import S3Settings
 from hmacfs.storage import BlobStore, IncompleteBody, LocalBlobStore, PathBacked
 from hmacfs.storage.copying import Reader
 from hmacfs.storage.memory import MemoryBlobStore
+from hmacfs.storage.s3 import S3BlobStore
+from hmacfs.storage.s3_client import build_client
+from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
 from hmacfs.storage.streams import open_blob_file
 from hmacfs.storage.transfer import CopyMismatch, copy_blob, move_part
+from tests.pg import PgServer
+from tests.seaweed import SeaweedS3
 
 
 @dataclass(frozen=True)
@@ -45,9 +54,33 @@ def _memory(request: pytest.FixtureRequest, directory: Path) -> Iterator[Backend
     yield Backend(store, lambda: copy.copy(store), "other")
 
 
+@contextmanager
+def _s3(request: pytest.FixtureRequest, directory: Path) -> Iterator[Backend]:
+    """The S3 store on the run's real SeaweedFS, under a prefix of its own, with range
+    locks in PostgreSQL as in production (in this process without PostgreSQL)."""
+    seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for name, value in seaweed.env.items():
+        monkeypatch.setenv(name, value)
+    settings = S3Settings(**seaweed.settings(f"contract-{uuid.uuid4().hex[:8]}"), part_size="5MiB")
+    pg_server: PgServer | None = request.getfixturevalue("pg_server")
+    engine = create_engine(pg_server.create_database()) if pg_server is not None else None
+
+    def open_store() -> S3BlobStore:  # another process: range locks of its own
+        local = MemoryRangeLocks()
+        locks = partial(AdvisoryRangeLock, engine, local) if engine is not None else local.lock
+        return S3BlobStore(build_client(settings), settings, locks=locks)
+
+    yield Backend(open_store(), open_store, f"{settings.prefix}other")
+    seaweed.empty_prefix(settings.prefix)
+    if engine is not None:
+        engine.dispose()
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Backend]]] = {
     "local": _local,
     "memory": _memory,
+    "s3": _s3,
 }
 
 

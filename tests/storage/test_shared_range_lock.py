@@ -22,7 +22,8 @@ def new_lock(
     if pg_server is None:
         pytest.skip("PostgreSQL not available")
     engine = create_engine(pg_server.create_database())
-    yield lambda name: AdvisoryRangeLock(engine, name)
+    local = MemoryRangeLocks()
+    yield lambda name: AdvisoryRangeLock(engine, local, name)
     engine.dispose()
 
 
@@ -51,3 +52,29 @@ def test_closing_releases_everything_and_waiting_is_bounded(new_lock: Callable[[
     holder.close()  # idempotent
     assert waiter.wait_lock(0, 10, timeout=1)
     waiter.close()
+
+
+def test_other_processes_are_excluded_through_postgresql(pg_server: PgServer | None) -> None:
+    """Two processes (each its own MemoryRangeLocks) exclude the same range and the whole
+    part through the advisory locks; other ranges go on in parallel."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL not available")
+    engine = create_engine(pg_server.create_database())
+    here = AdvisoryRangeLock(engine, MemoryRangeLocks(), "shared-part")
+    there = AdvisoryRangeLock(engine, MemoryRangeLocks(), "shared-part")
+    try:
+        assert here.try_lock(0, 100)
+        assert not there.try_lock(0, 100)
+        assert not there.try_lock(0, 0)
+        assert there.try_lock(100, 100)
+        assert not here.try_lock(0, 0)
+        here.unlock(0, 100)
+        there.unlock(100, 100)
+        assert there.try_lock(0, 0)
+        assert not here.try_lock(300, 100)
+        there.close()
+        assert here.try_lock(300, 100)
+    finally:
+        here.close()
+        there.close()
+        engine.dispose()
