@@ -37,7 +37,7 @@ def make_store(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch, **extra: Any
 def store(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3BlobStore]:
     made = make_store(seaweed, monkeypatch)
     yield made
-    seaweed.empty_prefix(made.root)
+    seaweed.empty_prefix(made.prefix)
 
 
 def write(store: S3BlobStore, part: str, offset: int, data: bytes) -> None:
@@ -51,7 +51,7 @@ def blob_bytes(store: S3BlobStore, key: str) -> bytes:
 
 def multipart_parts(store: S3BlobStore, key: str) -> int:
     """How many parts the object was assembled from (its ETag's ``-N``; 1 for a plain PUT)."""
-    etag = store.client.head_object(Bucket=store.bucket, Key=store.root + key)["ETag"].strip('"')
+    etag = store.client.head_object(Bucket=store.bucket, Key=store.prefix + key)["ETag"].strip('"')
     return int(etag.partition("-")[2] or 1)
 
 
@@ -72,7 +72,7 @@ def test_small_chunks_in_parallel_and_out_of_order_make_equal_parts(store: S3Blo
     assert blob.created
     assert blob_bytes(store, blob.storage_key) == data
     assert multipart_parts(store, blob.storage_key) == 4  # three of part_size and the rest
-    assert not store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.root).get("Uploads")
+    assert not store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix).get("Uploads")
 
 
 def test_chunks_of_the_part_size_are_copied_on_the_store(store: S3BlobStore) -> None:
