@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import re
 import socket
+import threading
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -89,6 +90,9 @@ class _State:
     fallback: Fallback
     metrics: NetworkMetrics
     held: deque[_Held] = field(default_factory=lambda: deque(maxlen=1000))  # SQLite's failed bodies
+    # PostgreSQL: bodies waiting for the transaction in flight to end (see _save_together).
+    waiting: deque[_Held] = field(default_factory=lambda: deque(maxlen=10_000))
+    saving: threading.Lock = field(default_factory=threading.Lock)
     estimates: OrderedDict[str, LinkEstimate] = field(default_factory=OrderedDict)  # by profile key
 
 
@@ -282,7 +286,7 @@ def _finish_body(*, in_request: bool) -> None:
     held = _Held(client_key(g.get("account_id"), hint), measurement, address_prefix())
     state = _state()
     if svc.db.is_postgresql:
-        _save([held], in_request=False)
+        _save_together(state, held)
     elif in_request:
         pending = [*state.held, held]
         state.held.clear()
@@ -311,6 +315,26 @@ def _count(body: MeasuredBody, measurement: BodyMeasurement, arm: Arm) -> None:
 def _observe_pool(pool: BufferPool | None) -> None:
     if pool is not None:
         _state().metrics.buffer_bytes_in_use.set(pool.in_use)
+
+
+def _save_together(state: _State, held: _Held) -> None:
+    """Fold ``held`` now, or, while this process is already saving, let that saver fold it
+    with the others that arrived meanwhile, in one transaction (group commit).
+
+    One transaction per body cost six round trips and a WAL flush, and the bodies of one
+    client (one profile row: many users of one app behind one NAT, or one client's
+    parallel uploads) queued on that row's lock: 4 KiB PUTs ran at a tenth of their rate.
+    A lone body is still saved at once, before its request ends."""
+    state.waiting.append(held)
+    while state.waiting and state.saving.acquire(blocking=False):
+        try:
+            while state.waiting:
+                batch = list(state.waiting)
+                state.waiting.clear()
+                # One key order for every batch: two processes never lock two rows crosswise.
+                _save(sorted(batch, key=lambda item: item.client.key), in_request=False)
+        finally:
+            state.saving.release()
 
 
 def _save(bodies: list[_Held], *, in_request: bool) -> None:
