@@ -237,6 +237,8 @@ class Hmacfs(Contender):
             f'[database]\nurl = "{url}"\n[security]\nsecret = "{SECRET}"\njwt_secret = "{SECRET}"\n'
             f'[storage]\npath = "{self.workdir / "storage"}"\n'
             '[logging]\naccess_log = false\nlevel = "WARNING"\n'
+            # The load generator is one address: a per-address limit would refuse it.
+            '[rate_limit]\nwhitelisted_ips = ["127.0.0.1"]\n'
             f"[server]\nworker_connections = 2000\n{self.extra_config}"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("HMACFS_")}
@@ -251,4 +253,72 @@ class Hmacfs(Contender):
         return f"/upload/{quote(path)}?v={signature}"
 
 
-CONTENDERS: dict[str, type[Contender]] = {"nginx": Nginx, "flask": BareFlask, "hmacfs": Hmacfs}
+ACCEL_CONF = """
+user root;
+worker_processes 2;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_max_body_size 0;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream hmacfs {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_request_buffering off;
+        proxy_buffering off;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / {{ proxy_pass http://hmacfs; }}
+        location /internal/ {{ internal; alias {storage}/; }}
+    }}
+}}
+"""
+
+
+class NginxAccel(Hmacfs):
+    """hmacfs behind nginx as etc/nginx/hmacfs.conf sets it up, downloads handed to nginx
+    with X-Accel-Redirect (``[streaming] x_accel_redirect``); clients talk to nginx."""
+
+    extra_config = "[streaming]\nx_accel_redirect = true\n"
+    proxy: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Contender:
+        super().start()
+        upstream, self.port = self.port, free_port()
+        (self.workdir / "nginx").mkdir(exist_ok=True)
+        conf = self.workdir / "nginx" / "nginx.conf"
+        storage = self.workdir / "storage"
+        conf.write_text(
+            ACCEL_CONF.format(dir=conf.parent, port=self.port, upstream=upstream, storage=storage)
+        )
+        server, self.process = self.process, None
+        self._spawn([ensure_nginx(), "-c", str(conf), "-p", str(conf.parent)])
+        self.proxy, self.process = self.process, server
+        return self
+
+    def pids(self) -> list[int]:
+        return super().pids()  # hmacfs's processes: the RSS and CPU of interest
+
+    def stop(self) -> None:
+        if self.proxy is not None and self.proxy.poll() is None:
+            os.killpg(self.proxy.pid, signal.SIGTERM)
+            self.proxy.wait(timeout=30)
+        super().stop()
+
+
+CONTENDERS: dict[str, type[Contender]] = {
+    "nginx": Nginx,
+    "flask": BareFlask,
+    "hmacfs": Hmacfs,
+    "accel": NginxAccel,
+}

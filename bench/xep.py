@@ -108,8 +108,21 @@ def _load(job: dict[str, object], workdir: Path) -> dict[str, object]:
     return result
 
 
-def small_rate(contender: Contender, plan: Plan, method: str, tag: str, workdir: Path) -> float:
-    """Requests per second of 4 KiB PUTs (unique paths) or GETs at ``plan.connections``."""
+def cpu_seconds(contender: Contender) -> float:
+    """User and system CPU the server's processes have used so far."""
+    ticks = 0
+    for pid in contender.pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def small_rate(contender: Contender, plan: Plan, method: str, tag: str, workdir: Path) -> tuple[float, float]:
+    """Requests per second of 4 KiB PUTs (unique paths) or GETs at ``plan.connections``, and
+    the server's CPU milliseconds per request (all its processes; not PostgreSQL's)."""
     if method == "PUT":
         requests = [
             ("PUT", contender.put_target(f"{tag}/f{i}.bin", 4096)) for i in range(plan.small_requests)
@@ -118,10 +131,12 @@ def small_rate(contender: Contender, plan: Plan, method: str, tag: str, workdir:
         timed_put(contender, f"{tag}/small.bin", 4096)
         requests = [("GET", contender.get_target(f"{tag}/small.bin"))] * plan.small_requests
     job = {"kind": "small", "port": contender.port, "size": 4096, "connections": plan.connections}
+    before = cpu_seconds(contender)
     result = _load({**job, "requests": requests}, workdir)
+    cpu_ms = (cpu_seconds(contender) - before) * 1000 / plan.small_requests
     if result["failed"] or result["ok"] != plan.small_requests:
         raise RuntimeError(f"{contender.name}: {method} 4 KiB: {result}")
-    return plan.small_requests / float(result["seconds"])  # type: ignore[arg-type]
+    return plan.small_requests / float(result["seconds"]), cpu_ms  # type: ignore[arg-type]
 
 
 def purge(contender: Contender) -> None:
@@ -136,22 +151,32 @@ def purge(contender: Contender) -> None:
 
 
 # -- the workloads ---------------------------------------------------------------------
-def run_round(contender: Contender, plan: Plan, index: int, workdir: Path) -> dict[str, float]:
-    """One round of every workload on ``contender``. Before each upload workload the
+WORKLOADS = ("big", "medium", "small-put", "small-get")
+
+
+def run_round(
+    contender: Contender, plan: Plan, index: int, workdir: Path, workloads: tuple[str, ...] = WORKLOADS
+) -> dict[str, float]:
+    """One round of ``workloads`` on ``contender``. Before each upload workload the
     page cache is written back (untimed): a contender that does not fsync (nginx)
     leaves its bytes dirty, and the next one to fsync would wait for them."""
     tag = f"r{index}-{contender.name}"
-    os.sync()
-    big = plan.big / MiB / timed_put(contender, f"{tag}/big.bin", plan.big)
-    results = {
-        "PUT big MB/s": big,
-        "GET big MB/s": plan.big / MiB / timed_get(contender, f"{tag}/big.bin", plan.big),
-    }
-    os.sync()
-    results["PUT medium MB/s"] = plan.medium / MiB / timed_put(contender, f"{tag}/medium.bin", plan.medium)
-    os.sync()
-    results["PUT 4 KiB req/s"] = small_rate(contender, plan, "PUT", f"{tag}-s", workdir)
-    results["GET 4 KiB req/s"] = small_rate(contender, plan, "GET", f"{tag}-g", workdir)
+    results = {}
+    if "big" in workloads:
+        os.sync()
+        results["PUT big MB/s"] = plan.big / MiB / timed_put(contender, f"{tag}/big.bin", plan.big)
+        results["GET big MB/s"] = plan.big / MiB / timed_get(contender, f"{tag}/big.bin", plan.big)
+    if "medium" in workloads:
+        os.sync()
+        medium = timed_put(contender, f"{tag}/medium.bin", plan.medium)
+        results["PUT medium MB/s"] = plan.medium / MiB / medium
+    if "small-put" in workloads:
+        os.sync()
+        rate, cpu_ms = small_rate(contender, plan, "PUT", f"{tag}-s", workdir)
+        results |= {"PUT 4 KiB req/s": rate, "PUT 4 KiB server CPU µs/req": 1000 * cpu_ms}
+    if "small-get" in workloads:
+        rate, cpu_ms = small_rate(contender, plan, "GET", f"{tag}-g", workdir)
+        results |= {"GET 4 KiB req/s": rate, "GET 4 KiB server CPU µs/req": 1000 * cpu_ms}
     purge(contender)
     return results
 
@@ -202,19 +227,34 @@ def slow_puts(contender: Contender, plan: Plan, workdir: Path) -> dict[str, obje
 
 
 # -- reporting -------------------------------------------------------------------------
+def paired(samples: dict[str, dict[str, list[float]]], metric: str, name: str, base: str) -> str:
+    """The median of the per-round ratios ``name`` / ``base`` for ``metric`` ("" without both)."""
+    if name not in samples or base not in samples:
+        return ""
+    pairs = zip(samples[name][metric], samples[base][metric], strict=True)
+    return f"{statistics.median(value / against for value, against in pairs):.2f}x"
+
+
+# The ratios the targets are stated in (issue 19): against nginx, the bare Flask app, and
+# for hmacfs behind nginx (X-Accel-Redirect) against nginx serving the file itself.
+RATIOS = (("hmacfs", "nginx"), ("hmacfs", "flask"), ("accel", "nginx"))
+
+
 def table(samples: dict[str, dict[str, list[float]]], names: list[str]) -> str:
     metrics = list(next(iter(samples.values())))
+    ratios = [(name, base) for name, base in RATIOS if name in samples and base in samples]
     lines = [
         "| workload | "
         + " | ".join(f"{name} (median)" for name in names)
-        + " | hmacfs / nginx (median of paired ratios) |",
-        "|---|" + "---|" * (len(names) + 1),
+        + "".join(f" | {name} / {base} (paired)" for name, base in ratios)
+        + " |",
+        "|---|" + "---:|" * (len(names) + len(ratios)),
     ]
     for metric in metrics:
         medians = [statistics.median(samples[name][metric]) for name in names]
-        ratios = [h / n for h, n in zip(samples["hmacfs"][metric], samples["nginx"][metric], strict=True)]
         cells = " | ".join(f"{value:,.0f}" for value in medians)
-        lines.append(f"| {metric} | {cells} | {statistics.median(ratios):.2f}x |")
+        extra = "".join(f" | {paired(samples, metric, name, base)}" for name, base in ratios)
+        lines.append(f"| {metric} | {cells}{extra} |")
     return "\n".join(lines)
 
 
@@ -222,35 +262,51 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench xep", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes and 2 rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--requests", type=int, default=None, help="4 KiB requests per round and workload")
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS), help=f"comma-separated workloads of {', '.join(WORKLOADS)}"
+    )
+    parser.add_argument(
+        "--contenders", default=",".join(CONTENDERS), help=f"comma-separated, of {', '.join(CONTENDERS)}"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = replace(plan, rounds=args.rounds)
+    if args.requests:
+        plan = replace(plan, small_requests=args.requests)
+    workloads = tuple(args.only.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="hmacfs-bench-xep-"))
-    contenders = [cls(name, workdir / name) for name, cls in CONTENDERS.items()]
+    contenders = [CONTENDERS[name](name, workdir / name) for name in args.contenders.split(",")]
     try:
         for contender in contenders:
             contender.workdir.mkdir(parents=True)
             contender.start()
-        return _measure(contenders, plan, workdir)
+        return _measure(contenders, plan, workdir, workloads)
     finally:
         for contender in contenders:
             contender.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _measure(contenders: list[Contender], plan: Plan, workdir: Path) -> int:
+def _measure(contenders: list[Contender], plan: Plan, workdir: Path, workloads: tuple[str, ...]) -> int:
     names = [c.name for c in contenders]
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     for index in range(plan.rounds):
         order = contenders[index % len(contenders) :] + contenders[: index % len(contenders)]
         for contender in order:
-            for metric, value in run_round(contender, plan, index, workdir).items():
+            for metric, value in run_round(contender, plan, index, workdir, workloads).items():
                 samples[contender.name].setdefault(metric, []).append(value)
-        print(f"round {index + 1}/{plan.rounds} done", flush=True)
+        print(f"round {index + 1}/{plan.rounds} done, load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"big = {plan.big // MiB} MiB, medium = {plan.medium // MiB} MiB, rounds = {plan.rounds}")
     print(table(samples, names))
-    hmacfs = next(c for c in contenders if c.name == "hmacfs")
+    hmacfs = next((c for c in contenders if c.name == "hmacfs"), None)
+    if hmacfs is None or workloads != WORKLOADS:
+        return 0
+    return _hmacfs_limits(hmacfs, plan, workdir)
+
+
+def _hmacfs_limits(hmacfs: Contender, plan: Plan, workdir: Path) -> int:
     baseline, growth = rss_growth(hmacfs, plan.rss_size)
     size = plan.rss_size // MiB
     print(f"\nhmacfs RSS during a {size} MiB PUT: baseline {baseline:.0f} MB, growth {growth:.1f} MB")
