@@ -349,7 +349,7 @@ class MemoryRangeLock:
         end = _end(offset, length)
         with self._shared.guard:
             ranges = self._shared.locks.get(self._key, {}).get(self, [])
-            ranges[:] = [r for r in ranges if not (r[0] >= offset and r[1] <= end)]
+            ranges[:] = [piece for held in ranges for piece in _without(held, offset, end)]
 
     def close(self) -> None:
         with self._shared.guard:
@@ -363,6 +363,13 @@ class MemoryRangeLock:
 def _end(offset: int, length: int) -> int:
     """The end of a lock range (length 0: to the end of any part)."""
     return offset + length if length else 1 << 62
+
+
+def _without(held: tuple[int, int, bool], start: int, end: int) -> list[tuple[int, int, bool]]:
+    """What stays locked of ``held`` once [start, end) is released (as fcntl splits a lock)."""
+    first, last, exclusive = held
+    pieces = [(first, min(last, start), exclusive), (max(first, end), last, exclusive)]
+    return [(a, b, kind) for a, b, kind in pieces if a < b]
 
 
 def _check_part(part: str) -> None:

@@ -229,6 +229,19 @@ def test_range_locks(store: BlobStore) -> None:
         second.close()
 
 
+def test_unlocking_releases_exactly_its_bytes(store: BlobStore) -> None:
+    store.create_part("split", 100)
+    holder, other = store.lock_part("split"), store.lock_part("split")
+    try:
+        assert holder.try_lock(0, 100)
+        holder.unlock(40, 20)
+        assert other.try_lock(45, 5), "the released bytes are free"
+        assert not other.try_lock(10, 10) and not other.try_lock(70, 10), "the rest stays locked"
+    finally:
+        holder.close()
+        other.close()
+
+
 def test_list_parts_by_prefix(store: BlobStore) -> None:
     before = time.time() - 1
     for name in ("task-1-a", "task-1-b", "task-2-a", "upload"):
