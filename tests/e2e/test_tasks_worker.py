@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -31,6 +32,7 @@ from hmacfs.models import File, Pool, Task
 from hmacfs.tasks import cancel_task, pause_task, resume_task
 from hmacfs.tasks.crypto import decrypt_stream
 from tests.pg import PgServer, free_port
+from tests.seaweed import SeaweedS3
 from tests.tasks.helpers import add_bundle, add_file, file_bytes, submit, wait_finished
 from tests.tasks.slow_handlers import expected_output
 from tests.worker_process import WorkerProcess, scrape, worker_config
@@ -78,11 +80,12 @@ class Cluster:
         self.started.clear()
 
 
-def _cluster(workdir: Path, url: str, **workers: str) -> Cluster:
+def _cluster(workdir: Path, url: str, storage: dict[str, Any] | None = None, **workers: str) -> Cluster:
+    sections = {"storage": {"fsync": False}} if storage is None else storage
     config = worker_config(
         workdir,
         url,
-        storage={"fsync": False},
+        **sections,
         workers=workers,
         tasks={
             "lease_duration": "2s",
@@ -116,6 +119,26 @@ def workers(cluster: Cluster) -> Iterator[Cluster]:
     cluster.stop_all()
 
 
+@pytest.fixture(scope="module")
+def s3_cluster(
+    pg_server: PgServer | None, seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The cluster with its blobs in SeaweedFS (credentials in the workers' environment)."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL not available")
+    storage = {
+        "storage": {"backend": "s3"},
+        "storage.s3": {**seaweed.settings(f"tasks-{uuid.uuid4().hex[:8]}"), "part_size": "5MiB"},
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in seaweed.env.items():
+            patch.setenv(name, value)
+        built = _cluster(tmp_path_factory.mktemp("tasks-s3"), pg_server.create_database(), storage)
+        yield built
+        built.stop_all()
+    built.services.db.engine.dispose()
+
+
 def _zip(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
@@ -131,6 +154,19 @@ def _png() -> bytes:
 
 
 def test_every_type_end_to_end(workers: Cluster) -> None:
+    _every_type(workers)
+
+
+def test_every_type_on_s3(s3_cluster: Cluster) -> None:
+    """The same tasks with the blobs in an S3 store (SeaweedFS): inputs read with ranged
+    GETs, outputs written as pieces, StorageMigration to another key prefix."""
+    try:
+        _every_type(s3_cluster)
+    finally:
+        s3_cluster.stop_all()
+
+
+def _every_type(workers: Cluster) -> None:
     account = uuid.uuid4()
     services = workers.services
     data = bytes(range(256)) * 4096  # 1 MiB

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
 from hmacfs.db import DEFAULT_POOL_ID
-from hmacfs.files import NewFile, blob_location, create_file_from_part
+from hmacfs.files import NewFile, create_file_from_part
+from hmacfs.files.service import blob_store
 from hmacfs.models import Blob, Bundle, File, Task
 from hmacfs.models.status import FINISHED_STATUSES
 from hmacfs.tasks import submit_task
@@ -62,7 +63,8 @@ def file_bytes(session: Session, services: Services, file_id: Any) -> bytes:
     assert file is not None
     blob = session.get(Blob, file.blob_id, populate_existing=True)
     assert blob is not None
-    return blob_location(services.store, blob).read_bytes()
+    with blob_store(services.store, blob.storage_root).open_blob(blob.storage_key) as opened:
+        return b"".join(opened.read_range(0, opened.size))
 
 
 def submit(session: Session, services: Services, account: uuid.UUID, type: str, **parameters: Any) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import io
 import time
 
 from hmacfs.db import DEFAULT_POOL_ID
@@ -25,24 +25,23 @@ def slow(ctx: TaskContext) -> None:
     """
     steps, delay = int(ctx.parameters["steps"]), float(ctx.parameters["delay"])
     start, offset = int(ctx.state.get("done", 0)), int(ctx.state.get("offset", 0))
-    part = ctx.part("slow")
-    path = ctx.services.store.part_path(part)
-    with path.open("wb") as handle:
-        if start:
-            previous = ctx.services.store.part_path(ctx.state["part"])
-            with previous.open("rb") as old:
-                handle.write(old.read(offset))
-        for step in range(start, steps):
-            handle.write(f"line {step}\n".encode())
-            time.sleep(delay)
-            handle.flush()
-            ctx.checkpoint(
-                step + 1,
-                steps,
-                state={"done": step + 1, "offset": handle.tell(), "part": part},
-                sync=lambda: os.fsync(handle.fileno()),
-            )
-    data = path.read_bytes()
+    store, part = ctx.services.store, ctx.part("slow")
+    written = b""
+    if start:
+        written = b"".join(store.read_part(ctx.state["part"], 0, offset))
+    store.write_part(part, 0, io.BytesIO(written).read, len(written), durable=False)
+    for step in range(start, steps):
+        line = f"line {step}\n".encode()
+        store.write_part(part, len(written), io.BytesIO(line).read, len(line), durable=False)
+        written += line
+        time.sleep(delay)
+        ctx.checkpoint(
+            step + 1,
+            steps,
+            state={"done": step + 1, "offset": len(written), "part": part},
+            sync=lambda: store.sync_part(part),
+        )
+    data = written
     with ctx.finishing() as session:
         file = create_file_from_part(
             session,
