@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -98,3 +99,14 @@ def test_bulk_move_moves_bytes_and_a_same_root_move_copies_nothing(
         blob = _blob(session, file)
         assert file.pool_id == second.id and blob.storage_key == keys[file.id]
         assert file_bytes(session, services, file.id) == f"bulk {index}".encode()
+
+
+def test_stale_entries_name_a_root_and_a_key_and_old_path_entries_still_parse() -> None:
+    from hmacfs.tasks.handlers.relocation import _parse_stale, stale_entry
+
+    key = "blobs/ab/cd/" + "ab" * 32
+    switched, root, parsed = _parse_stale(stale_entry("/srv/pool", key))
+    assert (root, parsed) == ("/srv/pool", key) and switched <= time.time()
+    assert _parse_stale(stale_entry(None, key))[1:] == (None, key)
+    # A run paused before the port recorded "time|path"; it resumes after an upgrade.
+    assert _parse_stale(f"12.5|/srv/storage/{key}") == (12.5, "/srv/storage", key)
