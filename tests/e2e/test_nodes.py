@@ -44,7 +44,7 @@ KiB, MiB = 1024, 1024 * 1024
 CHUNK = 256 * KiB  # the smallest chunk a client may ask for (uploads.min_chunk_size)
 
 
-@pytest.fixture(scope="module", params=["local"])
+@pytest.fixture(scope="module", params=["local", "s3"])
 def cluster(
     request: pytest.FixtureRequest, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
