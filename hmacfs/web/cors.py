@@ -69,6 +69,8 @@ EXPOSED_HEADERS = (
     "ETag",
     "Hmacfs-Buffer-Size",
     "Hmacfs-Chunk-Size",
+    "Hmacfs-File-Id",
+    "Hmacfs-File-Url",
     "Location",
     "Retry-After",
     "Tus-Checksum-Algorithm",

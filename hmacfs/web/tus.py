@@ -43,6 +43,9 @@ EXTENSIONS = (
     "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation"
 )
 OFFSET_STREAM = "application/offset+octet-stream"
+# A completed upload's file (answers to the last PATCH, to HEAD, to creation-with-upload).
+FILE_ID_HEADER = "Hmacfs-File-Id"
+FILE_URL_HEADER = "Hmacfs-File-Url"
 
 
 class UnsupportedVersion(HmacfsError):
@@ -161,10 +164,15 @@ def _location(task: UploadTask) -> str:
 
 
 def _state_headers(task: UploadTask) -> dict[str, str]:
+    """Offset and expiry; once the upload is a stored file, which file (tus itself has no
+    way to say: a client would otherwise have to look the file up by name)."""
     headers = {"Upload-Offset": str(task.upload_offset)}
     if task.status in OPEN_STATUSES:
         expiry = engine.expires_at(task, services().settings.uploads.max_resumable_age)
         headers["Upload-Expires"] = format_datetime(expiry, usegmt=True)
+    if task.file_id is not None:
+        headers[FILE_ID_HEADER] = str(task.file_id)
+        headers[FILE_URL_HEADER] = public_url(f"/download/{task.file_id}")
     return headers
 
 

@@ -243,3 +243,24 @@ def test_an_upload_whose_running_hash_does_not_reach_the_offset_is_hashed_at_com
     assert patch(client, auth, url, 2000, payload[2000:]).status_code == 204
     file = session.scalars(select(File).where(File.name == "song.ogg")).one()
     assert file.sha256 == hashlib.sha256(payload).hexdigest() and part_reads == [(0, len(payload))]
+
+
+def test_a_completed_upload_names_its_file(
+    client: FlaskClient, auth: dict[str, str], session: Session
+) -> None:
+    payload = os.urandom(2000)
+    url = path_of(create(client, auth, len(payload)))
+    first = patch(client, auth, url, 0, payload[:500])
+    assert (
+        "Hmacfs-File-Id" not in first.headers
+        and "Hmacfs-File-Id" not in client.head(url, headers={**TUS, **auth}).headers
+    )
+    last = patch(client, auth, url, 500, payload[500:])
+    file = session.scalars(select(File).where(File.sha256 == hashlib.sha256(payload).hexdigest())).one()
+    assert last.headers["Hmacfs-File-Id"] == str(file.id)
+    assert last.headers["Hmacfs-File-Url"] == f"http://localhost/download/{file.id}"
+    head = client.head(url, headers={**TUS, **auth})
+    assert head.headers["Hmacfs-File-Id"] == str(file.id)
+    assert client.get(f"/download/{file.id}", headers=auth).data == payload
+    whole = client.post("/files/", data=b"hi", headers={**TUS, **STREAM, **auth, "Upload-Length": "2"})
+    assert whole.status_code == 201 and whole.headers["Hmacfs-File-Id"]

@@ -23,6 +23,10 @@ _RESUMABLE = header_param(
 _ID = path_param("upload_id", "The upload's id (the last segment of Location)")
 _CHUNK_ADVICE = header("Bytes per PATCH the server recommends to this client now (docs/adaptive.md)", INTEGER)
 _OFFSET = header("Bytes stored so far", INTEGER, required=True)
+_FILE = {
+    "Hmacfs-File-Id": header("Once complete: the stored file's id", {"type": "string", "format": "uuid"}),
+    "Hmacfs-File-Url": header("Once complete: the stored file's download URL (/download/<id>)"),
+}
 _EXPIRES = header("When an unfinished upload expires (RFC 7231 date)")
 _ANSWER_RESUMABLE = header("Protocol version: 1.0.0", required=True)
 _BODY = {"content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
@@ -65,6 +69,7 @@ OPERATIONS: Json = {
                         "Upload-Expires": _EXPIRES,
                         "Tus-Resumable": _ANSWER_RESUMABLE,
                         "Hmacfs-Chunk-Size": _CHUNK_ADVICE,
+                        **_FILE,
                     },
                 ),
                 **errors(*_TUS_ERRORS),
@@ -108,6 +113,7 @@ OPERATIONS: Json = {
                         "Upload-Expires": _EXPIRES,
                         "Tus-Resumable": _ANSWER_RESUMABLE,
                         "Hmacfs-Chunk-Size": _CHUNK_ADVICE,
+                        **_FILE,
                     },
                 ),
                 "404": empty("No such upload"),
@@ -126,6 +132,7 @@ OPERATIONS: Json = {
                         "Upload-Offset": _OFFSET,
                         "Upload-Expires": _EXPIRES,
                         "Tus-Resumable": _ANSWER_RESUMABLE,
+                        **_FILE,
                     },
                 ),
                 **errors(*_TUS_ERRORS, 411),
