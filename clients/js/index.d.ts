@@ -55,9 +55,13 @@ export interface FileInfo {
 
 /** The result of a tus upload. */
 export interface TusResult {
+  /** The tus upload's URL. */
   url: string;
   size: number;
   name: string;
+  /** The stored file's id and download URL (hmacfs's Hmacfs-File-Id/-Url; null from other tus servers). */
+  fileId: string | null;
+  fileUrl: string | null;
 }
 
 export interface UploadEventMap {

@@ -27,6 +27,7 @@ from hmacfs.client.sizing import ChunkSizer, MiB
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK_SIZE_HEADER = "Hmacfs-Chunk-Size"  # the server's recommended PATCH size (POST and HEAD)
 PROFILE = "/api/network/profile"
+FILE_ID_HEADER, FILE_URL_HEADER = "Hmacfs-File-Id", "Hmacfs-File-Url"  # on the last PATCH's answer
 DEFAULT_PATCH = 8 * MiB
 MAX_PATCH = 32 * MiB  # two such buffers are held (one sending, one being read)
 
@@ -47,6 +48,7 @@ class TusUploader:
         self.turn = 0
         self.resync = False
         self.changes = self.link.watchdog.network_changes  # network changes already followed
+        self.file: dict[str, object] = {}  # the stored file (id, url), once the server says
 
     def run(self) -> UploadResult:
         try:
@@ -64,7 +66,7 @@ class TusUploader:
                 reader.close()
         location = self.job.state.location
         self.job.forget()
-        return UploadResult(self.job.label, "tus", location, self.job.file.size, resumed)
+        return UploadResult(self.job.label, "tus", location, self.job.file.size, resumed, self.file)
 
     @property
     def _path(self) -> str:
@@ -88,7 +90,13 @@ class TusUploader:
         )
         if recommend:
             self._follow(answer.header(CHUNK_SIZE_HEADER), "HEAD")
+        self._note_file(answer)
         return int(answer.header("Upload-Offset") or 0)
+
+    def _note_file(self, answer: Answer) -> None:
+        """A complete upload's answers name the stored file (hmacfs; other servers do not)."""
+        if answer.header(FILE_ID_HEADER):
+            self.file = {"id": answer.header(FILE_ID_HEADER), "url": answer.header(FILE_URL_HEADER)}
 
     def _follow(self, size: object, source: str) -> None:
         """Start the PATCH size over from the server's recommendation, unless the user
@@ -125,6 +133,7 @@ class TusUploader:
         self.job.state.location = location
         self.job.save()
         self._follow(answer.header(CHUNK_SIZE_HEADER), "create")
+        self._note_file(answer)
         return int(answer.header("Upload-Offset") or 0)
 
     def _send_from(self, offset: int) -> None:
@@ -144,6 +153,14 @@ class TusUploader:
         view = self.readers[self.turn].read(offset, length)
         return offset, view, sha256_b64(view)
 
+    def _trimmed(self, view: memoryview, digest: str) -> tuple[memoryview, str]:
+        """The piece cut to the size now wanted: a piece read for the old link, resent
+        whole over a slow new one, would keep the first acknowledgement waiting."""
+        wanted = self.sizer.next_size()
+        if len(view) <= wanted:
+            return view, digest
+        return view[:wanted], sha256_b64(view[:wanted])
+
     def _patch(self, piece: Piece) -> int:
         """Send one piece; returns the server's new offset. A failure re-reads the offset
         (HEAD) and raises Transient so the caller waits and sends from there."""
@@ -156,6 +173,7 @@ class TusUploader:
             if server != offset:
                 self.job.advance(server - offset)
                 return server
+            view, digest = self._trimmed(view, digest)
         headers = {
             **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
             "Upload-Checksum": f"sha256 {digest}",
@@ -177,6 +195,7 @@ class TusUploader:
             raise
         if answer.status == 204:
             self.sizer.observe(len(view), time.monotonic() - started)
+            self._note_file(answer)
             return int(answer.header("Upload-Offset") or offset + len(view))
         self.job.advance(-sent)
         if answer.status == 409:  # the offset moved (an earlier PATCH landed after all)

@@ -198,6 +198,11 @@ def test_tus_follows_navigator_connection_through_a_wifi_to_cellular_switch(
     assert changed["data"]["previous"]["networkClass"] == "wifi"
     assert changed["data"]["current"]["networkClass"] == "cellular"
     assert report["result"]["size"] == len(payload)
+    assert report["result"]["fileUrl"] == f"{stack.url}/download/{report['result']['fileId']}"
+    file = requests.get(report["result"]["fileUrl"], headers=auth, timeout=30)
+    assert (
+        file.status_code == 200 and hashlib.sha256(file.content).digest() == hashlib.sha256(payload).digest()
+    )
     blob = stack.workdir / "storage" / "blobs" / hashlib.sha256(payload).hexdigest()[:2]
     digest = hashlib.sha256(payload).hexdigest()
     stored = blob / digest[2:4] / digest

@@ -81,6 +81,10 @@ def test_tus_patches_start_at_the_servers_chunk_size_for_its_network(
     assert task["client_network"] == "lte" and str(task["client_profile_key"]).endswith(":lte")
     profile = _recommended(server, token, "lte")
     assert profile["networkClass"] == "lte"
+    stored = run.first("done")["details"]  # the last PATCH's answer named the file
+    assert stored["url"] == f"{server.url}/download/{stored['id']}"
+    file = requests.get(stored["url"], headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert file.status_code == 200 and file.content == payload.read_bytes()
     stored_sha256(server, payload)
 
 

@@ -144,6 +144,8 @@ export class TusStrategy {
   /** @param {import("./upload.js").Upload} upload */
   constructor(upload) {
     this.upload = upload;
+    /** The answer that named the stored file (hmacfs's Hmacfs-File-Id), once complete. */
+    this.file = null;
   }
 
   async run(signal) {
@@ -174,8 +176,17 @@ export class TusStrategy {
       });
       offset = Number(answer.headers("Upload-Offset"));
       up.progress(offset);
+      // hmacfs names the stored file on the answer that completes the upload.
+      if (answer.headers("Hmacfs-File-Id")) this.file = answer;
     }
-    return { url: location, size: up.file.size, name: up.name };
+    const stored = this.file;
+    return {
+      url: location,
+      size: up.file.size,
+      name: up.name,
+      fileId: stored?.headers("Hmacfs-File-Id") ?? null,
+      fileUrl: stored?.headers("Hmacfs-File-Url") ?? null,
+    };
   }
 
   _headers() {
@@ -195,6 +206,7 @@ export class TusStrategy {
     const location = answer.headers("Location");
     if (!location) throw new HmacfsError("tus creation answered without Location", { code: "NO_LOCATION" });
     this._follow(answer.headers(CHUNK_SIZE_HEADER), "create");
+    if (answer.headers("Hmacfs-File-Id")) this.file = answer;
     return new URL(location, up.client.url(TUS)).href;
   }
 
@@ -223,6 +235,7 @@ export class TusStrategy {
     try {
       const answer = await send("HEAD", location, { headers: this._headers(), signal });
       this._follow(answer.headers(CHUNK_SIZE_HEADER), "head");
+      if (answer.headers("Hmacfs-File-Id")) this.file = answer;
       return Number(answer.headers("Upload-Offset"));
     } catch (error) {
       if (error instanceof HmacfsError && [404, 410, 403].includes(error.status)) return null;
