@@ -107,6 +107,7 @@ def _register_blueprints(app: Flask) -> None:
     from hmacfs.web.health import health
     from hmacfs.web.multipart import multipart
     from hmacfs.web.page import page
+    from hmacfs.web.pools import pools_api
     from hmacfs.web.quotas import quotas_api
     from hmacfs.web.tasks import tasks_api
     from hmacfs.web.tus import tus
@@ -119,6 +120,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(ws)
     app.register_blueprint(tasks_api)
     app.register_blueprint(bundles_api)
+    app.register_blueprint(pools_api)
     app.register_blueprint(quotas_api)
     # The chunked API's exact /upload/... routes win over the slot paths below.
     app.register_blueprint(chunked)

@@ -125,6 +125,19 @@ export class Upload extends EventTarget {
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 
+/** A storage pool (`GET /api/pools`). */
+export interface PoolInfo {
+  id: string;
+  name: string;
+  /** Where uploads without a poolId go. */
+  default: boolean;
+  maxFileSize: number;
+  allowedContentTypes: string[] | null;
+  fileTtlSeconds: number | null;
+  public: boolean;
+  allowAnonymous: boolean;
+}
+
 /** `GET /api/network/profile`: what the server recommends for this client and network now. */
 export interface NetworkProfile {
   chunkSize: number;
@@ -194,6 +207,7 @@ export class HmacfsClient {
   pendingUploads(): PendingUpload[];
   forgetPending(key: string): void;
   networkProfile(fileSize?: number, signal?: AbortSignal): Promise<NetworkProfile>;
+  pools(): Promise<PoolInfo[]>;
   recentUploads(limit?: number): Promise<Array<Record<string, unknown>>>;
   tasks(limit?: number): Promise<Array<Record<string, unknown>>>;
   createTask(type: string, parameters: Record<string, unknown>, extra?: { name?: string; priority?: number }): Promise<Record<string, unknown>>;

@@ -39,7 +39,7 @@ from hmacfs.uploads.handoff import BodyWatch, ClientLink, WriterPreempted
 from hmacfs.uploads.notify import progress_data
 from hmacfs.uploads.offsets import concatenate, find_parts, finish_if_done, write_at_offset
 from hmacfs.uploads.offsets import terminate_upload as terminate
-from hmacfs.uploads.policy import get_pool
+from hmacfs.uploads.policy import describe_pools, get_pool
 from hmacfs.uploads.queries import (
     TaskFilter,
     check_filter,
@@ -61,7 +61,8 @@ __all__ = [
     "BodyWatch", "ChecksumMismatch", "ChunkResult", "ClientLink", "ExpectedDigest", "NewUpload",
     "TaskFilter", "UploadDetails", "UploadState", "WholeUpload", "WriterPreempted", "cancel",
     "check_bundle", "check_file_name", "check_filter",
-    "cleanup_finished", "complete", "concatenate", "create", "details", "expires_at", "find",
+    "cleanup_finished", "complete", "concatenate", "create", "describe_pools", "details", "expires_at",
+    "find",
     "find_duplicate", "find_parts", "finish_if_done", "list_uploads", "missing_chunks", "new_task_id",
     "pool_allows_anonymous", "progress_data", "progress_percent", "receive_whole", "recent_uploads",
     "status", "terminate", "upload_stats", "write_at_offset", "write_chunk",

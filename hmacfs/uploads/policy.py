@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.config import UploadsSettings
+from hmacfs.db import DEFAULT_POOL_ID
 from hmacfs.errors import BadRequest, NotFound
 from hmacfs.models import Pool
 from hmacfs.storage import BlobStore
@@ -68,3 +69,22 @@ def add_pool(session: Session, store: BlobStore, pool: Pool) -> Pool:
 
 def all_pools(session: Session) -> list[Pool]:
     return list(session.scalars(select(Pool).order_by(Pool.name)))
+
+
+def describe_pools(session: Session, settings: UploadsSettings) -> list[dict[str, object]]:
+    """Every pool as a client may see it, by name: what it accepts and keeps, and which one
+    uploads without a ``poolId`` go to. Where its bytes live (``storage_path``) is the
+    operator's business and left out."""
+    return [
+        {
+            "id": str(pool.id),
+            "name": pool.name,
+            "default": pool.id == DEFAULT_POOL_ID,
+            "maxFileSize": size_limit(pool, settings),
+            "allowedContentTypes": pool.allowed_content_types,
+            "fileTtlSeconds": pool.file_ttl_seconds,
+            "public": pool.public,
+            "allowAnonymous": pool.allow_anonymous,
+        }
+        for pool in all_pools(session)
+    ]

@@ -175,6 +175,7 @@ def test_tus_follows_navigator_connection_through_a_wifi_to_cellular_switch(
     assert report["consoleErrors"] == [] and report.get("failure") is None, report
     assert (report["before"]["type"], report["after"]["type"]) == ("wifi", "cellular")
     assert report["connectionChanges"] >= 1
+    assert [pool["name"] for pool in report["pools"] if pool["default"]] == ["default"]  # client.pools()
     calls = [r for r in report["requests"] if r["kind"] == "request"]
     answers = [r for r in report["requests"] if r["kind"] == "response"]
     before = [r for r in calls if r["at"] < report["switchedAt"]]

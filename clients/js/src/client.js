@@ -120,6 +120,11 @@ export class HmacfsClient {
     return this.json("GET", `/api/network/profile${query}`, undefined, signal);
   }
 
+  /** The storage pools an upload may name as `poolId`, with what each accepts. */
+  pools() {
+    return this.json("GET", "/api/pools");
+  }
+
   /** The account's most recent Drive uploads. */
   recentUploads(limit = 10) {
     return this.json("GET", `/api/files/upload/tasks/recent?limit=${limit}`);

@@ -11,6 +11,7 @@ from hmacfs.web.api_spec import (
     drive,
     files,
     network,
+    pools,
     quotas,
     service,
     tasks,
@@ -20,7 +21,7 @@ from hmacfs.web.api_spec.components import Json
 
 DESCRIPTION = """\
 Every HTTP API of hmacfs: the Drive upload-task API, the chunked session API,
-tus 1.0, XEP-0363 slots, multipart POST, downloads, background tasks, bundles, health and
+tus 1.0, XEP-0363 slots, multipart POST, downloads, background tasks, bundles, pools, health and
 metrics, plus the messages of the `/ws` event socket (`x-websocket` and the
 `Ws*` schemas). Errors share one JSON shape, `Problem`, with a stable `code`.
 """
@@ -42,6 +43,7 @@ def build_document(settings: Settings) -> Json:
             **files.paths(settings.xep0363.base_path),
             **tasks.paths(),
             **bundles.paths(),
+            **pools.paths(),
             **quotas.paths(),
             **network.paths(),
         },
@@ -54,6 +56,7 @@ def build_document(settings: Settings) -> Json:
                 **files.SCHEMAS,
                 **tasks.SCHEMAS,
                 **bundles.SCHEMAS,
+                **pools.SCHEMAS,
                 **quotas.SCHEMAS,
                 **network.SCHEMAS,
                 **service.SCHEMAS,

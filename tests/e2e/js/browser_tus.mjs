@@ -92,6 +92,7 @@ async function main() {
     const client = new HmacfsClient({ token });
     const seen = (window.__seen = { events: [], serverEvents: [], connectionChanges: 0, progress: 0 });
     navigator.connection?.addEventListener("change", () => (seen.connectionChanges += 1));
+    seen.pools = await client.pools();
     const socket = client.events({ types: ["upload.network_changed", "upload.completed"] });
     socket.addEventListener("event", (event) => seen.serverEvents.push(event.detail));
     await new Promise((resolve) => socket.addEventListener("open", resolve, { once: true }));
