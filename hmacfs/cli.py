@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from hmacfs.config import ConfigError, Settings, load_settings, redacted
 from hmacfs.units import parse_duration
+
+if TYPE_CHECKING:  # the settings (pydantic) load on first use: `hmacfs upload` starts without them
+    from hmacfs.config import ConfigError, Settings
 
 CONFIG_ERROR_EXIT = 2
 
@@ -24,6 +26,8 @@ def _fail_config(error: ConfigError) -> NoReturn:
 
 def settings_from(ctx: click.Context, *, require_secrets: bool = True) -> Settings:
     """Load settings once per invocation; a bad configuration exits with status 2."""
+    from hmacfs.config import ConfigError, load_settings
+
     path: str | None = ctx.find_root().params.get("config")
     try:
         return load_settings(path, require_secrets=require_secrets)
@@ -163,6 +167,7 @@ def _run_worker(
 def doctor(ctx: click.Context, min_free: str, max_clock_skew: str) -> None:
     """Check configuration, database, migrations, storage, clock and blob store; exit 1 if any fails."""
     from hmacfs.composition import task_handlers
+    from hmacfs.config import ConfigError, load_settings
     from hmacfs.doctor import Limits, doctor_engine, run_checks
     from hmacfs.units import parse_size
 
@@ -274,6 +279,8 @@ def config_group() -> None:
 @click.pass_context
 def config_check(ctx: click.Context, file: str | None) -> None:
     """Validate FILE (default: the active settings); exit 2 naming each bad key."""
+    from hmacfs.config import ConfigError, load_settings
+
     try:
         load_settings(file or ctx.find_root().params.get("config"))
     except ConfigError as error:
@@ -286,6 +293,8 @@ def config_check(ctx: click.Context, file: str | None) -> None:
 def config_show(ctx: click.Context) -> None:
     """Print the effective settings as JSON, secrets redacted."""
     import json
+
+    from hmacfs.config import redacted
 
     click.echo(json.dumps(redacted(settings_from(ctx, require_secrets=False)), indent=2))
 

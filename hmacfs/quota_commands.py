@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
-from hmacfs.config import Settings
 from hmacfs.units import parse_size
 
-SettingsOf = Callable[[click.Context], Settings]
+if TYPE_CHECKING:  # loaded by the caller's settings_from, not at start-up
+    from hmacfs.config import Settings
+
+SettingsOf = Callable[[click.Context], "Settings"]
 
 
 def quota_group(settings_from: SettingsOf) -> click.Group:
