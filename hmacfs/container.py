@@ -95,7 +95,7 @@ def build_store(
     finds no credentials.
     """
     if settings.storage.backend == "s3":
-        from hmacfs.storage.s3 import build_s3_store  # boto3 only where it is used
+        from hmacfs.storage.s3_backend import build_s3_store  # boto3 only where it is used
 
         try:
             return build_s3_store(

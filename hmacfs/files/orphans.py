@@ -6,7 +6,8 @@ blob file has no ``blobs`` row. When the process dies after the commit but
 before the part is dropped, the part of a completed upload stays. Neither
 loses anything: a retried completion links again (or finds the link), and a
 completed upload no longer needs its part. This pass removes both kinds once
-they have been left alone for ``ORPHAN_GRACE``.
+they have been left alone for ``ORPHAN_GRACE``. An object store's multipart
+uploads that a process dying mid-promotion left unfinished are aborted then too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from hmacfs.files.service import blob_store, pool_stores
 from hmacfs.models import Blob, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
-from hmacfs.storage import BlobStore
+from hmacfs.storage import BlobStore, SweepsUploads
 
 # Longer than any transaction between linking a blob and committing its row, and than
 # any pause of a one-shot body (those are cut after timeouts.body_idle).
@@ -42,6 +43,8 @@ def collect_orphan_files(session: Session, store: BlobStore, now: datetime) -> i
     for root in (store, *pool_stores(session, store)):
         removed += _remove_orphan_blobs(session, store, root, cutoff)
         removed += _remove_orphan_parts(session, root, cutoff)
+        if isinstance(root, SweepsUploads):  # an object store's abandoned multipart uploads
+            removed += root.abort_uploads(started_before=cutoff)
     return removed
 
 

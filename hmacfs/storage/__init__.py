@@ -14,6 +14,7 @@ from hmacfs.storage.blob_store import (
     Space,
     StoredBlob,
     StoreUnavailable,
+    SweepsUploads,
     WrittenRange,
 )
 from hmacfs.storage.copying import IncompleteBody
@@ -34,6 +35,7 @@ __all__ = [
     "Space",
     "StoreUnavailable",
     "StoredBlob",
+    "SweepsUploads",
     "WrittenRange",
     "normal_root",
 ]

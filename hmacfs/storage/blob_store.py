@@ -296,6 +296,16 @@ class Reserving(Protocol):
 
 
 @runtime_checkable
+class SweepsUploads(Protocol):
+    """A store that starts uploads of its own which a dying process can leave behind (an
+    object store's multipart uploads, holding their parts' bytes until aborted)."""
+
+    def abort_uploads(self, *, started_before: float) -> int:
+        """Abort this root's unfinished uploads started before ``started_before`` (POSIX
+        seconds); how many."""
+
+
+@runtime_checkable
 class Presignable(Protocol):
     """A store that can let clients fetch a blob from it directly (downloads answered
     with a redirect)."""

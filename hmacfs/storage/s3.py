@@ -10,14 +10,13 @@ the store cannot be reached; a missing object is ``FileNotFoundError``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from functools import partial
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from hmacfs.s3_settings import S3Settings
@@ -36,10 +35,10 @@ from hmacfs.storage.s3_pieces import (
     piece_key,
     split_at_slots,
 )
+from hmacfs.storage.s3_reading import Blocks, S3OpenBlob, read_up_to
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from sqlalchemy import Engine
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -153,7 +152,7 @@ class S3BlobStore:
     def _receive_unknown(self, part: str, read: Reader, hasher: Hasher) -> int:
         offset = 0
         while True:
-            data = _read_up_to(read, self.slot_size)
+            data = read_up_to(read, self.slot_size)
             if offset and not data:
                 return offset
             hasher.update(memoryview(data))
@@ -217,8 +216,8 @@ class S3BlobStore:
                 hasher.update(block)
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
-        mine = _Blocks(self.read_part(part, offset, length))
-        theirs = _Blocks(self.read_part(other, 0, length))
+        mine = Blocks(self.read_part(part, offset, length))
+        theirs = Blocks(self.read_part(other, 0, length))
         return mine.equals(theirs, length)
 
     def part_size(self, part: str) -> int | None:
@@ -266,6 +265,7 @@ class S3BlobStore:
         is there with that size already (dedup)."""
         key = self.blob_key(sha256, None if shared else part)
         if self.has_blob(key, size):
+            self._touch(key)
             return StoredBlob(sha256, size, key, created=False)
         listing = self.listing(part)
         if not listing.exists:
@@ -273,10 +273,21 @@ class S3BlobStore:
         assemble(self, listing.pieces, self.prefix + key, size)
         return StoredBlob(sha256, size, key, created=True)
 
+    def _touch(self, storage_key: str) -> None:
+        """Note that the blob was promoted again (an object cannot be touched): the orphan
+        collector counts the marker's time as the blob's (``list_blobs``, ``delete_blob``),
+        so it never removes content a completion has just reused."""
+        key = f"{self.prefix}touched/{storage_key}"
+        call(f"touching {storage_key}", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"")
+
+    def _touched(self) -> dict[str, float]:
+        base = f"{self.prefix}touched/"
+        return {key[len(base) :]: stored.timestamp() for key, stored in self._list(base)}
+
     def open_blob(self, storage_key: str) -> S3OpenBlob:
         key = self.prefix + storage_key
         head = call(f"opening {storage_key}", self.client.head_object, Bucket=self.bucket, Key=key)
-        return S3OpenBlob(self, key, int(head["ContentLength"]))
+        return S3OpenBlob(self._get_range, key, int(head["ContentLength"]))
 
     def has_blob(self, storage_key: str, size: int) -> bool:
         try:
@@ -289,26 +300,60 @@ class S3BlobStore:
         """Delete the blob's object (after checking, with ``changed_before``, that it was not
         stored again since: a window remains between that check and the delete, which
         callers close by holding the blob's row)."""
-        key = self.prefix + storage_key
+        key, marker = self.prefix + storage_key, f"{self.prefix}touched/{storage_key}"
         what = f"deleting {storage_key}"
         try:
-            head = call(what, self.client.head_object, Bucket=self.bucket, Key=key)
+            changed = call(what, self.client.head_object, Bucket=self.bucket, Key=key)[
+                "LastModified"
+            ].timestamp()
         except FileNotFoundError:
             return False
-        if changed_before is not None and head["LastModified"].timestamp() >= changed_before:
-            return False
-        call(what, self.client.delete_object, Bucket=self.bucket, Key=key)
+        if changed_before is not None:
+            with contextlib.suppress(FileNotFoundError):
+                touched = call(what, self.client.head_object, Bucket=self.bucket, Key=marker)
+                changed = max(changed, touched["LastModified"].timestamp())
+            if changed >= changed_before:
+                return False
+        self._delete_keys([key, marker])
         return True
 
     def list_blobs(self) -> Iterator[BlobEntry]:
-        base = f"{self.prefix}blobs/"
+        base, touched = f"{self.prefix}blobs/", self._touched()
         with translated("listing blobs"):
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base
             ):
                 for item in page.get("Contents", []):
                     storage_key = item["Key"][len(self.prefix) :]
-                    yield BlobEntry(storage_key, item["Size"], item["LastModified"].timestamp())
+                    changed = max(item["LastModified"].timestamp(), touched.get(storage_key, 0.0))
+                    yield BlobEntry(storage_key, item["Size"], changed)
+
+    # -- sweeping ---------------------------------------------------------------------
+    def abort_uploads(self, *, started_before: float) -> int:
+        """Abort the multipart uploads under this root started before ``started_before``:
+        a promotion that died left them (``hmacfs.storage.s3_assembly``)."""
+        aborted = 0
+        with translated("listing multipart uploads"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}blobs/"
+            )
+            stale = [
+                (upload["Key"], upload["UploadId"])
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Initiated"].timestamp() < started_before
+            ]
+        for key, upload_id in stale:
+            with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
+                call(
+                    f"aborting {key}",
+                    self.client.abort_multipart_upload,
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                )
+                aborted += 1
+        return aborted
 
     # -- presignable ------------------------------------------------------------------
     def presigned_url(
@@ -326,81 +371,3 @@ class S3BlobStore:
             params["ResponseContentType"] = content_type
         url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
         return url
-
-
-class S3OpenBlob:
-    """A blob object opened for range reads: each ``read_range`` is one ranged GET."""
-
-    def __init__(self, store: S3BlobStore, key: str, size: int) -> None:
-        self._store, self._key, self._size = store, key, size
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def read_range(self, start: int, length: int) -> Iterator[bytes]:
-        return self._store._get_range(self._key, start, min(length, self._size - start))
-
-    def close(self) -> None:
-        """Nothing held between reads (each read's connection goes back to the pool)."""
-
-    def __enter__(self) -> S3OpenBlob:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def _read_up_to(read: Reader, size: int) -> bytearray:
-    """Up to ``size`` bytes of ``read``: fewer only at its end."""
-    data = bytearray()
-    while len(data) < size:
-        block = read(size - len(data))
-        if not block:
-            break
-        data += block
-    return data
-
-
-class _Blocks:
-    """Blocks of bytes read in any sizes, compared as one stream."""
-
-    def __init__(self, blocks: Iterator[bytes]) -> None:
-        self._blocks, self._pending = blocks, b""
-
-    def take(self, size: int) -> bytes:
-        while len(self._pending) < size:
-            block = next(self._blocks, b"")
-            if not block:
-                break
-            self._pending += block
-        data, self._pending = self._pending[:size], self._pending[size:]
-        return data
-
-    def equals(self, other: _Blocks, length: int, step: int = 256 * 1024) -> bool:
-        for position in range(0, length, step):
-            size = min(step, length - position)
-            if self.take(size) != other.take(size):
-                return False
-        return True
-
-
-def build_s3_store(settings: S3Settings, engine: Engine | None, *, buffer_size: int) -> S3BlobStore:
-    """The S3 store of ``settings``: range locks in PostgreSQL when ``engine`` is one (every
-    node shares them, on a pool of their own so that held locks never starve requests),
-    else in this process. ValueError when no credentials can be found."""
-    from sqlalchemy import create_engine
-
-    from hmacfs.storage.s3_client import build_client
-    from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
-
-    client = build_client(settings)
-    locks: LockFactory
-    if engine is not None and engine.dialect.name == "postgresql":
-        lock_engine = create_engine(engine.url, pool_size=4, max_overflow=200, pool_pre_ping=True)
-        locks = partial(AdvisoryRangeLock, lock_engine, MemoryRangeLocks())
-    else:
-        locks = MemoryRangeLocks().lock
-    return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size)

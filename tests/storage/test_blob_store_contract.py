@@ -20,7 +20,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
 
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage import BlobStore, IncompleteBody, LocalBlobStore, PathBacked
@@ -63,8 +64,7 @@ def _s3(request: pytest.FixtureRequest, directory: Path) -> Iterator[Backend]:
     for name, value in seaweed.env.items():
         monkeypatch.setenv(name, value)
     settings = S3Settings(**seaweed.settings(f"contract-{uuid.uuid4().hex[:8]}"), part_size="5MiB")
-    pg_server: PgServer | None = request.getfixturevalue("pg_server")
-    engine = create_engine(pg_server.create_database()) if pg_server is not None else None
+    engine: Engine | None = request.getfixturevalue("lock_engine")
 
     def open_store() -> S3BlobStore:  # another process: range locks of its own
         local = MemoryRangeLocks()
@@ -73,8 +73,18 @@ def _s3(request: pytest.FixtureRequest, directory: Path) -> Iterator[Backend]:
 
     yield Backend(open_store(), open_store, f"{settings.prefix}other")
     seaweed.empty_prefix(settings.prefix)
-    if engine is not None:
-        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def lock_engine(pg_server: PgServer | None) -> Iterator[Engine | None]:
+    """Where the S3 store's range locks live (None without PostgreSQL); no idle
+    connections kept (NullPool): each lock's connection closes with it."""
+    if pg_server is None:
+        yield None
+        return
+    engine = create_engine(pg_server.create_database(), poolclass=NullPool)
+    yield engine
+    engine.dispose()
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Backend]]] = {

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -202,3 +203,31 @@ def test_a_credentials_file_is_read(
     settings = S3Settings(**seaweed.settings("creds"), credentials_file=str(path))
     store = S3BlobStore(build_client(settings), settings, locks=MemoryRangeLocks().lock)
     store.check_writable()
+
+
+def test_abandoned_multipart_uploads_are_aborted(store: S3BlobStore) -> None:
+    """A promotion that died mid-way leaves a multipart upload; the sweep aborts it once
+    it is older than the cutoff (the orphan collector's grace)."""
+    key = store.prefix + store.blob_key("3" * 64)
+    upload = store.client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
+    store.client.upload_part(Bucket=store.bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 10)
+    assert store.abort_uploads(started_before=time.time() - 3600) == 0  # too young yet
+    assert store.abort_uploads(started_before=time.time() + 60) == 1
+    assert not store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix).get("Uploads")
+
+
+def test_a_reused_blob_counts_as_changed_for_the_collector(store: S3BlobStore) -> None:
+    data = b"reused" * 100
+    sha = hashlib.sha256(data).hexdigest()
+    store.receive("one", io.BytesIO(data).read, len(data))
+    store.promote_part("one", sha, len(data))
+    time.sleep(1.1)  # S3 times have whole seconds
+    between = time.time()
+    time.sleep(1.1)
+    store.receive("two", io.BytesIO(data).read, len(data))
+    assert not store.promote_part("two", sha, len(data)).created  # reused: touched
+    assert [entry.changed >= between for entry in store.list_blobs()] == [True]
+    assert not store.delete_blob(store.blob_key(sha), changed_before=between)
+    assert store.delete_blob(store.blob_key(sha), changed_before=time.time() + 60)
+    assert list(store.list_blobs()) == []
+    assert not store.delete_blob(store.blob_key(sha))
