@@ -9,18 +9,18 @@ from sqlalchemy import Engine, create_engine
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.s3 import LockFactory, S3BlobStore
 from hmacfs.storage.s3_client import build_client
-from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
+from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, AdvisorySession, MemoryRangeLocks
 
 
 def build_s3_store(settings: S3Settings, engine: Engine | None, *, buffer_size: int) -> S3BlobStore:
     """The S3 store of ``settings``: range locks in PostgreSQL when ``engine`` is one (every
-    node shares them, on a pool of their own so that held locks never starve requests),
-    else in this process. ValueError when no credentials can be found."""
+    node shares them; one connection of their own per process), else in this process.
+    ValueError when no credentials can be found."""
     client = build_client(settings)
     locks: LockFactory
     if engine is not None and engine.dialect.name == "postgresql":
-        lock_engine = create_engine(engine.url, pool_size=4, max_overflow=200, pool_pre_ping=True)
-        locks = partial(AdvisoryRangeLock, lock_engine, MemoryRangeLocks())
+        lock_engine = create_engine(engine.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+        locks = partial(AdvisoryRangeLock, AdvisorySession(lock_engine), MemoryRangeLocks())
     else:
         locks = MemoryRangeLocks().lock
     return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size)

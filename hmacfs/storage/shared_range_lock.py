@@ -11,8 +11,8 @@ several machines, so:
   releases those bytes (a lock holding [0, 10) and [5, 15) is free after
   unlocking [0, 15));
 - **between processes and nodes**, ``AdvisoryRangeLock`` adds PostgreSQL
-  session-level advisory locks on a connection of the lock's own (released
-  when it closes, or when its process dies): a range takes the part's key
+  session-level advisory locks, on one connection per process
+  (``AdvisorySession``; released when the process dies): a range takes the part's key
   *shared* and the range's own key (part, offset, length); the whole part
   (length 0) takes the part's key *exclusive*. So a range excludes the same
   range and the whole part on every node, and the whole part every range.
@@ -129,37 +129,85 @@ class MemoryRangeLock:
         self._locks._release(self._name, id(self))
 
 
-class AdvisoryRangeLock:
-    """A RangeLock on part ``name`` that also holds PostgreSQL advisory locks (see the
-    module); ``local`` is the process's ``MemoryRangeLocks``."""
+class AdvisorySession:
+    """The process's one PostgreSQL connection for advisory locks, shared by all its range
+    locks: greenlets of one process are told apart by ``MemoryRangeLocks`` (PostgreSQL
+    never makes a session's locks conflict with each other), so one connection per
+    process is enough, whatever the number of chunks in flight. Calls on it are
+    serialised. If it breaks, it is opened again (the locks it held are gone then:
+    PostgreSQL released them with the session)."""
 
-    def __init__(self, engine: Engine, local: MemoryRangeLocks, name: str) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._local = local.lock(name)
-        self._name = name
+        self._guard = threading.Lock()
         self._connection: Connection | None = None
-        self._keys: list[tuple[Span, int]] = []  # the range keys held, with their spans
+
+    def take(self, ident: int, *, shared: bool) -> bool:
+        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        return bool(self._run(f"SELECT {function}(:k)", ident))
+
+    def give_back(self, ident: int, *, shared: bool) -> None:
+        function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
+        self._run(f"SELECT {function}(:k)", ident)
+
+    def close(self) -> None:
+        """Close the connection (every advisory lock of this process goes with it)."""
+        with self._guard:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.close()
+
+    def _run(self, statement: str, ident: int) -> object:
+        with self._guard:
+            if self._connection is None or self._connection.closed or self._connection.invalidated:
+                self._connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return self._connection.execute(text(statement), {"k": ident}).scalar()
+            except Exception:
+                self._connection.invalidate()
+                raise
+
+
+class AdvisoryRangeLock:
+    """A RangeLock on part ``name``: exact within the process (``local``), and through the
+    process's ``AdvisorySession`` between processes (see the module)."""
+
+    def __init__(self, session: AdvisorySession, local: MemoryRangeLocks, name: str) -> None:
+        self._session = session
+        self._local = local.lock(name)
+        self._part = lock_id(f"part:{name}")
+        self._name = name
+        self._held: list[tuple[Span, int, bool]] = []  # (span, advisory key, shared) in order
 
     def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
         if not self._local.try_lock(offset, length, exclusive=exclusive):
             return False
-        if self._try_shared(offset, length, exclusive):
+        if self._take_shared(_span(offset, length, exclusive), offset, length):
             return True
         self._local.unlock(offset, length)
         return False
 
-    def _try_shared(self, offset: int, length: int, exclusive: bool) -> bool:
-        part = lock_id(f"part:{self._name}")
-        if length == 0:
-            return self._try(part, shared=not exclusive)
-        if not self._try(part, shared=True):
+    def _take_shared(self, span: Span, offset: int, length: int) -> bool:
+        """The advisory keys of a range: the part's (shared for a range, as asked for the
+        whole part) and, for a range, its own."""
+        whole = length == 0
+        if not self._take(span, self._part, shared=not (whole and span[2])):
             return False
-        own = lock_id(f"part:{self._name}:{offset}:{length}")
-        if not self._try(own, shared=not exclusive):
-            self._release(part, shared=True)
+        if whole:
+            return True
+        if self._take(span, lock_id(f"part:{self._name}:{offset}:{length}"), shared=not span[2]):
+            return True
+        self._give_back(self._held.pop())
+        return False
+
+    def _take(self, span: Span, ident: int, *, shared: bool) -> bool:
+        if not self._session.take(ident, shared=shared):
             return False
-        self._keys.append((_span(offset, length, exclusive), own))
+        self._held.append((span, ident, shared))
         return True
+
+    def _give_back(self, held: tuple[Span, int, bool]) -> None:
+        self._session.give_back(held[1], shared=held[2])
 
     def wait_lock(
         self,
@@ -173,42 +221,15 @@ class AdvisoryRangeLock:
         return _wait(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
 
     def unlock(self, offset: int, length: int) -> None:
-        """Release the bytes here, and every advisory key whose range lies within them."""
+        """Release the bytes here, and the advisory keys of every range within them."""
         self._local.unlock(offset, length)
         start, end, _ = _span(offset, length, True)
-        if length == 0 and offset == 0:
-            self._release(lock_id(f"part:{self._name}"), shared=False)
-        for span, key in [item for item in self._keys if start <= item[0][0] and item[0][1] <= end]:
-            self._keys.remove((span, key))
-            self._release(key, shared=not span[2])
-            self._release(lock_id(f"part:{self._name}"), shared=True)
+        for held in [h for h in self._held if start <= h[0][0] and h[0][1] <= end]:
+            self._held.remove(held)
+            self._give_back(held)
 
     def close(self) -> None:
         self._local.close()
-        connection, self._connection = self._connection, None
-        self._keys = []
-        if connection is None:
-            return
-        try:
-            connection.execute(text("SELECT pg_advisory_unlock_all()"))
-            connection.commit()
-        finally:
-            connection.close()
-
-    def _conn(self) -> Connection:
-        if self._connection is None:
-            self._connection = self._engine.connect()
-        return self._connection
-
-    def _try(self, ident: int, *, shared: bool) -> bool:
-        function = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
-        connection = self._conn()
-        taken = bool(connection.execute(text(f"SELECT {function}(:k)"), {"k": ident}).scalar())
-        connection.commit()
-        return taken
-
-    def _release(self, ident: int, *, shared: bool) -> None:
-        function = "pg_advisory_unlock_shared" if shared else "pg_advisory_unlock"
-        connection = self._conn()
-        connection.execute(text(f"SELECT {function}(:k)"), {"k": ident})
-        connection.commit()
+        held, self._held = self._held, []
+        for item in reversed(held):
+            self._give_back(item)

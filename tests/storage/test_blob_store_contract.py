@@ -29,7 +29,7 @@ from hmacfs.storage.copying import Reader
 from hmacfs.storage.memory import MemoryBlobStore
 from hmacfs.storage.s3 import S3BlobStore
 from hmacfs.storage.s3_client import build_client
-from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
+from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, AdvisorySession, MemoryRangeLocks
 from hmacfs.storage.streams import open_blob_file
 from hmacfs.storage.transfer import CopyMismatch, copy_blob, move_part
 from tests.pg import PgServer
@@ -65,20 +65,26 @@ def _s3(request: pytest.FixtureRequest, directory: Path) -> Iterator[Backend]:
         monkeypatch.setenv(name, value)
     settings = S3Settings(**seaweed.settings(f"contract-{uuid.uuid4().hex[:8]}"), part_size="5MiB")
     engine: Engine | None = request.getfixturevalue("lock_engine")
+    sessions: list[AdvisorySession] = []
 
     def open_store() -> S3BlobStore:  # another process: range locks of its own
         local = MemoryRangeLocks()
-        locks = partial(AdvisoryRangeLock, engine, local) if engine is not None else local.lock
-        return S3BlobStore(build_client(settings), settings, locks=locks)
+        if engine is None:
+            return S3BlobStore(build_client(settings), settings, locks=local.lock)
+        sessions.append(AdvisorySession(engine))
+        return S3BlobStore(
+            build_client(settings), settings, locks=partial(AdvisoryRangeLock, sessions[-1], local)
+        )
 
     yield Backend(open_store(), open_store, f"{settings.prefix}other")
     seaweed.empty_prefix(settings.prefix)
+    for session in sessions:
+        session.close()
 
 
 @pytest.fixture(scope="module")
 def lock_engine(pg_server: PgServer | None) -> Iterator[Engine | None]:
-    """Where the S3 store's range locks live (None without PostgreSQL); no idle
-    connections kept (NullPool): each lock's connection closes with it."""
+    """Where the S3 store's range locks live (None without PostgreSQL)."""
     if pg_server is None:
         yield None
         return

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from hmacfs.storage.blob_store import RangeLock
-from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, MemoryRangeLocks
+from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, AdvisorySession, MemoryRangeLocks
 from tests.pg import PgServer
 
 
@@ -22,8 +22,9 @@ def new_lock(
     if pg_server is None:
         pytest.skip("PostgreSQL not available")
     engine = create_engine(pg_server.create_database())
-    local = MemoryRangeLocks()
-    yield lambda name: AdvisoryRangeLock(engine, local, name)
+    local, session = MemoryRangeLocks(), AdvisorySession(engine)
+    yield lambda name: AdvisoryRangeLock(session, local, name)
+    session.close()
     engine.dispose()
 
 
@@ -60,8 +61,9 @@ def test_other_processes_are_excluded_through_postgresql(pg_server: PgServer | N
     if pg_server is None:
         pytest.skip("PostgreSQL not available")
     engine = create_engine(pg_server.create_database())
-    here = AdvisoryRangeLock(engine, MemoryRangeLocks(), "shared-part")
-    there = AdvisoryRangeLock(engine, MemoryRangeLocks(), "shared-part")
+    sessions = [AdvisorySession(engine), AdvisorySession(engine)]  # two processes
+    here = AdvisoryRangeLock(sessions[0], MemoryRangeLocks(), "shared-part")
+    there = AdvisoryRangeLock(sessions[1], MemoryRangeLocks(), "shared-part")
     try:
         assert here.try_lock(0, 100)
         assert not there.try_lock(0, 100)
@@ -77,4 +79,6 @@ def test_other_processes_are_excluded_through_postgresql(pg_server: PgServer | N
     finally:
         here.close()
         there.close()
+        for session in sessions:
+            session.close()
         engine.dispose()
