@@ -35,6 +35,7 @@ from hmacfs.network_settings import (
     HandoffSettings,
     NetworkInterfacesSettings,
     NetworkResilienceSettings,
+    refuse_performance_seed_keys,
 )
 from hmacfs.s3_settings import S3Settings
 from hmacfs.units import format_duration, parse_duration, parse_size
@@ -215,6 +216,11 @@ class PerformanceSettings(_Section):
     fallback_ratio: float = Field(1.1, ge=1.0)
     fallback_min_bodies: int = Field(20, ge=1)
     fallback_cooldown: Duration = Field(timedelta(minutes=30), gt=timedelta(0))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_keys(cls, data: Any) -> Any:
+        return refuse_performance_seed_keys(data)
 
     @field_validator("adaptive_downloads")
     @classmethod

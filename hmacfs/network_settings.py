@@ -29,15 +29,65 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-def _refuse(data: Any, reasons: dict[str, str]) -> Any:
+def _refuse(data: Any, reasons: dict[str, str], *, even_false: frozenset[str] = frozenset()) -> Any:
     """Raise for the first seed key of ``reasons`` set in ``data`` (a section's table) to
-    anything but ``false``: switching a feature the server does not have off is true."""
+    anything but ``false``: switching a feature the server does not have off is true.
+    Keys in ``even_false`` name something the server does do, so ``false`` would be a lie
+    too, and they are refused whatever their value."""
     if not isinstance(data, dict):
         return data
     for key, reason in reasons.items():
-        if key in data and data[key] is not False:
+        if key in data and (data[key] is not False or key in even_false):
             raise ValueError(f"{key}: refused: {reason}")
     return {key: value for key, value in data.items() if key not in reasons}
+
+
+_PROFILES_SWITCH = (
+    "client profiles and network classes are kept while [network_resilience] enabled = true; set that"
+)
+_LOGGING = (
+    "the adaptive engine's decisions are in its metrics (docs/adaptive.md, section 6) and in "
+    "client_profiles; log verbosity is [logging] level"
+)
+# The dual-stack and adaptive-io seeds' [performance] keys that hmacfs does not take as
+# they are, and why; each says what to set instead.
+_PERFORMANCE_SEED_KEYS = {
+    "buffer_optimization_interval": (
+        "the read size is re-chosen before every block from the body's own measured rate, "
+        "not on a timer (docs/adaptive.md, section 4)"
+    ),
+    "initial_buffer_size": (
+        "a body starts at 64 KiB (less if its profile says so) and grows with its measured rate, "
+        "so a thousand slow clients cannot each take a large first buffer"
+    ),
+    "client_profiling": _PROFILES_SWITCH,
+    "connection_type_detection": _PROFILES_SWITCH,
+    "intelligent_chunking": 'chunk sizes follow the profile while chunk_strategy = "adaptive"; set that',
+    "chunk_adaptation_algorithm": (
+        'use chunk_strategy = "fixed" or "adaptive"; there is no "predictive" rule'
+    ),
+    "min_chunk_size": "the chunk bounds every protocol enforces are [uploads] min_chunk_size; set it there",
+    "max_chunk_size": "the chunk bounds every protocol enforces are [uploads] max_chunk_size; set it there",
+    "fully_adaptive": (
+        "there are no separate adaptive handlers to swap in: every route serves both arms "
+        "(adaptive_uploads, testing_mode)"
+    ),
+    "detailed_logging": _LOGGING,
+    "optimization_logging": _LOGGING,
+    "client_profile_logging": _LOGGING,
+}
+
+
+def refuse_performance_seed_keys(data: Any) -> Any:
+    """``[performance]``: refuse the seeds' keys listed above, naming why. Switching profiles,
+    class detection or adaptive chunking off with a seed name would silently keep them on,
+    so those are refused even when ``false``."""
+    always = frozenset(
+        ("client_profiling", "connection_type_detection", "intelligent_chunking", "min_chunk_size",
+         "max_chunk_size", "chunk_adaptation_algorithm", "buffer_optimization_interval",
+         "initial_buffer_size")
+    )  # fmt: skip
+    return _refuse(data, _PERFORMANCE_SEED_KEYS, even_false=always)
 
 
 _NOT_CHOSEN_BY_SERVER = (

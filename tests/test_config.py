@@ -145,6 +145,26 @@ def test_seed_keys_without_server_meaning_are_refused_with_the_reason(tmp_path: 
     assert load_settings(write(tmp_path, "[handoff]\npause_transfers_on_switch = false\n"), SECRETS)
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('min_chunk_size = "256KB"', "the chunk bounds every protocol enforces are [uploads]"),
+        ('buffer_optimization_interval = "5m"', "the read size is re-chosen before every block"),
+        ("client_profiling = false", "client profiles and network classes are kept while"),
+        ('chunk_adaptation_algorithm = "predictive"', 'use chunk_strategy = "fixed" or "adaptive"'),
+        ("fully_adaptive = true", "there are no separate adaptive handlers"),
+        ("optimization_logging = true", "the adaptive engine's decisions are in its metrics"),
+    ],
+)
+def test_the_seeds_performance_keys_are_refused_saying_why(tmp_path: Path, line: str, reason: str) -> None:
+    """No seed key is silently accepted: each says why and what to set instead; one that
+    would switch off something hmacfs does (client_profiling = false) is refused too."""
+    [problem] = problems(write(tmp_path, f"[performance]\n{line}\n"), SECRETS)
+    key = line.split(" ", 1)[0]
+    assert problem.startswith(f"performance: {key}: refused: {reason}"), problem
+    assert load_settings(write(tmp_path, "[performance]\nfully_adaptive = false\n"), SECRETS)
+
+
 def test_network_classes_are_validated(tmp_path: Path) -> None:
     path = write(tmp_path, '[network_interfaces]\nlte = { buffer_size = "4MB" }\n')
     assert any(p.startswith("network_interfaces.lte.buffer_size:") for p in problems(path, SECRETS))

@@ -120,8 +120,12 @@ def _state() -> _State:
 
 def current_arm(upload_key: str | None) -> Arm:
     """The arm of the upload ``upload_key`` (a new key: the arm a new upload would get)."""
-    performance = services().settings.performance
-    if not (performance.adaptive_buffers and performance.adaptive_uploads):
+    settings = services().settings
+    performance = settings.performance
+    # network_resilience.enabled = false: nothing is measured, so nothing adapts either.
+    if not (
+        settings.network_resilience.enabled and performance.adaptive_buffers and performance.adaptive_uploads
+    ):
         return Arm.FIXED
     if not _state().fallback.adaptive_allowed(time.monotonic()):
         _state().metrics.fallback_active.set(1)
