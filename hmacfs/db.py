@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from hmacfs.config import normalise_database_url
@@ -37,10 +39,10 @@ def create_database(
 ) -> Database:
     """Build the engine (no connection is opened until first use).
 
-    ``pre_ping`` tests a pooled connection before each use (one round trip) so a
-    request never fails on a connection the database dropped; a loop that
-    retries on errors anyway (the task worker) can do without it: SQLAlchemy
-    invalidates a dead connection on its first failure.
+    ``pre_ping`` tests a pooled connection that sat idle for a while before its use
+    (``ping_when_idle``) so a request does not fail on a connection the database
+    dropped meanwhile; a loop that retries on errors anyway (the task worker) can
+    do without it: SQLAlchemy invalidates a dead connection on its first failure.
     """
     engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo, pre_ping=pre_ping)
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
@@ -55,9 +57,9 @@ def make_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo)
-    engine = create_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping, echo=echo
-    )
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
+    if pre_ping:
+        ping_when_idle(engine, IDLE_BEFORE_PING)
 
     @event.listens_for(engine, "checkin")
     def _transactional_again(dbapi_connection: Any, _record: Any) -> None:
@@ -65,6 +67,34 @@ def make_engine(
             dbapi_connection.autocommit = False  # see commit_each_statement
 
     return engine
+
+
+IDLE_BEFORE_PING = 1.0  # seconds
+
+
+def ping_when_idle(engine: Engine, idle: float) -> None:
+    """Ping a pooled connection at checkout only when it was checked in ``idle`` seconds
+    or more ago; a failed ping makes the pool open a new connection instead.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: one round trip per
+    request, about a tenth of a small upload's database work. A connection used
+    within the last second was alive then, and had it died since (a restart of
+    PostgreSQL), the statement fails, SQLAlchemy invalidates the pool's older
+    connections, and the request is answered 503 with Retry-After (never a 500)."""
+
+    @event.listens_for(engine.pool, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return  # new, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any failure: this connection is not to be trusted
+            raise DisconnectionError("pooled connection failed its ping") from exc
 
 
 def commit_each_statement(session: Session) -> bool:
