@@ -4,7 +4,8 @@ Completion must verify the SHA-256 of the whole file. Hashing the part from
 the start after the last chunk cost 0.9 s per GiB, after the client had sent
 everything. Instead, once a chunk's row commits, the worker that took it
 hashes the committed chunks that continue the hashed prefix, reading them
-back from the page cache in a thread, and stores the SHA-256 state (OpenSSL's
+back from the page cache in a thread (from an object store: in the greenlet,
+hmacfs.storage.offloading), and stores the SHA-256 state (OpenSSL's
 ``SHA256_CTX``, ``hmacfs.storage.sha256_state``) on the upload row with the
 number of bytes it covers. Any worker or node continues it; completion
 hashes only what is left.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import case, event, select, update
 from sqlalchemy.orm import Session
@@ -40,10 +41,8 @@ from hmacfs.container import Services
 from hmacfs.models import UploadChunk, UploadTask
 from hmacfs.models.status import OPEN_STATUSES
 from hmacfs.ports import LockBusy
-from hmacfs.storage.blocking import offload
+from hmacfs.storage.offloading import offload_store_io
 from hmacfs.storage.sha256_state import ResumableSha256, available
-
-T = TypeVar("T")
 
 _SCHEDULED = "hmacfs.uploads.running_hash.scheduled"
 _STEP = 256 * 1024 * 1024  # bytes hashed per transaction (bounds how long one holds a connection)
@@ -115,7 +114,8 @@ def _advance(session: Session, services: Services, upload_id: uuid.UUID) -> int:
     if end == start:
         return 0
     hasher = ResumableSha256(state if start else None)
-    offload(services.store.at(root).feed_range, part, hasher, start, end - start)
+    store = services.store.at(root)
+    offload_store_io(store, store.feed_range, part, hasher, start, end - start)
     stored = session.execute(
         update(UploadTask)
         .where(
@@ -180,10 +180,9 @@ def finish(session: Session, services: Services, task: UploadTask, size: int) ->
     else:
         start, hasher = 0, hashlib.sha256()
     if start < size:
-        run = offload if services.db.is_postgresql else _call
-        run(services.store.at(task.storage_root).feed_range, task.task_id, hasher, start, size - start)
+        store = services.store.at(task.storage_root)
+        if services.db.is_postgresql:
+            offload_store_io(store, store.feed_range, task.task_id, hasher, start, size - start)
+        else:
+            store.feed_range(task.task_id, hasher, start, size - start)
     return hasher.hexdigest()
-
-
-def _call(function: Callable[..., T], *args: object) -> T:
-    return function(*args)

@@ -16,7 +16,7 @@ from flask import Request, Response
 
 from hmacfs.errors import Forbidden, NotFound
 from hmacfs.storage import BlobStore
-from hmacfs.storage.blocking import offload
+from hmacfs.storage.offloading import offload_store_io
 from hmacfs.storage.streams import open_blob_file
 from hmacfs.tasks.crypto import CryptoError, WrongPassword, decrypt_stream
 
@@ -48,7 +48,7 @@ def encrypted_response(
         handle = open_blob_file(store, storage_key)
     except FileNotFoundError:  # collected after the lookup: gone, not a crash
         raise NotFound("no such file") from None
-    body = _opened(_decrypted(handle, password))
+    body = _opened(store, _decrypted(handle, password))
     headers = {**headers, "Accept-Ranges": "none"}
     response = Response(
         [] if request.method == "HEAD" else body, status=200, headers=headers,
@@ -64,10 +64,11 @@ def _decrypted(handle: BinaryIO, password: str) -> Iterator[bytes]:
         yield from decrypt_stream(handle, password)
 
 
-def _opened(stream: Iterator[bytes]) -> Iterator[bytes]:
-    """Open the first segment now (scrypt runs off the gevent loop) so errors surface early."""
+def _opened(store: BlobStore, stream: Iterator[bytes]) -> Iterator[bytes]:
+    """Open the first segment now so errors surface early (scrypt runs off the gevent
+    loop with a local store; an object store's reads must stay on the loop's thread)."""
     try:
-        first = offload(next, stream, b"")
+        first = offload_store_io(store, next, stream, b"")
     except WrongPassword:
         raise WrongFilePassword("wrong password for this file") from None
     except CryptoError:
