@@ -132,6 +132,13 @@ def open_profile(session: Session, client: ClientKey, now: datetime) -> ClientPr
     return sql.find_profile(session, client.key)
 
 
+def note_recommendation(session: Session, client: ClientKey, recommendation: Recommendation) -> None:
+    """Keep the sizes just recommended to ``client`` on its profile (``chunk_size``,
+    ``buffer_size``: what a DB admin reads as the last recommendation)."""
+    values = {"chunk_size": recommendation.chunk_size, "buffer_size": recommendation.buffer_size}
+    sql.save_profile(session, client.key, values)
+
+
 def record_body(
     session: Session,
     client: ClientKey,

@@ -31,6 +31,7 @@ from hmacfs.network.profiles import (
     Recommendation,
     choose_estimate,
     estimate_of,
+    note_recommendation,
     open_profile,
     recommend,
     record_body,
@@ -193,6 +194,7 @@ def plan_create(account: uuid.UUID | None, requested: int | None, file_size: int
         fixed = recommend(services().settings, estimate_of(None), "none", NetworkClass.UNKNOWN, Arm.FIXED)
         return CreatePlan(task_id, requested or fixed.chunk_size, None, fixed)
     key, rec = current_recommendation(account, arm=arm, file_size=file_size, create=True)
+    note_recommendation(db_session(), key, rec)
     _state().metrics.chunk_size.labels(arm.value).observe(rec.chunk_size)
     return CreatePlan(task_id, requested or rec.chunk_size, key.key, rec)
 

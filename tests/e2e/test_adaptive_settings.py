@@ -190,13 +190,16 @@ def test_sizes_history_and_expiry_follow_their_settings(start_server: StartServe
     account = uuid.uuid4()
     headers = {**bearer(account), "Hmacfs-Client-Id": "expiring"}
     data = os.urandom(3 * CHUNK)
-    task_id = _create(server, headers, data)["taskId"]
+    created = _create(server, headers, data)
+    task_id = created["taskId"]
     for index in range(3):
         assert _send(server, headers, task_id, index, data[index * CHUNK : (index + 1) * CHUNK]) == 200
     key = f"{account}:expiring:unknown"
-    query = "SELECT samples, interface_history FROM client_profiles WHERE key = :key"
+    query = "SELECT samples, interface_history, chunk_size, buffer_size FROM client_profiles WHERE key = :key"
     _wait(lambda: (_rows(server, query, key=key) or [{"samples": 0}])[0]["samples"] >= 3, 10, "3 samples")
     [row] = _rows(server, query, key=key)
+    # The sizes recommended on create, kept for DB admins (the client chose its own chunk size).
+    assert (row["chunk_size"], row["buffer_size"]) == (created["recommendedChunkSize"], 64 * KIB)
     history = row["interface_history"]
     assert len(json.loads(history) if isinstance(history, str) else history) == 2  # the newest of three
     task_query = "SELECT client_profile_key FROM upload_tasks WHERE task_id = :task_id"
@@ -207,3 +210,23 @@ def test_sizes_history_and_expiry_follow_their_settings(start_server: StartServe
     assert "network.profiles: " in done.stdout, done.stdout
     assert _rows(server, query, key=key) == []
     assert _rows(server, task_query, task_id=task_id)[0]["client_profile_key"] is None
+
+
+def test_behind_a_proxy_the_hint_gives_rate_and_rtt_and_reliability_is_measured(
+    start_server: StartServer,
+) -> None:
+    """``server.trusted_proxy_count = 1``: the kernel sees the proxy's connection, so the
+    Hmacfs-Network hint's rate and RTT win over the loopback goodput (hundreds of MB/s
+    here); whether bodies complete is still measured."""
+    server = start_server(workers=1, server={"trusted_proxy_count": 1})
+    headers = {**bearer(uuid.uuid4()), "X-Forwarded-For": "198.51.100.7", "Hmacfs-Client-Id": "proxied",
+               "Hmacfs-Network": "type=lte; downlink=2; rtt=80"}  # fmt: skip
+    data = os.urandom(2 * CHUNK)
+    task_id = _create(server, headers, data)["taskId"]
+    for index in range(2):
+        assert _send(server, headers, task_id, index, data[index * CHUNK : (index + 1) * CHUNK]) == 200
+    _wait(lambda: _profile(server, headers)["estimate"]["bodies"] >= 1.5, 10, "two measured bodies")
+    profile = _profile(server, headers)
+    assert profile["source"] == "measured+hint", profile
+    assert profile["estimate"]["throughputBytesPerSecond"] == 250_000  # 2 Mbit/s
+    assert profile["estimate"]["rttMs"] == 80 and profile["estimate"]["reliability"] == 1.0
