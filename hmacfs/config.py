@@ -411,6 +411,12 @@ class Settings(_Section):
         return self
 
     @model_validator(mode="after")
+    def _s3_roots_need_a_bucket(self) -> Settings:
+        if not self.storage.s3.bucket and any(r.startswith("s3://") for r in self.tasks.migration_roots):
+            raise ValueError("tasks.migration_roots: an s3:// root needs storage.s3.bucket (and credentials)")
+        return self
+
+    @model_validator(mode="after")
     def _uploads_fit_s3_parts(self) -> Settings:
         s3 = self.storage.s3
         if self.storage.backend == "s3" and self.uploads.max_upload_size > s3.max_object_size():

@@ -93,20 +93,24 @@ def build_store(
     database, where an object store keeps its range locks (PostgreSQL: shared by every
     node; otherwise, or without one, in this process). ConfigError when the S3 store
     finds no credentials.
-    """
-    if settings.storage.backend == "s3":
-        from hmacfs.storage.s3_backend import build_s3_store  # boto3 only where it is used
 
-        try:
-            return build_s3_store(
-                settings.storage.s3, engine, buffer_size=settings.performance.max_buffer_size
-            )
-        except ValueError as exc:
-            raise ConfigError([f"storage.s3: {exc}"]) from None
-    return LocalBlobStore(
+    Each backend reaches the other's roots (``at``: an absolute path, an ``s3://`` root)
+    when both are configured: StorageMigration moves blobs between them.
+    """
+    local = LocalBlobStore(
         settings.storage.path,
         fsync=settings.storage.fsync,
         buffer_size=settings.performance.max_buffer_size,
         offload_promotion=offload_promotion,
         buffers=buffers,
     )
+    if settings.storage.backend == "local" and not settings.storage.s3.bucket:
+        return local
+    from hmacfs.storage.s3_backend import build_s3_store  # boto3 only where it is used
+
+    try:
+        s3 = build_s3_store(settings.storage.s3, engine, buffer_size=settings.performance.max_buffer_size)
+    except ValueError as exc:
+        raise ConfigError([f"storage.s3: {exc}"]) from None
+    s3.foreign, local.foreign = local.at, s3.at
+    return s3 if settings.storage.backend == "s3" else local

@@ -235,3 +235,8 @@ def test_s3_settings_are_checked_naming_their_key(tmp_path: Path) -> None:
     good = '[storage]\nbackend = "s3"\n[storage.s3]\nbucket = "files"\nprefix = "/hmacfs"\n'
     s3 = load_settings(write(tmp_path, good), SECRETS).storage.s3
     assert (s3.bucket, s3.prefix, s3.part_size, s3.download) == ("files", "hmacfs/", 8 * 1024**2, "proxy")
+
+
+def test_an_s3_migration_root_needs_the_s3_store(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, '[tasks]\nmigration_roots = ["s3://bucket/x/"]\n'), SECRETS)
+    assert found == ["tasks.migration_roots: an s3:// root needs storage.s3.bucket (and credentials)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hmacfs.storage.blob_store import (
+    S3_SCHEME,
     BlobEntry,
     BlobStore,
     OpenBlob,
@@ -22,6 +23,7 @@ from hmacfs.storage.local import LocalBlobStore
 from hmacfs.storage.local_files import normal_root
 
 __all__ = [
+    "S3_SCHEME",
     "BlobEntry",
     "BlobStore",
     "IncompleteBody",

@@ -45,6 +45,8 @@ from typing import Protocol, runtime_checkable
 
 from hmacfs.storage.copying import Hasher, Reader
 
+S3_SCHEME = "s3://"  # a storage root in an S3 bucket: s3://bucket/prefix/ (hmacfs.storage.s3)
+
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or answered with a server error (an object store down,

@@ -14,11 +14,12 @@ import itertools
 import os
 import re
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hmacfs.storage.blob_store import (
+    S3_SCHEME,
     BlobEntry,
     BlobStore,
     PartEntry,
@@ -75,6 +76,8 @@ class LocalBlobStore:
         # (PostgreSQL yes, SQLite no: a second writer would block the whole loop in
         # sqlite's busy wait).
         self.offload_promotion = offload_promotion
+        # The store of a root of another backend (s3://...), when one is configured.
+        self.foreign: Callable[[str], BlobStore] | None = None
 
     def usable_root(self, path: str) -> Path:
         """``path`` as a storage root: absolute, symlinks resolved, and writable here (a
@@ -96,12 +99,17 @@ class LocalBlobStore:
             self._location = os.path.realpath(self.root)
         return self._location
 
-    def at(self, root: str | Path | None) -> LocalBlobStore:
-        """The same store over another root (a pool's storage path); itself for None.
+    def at(self, root: str | Path | None) -> BlobStore:
+        """The same store over another root (a pool's storage path); itself for None; for
+        an ``s3://`` root the S3 store over it (``foreign``: StorageMigration to S3).
 
         Parts written through it live under that root, so promoting one to a
         blob there is a rename on one filesystem.
         """
+        if isinstance(root, str) and root.startswith(S3_SCHEME):
+            if self.foreign is None:
+                raise ValueError(f"{root!r}: no S3 store is configured ([storage.s3])")
+            return self.foreign(root)
         if root is None or Path(root) == self.root:
             return self
         other = copy.copy(self)

@@ -20,7 +20,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hmacfs.s3_settings import S3Settings
-from hmacfs.storage.blob_store import BlobEntry, PartEntry, RangeLock, Space, StoredBlob, WrittenRange
+from hmacfs.storage.blob_store import (
+    S3_SCHEME,
+    BlobEntry,
+    BlobStore,
+    PartEntry,
+    RangeLock,
+    Space,
+    StoredBlob,
+    WrittenRange,
+)
 from hmacfs.storage.copying import Hasher, Reader, read_exactly
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
@@ -59,6 +68,8 @@ class S3BlobStore:
         self.slot_size = settings.part_size
         self.buffer_size = buffer_size
         self._locks = locks
+        # The store of a root of another backend (a local path), when one is configured.
+        self.foreign: Callable[[str], BlobStore] | None = None
 
     def __repr__(self) -> str:
         return f"S3BlobStore({self.location!r})"
@@ -84,10 +95,19 @@ class S3BlobStore:
             raise ValueError(f"{root!r} is not writable: {exc}") from None
         return normal
 
-    def at(self, root: str | None) -> S3BlobStore:
+    def at(self, root: str | None) -> BlobStore:
+        """The store over ``root``: a key prefix of this bucket, ``s3://bucket/prefix`` (any
+        bucket these credentials reach), or an absolute path: the local store there
+        (``foreign``; StorageMigration between backends)."""
         if root is None or root == self.prefix:
             return self
+        if root.startswith("/"):
+            if self.foreign is None:
+                raise ValueError(f"{root!r}: no local store is configured")
+            return self.foreign(root)
         other = copy.copy(self)
+        if root.startswith(S3_SCHEME):
+            other.bucket, _, root = root[len(S3_SCHEME) :].partition("/")
         other.prefix = self.usable_prefix(root)
         return other
 

@@ -28,7 +28,7 @@ from hmacfs.config import Settings, load_settings
 from hmacfs.container import Services
 from hmacfs.db import make_engine
 from hmacfs.migrate import upgrade
-from hmacfs.models import File, Pool, Task
+from hmacfs.models import Blob, File, Pool, Task
 from hmacfs.tasks import cancel_task, pause_task, resume_task
 from hmacfs.tasks.crypto import decrypt_stream
 from tests.pg import PgServer, free_port
@@ -80,7 +80,13 @@ class Cluster:
         self.started.clear()
 
 
-def _cluster(workdir: Path, url: str, storage: dict[str, Any] | None = None, **workers: str) -> Cluster:
+def _cluster(
+    workdir: Path,
+    url: str,
+    storage: dict[str, Any] | None = None,
+    roots: tuple[str, ...] = (),
+    **workers: str,
+) -> Cluster:
     sections = {"storage": {"fsync": False}} if storage is None else storage
     config = worker_config(
         workdir,
@@ -92,7 +98,7 @@ def _cluster(workdir: Path, url: str, storage: dict[str, Any] | None = None, **w
             "poll_interval": "100ms",
             "checkpoint_interval": "100ms",
             "handler_modules": ["tests.tasks.slow_handlers"],
-            "migration_roots": [str(workdir / "alt")],
+            "migration_roots": [str(workdir / "alt"), *roots],
             "migration_grace": "0s",
         },
     )
@@ -424,3 +430,54 @@ def test_worker_survives_the_database_dropping_its_connections(workers: Cluster)
     task = wait_finished(workers.services, second)
     assert task.status == "Completed", task.error_message
     assert all(process.alive for process in workers.started)
+
+
+def test_storage_migration_between_local_and_s3(
+    pg_server: PgServer | None, seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A local store with [storage.s3] configured: StorageMigration moves a pool's blobs
+    into the bucket (s3:// root), then back to a directory; every byte is read from
+    wherever its row points, and the old copies go."""
+    if pg_server is None:
+        pytest.skip("PostgreSQL not available")
+    workdir, prefix = tmp_path_factory.mktemp("migrate-s3"), f"mig-{uuid.uuid4().hex[:8]}/"
+    target = f"s3://{seaweed.bucket}/{prefix}"
+    storage = {"storage": {"fsync": False}, "storage.s3": seaweed.settings()}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in seaweed.env.items():
+            patch.setenv(name, value)
+        built = _cluster(workdir, pg_server.create_database(), storage, roots=(target,))
+        try:
+            _migrate_there_and_back(built, seaweed, target, prefix)
+        finally:
+            built.stop_all()
+            built.services.db.engine.dispose()
+
+
+def _migrate_there_and_back(cluster: Cluster, seaweed: SeaweedS3, target: str, prefix: str) -> None:
+    account, services = uuid.uuid4(), cluster.services
+    contents = [os.urandom(300 * 1024), os.urandom(6 * 1024 * 1024)]
+    with cluster.session() as s:
+        pool = Pool(name=f"mig-{uuid.uuid4().hex[:6]}")
+        s.add(pool)
+        s.flush()
+        files = [
+            add_file(s, services, account, data, f"f{i}", pool_id=pool.id) for i, data in enumerate(contents)
+        ]
+    cluster.worker()
+    for root, in_bucket in ((target, True), (str(cluster.workdir / "alt"), False)):
+        with cluster.session() as s:
+            task = submit(
+                s, services, account, "StorageMigration", poolId=str(pool.id), targetStoragePath=root
+            )
+        done = wait_finished(services, task)
+        assert done.status == "Completed", done.error_message
+        with cluster.session() as s:
+            for file, data in zip(files, contents, strict=True):
+                blob = s.get(Blob, s.get(File, file.id).blob_id)  # type: ignore[union-attr]
+                assert blob is not None and blob.storage_root == root
+                assert file_bytes(s, services, file.id) == data
+        listed = seaweed.client().list_objects_v2(Bucket=seaweed.bucket, Prefix=f"{prefix}blobs/")
+        assert len(listed.get("Contents", [])) == (len(contents) if in_bucket else 0)
+    first_copies = (cluster.workdir / "storage" / "blobs").rglob("*")
+    assert not [path for path in first_copies if path.is_file()]  # gone after the first move

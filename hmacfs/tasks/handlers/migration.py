@@ -13,7 +13,6 @@ the server write anywhere else).
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,22 +20,28 @@ from sqlalchemy.orm import Session
 
 from hmacfs.config import Settings
 from hmacfs.models import Blob, File
-from hmacfs.storage import normal_root
+from hmacfs.storage import S3_SCHEME, normal_root
 from hmacfs.tasks.context import TaskContext
 from hmacfs.tasks.handlers.common import check_pool, uuid_param
 from hmacfs.tasks.handlers.relocation import copy_blob, delete_stale, switch_root
 from hmacfs.tasks.registry import task_handler
 
 
-def allowed_root(settings: Settings, target: Any) -> Path:
-    """The configured migration root ``target`` names; ValueError otherwise."""
+def allowed_root(settings: Settings, target: Any) -> str:
+    """The configured migration root ``target`` names (a directory, or ``s3://bucket/prefix/``
+    for the S3 store); ValueError otherwise."""
     if not isinstance(target, str) or not target:
         raise ValueError("targetStoragePath: required")
-    wanted = normal_root(target)
+    wanted = _normal(target)
     for root in settings.tasks.migration_roots:
-        if normal_root(root) == wanted:
+        if _normal(root) == wanted:
             return wanted
     raise ValueError("targetStoragePath: not one of the configured tasks.migration_roots")
+
+
+def _normal(root: str) -> str:
+    """A root as rows record it: an S3 root with one trailing slash, a directory resolved."""
+    return root.rstrip("/") + "/" if root.startswith(S3_SCHEME) else str(normal_root(root))
 
 
 def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, settings: Settings) -> None:
@@ -44,7 +49,7 @@ def _validate(parameters: dict[str, Any], account: uuid.UUID, session: Session, 
     allowed_root(settings, parameters.get("targetStoragePath"))
 
 
-def _blob_ids(ctx: TaskContext, root: Path) -> list[str]:
+def _blob_ids(ctx: TaskContext, root: str) -> list[str]:
     pool = uuid.UUID(str(ctx.parameters["poolId"]))
     with ctx.services.db.sessions() as session:
         query = (
@@ -72,7 +77,7 @@ def migrate(ctx: TaskContext) -> None:
 
 
 def _move_blob(
-    ctx: TaskContext, root: Path, ids: list[str], *, index: int, moved: int, stale: list[str]
+    ctx: TaskContext, root: str, ids: list[str], *, index: int, moved: int, stale: list[str]
 ) -> int:
     copied = copy_blob(ctx.services, uuid.UUID(ids[index]), str(root), ctx.part(f"m{index}"))
     size = copied.size if copied else 0
