@@ -14,10 +14,13 @@ etc/hmacfs.toml says, on the real gunicorn+gevent server (docs/adaptive.md).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any
@@ -29,6 +32,7 @@ import sqlalchemy as sa
 from hmacfs.network.strategy import Arm, arm_for
 from tests.conftest import bearer
 from tests.e2e.conftest import StartServer
+from tests.e2e.test_xep0363 import SECRET, put
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -230,3 +234,64 @@ def test_behind_a_proxy_the_hint_gives_rate_and_rtt_and_reliability_is_measured(
     assert profile["source"] == "measured+hint", profile
     assert profile["estimate"]["throughputBytesPerSecond"] == 250_000  # 2 Mbit/s
     assert profile["estimate"]["rttMs"] == 80 and profile["estimate"]["reliability"] == 1.0
+
+
+class _Tricklers:
+    """``count`` XEP-0363 PUTs of 1 MiB declared, each sending a byte every 0.3 s."""
+
+    def __init__(self, server: LiveServer, count: int) -> None:
+        self.sockets = [self._open(server) for _ in range(count)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drip, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _open(server: LiveServer) -> socket.socket:
+        path, size = f"trickle/{uuid.uuid4().hex}.bin", 1024 * KIB
+        signature = hmac.new(SECRET.encode(), f"{path} {size}".encode(), hashlib.sha256).hexdigest()
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        head = f"PUT /upload/{path}?v={signature} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+        sock.sendall(head.encode() + b"x")
+        return sock
+
+    def _drip(self) -> None:
+        while not self._stop.wait(0.3):
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.send(b"x")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("arm", ["fixed", "adaptive"])
+def test_the_buffer_budget_is_hard_and_tricklers_hold_none_of_it_while_silent(
+    start_server: StartServer, arm: str
+) -> None:
+    """``max_buffer_memory = 4MB``, one worker. On the fixed arm two trickling PUTs hold a
+    1 MiB pair each, which spends the budget: a fast PUT beside them waits ``body_idle``
+    and is refused 503 BUFFER_MEMORY_EXHAUSTED. On the adaptive arm a hundred tricklers hold
+    nothing between their bytes (at 64 KiB each they would need 6.4 MB), and the same PUT
+    goes through."""
+    performance: dict[str, Any] = {"max_buffer_memory": "4MB"}
+    if arm == "fixed":
+        performance["adaptive_uploads"] = False
+    server = start_server(
+        workers=1, performance=performance, timeouts={"body_idle": "2s"}, security={"secret": SECRET}
+    )
+    tricklers = _Tricklers(server, 2 if arm == "fixed" else 100)
+    try:
+        time.sleep(1.0)
+        body = os.urandom(2 * 1024 * KIB)
+        answer = put(server, f"fast/{arm}.bin", body)
+        in_use = _metrics(server)["hmacfs_buffer_bytes_in_use"]
+    finally:
+        tricklers.close()
+    assert in_use <= 4 * 1024 * KIB
+    if arm == "fixed":
+        assert answer.status_code == 503 and answer.json()["code"] == "BUFFER_MEMORY_EXHAUSTED", answer.text
+    else:
+        assert answer.status_code == 201, answer.text
