@@ -139,6 +139,24 @@ class NetworkInterfacesSettings(_Section):
     vpn: NetworkClassSettings = _class("256KB", "2MB", 1.5, 50)
     unknown: NetworkClassSettings = _class("256KB", "5MB", 1.0, 60)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_tables_keep_their_class_defaults(cls, data: Any) -> Any:
+        """``lte = { buffer_size = "128KB" }`` changes lte's buffer only: the keys left out
+        keep lte's defaults above (timeout_multiplier 1.5, priority 30), not the generic ones."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if (
+                isinstance(value, dict)
+                and field is not None
+                and isinstance(field.default, NetworkClassSettings)
+            ):
+                filled[name] = {**field.default.model_dump(), **value}
+        return filled
+
     def of(self, network_class: str | None) -> NetworkClassSettings:
         """The settings of ``network_class``; unknown ones get ``unknown``'s."""
         found: NetworkClassSettings = getattr(self, network_class or "unknown", self.unknown)

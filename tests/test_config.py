@@ -177,6 +177,8 @@ def test_network_classes_are_validated(tmp_path: Path) -> None:
         write(tmp_path, "[network_interfaces]\ncellular = { timeout_multiplier = 3 }\n"), SECRETS
     )
     assert settings.network_interfaces.of("cellular").timeout_multiplier == 3
+    cellular = settings.network_interfaces.of("cellular")  # the keys left out keep cellular's defaults
+    assert (cellular.buffer_size, cellular.chunk_size, cellular.priority) == (128 * 1024, 512 * 1024, 40)
     assert settings.network_interfaces.of("satellite") == settings.network_interfaces.unknown
     path = write(tmp_path, '[handoff]\nwriter_silence = "100ms"\nwriter_poll = "1s"\n')
     assert problems(path, SECRETS) == ["handoff: writer_poll must not exceed writer_silence"]

@@ -295,3 +295,19 @@ def test_the_buffer_budget_is_hard_and_tricklers_hold_none_of_it_while_silent(
         assert answer.status_code == 503 and answer.json()["code"] == "BUFFER_MEMORY_EXHAUSTED", answer.text
     else:
         assert answer.status_code == 201, answer.text
+
+
+def test_network_interfaces_bound_each_class(start_server: StartServer) -> None:
+    """[network_interfaces]: the same 1 Gbit/s hint gets each class's chunk_size and
+    buffer_size as bounds (lte: 2 MiB, 256 KiB; ethernet: 10 MiB, 1 MiB); a changed
+    table changes them (lte buffer_size = 128KB, chunk_size = 1MB)."""
+    server = start_server(
+        workers=1, network_interfaces={"lte": {"buffer_size": "128KB", "chunk_size": "1MB"}}
+    )
+    sizes = {}
+    for network_class in ("lte", "wifi", "ethernet"):
+        hint = {"Hmacfs-Network": f"type={network_class}; downlink=1000", "Hmacfs-Client-Id": network_class}
+        found = _profile(server, hint)
+        sizes[network_class] = (found["chunkSize"], found["bufferSize"])
+    assert sizes == {"lte": (1024 * KIB, 128 * KIB), "wifi": (5 * 1024 * KIB, 512 * KIB),
+                     "ethernet": (10 * 1024 * KIB, 1024 * KIB)}  # fmt: skip
