@@ -38,6 +38,7 @@ from hmacfs.storage.local_files import (
     holds,
     link_blob,
     normal_root,
+    part_entry,
     preallocate,
     read_file_range,
     scan_files,
@@ -76,8 +77,7 @@ class LocalBlobStore:
         # (PostgreSQL yes, SQLite no: a second writer would block the whole loop in
         # sqlite's busy wait).
         self.offload_promotion = offload_promotion
-        # The store of a root of another backend (s3://...), when one is configured.
-        self.foreign: Callable[[str], BlobStore] | None = None
+        self.foreign: Callable[[str], BlobStore] | None = None  # the S3 store's roots, if any
 
     def usable_root(self, path: str) -> Path:
         """``path`` as a storage root: absolute, symlinks resolved, and writable here (a
@@ -106,9 +106,7 @@ class LocalBlobStore:
         Parts written through it live under that root, so promoting one to a
         blob there is a rename on one filesystem.
         """
-        if isinstance(root, str) and root.startswith(S3_SCHEME):
-            if self.foreign is None:
-                raise ValueError(f"{root!r}: no S3 store is configured ([storage.s3])")
+        if isinstance(root, str) and root.startswith(S3_SCHEME) and self.foreign is not None:
             return self.foreign(root)
         if root is None or Path(root) == self.root:
             return self
@@ -138,9 +136,6 @@ class LocalBlobStore:
         except FileNotFoundError:
             self.ensure_layout()
             return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-
-    def free_bytes(self) -> int:
-        return shutil.disk_usage(self.root).free
 
     def space(self) -> Space:
         usage = shutil.disk_usage(self.root)
@@ -255,7 +250,7 @@ class LocalBlobStore:
     def list_parts(self, prefix: str = "") -> list[PartEntry]:
         """The parts whose names start with ``prefix``, with their sizes and mtimes."""
         entries = scan_files(self.root / "parts", lambda n: n.startswith(prefix) and n.endswith(".part"))
-        return [entry for e in entries if (entry := _part_entry(e)) is not None]
+        return [entry for e in entries if (entry := part_entry(e)) is not None]
 
     def read_part(self, part: str, start: int, length: int) -> Iterator[bytes]:
         return read_file_range(self.part_path(part), start, length, self.buffer_size)
@@ -396,14 +391,6 @@ class LocalBlobStore:
             path.unlink(missing_ok=True)
             raise
         os.close(fd)
-
-
-def _part_entry(entry: os.DirEntry[str]) -> PartEntry | None:
-    try:
-        stat = entry.stat(follow_symlinks=False)
-    except FileNotFoundError:  # removed meanwhile
-        return None
-    return PartEntry(entry.name.removesuffix(".part"), stat.st_size, stat.st_mtime)
 
 
 if TYPE_CHECKING:  # mypy proves the store implements the port and its path capability

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from hmacfs.storage.blob_store import PartEntry
+
 
 def normal_root(path: str | Path) -> Path:
     """A root directory as rows record it and comparisons see it: symlinks resolved."""
@@ -162,3 +164,11 @@ def scan_files(directory: Path, keep: Callable[[str], bool]) -> list[os.DirEntry
         return []
     with entries:
         return [e for e in entries if keep(e.name) and e.is_file(follow_symlinks=False)]
+
+
+def part_entry(entry: os.DirEntry[str]) -> PartEntry | None:
+    try:
+        stat = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:  # removed meanwhile
+        return None
+    return PartEntry(entry.name.removesuffix(".part"), stat.st_size, stat.st_mtime)
