@@ -1,8 +1,13 @@
-"""The body meter and the adaptive read size, with a fake source and clock."""
+"""The body meter and the adaptive read size, with a fake source and clock, and the
+meter's TCP_INFO sampling on a real loopback socket."""
 
 from __future__ import annotations
 
-from hmacfs.network.estimate import Outcome
+import os
+import socket
+import threading
+
+from hmacfs.network.estimate import BodyMeasurement, Outcome
 from hmacfs.web.measured_body import AdaptiveBody, BodyPlan, MeasuredBody
 
 KIB = 1024
@@ -79,3 +84,50 @@ def test_a_reset_body_is_short_and_an_unread_one_has_no_measurement() -> None:
     _drain(body)
     measured = body.measurement()
     assert measured is not None and measured.outcome is Outcome.SHORT and not hasattr(body, "block_size")
+
+
+class SocketSource:
+    """Reads a real TCP socket (what gunicorn gives the request) until EOF."""
+
+    failure: Outcome | None = None
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def readinto(self, view: memoryview) -> int:
+        return self.sock.recv_into(view)
+
+    def wait_readable(self) -> bool:
+        return True
+
+
+def _measure_over_loopback(size: int, *, sample_kernel: bool) -> BodyMeasurement | None:
+    """Send ``size`` bytes over a loopback connection and meter the receiving side."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        server, _ = listener.accept()
+        with server:
+            sender = threading.Thread(
+                target=lambda: (client.sendall(os.urandom(size)), client.shutdown(socket.SHUT_WR))
+            )
+            sender.start()
+            plan = BodyPlan(expected=size, initial=1024 * KIB, minimum=32 * KIB, maximum=1024 * KIB,
+                            sample_kernel=sample_kernel)  # fmt: skip
+            body = MeasuredBody(SocketSource(server), server, plan)
+            _drain(body, 256 * KIB)
+            sender.join(10)
+            return body.measurement()
+
+
+def test_tcp_info_is_sampled_at_the_start_every_4_mib_and_at_the_end() -> None:
+    """A 10 MiB body on a real socket: samples at its first read, at 4 and 8 MiB, and at its
+    end; the kernel's byte count grows between them. Behind a proxy (no kernel sampling),
+    none."""
+    measured = _measure_over_loopback(10 * 1024 * KIB + 5, sample_kernel=True)
+    assert measured is not None and measured.outcome is Outcome.COMPLETE
+    assert len(measured.samples) == 4
+    received = [sample.bytes_received for sample in measured.samples]
+    assert received == sorted(received) and received[-1] >= 10 * 1024 * KIB
+    assert received[1] >= 4 * 1024 * KIB and received[2] >= 8 * 1024 * KIB
+    unsampled = _measure_over_loopback(1024 * KIB, sample_kernel=False)
+    assert unsampled is not None and unsampled.samples == ()
