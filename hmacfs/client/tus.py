@@ -42,8 +42,11 @@ def _metadata(job: UploadJob) -> str:
 class TusUploader:
     def __init__(self, job: UploadJob) -> None:
         self.job, self.link = job, job.link
-        first = job.options.chunk_size or job.state.chunk_size or DEFAULT_PATCH
-        self.sizer = ChunkSizer(first, maximum=max(MAX_PATCH, job.options.chunk_size or 0))
+        fixed = job.options.chunk_size  # --chunk-size: every PATCH that size, nothing adapts
+        first = fixed or job.state.chunk_size or DEFAULT_PATCH
+        self.sizer = (
+            ChunkSizer(first, minimum=fixed, maximum=fixed) if fixed else ChunkSizer(first, maximum=MAX_PATCH)
+        )
         self.readers = [PieceReader(job.file.path, first), PieceReader(job.file.path, first)]
         self.turn = 0
         self.resync = False

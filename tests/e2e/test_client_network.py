@@ -99,6 +99,25 @@ def test_drive_takes_the_create_answers_chunk_size_and_says_its_network(
     stored_sha256(server, payload)
 
 
+def test_an_explicit_chunk_size_fixes_every_patch(server: LiveServer, payload: Path, tmp_path: Path) -> None:
+    token = bearer(uuid.uuid4())["Authorization"].removeprefix("Bearer ")
+    run = Run(["upload", str(payload), "--server", server.url, "--token", token, "--protocol", "tus",
+               "--state-dir", str(tmp_path / "state"), "--chunk-size", str(768 * 1024)])  # fmt: skip
+    assert run.finish() == 0, run.stderr()
+    assert "chunk_size" not in run.kinds()  # the server's recommendation is not taken
+    task_id = run.first("done")["location"].rstrip("/").rsplit("/", 1)[-1]
+    engine = sa.create_engine(server.database_url)
+    query = (
+        "SELECT c.size FROM upload_chunks c JOIN upload_tasks t ON c.upload_id = t.id WHERE t.task_id = :t"
+    )
+    try:
+        with engine.connect() as conn:
+            sizes = [row[0] for row in conn.execute(sa.text(query), {"t": task_id})]
+    finally:
+        engine.dispose()
+    assert sorted(sizes)[1:] == [768 * 1024] * (len(sizes) - 1) and sum(sizes) == SIZE
+
+
 def test_none_sends_no_network_header(server: LiveServer, payload: Path, tmp_path: Path) -> None:
     run, _ = _upload(server, payload, tmp_path, "drive", "none")
     task = _task(server, task_id=run.first("done")["location"])
