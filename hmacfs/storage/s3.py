@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.blob_store import (
@@ -30,7 +30,7 @@ from hmacfs.storage.blob_store import (
     StoredBlob,
     WrittenRange,
 )
-from hmacfs.storage.copying import Hasher, Reader, read_exactly
+from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
 from hmacfs.storage.s3_pieces import (
@@ -44,7 +44,7 @@ from hmacfs.storage.s3_pieces import (
     piece_key,
     split_at_slots,
 )
-from hmacfs.storage.s3_reading import Blocks, S3OpenBlob, read_up_to
+from hmacfs.storage.s3_reading import Blocks, S3OpenBlob, spooled
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -142,15 +142,14 @@ class S3BlobStore:
         hashers: tuple[Hasher, ...] = (),
         durable: bool = True,
     ) -> None:
-        """Store the range as pieces cut at slot boundaries, each read whole (at most
-        ``part_size`` bytes in memory) and stored by one PUT: always durable when it
-        returns (``durable`` changes nothing)."""
+        """Store the range as pieces cut at slot boundaries, each spooled whole (in memory
+        up to ``SPOOL_IN_MEMORY``, on local disk past it, as tusd does: the request is
+        signed over its payload) and stored by one PUT: always durable when it returns
+        (``durable`` changes nothing). IncompleteBody when ``read`` ends early."""
         self._check_part(part)
         for start, size in split_at_slots(offset, length, self.slot_size):
-            data = read_exactly(read, size)  # IncompleteBody when the body ends early
-            for hasher in hashers:
-                hasher.update(memoryview(data))
-            self._put_piece(part, start, data)
+            with spooled(read, size, hashers, block=self.buffer_size) as (piece, _):
+                self._put_piece(part, start, piece, size)
 
     def sync_part(self, part: str) -> None:
         """Nothing to do: every piece was stored by its PUT."""
@@ -170,20 +169,19 @@ class S3BlobStore:
         return WrittenRange(0, length, hasher.hexdigest())
 
     def _receive_unknown(self, part: str, read: Reader, hasher: Hasher) -> int:
-        offset = 0
+        offset, step = 0, self.slot_size
         while True:
-            data = read_up_to(read, self.slot_size)
-            if offset and not data:
-                return offset
-            hasher.update(memoryview(data))
-            self._put_piece(part, offset, data)
-            offset += len(data)
-            if len(data) < self.slot_size:
+            with spooled(read, step, (hasher,), block=self.buffer_size, exact=False) as (piece, got):
+                if got or not offset:  # an empty body is one empty piece
+                    self._put_piece(part, offset, piece, got)
+            offset += got
+            if got < step:
                 return offset
 
-    def _put_piece(self, part: str, offset: int, data: bytes | bytearray) -> None:
-        key = piece_key(self.prefix, part, offset, len(data))
-        call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=bytes(data))
+    def _put_piece(self, part: str, offset: int, body: IO[bytes], size: int) -> None:
+        """Store ``size`` bytes of ``body`` (seekable) as the piece at ``offset``."""
+        key = piece_key(self.prefix, part, offset, size)
+        call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=body)
 
     def listing(self, part: str) -> PartListing:
         """The part's pieces and markers, from one listing of its prefix."""

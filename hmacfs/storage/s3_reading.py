@@ -1,12 +1,45 @@
-"""Reading helpers of the S3 store: an opened blob, bodies read up to a size, two block
-streams compared."""
+"""Reading helpers of the S3 store: an opened blob, bodies spooled or read up to a size,
+two block streams compared."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
+from typing import IO
 
-from hmacfs.storage.copying import Reader
+from hmacfs.storage.copying import Hasher, IncompleteBody, Reader
+
+# A piece is kept in memory up to this size, on local disk beyond: a thousand slow
+# uploads then hold a thousand small buffers, not a thousand parts.
+SPOOL_IN_MEMORY = 256 * 1024
+
+
+@contextmanager
+def spooled(
+    read: Reader, size: int, hashers: tuple[Hasher, ...], *, block: int, exact: bool = True
+) -> Iterator[tuple[IO[bytes], int]]:
+    """``size`` bytes of ``read`` (fewer at its end when not ``exact``) in a seekable
+    temporary file positioned at its start, with their count, fed to ``hashers`` on the
+    way; IncompleteBody when an ``exact`` read ends early."""
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        received = 0
+        while received < size:
+            data = read(min(block, size - received))
+            if not data:
+                if not exact:
+                    break
+                raise IncompleteBody(
+                    f"body ended after {received} of {size} bytes",
+                    details={"expected": size, "received": received},
+                )
+            for hasher in hashers:
+                hasher.update(data)
+            spool.write(data)
+            received += len(data)
+        spool.seek(0)
+        yield spool, received
 
 
 class S3OpenBlob:
@@ -32,17 +65,6 @@ class S3OpenBlob:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
-
-
-def read_up_to(read: Reader, size: int) -> bytearray:
-    """Up to ``size`` bytes of ``read``: fewer only at its end."""
-    data = bytearray()
-    while len(data) < size:
-        block = read(size - len(data))
-        if not block:
-            break
-        data += block
-    return data
 
 
 class Blocks:
