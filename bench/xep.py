@@ -12,6 +12,7 @@ every server process group is stopped, whatever happens.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -139,6 +140,30 @@ def small_rate(contender: Contender, plan: Plan, method: str, tag: str, workdir:
     return plan.small_requests / float(result["seconds"]), cpu_ms  # type: ignore[arg-type]
 
 
+def sha256_rate(size: int) -> float:
+    """MB/s of one SHA-256 over ``size`` bytes in 1 MiB updates (hashlib, one core)."""
+    hasher = hashlib.sha256()
+    start = time.perf_counter()
+    for _ in range(size // MiB):
+        hasher.update(BLOCK)
+    return size / MiB / (time.perf_counter() - start)
+
+
+def dd_rate(size: int, workdir: Path) -> float:
+    """MB/s of ``dd conv=fsync`` writing ``size`` bytes to a new file beside the contenders."""
+    target = workdir / "dd.bin"
+    os.sync()
+    start = time.perf_counter()
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={size // MiB}", "conv=fsync"],
+        check=True,
+        capture_output=True,
+    )
+    elapsed = time.perf_counter() - start
+    target.unlink()
+    return size / MiB / elapsed
+
+
 def purge(contender: Contender) -> None:
     """Drop stored bytes between rounds so the disk does not fill up."""
     for sub in ("root", "storage/blobs"):
@@ -227,6 +252,19 @@ def slow_puts(contender: Contender, plan: Plan, workdir: Path) -> dict[str, obje
 
 
 # -- reporting -------------------------------------------------------------------------
+def physical_limit(puts: list[float], limits: dict[str, list[float]]) -> str:
+    """The big PUT against "hash and fsync before 201": min(SHA-256 rate, dd conv=fsync rate),
+    both measured in the same round (issue 19's target: >= 0.85x)."""
+    sha, dd = limits["SHA-256 MB/s"], limits["dd conv=fsync MB/s"]
+    ratios = [put / min(s, d) for put, s, d in zip(puts, sha, dd, strict=True)]
+    return (
+        f"\nSHA-256 of one stream: median {statistics.median(sha):,.0f} MB/s;"
+        f" dd conv=fsync: median {statistics.median(dd):,.0f} MB/s;"
+        f" hmacfs PUT big / min(both), paired: median {statistics.median(ratios):.2f}x"
+        f" (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
 def paired(samples: dict[str, dict[str, list[float]]], metric: str, name: str, base: str) -> str:
     """The median of the per-round ratios ``name`` / ``base`` for ``metric`` ("" without both)."""
     if name not in samples or base not in samples:
@@ -238,6 +276,42 @@ def paired(samples: dict[str, dict[str, list[float]]], metric: str, name: str, b
 # The ratios the targets are stated in (issue 19): against nginx, the bare Flask app, and
 # for hmacfs behind nginx (X-Accel-Redirect) against nginx serving the file itself.
 RATIOS = (("hmacfs", "nginx"), ("hmacfs", "flask"), ("accel", "nginx"))
+
+
+def plot(samples: dict[str, dict[str, list[float]]], plan: Plan, target: Path) -> None:
+    """PUT and GET throughput (MB/s, medians) by file size for each contender, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    small = 4096 / MiB
+    series = {
+        "PUT": [
+            (4096, "PUT 4 KiB req/s", small),
+            (plan.medium, "PUT medium MB/s", 1),
+            (plan.big, "PUT big MB/s", 1),
+        ],
+        "GET": [(4096, "GET 4 KiB req/s", small), (plan.big, "GET big MB/s", 1)],
+    }
+    for axis, (method, points) in zip(axes, series.items(), strict=True):
+        for name, metrics in samples.items():
+            found = [
+                (size, statistics.median(metrics[key]) * scale)
+                for size, key, scale in points
+                if key in metrics
+            ]
+            if found:
+                axis.plot([p[0] for p in found], [p[1] for p in found], marker="o", label=name)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("file size, bytes (log)")
+        axis.set_ylabel("MB/s (log)")
+        axis.set_title(f"{method}, loopback (4 KiB: {plan.connections} connections)")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(target, dpi=100)
 
 
 def table(samples: dict[str, dict[str, list[float]]], names: list[str]) -> str:
@@ -266,6 +340,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--only", default=",".join(WORKLOADS), help=f"comma-separated workloads of {', '.join(WORKLOADS)}"
     )
+    parser.add_argument("--plot", type=Path, default=None, help="write throughput by file size as a PNG")
     parser.add_argument(
         "--contenders", default=",".join(CONTENDERS), help=f"comma-separated, of {', '.join(CONTENDERS)}"
     )
@@ -282,14 +357,16 @@ def main(argv: list[str]) -> int:
         for contender in contenders:
             contender.workdir.mkdir(parents=True)
             contender.start()
-        return _measure(contenders, plan, workdir, workloads)
+        return _measure(contenders, plan, workdir, workloads, args.plot)
     finally:
         for contender in contenders:
             contender.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _measure(contenders: list[Contender], plan: Plan, workdir: Path, workloads: tuple[str, ...]) -> int:
+def _measure(
+    contenders: list[Contender], plan: Plan, workdir: Path, workloads: tuple[str, ...], plot_to: Path | None
+) -> int:
     names = [c.name for c in contenders]
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in names}
     for index in range(plan.rounds):
@@ -297,9 +374,18 @@ def _measure(contenders: list[Contender], plan: Plan, workdir: Path, workloads: 
         for contender in order:
             for metric, value in run_round(contender, plan, index, workdir, workloads).items():
                 samples[contender.name].setdefault(metric, []).append(value)
+        if "big" in workloads:
+            limits = samples.setdefault("limits", {})
+            limits.setdefault("SHA-256 MB/s", []).append(sha256_rate(plan.big))
+            limits.setdefault("dd conv=fsync MB/s", []).append(dd_rate(plan.big, workdir))
         print(f"round {index + 1}/{plan.rounds} done, load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"big = {plan.big // MiB} MiB, medium = {plan.medium // MiB} MiB, rounds = {plan.rounds}")
+    limits = samples.pop("limits", None)
     print(table(samples, names))
+    if plot_to is not None:
+        plot(samples, plan, plot_to)
+    if limits is not None and "hmacfs" in samples:
+        print(physical_limit(samples["hmacfs"]["PUT big MB/s"], limits))
     hmacfs = next((c for c in contenders if c.name == "hmacfs"), None)
     if hmacfs is None or workloads != WORKLOADS:
         return 0
