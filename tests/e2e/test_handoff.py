@@ -208,6 +208,8 @@ def test_a_retry_from_another_network_takes_over_at_once(server: LiveServer, pro
             "previous": {"address": "127.0.0.1", "networkClass": "unknown"},
             "current": {"address": "127.0.0.2", "networkClass": "lte"},
         }]  # fmt: skip
+        # ... and the bodies from the new network went into the client's lte profile
+        assert _wait_for_profile(server, f"{upload.account}:%:lte"), "no lte profile measured"
     metrics = requests.get(f"{server.url}/metrics", timeout=10).text
     assert f'hmacfs_upload_network_changes_total{{from_network="unknown",protocol="{protocol}"' in metrics
     assert f'hmacfs_upload_takeovers_total{{protocol="{protocol}"}}' in metrics
@@ -242,6 +244,23 @@ def test_a_live_slow_writer_is_not_preempted_by_a_duplicate(server: LiveServer, 
         raw.close()
     assert _ok(upload.send(1)[0])
     _check_file(upload)
+
+
+def _wait_for_profile(server: LiveServer, pattern: str, limit: float = 10) -> bool:
+    """Whether a profile whose key matches ``pattern`` (SQL LIKE) has a measured body
+    within ``limit`` s (bodies are folded in after their request ends)."""
+    engine = sa.create_engine(server.database_url, poolclass=sa.pool.NullPool)
+    query = sa.text("SELECT count(*) FROM client_profiles WHERE key LIKE :p AND samples > 0")
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                if connection.execute(query, {"p": pattern}).scalar_one():
+                    return True
+            time.sleep(0.1)
+        return False
+    finally:
+        engine.dispose()
 
 
 def _events(server: LiveServer, account: uuid.UUID, kind: str) -> list[dict[str, Any]]:
