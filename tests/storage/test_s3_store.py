@@ -11,11 +11,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
+from sqlalchemy.orm import Session
 
+from hmacfs.files.orphans import ORPHAN_GRACE, collect_orphan_files
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.blob_store import StoreUnavailable
 from hmacfs.storage.s3 import S3BlobStore
@@ -231,3 +234,18 @@ def test_a_reused_blob_counts_as_changed_for_the_collector(store: S3BlobStore) -
     assert store.delete_blob(store.blob_key(sha), changed_before=time.time() + 60)
     assert list(store.list_blobs()) == []
     assert not store.delete_blob(store.blob_key(sha))
+
+
+def test_the_orphan_collector_clears_the_bucket(store: S3BlobStore, session: Session) -> None:
+    """The cleanup step on S3: a blob object no row names, the pieces of a part no upload
+    owns and a multipart upload a dying promotion left are all gone after the grace."""
+    data = b"orphan" * 100
+    store.receive("stray", io.BytesIO(data).read, len(data))
+    orphan = store.promote_part("stray", hashlib.sha256(data).hexdigest(), len(data)).storage_key
+    key = store.prefix + store.blob_key("4" * 64)
+    store.client.create_multipart_upload(Bucket=store.bucket, Key=key)
+    assert collect_orphan_files(session, store, datetime.now(UTC)) == 0  # all within the grace
+    later = datetime.now(UTC) + ORPHAN_GRACE + timedelta(minutes=1)
+    assert collect_orphan_files(session, store, later) == 3
+    assert not store.has_blob(orphan, len(data)) and store.part_size("stray") is None
+    assert not store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix).get("Uploads")
