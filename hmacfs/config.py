@@ -491,21 +491,33 @@ def _read_toml(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> d
 
 
 def _apply_environment(data: dict[str, Any], env: Mapping[str, str], problems: list[str]) -> None:
+    """The seed's variables, then ``HMACFS_<SECTION>__<KEY>``; a nested table's key takes one
+    more ``__`` per level (``HMACFS_STORAGE__S3__BUCKET``)."""
     for name, (section, key, convert) in _SEED_ENV.items():
         if env.get(name):
             data.setdefault(section, {})[key] = convert(env[name])
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == "HMACFS_CONFIG" or "__" not in name:
             continue
-        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        section, *tables, key = name[len(ENV_PREFIX) :].lower().split("__")
         if section not in Settings.model_fields:
             problems.append(f"{section}: unknown section (from {name})")
             continue
-        sub = data.setdefault(section, {})
-        if not isinstance(sub, dict):
-            problems.append(f"{section}: must be a table")
-            continue
-        sub[key] = _env_value(raw)
+        table = _table(data, [section, *tables], problems)
+        if table is not None:
+            table[key] = _env_value(raw)
+
+
+def _table(data: dict[str, Any], path: list[str], problems: list[str]) -> dict[str, Any] | None:
+    """The table at ``path`` in ``data``, made where missing; None (with a problem) where a
+    value that is not a table is in the way."""
+    table = data
+    for depth, name in enumerate(path):
+        table = table.setdefault(name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{'.'.join(path[: depth + 1])}: must be a table")
+            return None
+    return table
 
 
 def _env_value(raw: str) -> Any:

@@ -81,6 +81,25 @@ def test_unknown_environment_key_is_named(tmp_path: Path) -> None:
     assert problems(write(tmp_path, ""), env)[0].startswith("nope: unknown section")
 
 
+def test_environment_reaches_nested_tables(tmp_path: Path) -> None:
+    """One more ``__`` per level: [storage.s3] and the per-class [network_interfaces] tables."""
+    path = write(tmp_path, '[storage.s3]\nbucket = "from-file"\n')
+    env = {
+        **SECRETS,
+        "HMACFS_STORAGE__BACKEND": "s3",
+        "HMACFS_STORAGE__S3__BUCKET": "uploads",
+        "HMACFS_STORAGE__S3__ENDPOINT": "http://127.0.0.1:8333",
+        "HMACFS_STORAGE__S3__PATH_STYLE": "true",
+    }
+    s3 = load_settings(path, env).storage.s3
+    assert (s3.bucket, s3.endpoint, s3.path_style) == ("uploads", "http://127.0.0.1:8333", True)
+    assert problems(path, {**SECRETS, "HMACFS_STORAGE__S3__BUKET": "x"}) == ["storage.s3.buket: unknown key"]
+    with_path = write(tmp_path, '[storage]\npath = "/srv/up"\n')
+    assert problems(with_path, {**SECRETS, "HMACFS_STORAGE__PATH__X": "1"}) == [
+        "storage.path: must be a table"
+    ]
+
+
 def test_seed_environment_names(tmp_path: Path) -> None:
     env = {
         **SECRETS,
