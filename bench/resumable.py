@@ -7,6 +7,8 @@ Contenders, alternated round by round on the same server:
   drive4   the same over 4 parallel connections
   tus      tus creation, then 5 MiB PATCHes
   nginx    nginx's own single PUT (dav module) to local disk, when nginx is installed
+  tusnode  @tus/server 2.x with @tus/file-store (Node), the same 5 MiB PATCHes (no hash, no fsync)
+  tusnf    our tus PATCHes on a second server with [storage] fsync = false, beside tusnode
 Then: RSS growth of the server over one large upload, and many concurrent uploads.
 
 ``python -m bench resumable -- --quick`` for a smoke run; ``-- --only drive1,tus`` runs
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench._tus_peer import start_tus_peer
 from bench._upload_clients import (
     MiB,
     Source,
@@ -51,6 +54,9 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, 2 rounds: a smoke run")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument(
+        "--no-tus-peer", action="store_true", help="without @tus/server and the no-fsync server"
+    )
     parser.add_argument("--size-mib", type=int, default=None, help="override the main upload size")
     parser.add_argument(
         "--only", default=None, help="comma-separated contenders; only their table (for quick comparisons)"
@@ -170,20 +176,33 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-resumable-") as temp:
         root = Path(temp)
         server = LiveServer(root / "server", pg.create_database("hmacfs_bench"), workers=2)
+        nofsync = LiveServer(
+            root / "nofsync",
+            pg.create_database("hmacfs_bench"),
+            workers=2,
+            sections={"storage": {"fsync": False}},
+        )
         nginx = None if options.no_nginx else _start_nginx(root / "nginx")
+        peer = None if options.no_tus_peer else start_tus_peer(root / "tus-peer")
         try:
             server.start()
-            _run(options, server, nginx[1] if nginx else None)
+            if peer:
+                nofsync.start()
+            _run(options, server, nginx[1] if nginx else None, (peer[1], nofsync.url) if peer else None)
         finally:
             server.stop()
-            if nginx:
-                nginx[0].terminate()
-                nginx[0].wait(10)
+            nofsync.stop()
+            for process in (nginx[0] if nginx else None, peer[0] if peer else None):
+                if process is not None:
+                    process.terminate()
+                    process.wait(10)
             pg.drop_databases()
     return 0
 
 
-def _run(options: argparse.Namespace, server: LiveServer, nginx: str | None) -> None:
+def _run(
+    options: argparse.Namespace, server: LiveServer, nginx: str | None, tus_peers: tuple[str, str] | None
+) -> None:
     size = options.size
     source = Source.make(size)
     url = server.url
@@ -196,6 +215,10 @@ def _run(options: argparse.Namespace, server: LiveServer, nginx: str | None) -> 
     }
     if nginx:
         contenders["nginx"] = lambda: nginx_put(nginx, source, f"{uuid.uuid4().hex}.bin")
+    if tus_peers:
+        peer, nofsync = tus_peers
+        contenders["tusnode"] = lambda: tus_patches(peer, {}, source)
+        contenders["tusnf"] = lambda: tus_patches(nofsync, bearer(uuid.uuid4()), source)
     if options.only:
         names = {"single", *options.only.split(",")}
         contenders = {name: run for name, run in contenders.items() if name in names}
@@ -203,6 +226,11 @@ def _run(options: argparse.Namespace, server: LiveServer, nginx: str | None) -> 
     tus_single(url, bearer(uuid.uuid4()), Source.make(8 * MiB))  # warm-up
     times = _round_robin(contenders, options.rounds, size)
     print("\n".join(_table(times, size, "single")))
+    if "tusnode" in times:
+        for name in ("tus", "tusnf"):
+            if name in times:
+                paired = statistics.median(p / t for p, t in zip(times["tusnode"], times[name], strict=True))
+                print(f"{name} / @tus/server (throughput, paired median): {paired:.2f}x")
     if options.only:
         return
     completes = [drive_upload(url, bearer(uuid.uuid4()), source, 4).complete for _ in range(options.rounds)]
