@@ -50,7 +50,8 @@ class Rate:
 
 class JsonReporter:
     """One JSON object per line on ``out``: events as they happen, ``progress`` at most
-    every ``interval`` seconds per file (and at start and finish)."""
+    every ``interval`` seconds per file (and at start and finish, on a setback, and at
+    the first progress after another event of the file)."""
 
     def __init__(self, out: IO[str] | None = None, interval: float = 0.5) -> None:
         self._out = out or sys.stdout
@@ -77,7 +78,9 @@ class JsonReporter:
             entry["done"] += delta
             now = time.monotonic()
             entry["rate"].update(entry["done"], now)
-            if now - entry["last"] >= self._interval:
+            # A setback (bytes taken back after a failed request) is news at once, and
+            # so is the first progress after any other event of the file (a retry).
+            if delta < 0 or now - entry["last"] >= self._interval:
                 entry["last"] = now
                 self._progress(file, entry)
 
@@ -91,6 +94,8 @@ class JsonReporter:
     def event(self, kind: str, file: str, **fields: Any) -> None:
         with self._lock:
             self._emit({"event": kind, "file": file, **fields})
+            if file in self._files:
+                self._files[file]["last"] = 0.0
 
     def finish(self, file: str, **fields: Any) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from hmacfs.client.errors import Answer, ClientError
 # A body goes to the socket in blocks of this size: each one counts as progress (the
 # bar, the stall watch), which on a phone's 8 Mbit/s uplink is every quarter second.
 BLOCK = 256 * 1024
+FIRST_BLOCK = 64 * 1024
 USER_AGENT = "hmacfs-client/0.1"
 # Once a body is sent, silence until the answer is normal for a while: a re-sent chunk
 # waits on the server for the earlier writer's lock (up to timeouts.body_idle + 5 s).
@@ -167,8 +168,11 @@ class Connection:
                 self.stall_limit = None
 
     def _send_body(self, view: memoryview, on_sent: Callable[[int], None] | None) -> None:
-        for start in range(0, len(view), BLOCK):
-            block = view[start : start + BLOCK]
+        # The first block is small: on a fresh connection still in slow start (a new
+        # network), a 256 KiB send would show no progress for a second.
+        starts = [0, *range(FIRST_BLOCK, len(view), BLOCK)] if len(view) > FIRST_BLOCK else [0]
+        for start, end in zip(starts, [*starts[1:], len(view)], strict=True):
+            block = view[start:end]
             self._conn.send(block)
             self._last_activity = time.monotonic()
             if on_sent is not None:
