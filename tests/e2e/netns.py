@@ -9,13 +9,20 @@ that way). Traffic never leaves these two namespaces.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from tests.live import HMACFS, REPO, LiveServer
 
 SERVER_ADDRESS = "10.231.9.1"
+SERVER_PORT = 8080
+SERVER_URL = f"http://{SERVER_ADDRESS}:{SERVER_PORT}"
 _LINKS = {"wlan": ("10.231.1", "40mbit"), "wwan": ("10.231.2", "8mbit")}
+CLIENT_ADDRESSES = {name: f"{prefix}.2" for name, (prefix, _) in _LINKS.items()}  # the phone's, per link
 
 
 def _ip(*args: str) -> None:
@@ -43,6 +50,13 @@ class Phone:
 
     def in_server(self, *command: str) -> list[str]:
         return ["ip", "netns", "exec", self.server, *command]
+
+    def rx_bytes(self, link: str) -> int:
+        """Bytes the server's end of ``link`` ("wlan" or "wwan") has received."""
+        peer = f"{link}-{self.client.rsplit('-', 1)[1]}"
+        found = subprocess.run(self.in_server("cat", f"/sys/class/net/{peer}/statistics/rx_bytes"),
+                               capture_output=True, text=True, check=True, timeout=10)  # fmt: skip
+        return int(found.stdout)
 
     def switch_to_wwan(self) -> None:
         """wlan goes down (no FIN, no RST reaches the server) and the default route moves to wwan."""
@@ -89,3 +103,26 @@ def phone() -> Iterator[Phone]:
     finally:
         for namespace in (made.client, made.server):
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10, check=False)
+
+
+def serve_in(
+    namespaced: Phone, workdir: Path, sections: dict[str, dict[str, object]] | None = None
+) -> LiveServer:
+    """``hmacfs serve`` (one worker, SQLite: PostgreSQL is not reachable from there) in the
+    server namespace on ``SERVER_ADDRESS:SERVER_PORT``; returns once /health answers."""
+    server = LiveServer(workdir, f"sqlite:///{workdir / 'hmacfs.db'}", workers=1, sections=sections or {})
+    server.configure()
+    server.cli("db", "upgrade")
+    server.port = SERVER_PORT
+    log = (workdir / "server.log").open("ab")
+    server.process = subprocess.Popen(
+        namespaced.in_server(HMACFS, "serve", "--bind", f"0.0.0.0:{SERVER_PORT}", "--workers", "1"),
+        cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    health = f"http://127.0.0.1:{SERVER_PORT}/health"
+    probe = f"import urllib.request; urllib.request.urlopen('{health}', timeout=1)"
+    deadline = time.monotonic() + 60
+    while subprocess.run(namespaced.in_server("python3", "-c", probe), capture_output=True).returncode:
+        assert server.process.poll() is None and time.monotonic() < deadline, server.log()
+        time.sleep(0.2)
+    return server

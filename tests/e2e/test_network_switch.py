@@ -26,13 +26,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import bearer
-from tests.e2e.netns import SERVER_ADDRESS, Phone, netns_available, phone
-from tests.live import HMACFS, REPO, LiveServer
+from tests.e2e.netns import SERVER_URL, Phone, netns_available, phone, serve_in
+from tests.live import HMACFS, REPO
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
 SIZE = 48 * MiB
-PORT = 8080
 RECOVERY = 2.0  # seconds from the switch until bytes move again
 
 
@@ -47,24 +46,6 @@ def switched_phone() -> Iterator[Phone]:
         yield made
 
 
-def _serve_in(namespaced: Phone, workdir: Path) -> LiveServer:
-    server = LiveServer(workdir, f"sqlite:///{workdir / 'hmacfs.db'}", workers=1)
-    server.configure()
-    server.cli("db", "upgrade")
-    server.port = PORT
-    log = (workdir / "server.log").open("ab")
-    server.process = subprocess.Popen(
-        namespaced.in_server(HMACFS, "serve", "--bind", f"0.0.0.0:{PORT}", "--workers", "1"),
-        cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}/health', timeout=1)"
-    deadline = time.monotonic() + 60
-    while subprocess.run(namespaced.in_server("python3", "-c", probe), capture_output=True).returncode:
-        assert server.process.poll() is None and time.monotonic() < deadline, server.log()
-        time.sleep(0.2)
-    return server
-
-
 def _events(process: subprocess.Popen[str], into: queue.Queue[tuple[float, dict[str, Any]]]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
@@ -74,13 +55,13 @@ def _events(process: subprocess.Popen[str], into: queue.Queue[tuple[float, dict[
 def test_an_upload_moves_again_within_2_s_of_a_wifi_to_lte_switch(
     switched_phone: Phone, tmp_path: Path
 ) -> None:
-    server = _serve_in(switched_phone, tmp_path / "server")
+    server = serve_in(switched_phone, tmp_path / "server")
     payload = tmp_path / "video.mp4"
     payload.write_bytes(os.urandom(SIZE))
     token = bearer(uuid.uuid4())["Authorization"].removeprefix("Bearer ")
     client = subprocess.Popen(
         switched_phone.in_client(
-            HMACFS, "upload", str(payload), "--server", f"http://{SERVER_ADDRESS}:{PORT}", "--token", token,
+            HMACFS, "upload", str(payload), "--server", SERVER_URL, "--token", token,
             "--protocol", "tus", "--state-dir", str(tmp_path / "state"), "--json",
         ),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -102,7 +83,7 @@ def test_an_upload_moves_again_within_2_s_of_a_wifi_to_lte_switch(
     timeline = [
         (round(at - switched_at, 2), e["event"], e.get("bytes")) for at, e in seen if at > switched_at
     ]
-    print(f"moved again {moved_again - switched_at:.2f} s after the switch")
+    print(f"moved again {moved_again - switched_at:.2f} s after the switch", timeline[:15])
     assert moved_again - switched_at < RECOVERY, (moved_again - switched_at, timeline[:12], server.log())
     done = next(event for _, event in seen if event["event"] == "done")
     assert done.get("resumed_from", 0) > 0 or "network_change" in kinds  # continued, not restarted

@@ -1,7 +1,7 @@
 // Drives the real tus-js-client (Node) against a running hmacfs for
 // tests/e2e/test_tus_js_client.py. Usage:
 //   node tus_upload.js '{"endpoint": ..., "file": ..., "headers": {...}, ...}'
-// Options: metadata, chunkSize, abortAfter (bytes: abort the upload once the
+// Options: metadata, chunkSize, retryDelays (default: none), abortAfter (bytes: abort the upload once the
 // server has acknowledged at least this many), uploadUrl (resume an upload).
 // Prints one JSON line: {"url", "firstPatchOffset", "bytesAcknowledged", "aborted"}.
 "use strict";
@@ -26,7 +26,7 @@ const upload = new tus.Upload(file, {
   headers: options.headers || {},
   metadata: options.metadata || {},
   chunkSize: options.chunkSize || Infinity,
-  retryDelays: [],
+  retryDelays: options.retryDelays || [],
   onBeforeRequest(req) {
     // Where the client starts sending: 0 for a new upload, the server's offset on resume.
     if (req.getMethod() === "PATCH" && firstPatchOffset === null) {
