@@ -61,6 +61,7 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size-mib", type=int, default=5)
     parser.add_argument("--trickle", type=int, default=1000, help="concurrent trickling uploads")
     parser.add_argument("--big-mib", type=int, default=1024, help="the fast upload beside them")
+    parser.add_argument("--memory-rounds", type=int, default=3, help="alone/beside rounds of the big upload")
     parser.add_argument("--only", default="", help="links,memory (comma-separated parts)")
     parser.add_argument("--links", default=",".join(LINKS), help="which links (comma-separated)")
     return parser.parse_args(argv)
@@ -216,19 +217,55 @@ def run_memory(pg: PgServer, root: Path, options: argparse.Namespace) -> dict[st
     for arm in ARMS:
         server = _server(pg, root, arm)
         try:
-            results[arm] = _memory_arm(server, big, options.trickle)
+            results[arm] = _memory_arm(server, big, options.trickle, options.memory_rounds)
         finally:
             server.stop()
         print(f"  memory {arm:8} {results[arm]}", flush=True)
     return results
 
 
-def _memory_arm(server: LiveServer, big: Source, count: int) -> dict[str, Any]:
-    """The big PUT alone (best of two), then beside ``count`` tricklers; RSS growth."""
-    solo = max(big.size / xep_put(server.url, HMAC_SECRET, big) / MiB for _ in range(2))
+def _memory_arm(server: LiveServer, big: Source, count: int, rounds: int) -> dict[str, Any]:
+    """The big PUT alone and beside ``count`` tricklers, alternating for ``rounds`` rounds
+    (medians and per-round ratios, so neither side gets the quieter moments of a shared
+    machine), after one
+    untimed warm-up PUT; RSS growth is the peak during the rounds beside the tricklers.
+    A refused PUT beside them (the fixed arm's tricklers spend the budget: 503, or a reset
+    when the server answers before the body is sent) ends the rounds."""
+    xep_put(server.url, HMAC_SECRET, big)
     baseline = _worker_rss(server)
-    tricklers = Tricklers(server.port, count)
+    solos: list[float] = []
+    besides: list[float] = []
     peak = [baseline]
+    refused = ""
+    for round_ in range(rounds):
+        # Each timed PUT follows 3 s without one (the disk's write-back of the last PUT
+        # must not fall on one side only), and the order flips every round.
+        for side in ("solo", "beside") if round_ % 2 == 0 else ("beside", "solo"):
+            time.sleep(3)
+            if side == "solo":
+                solos.append(big.size / xep_put(server.url, HMAC_SECRET, big) / MiB)
+                continue
+            beside, refused = _beside_tricklers(server, big, count, peak)
+            if refused:
+                break
+            besides.append(beside)
+        if refused:
+            break
+    solo = statistics.median(solos)
+    beside_median = statistics.median(besides) if besides else 0.0
+    return {
+        "solo_mib_s": solo, "beside_mib_s": beside_median, "ratio": beside_median / solo,
+        "solo_rounds": solos, "beside_rounds": besides,
+        "round_ratios": [b / a for a, b in zip(solos, besides, strict=False)],
+        "rss_growth_mib": (max(peak) - baseline) / MiB, "baseline_rss_mib": baseline / MiB,
+        "tricklers": count, "refused": refused,
+    }  # fmt: skip
+
+
+def _beside_tricklers(server: LiveServer, big: Source, count: int, peak: list[int]) -> tuple[float, str]:
+    """One big PUT while ``count`` tricklers send, sampling RSS into ``peak``; (MiB/s, why
+    it was refused or "")."""
+    tricklers = Tricklers(server.port, count)
     sampling = threading.Event()
 
     def sample() -> None:
@@ -240,20 +277,14 @@ def _memory_arm(server: LiveServer, big: Source, count: int) -> dict[str, Any]:
         tricklers.open()
         time.sleep(3)
         try:
-            beside = big.size / xep_put(server.url, HMAC_SECRET, big) / MiB
-        except RuntimeError as exc:  # the fixed arm's tricklers can spend the whole budget: 503
-            beside, refused = 0.0, str(exc)[:200]
-        else:
-            refused = ""
-        time.sleep(2)
+            return big.size / xep_put(server.url, HMAC_SECRET, big) / MiB, ""
+        except (RuntimeError, OSError) as exc:
+            return 0.0, f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            time.sleep(2)
     finally:
         sampling.set()
         tricklers.close()
-    return {
-        "solo_mib_s": solo, "beside_mib_s": beside, "ratio": beside / solo,
-        "rss_growth_mib": (max(peak) - baseline) / MiB, "baseline_rss_mib": baseline / MiB,
-        "tricklers": count, "refused": refused,
-    }  # fmt: skip
 
 
 def main(argv: list[str]) -> int:
