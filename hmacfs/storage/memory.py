@@ -32,6 +32,7 @@ from hmacfs.storage.blob_store import (
     WrittenRange,
 )
 from hmacfs.storage.copying import Hasher, Reader, read_exactly
+from hmacfs.storage.range_lock import retry_lock
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -336,14 +337,7 @@ class MemoryRangeLock:
         sleep: Callable[[float], None] = time.sleep,
         exclusive: bool = True,
     ) -> bool:
-        deadline = time.monotonic() + timeout
-        pause = 0.002
-        while not self.try_lock(offset, length, exclusive=exclusive):
-            if time.monotonic() >= deadline:
-                return False
-            sleep(pause)
-            pause = min(pause * 2, 0.05)
-        return True
+        return retry_lock(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
 
     def unlock(self, offset: int, length: int) -> None:
         end = _end(offset, length)

@@ -29,6 +29,21 @@ _SET_LOCK = getattr(fcntl, "F_OFD_SETLK", 37)  # 37 on every Linux architecture
 _BUSY = (errno.EAGAIN, errno.EACCES)
 
 
+def retry_lock(try_lock: Callable[[], bool], timeout: float, sleep: Callable[[float], None]) -> bool:
+    """Call ``try_lock`` until it returns True (then True) or ``timeout`` seconds have
+    passed (then False), sleeping between attempts from 2 ms, doubling up to 50 ms: a
+    short wait is answered quickly, a long one costs few attempts. Every RangeLock's
+    ``wait_lock`` waits this way."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while not try_lock():
+        if time.monotonic() >= deadline:
+            return False
+        sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
+
+
 class PartLock:
     """Locks on byte ranges of one part file, through a descriptor of its own."""
 
@@ -58,14 +73,7 @@ class PartLock:
         exclusive: bool = True,
     ) -> bool:
         """``try_lock`` until it succeeds or ``timeout`` seconds have passed (then False)."""
-        deadline = time.monotonic() + timeout
-        pause = 0.002
-        while not self.try_lock(offset, length, exclusive=exclusive):
-            if time.monotonic() >= deadline:
-                return False
-            sleep(pause)
-            pause = min(pause * 2, 0.05)
-        return True
+        return retry_lock(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
 
     def unlock(self, offset: int, length: int) -> None:
         """Release [offset, offset + length) (a length of 0 means to the end of the file)."""

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, text
 
 from hmacfs.ports import lock_id
+from hmacfs.storage.range_lock import retry_lock
 
 _END = 1 << 62  # "to the end of the part" (a length of 0)
 
@@ -57,16 +58,6 @@ def _subtract(spans: list[Span], start: int, end: int) -> list[Span]:
         if end < high:
             kept.append((end, high, exclusive))
     return kept
-
-
-def _wait(try_lock: Callable[[], bool], timeout: float, sleep: Callable[[float], None]) -> bool:
-    deadline, pause = time.monotonic() + timeout, 0.002
-    while not try_lock():
-        if time.monotonic() >= deadline:
-            return False
-        sleep(pause)
-        pause = min(pause * 2, 0.05)
-    return True
 
 
 class MemoryRangeLocks:
@@ -119,7 +110,7 @@ class MemoryRangeLock:
         sleep: Callable[[float], None] = time.sleep,
         exclusive: bool = True,
     ) -> bool:
-        return _wait(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
+        return retry_lock(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
 
     def unlock(self, offset: int, length: int) -> None:
         start, end, _ = _span(offset, length, True)
@@ -218,7 +209,7 @@ class AdvisoryRangeLock:
         sleep: Callable[[float], None] = time.sleep,
         exclusive: bool = True,
     ) -> bool:
-        return _wait(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
+        return retry_lock(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
 
     def unlock(self, offset: int, length: int) -> None:
         """Release the bytes here, and the advisory keys of every range within them."""
