@@ -32,7 +32,7 @@ from hmacfs.storage.blob_store import (
     WrittenRange,
 )
 from hmacfs.storage.copying import Hasher, Reader, read_exactly
-from hmacfs.storage.range_lock import retry_lock
+from hmacfs.storage.shared_range_lock import MemoryRangeLock, MemoryRangeLocks
 
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -63,7 +63,7 @@ class _Shared:
     def __init__(self, capacity: int | None) -> None:
         self.guard = threading.RLock()
         self.roots: dict[str, _Root] = {}
-        self.locks: dict[tuple[str, str], dict[MemoryRangeLock, list[tuple[int, int, bool]]]] = {}
+        self.locks = MemoryRangeLocks()
         self.capacity = capacity
         self.unavailable = False
 
@@ -183,7 +183,7 @@ class MemoryBlobStore:
 
     def lock_part(self, part: str) -> MemoryRangeLock:
         self._part(part)
-        return MemoryRangeLock(self._shared, (self._root, part))
+        return self._shared.locks.lock(f"{self._root}/{part}")  # a part name has no "/"
 
     def delete_part(self, part: str) -> None:
         _check_part(part)
@@ -304,66 +304,6 @@ class MemoryOpenBlob:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
-
-
-class MemoryRangeLock:
-    """``RangeLock`` among the stores of one MemoryBlobStore: a range conflicts with another
-    lock's overlapping range unless both are shared."""
-
-    def __init__(self, shared: _Shared, key: tuple[str, str]) -> None:
-        self._shared, self._key = shared, key
-        self._closed = False
-
-    def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
-        end = _end(offset, length)
-        with self._shared.guard:
-            if self._closed:
-                raise ValueError("the lock was closed")
-            holders = self._shared.locks.setdefault(self._key, {})
-            for other, ranges in holders.items():
-                if other is not self and any(
-                    (exclusive or mine) and start < end and offset < stop for start, stop, mine in ranges
-                ):
-                    return False
-            holders.setdefault(self, []).append((offset, end, exclusive))
-            return True
-
-    def wait_lock(
-        self,
-        offset: int,
-        length: int,
-        *,
-        timeout: float,
-        sleep: Callable[[float], None] = time.sleep,
-        exclusive: bool = True,
-    ) -> bool:
-        return retry_lock(lambda: self.try_lock(offset, length, exclusive=exclusive), timeout, sleep)
-
-    def unlock(self, offset: int, length: int) -> None:
-        end = _end(offset, length)
-        with self._shared.guard:
-            ranges = self._shared.locks.get(self._key, {}).get(self, [])
-            ranges[:] = [piece for held in ranges for piece in _without(held, offset, end)]
-
-    def close(self) -> None:
-        with self._shared.guard:
-            self._closed = True
-            holders = self._shared.locks.get(self._key, {})
-            holders.pop(self, None)
-            if not holders:
-                self._shared.locks.pop(self._key, None)
-
-
-def _end(offset: int, length: int) -> int:
-    """The end of a lock range (length 0: to the end of any part)."""
-    return offset + length if length else 1 << 62
-
-
-def _without(held: tuple[int, int, bool], start: int, end: int) -> list[tuple[int, int, bool]]:
-    """What stays locked of ``held`` once [start, end) is released (as fcntl splits a lock)."""
-    first, last, exclusive = held
-    pieces = [(first, min(last, start), exclusive), (max(first, end), last, exclusive)]
-    return [(a, b, kind) for a, b, kind in pieces if a < b]
 
 
 def _check_part(part: str) -> None:

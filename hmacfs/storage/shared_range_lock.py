@@ -9,7 +9,7 @@ several machines, so:
   locks do: overlapping ranges of two locks conflict unless both are shared, the
   ranges of one lock never conflict with each other, and unlocking a range
   releases those bytes (a lock holding [0, 10) and [5, 15) is free after
-  unlocking [0, 15));
+  unlocking [0, 15)). ``MemoryBlobStore`` uses it alone for its locks;
 - **between processes and nodes**, ``AdvisoryRangeLock`` adds PostgreSQL
   session-level advisory locks, on one connection per process
   (``AdvisorySession``; released when the process dies): a range takes the part's key
@@ -66,21 +66,25 @@ class MemoryRangeLocks:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._held: dict[str, dict[int, list[Span]]] = {}  # part -> lock id -> its spans
+        # part -> lock -> its spans (keyed by the lock itself, not its id(), which a later
+        # lock could reuse after an unclosed one was dropped)
+        self._held: dict[str, dict[MemoryRangeLock, list[Span]]] = {}
 
     def lock(self, name: str) -> MemoryRangeLock:
         return MemoryRangeLock(self, name)
 
-    def _try(self, name: str, owner: int, span: Span) -> bool:
+    def _try(self, name: str, owner: MemoryRangeLock, span: Span) -> bool:
         with self._guard:
+            if owner.closed:
+                raise ValueError("the lock was closed")
             holders = self._held.setdefault(name, {})
             for other, spans in holders.items():
-                if other != owner and any(_conflict(span, held) for held in spans):
+                if other is not owner and any(_conflict(span, held) for held in spans):
                     return False
             holders.setdefault(owner, []).append(span)
             return True
 
-    def _release(self, name: str, owner: int, start: int = 0, end: int = _END) -> None:
+    def _release(self, name: str, owner: MemoryRangeLock, start: int = 0, end: int = _END) -> None:
         with self._guard:
             holders = self._held.get(name, {})
             left = _subtract(holders.get(owner, []), start, end)
@@ -93,13 +97,14 @@ class MemoryRangeLocks:
 
 
 class MemoryRangeLock:
-    """A RangeLock of ``MemoryRangeLocks`` (see the module)."""
+    """A RangeLock of ``MemoryRangeLocks`` (see the module); ValueError once closed."""
 
     def __init__(self, locks: MemoryRangeLocks, name: str) -> None:
         self._locks, self._name = locks, name
+        self.closed = False
 
     def try_lock(self, offset: int, length: int, *, exclusive: bool = True) -> bool:
-        return self._locks._try(self._name, id(self), _span(offset, length, exclusive))
+        return self._locks._try(self._name, self, _span(offset, length, exclusive))
 
     def wait_lock(
         self,
@@ -114,10 +119,11 @@ class MemoryRangeLock:
 
     def unlock(self, offset: int, length: int) -> None:
         start, end, _ = _span(offset, length, True)
-        self._locks._release(self._name, id(self), start, end)
+        self._locks._release(self._name, self, start, end)
 
     def close(self) -> None:
-        self._locks._release(self._name, id(self))
+        self.closed = True
+        self._locks._release(self._name, self)
 
 
 class AdvisorySession:
