@@ -52,6 +52,22 @@ def s3_server(
 SeaweedFSLike = SeaweedS3
 
 
+@contextlib.contextmanager
+def running_s3_server(
+    store: SeaweedS3, pg_server: PgServer | None, workdir: Any, **sections: dict[str, Any]
+) -> Iterator[LiveServer]:
+    """``s3_server`` started with ``store``'s credentials in its environment (which it
+    inherits, also when restarted inside the block); stopped on leaving the block."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in store.env.items():
+            patch.setenv(name, value)
+        live = s3_server(store, pg_server, workdir, **sections).start()
+        try:
+            yield live
+        finally:
+            live.stop()
+
+
 def _bound(name: str, size: int) -> dict[str, str]:
     """The multipart POST's signed headers for ``name`` of ``size`` bytes."""
     return sign_upload(HMAC_SECRET, SignedUpload("POST", "/upload", int(time.time()) + 600, name, size))
@@ -61,14 +77,8 @@ def _bound(name: str, size: int) -> dict[str, str]:
 def server(
     seaweed: SeaweedS3, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in seaweed.env.items():  # the server inherits the credentials
-            patch.setenv(name, value)
-        live = s3_server(seaweed, pg_server, tmp_path_factory.mktemp("s3-server")).start()
-        try:
-            yield live
-        finally:
-            live.stop()
+    with running_s3_server(seaweed, pg_server, tmp_path_factory.mktemp("s3-server")) as live:
+        yield live
 
 
 def prefix_of(server: LiveServer) -> str:
@@ -247,14 +257,8 @@ def test_an_abandoned_upload_expires_with_its_pieces(server: LiveServer, seaweed
 def test_redirect_downloads_go_to_a_presigned_url(
     seaweed: SeaweedS3, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in seaweed.env.items():
-            patch.setenv(name, value)
-        live = s3_server(
-            seaweed, pg_server, tmp_path_factory.mktemp("s3-redirect"), s3={"download": "redirect"}
-        )
-        live.start()
-    try:
+    workdir = tmp_path_factory.mktemp("s3-redirect")
+    with running_s3_server(seaweed, pg_server, workdir, s3={"download": "redirect"}) as live:
         body = os.urandom(40 * KiB)
         url = slot_url(live, "redir/a.bin", len(body), secret=HMAC_SECRET)
         put = requests.put(url, data=body, timeout=30)
@@ -267,8 +271,6 @@ def test_redirect_downloads_go_to_a_presigned_url(
         )
         ranged = requests.get(answer.headers["Location"], headers={"Range": "bytes=100-199"}, timeout=10)
         assert ranged.status_code == 206 and ranged.content == body[100:200]
-    finally:
-        live.stop()
 
 
 def test_kill_nine_mid_upload_then_resume(server: LiveServer, seaweed: SeaweedS3) -> None:
@@ -308,14 +310,8 @@ def test_kill_nine_mid_upload_then_resume(server: LiveServer, seaweed: SeaweedS3
 def test_seaweedfs_restart_mid_upload_is_a_clean_503_then_resumes(
     own_seaweed: SeaweedS3, pg_server: PgServer | None, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in own_seaweed.env.items():
-            patch.setenv(name, value)
-        live = s3_server(
-            own_seaweed, pg_server, tmp_path_factory.mktemp("s3-restart"), s3={"connect_timeout": "1s"}
-        )
-        live.start()
-    try:
+    workdir = tmp_path_factory.mktemp("s3-restart")
+    with running_s3_server(own_seaweed, pg_server, workdir, s3={"connect_timeout": "1s"}) as live:
         auth = bearer(uuid.uuid4())
         payload = os.urandom(CHUNK * 4)
         task = _drive_create(live, auth, payload)["taskId"]
@@ -335,5 +331,3 @@ def test_seaweedfs_restart_mid_upload_is_a_clean_503_then_resumes(
         assert stored(own_seaweed, live, file.json()["hash"]) == payload
         time.sleep(0)  # the server's log below says why if anything failed
         assert "Traceback" not in live.log()
-    finally:
-        live.stop()
