@@ -36,6 +36,7 @@ from hmacfs.network_settings import (
     NetworkInterfacesSettings,
     NetworkResilienceSettings,
     refuse_performance_seed_keys,
+    refuse_streaming_seed_keys,
 )
 from hmacfs.s3_settings import S3Settings
 from hmacfs.units import format_duration, parse_duration, parse_size
@@ -252,6 +253,11 @@ class StreamingSettings(_Section):
     sendfile: bool = True
     x_accel_redirect: bool = False
     x_accel_prefix: str = "/internal/"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_keys(cls, data: Any) -> Any:
+        return refuse_streaming_seed_keys(data)
 
 
 class Xep0363Settings(_Section):

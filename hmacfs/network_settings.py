@@ -96,6 +96,35 @@ _NOT_CHOSEN_BY_SERVER = (
 )
 
 
+_CLIENTS_RETRY = (
+    "retries are the client's to pace (hmacfs upload and the JS client back off exponentially); "
+    "the server answers busy and limited requests 503/429 with Retry-After"
+)
+# The dual-stack seed's [streaming] keys beyond range_requests, and why each is refused.
+_STREAMING_SEED_KEYS = {
+    "bandwidth_estimation": (
+        "every upload connection is measured while [network_resilience] enabled = true; set that"
+    ),
+    "connection_multiplexing": "HTTP/2 multiplexing is the reverse proxy's (nginx) job in front of hmacfs",
+    "quality_adaptation": (
+        "files are stored and served as uploaded (no transcoding); sizes adapt per client through "
+        "[performance] chunk_strategy and buffer_strategy"
+    ),
+    "automatic_retry": _CLIENTS_RETRY,
+    "exponential_backoff": _CLIENTS_RETRY,
+    "circuit_breaker": (
+        "a database or store fault is answered 503 at once and /health/uploads reports it; a proxy or client "
+        "decides when to try again"
+    ),
+}
+
+
+def refuse_streaming_seed_keys(data: Any) -> Any:
+    """``[streaming]``: refuse the dual-stack seed's keys above, naming why; switching
+    measurement off by ``bandwidth_estimation = false`` would not, so it is refused too."""
+    return _refuse(data, _STREAMING_SEED_KEYS, even_false=frozenset({"bandwidth_estimation"}))
+
+
 class NetworkResilienceSettings(_Section):
     enabled: bool = True
     multi_interface_enabled: bool = True

@@ -184,6 +184,21 @@ def test_the_seeds_performance_keys_are_refused_saying_why(tmp_path: Path, line:
     assert load_settings(write(tmp_path, "[performance]\nfully_adaptive = false\n"), SECRETS)
 
 
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("bandwidth_estimation = false", "every upload connection is measured"),
+        ("connection_multiplexing = true", "HTTP/2 multiplexing is the reverse proxy's"),
+        ("exponential_backoff = true", "retries are the client's to pace"),
+        ("circuit_breaker = true", "a database or store fault is answered 503 at once"),
+    ],
+)
+def test_the_seeds_streaming_keys_are_refused_saying_why(tmp_path: Path, line: str, reason: str) -> None:
+    [problem] = problems(write(tmp_path, f"[streaming]\n{line}\n"), SECRETS)
+    assert problem.startswith(f"streaming: {line.split(' ', 1)[0]}: refused: {reason}"), problem
+    assert load_settings(write(tmp_path, "[streaming]\nquality_adaptation = false\n"), SECRETS)
+
+
 def test_network_classes_are_validated(tmp_path: Path) -> None:
     path = write(tmp_path, '[network_interfaces]\nlte = { buffer_size = "4MB" }\n')
     assert any(p.startswith("network_interfaces.lte.buffer_size:") for p in problems(path, SECRETS))
