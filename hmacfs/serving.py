@@ -114,9 +114,11 @@ def post_worker_init(worker: Any) -> None:
     from hmacfs.events.delivery import start_event_delivery
     from hmacfs.maintenance import cleanup_forever
     from hmacfs.uploads.running_hash import start_advancing
+    from hmacfs.web.adaptive import save_in_background
     from hmacfs.xep0363.slot_cache import FILES_CHANNEL
 
     services = worker.wsgi.extensions["hmacfs"]
+    save_in_background(worker.wsgi)
     gevent.spawn(cleanup_forever, services, cleanup_steps(), gevent.sleep)
     start_advancing(services, gevent.spawn)
     start_event_delivery(
