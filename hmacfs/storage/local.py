@@ -346,30 +346,34 @@ class LocalBlobStore:
             data = read_exactly(read, length)
             offload(self._write_new, self.part_path(part), data)
             return WrittenRange(0, length, hashlib.sha256(data).hexdigest())
-        fd = self._create(self.part_path(part))
-        try:
+
+        def fill(fd: int) -> WrittenRange:
             preallocate(fd, length)
             hasher = hashlib.sha256()
             copy_into(fd, 0, read, length, hashers=(hasher,), **self._copying)
-            if self.fsync:
-                offload(os.fsync, fd)
-        except BaseException:
-            os.close(fd)
-            self.delete_part(part)
-            raise
-        os.close(fd)
-        return WrittenRange(0, length, hasher.hexdigest())
+            return WrittenRange(0, length, hasher.hexdigest())
+
+        return self._fill_new_part(part, fill)
 
     def _receive_to_end(self, part: str, read: Reader) -> WrittenRange:
         """Stream ``read`` until it returns b"" into a new part, hashing it; fsync. The
         part is removed on any failure (a limit the reader enforces too)."""
-        hasher, size = hashlib.sha256(), 0
-        fd = self._create(self.part_path(part))
-        try:
+
+        def fill(fd: int) -> WrittenRange:
+            hasher, size = hashlib.sha256(), 0
             while data := read(self.buffer_size):
                 hasher.update(data)
                 write_all(fd, data, size)
                 size += len(data)
+            return WrittenRange(0, size, hasher.hexdigest())
+
+        return self._fill_new_part(part, fill)
+
+    def _fill_new_part(self, part: str, fill: Callable[[int], WrittenRange]) -> WrittenRange:
+        """Create the part, ``fill`` its descriptor, fsync it; removed again on any failure."""
+        fd = self._create(self.part_path(part))
+        try:
+            written = fill(fd)
             if self.fsync:
                 offload(os.fsync, fd)
         except BaseException:
@@ -377,7 +381,7 @@ class LocalBlobStore:
             self.delete_part(part)
             raise
         os.close(fd)
-        return WrittenRange(0, size, hasher.hexdigest())
+        return written
 
     def _write_new(self, path: Path, data: bytes | bytearray) -> None:
         """Create ``path`` holding ``data``, fsynced; nothing remains if that fails."""
