@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from hmacfs.storage.intervals import subtract
+
 _PIECE = re.compile(r"^p/([0-9a-f]{16})-([0-9a-f]{16})$")
 _MARKER = re.compile(r"^size-([0-9]+|none)$")
 
@@ -136,19 +138,10 @@ def cover(pieces: list[Piece], start: int, length: int) -> list[Segment]:
 
 def _uncovered(low: int, high: int, claimed: list[tuple[int, int, Piece]]) -> list[tuple[int, int]]:
     """The parts of [low, high) that no claimed interval holds."""
-    gaps = [(low, high)]
+    gaps: list[tuple[int, int, None]] = [(low, high, None)]
     for taken_low, taken_high, _ in claimed:
-        next_gaps = []
-        for gap_low, gap_high in gaps:
-            if taken_high <= gap_low or taken_low >= gap_high:
-                next_gaps.append((gap_low, gap_high))
-                continue
-            if gap_low < taken_low:
-                next_gaps.append((gap_low, taken_low))
-            if taken_high < gap_high:
-                next_gaps.append((taken_high, gap_high))
-        gaps = next_gaps
-    return gaps
+        gaps = subtract(gaps, taken_low, taken_high)
+    return [(gap_low, gap_high) for gap_low, gap_high, _ in gaps]
 
 
 def covered_length(segments: list[Segment]) -> int:

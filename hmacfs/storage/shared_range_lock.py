@@ -30,6 +30,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, text
 
 from hmacfs.ports import lock_id
+from hmacfs.storage.intervals import subtract
 from hmacfs.storage.range_lock import retry_lock
 
 _END = 1 << 62  # "to the end of the part" (a length of 0)
@@ -44,20 +45,6 @@ def _span(offset: int, length: int, exclusive: bool) -> Span:
 def _conflict(wanted: Span, held: Span) -> bool:
     overlaps = wanted[0] < held[1] and held[0] < wanted[1]
     return overlaps and (wanted[2] or held[2])
-
-
-def _subtract(spans: list[Span], start: int, end: int) -> list[Span]:
-    """``spans`` without the bytes [start, end) (a span across it is split)."""
-    kept = []
-    for low, high, exclusive in spans:
-        if high <= start or low >= end:
-            kept.append((low, high, exclusive))
-            continue
-        if low < start:
-            kept.append((low, start, exclusive))
-        if end < high:
-            kept.append((end, high, exclusive))
-    return kept
 
 
 class MemoryRangeLocks:
@@ -87,7 +74,7 @@ class MemoryRangeLocks:
     def _release(self, name: str, owner: MemoryRangeLock, start: int = 0, end: int = _END) -> None:
         with self._guard:
             holders = self._held.get(name, {})
-            left = _subtract(holders.get(owner, []), start, end)
+            left = subtract(holders.get(owner, []), start, end)
             if left:
                 holders[owner] = left
             else:
