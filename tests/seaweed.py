@@ -27,6 +27,7 @@ import pytest
 from tests.pg import free_port
 
 START_TIMEOUT = 60.0  # seconds; it usually answers within a few
+_PROBE = ".ready-probe"  # written and read back at start; outside every test prefix
 ACCESS_KEY = "hmacfs-test-key"
 SECRET_KEY = "hmacfs-test-secret-0123456789"
 BUCKET = "hmacfs"
@@ -124,8 +125,9 @@ class SeaweedS3:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        """Until a signed listing of the bucket succeeds (the gateway, the filer and the
-        bucket are then all up)."""
+        """Until a signed listing of the bucket succeeds and a probe object can be written and
+        read back (the gateway, the filer, the bucket and a volume server are then all up: a
+        listing alone answered while reads still failed with InternalError after a restart)."""
         client, deadline = self.client(), time.monotonic() + timeout
         while True:
             assert self.process is not None
@@ -133,6 +135,9 @@ class SeaweedS3:
                 raise RuntimeError(f"weed mini exited early:\n{self.log()[-4000:]}")
             try:
                 client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+                client.put_object(Bucket=self.bucket, Key=_PROBE, Body=b"ready")
+                assert client.get_object(Bucket=self.bucket, Key=_PROBE)["Body"].read() == b"ready"
+                client.delete_object(Bucket=self.bucket, Key=_PROBE)
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:
