@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench._upload_clients import call, connect
+
 MiB = 1024 * 1024
 BLOCK = MiB  # send and read block of every client
 
@@ -62,11 +64,6 @@ def seed(part: int) -> bytes:
     return os.urandom(part)
 
 
-def _connect(base: str) -> http.client.HTTPConnection:
-    parts = urlsplit(base)
-    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600, blocksize=BLOCK)
-
-
 def _call(
     conn: http.client.HTTPConnection,
     method: str,
@@ -74,12 +71,11 @@ def _call(
     body: Any = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
-    if response.status >= 300:
-        raise RuntimeError(f"{method} {path}: HTTP {response.status}: {data[:300]!r}")
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    """``call``, with any answer of 300 or more raised as a failed round."""
+    status, answer, data = call(conn, method, path, body, headers)
+    if status >= 300:
+        raise RuntimeError(f"{method} {path}: HTTP {status}: {data[:300]!r}")
+    return status, answer, data
 
 
 @dataclass(frozen=True)
@@ -90,7 +86,7 @@ class Uploaded:
 
 def drive(base: str, auth: dict[str, str], payload: Payload, streams: int) -> Uploaded:
     """Drive create, parts over ``streams`` connections, complete (hash checked)."""
-    conn = _connect(base)
+    conn = connect(base)
     body = {"fileName": "bench.bin", "fileSize": payload.size, "contentType": "application/octet-stream",
             "chunkSize": payload.part, "hash": payload.sha256}  # fmt: skip
     _, _, data = _call(conn, "POST", "/api/files/upload/create", json.dumps(body),
@@ -116,7 +112,7 @@ def drive(base: str, auth: dict[str, str], payload: Payload, streams: int) -> Up
 def tus(base: str, auth: dict[str, str], payload: Payload) -> float:
     """tus creation, then one PATCH per part on one connection; the seconds of the last
     PATCH (its part, the hash check and the assembly)."""
-    conn = _connect(base)
+    conn = connect(base)
     tus_headers = {**auth, "Tus-Resumable": "1.0.0"}
     _, answer, _ = _call(conn, "POST", "/files/", None, {**tus_headers, "Upload-Length": str(payload.size)})
     path = urlsplit(answer["location"]).path
@@ -131,7 +127,7 @@ def tus(base: str, auth: dict[str, str], payload: Payload) -> float:
 
 def get(base: str, path: str, auth: dict[str, str], size: int) -> None:
     """One GET of the whole file, read in 1 MiB blocks and dropped."""
-    conn = _connect(base)
+    conn = connect(base)
     conn.request("GET", path, headers=auth)
     response = conn.getresponse()
     if response.status != 200:
@@ -181,7 +177,7 @@ def in_parallel(streams: int, count: int, send: Callable[[Any, int], object], ba
     pending = list(range(count))
 
     def worker() -> None:
-        conn = _connect(base) if base else None
+        conn = connect(base) if base else None
         try:
             while True:
                 with lock:
