@@ -67,13 +67,18 @@ def problem(description: str) -> Json:
 def errors(*statuses: int) -> Json:
     """The problem responses of ``statuses``, plus what any operation may answer: 400 (a
     NUL or other forbidden character in the path, query or headers, refused before any
-    handler), 429 (rate limits) and 503 (the database unavailable)."""
+    handler), 414 (a request line past gunicorn's limit), 429 (rate limits) and 503 (the
+    database unavailable)."""
     answers = {str(status): problem(ERROR_MEANINGS[status]) for status in sorted({*statuses, 400, 429, 503})}
-    if "400" in answers:
-        # A request gunicorn cannot parse (a broken chunked body, a bad header) is answered
-        # by gunicorn itself, before the app, with a small HTML page.
-        answers["400"]["content"]["text/html"] = {"schema": STRING}
-    return answers
+    # A request gunicorn cannot parse (a broken chunked body, a bad header) is answered
+    # by gunicorn itself, before the app, with a small HTML page; so is a request line
+    # longer than its limit_request_line (4094 bytes), as 414.
+    answers["400"]["content"]["text/html"] = {"schema": STRING}
+    answers["414"] = {"description": _TOO_LONG, "content": {"text/html": {"schema": STRING}}}
+    return dict(sorted(answers.items()))
+
+
+_TOO_LONG = "The request line (method, path and query) is longer than gunicorn's 4094-byte limit"
 
 
 ERROR_MEANINGS = {
