@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench._upload_clients import call, connect
+from bench._upload_clients import call, connect, in_parallel
 
 MiB = 1024 * 1024
 BLOCK = MiB  # send and read block of every client
@@ -167,37 +167,6 @@ def _drain(read: Callable[[int], bytes], size: int) -> None:
         received += len(block)
     if received != size:
         raise RuntimeError(f"read {received} bytes of {size}")
-
-
-def in_parallel(streams: int, count: int, send: Callable[[Any, int], object], base: str | None) -> None:
-    """``send(conn, index)`` for every index over ``streams`` threads, each with its own
-    connection to ``base`` (None: no connection); the first error is raised."""
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    pending = list(range(count))
-
-    def worker() -> None:
-        conn = connect(base) if base else None
-        try:
-            while True:
-                with lock:
-                    if not pending or errors:
-                        return
-                    index = pending.pop(0)
-                send(conn, index)
-        except BaseException as exc:  # reported by the caller
-            errors.append(exc)
-        finally:
-            if conn is not None:
-                conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(streams)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def timed(run: Callable[[], object]) -> tuple[float, object]:

@@ -170,7 +170,7 @@ def drive_upload(base: str, auth: dict[str, str], source: Source, streams: int) 
     _check(status, 200, data, "drive create")
     created = json.loads(data)
     task, count = created["taskId"], created["chunksCount"]
-    _parallel(streams, count, lambda c, i: _send_chunk(c, auth, task, i, source.chunk(i)), base)
+    in_parallel(streams, count, lambda c, i: _send_chunk(c, auth, task, i, source.chunk(i)), base)
     before_complete = time.perf_counter()
     status, _, data = call(conn, "POST", f"/api/files/upload/complete/{task}", None, auth)
     _check(status, 200, data, "drive complete")
@@ -189,26 +189,27 @@ def _send_chunk(
     _check(status, 200, data, f"chunk {index}")
 
 
-def _parallel(
-    streams: int, count: int, send: Callable[[http.client.HTTPConnection, int], None], base: str
-) -> None:
+def in_parallel(streams: int, count: int, send: Callable[[Any, int], object], base: str | None) -> None:
+    """``send(conn, index)`` for every index over ``streams`` threads, each with its own
+    connection to ``base`` (None: no connection); the first error is raised."""
     errors: list[BaseException] = []
     lock = threading.Lock()
-    queue = list(range(count))
+    pending = list(range(count))
 
     def worker() -> None:
-        conn = connect(base)
+        conn = connect(base) if base else None
         try:
             while True:
                 with lock:
-                    if not queue or errors:
+                    if not pending or errors:
                         return
-                    index = queue.pop(0)
+                    index = pending.pop(0)
                 send(conn, index)
         except BaseException as exc:  # reported by the caller
             errors.append(exc)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(streams)]
     for thread in threads:
