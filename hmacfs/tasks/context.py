@@ -25,6 +25,7 @@ from hmacfs.tasks.events import (
 )
 from hmacfs.tasks.output import part_prefix
 from hmacfs.tasks.queue import ClaimedTask
+from hmacfs.tasks.sql import skip_wal_wait
 
 
 class TaskError(Exception):
@@ -160,7 +161,7 @@ class TaskContext:
         with self.services.db.sessions() as session:
             now, lease = self.services.clock.now(), self.services.settings.tasks.lease_duration
             if not self.services.settings.tasks.durable_commits:
-                queue.skip_wal_wait(session)
+                skip_wal_wait(session)
             task = queue.lock_owned(session, self.row_id, self.owner, now, lease)
             if task is None:
                 session.rollback()
@@ -184,7 +185,7 @@ class TaskContext:
         with self.services.db.sessions() as session:
             now = self.services.clock.now()
             if not self.services.settings.tasks.durable_commits:
-                queue.skip_wal_wait(session)
+                skip_wal_wait(session)
             written = {**self.saved_results, **self.results}
             if not queue.complete_owned(session, self.row_id, self.owner, written, now):
                 session.rollback()

@@ -14,28 +14,15 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, or_, select, text, update
+from sqlalchemy import CursorResult, Integer, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import is_postgresql
 from hmacfs.models import Task
 from hmacfs.models.status import TaskStatus
 from hmacfs.tasks.counting import count_finished
 from hmacfs.tasks.events import publish_task_event
 from hmacfs.tasks.output import discard_partial_output
-
-_NO_WAL_WAIT = text("SET LOCAL synchronous_commit TO off")
-
-
-def skip_wal_wait(session: Session) -> None:
-    """Let this transaction's commit return before its WAL is flushed (PostgreSQL only).
-
-    Crash-safe in the sense that matters: PostgreSQL may lose the last such
-    commits in a crash of its own, but never applies part of one.
-    """
-    if is_postgresql(session):
-        session.execute(_NO_WAL_WAIT)
 
 
 @dataclass(frozen=True)

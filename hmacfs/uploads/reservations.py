@@ -26,7 +26,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import is_postgresql, release_connection
+from hmacfs.db import release_connection
 from hmacfs.models import UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol
 from hmacfs.ports import LockBusy
@@ -115,13 +115,13 @@ def _whole_part_lock(store: BlobStore, part: str) -> Iterator[bool]:
 
 
 def _locked_if_idle(session: Session, task_id: uuid.UUID, cutoff: datetime) -> UploadTask | None:
-    """The upload, row-locked (PostgreSQL; a row a writer holds is skipped), if still idle."""
+    """The upload, row-locked (PostgreSQL; a row a writer holds is skipped), if still idle.
+    SQLite has no row locks: its compiler leaves FOR UPDATE out, and one writer at a time
+    needs none."""
     query = select(UploadTask).where(
         UploadTask.id == task_id, UploadTask.status.in_(_OPEN), UploadTask.reserved,
         UploadTask.last_activity < cutoff,
-    )  # fmt: skip
-    if is_postgresql(session):
-        query = query.with_for_update(skip_locked=True)
+    ).with_for_update(skip_locked=True)  # fmt: skip
     return session.scalars(query.execution_options(populate_existing=True)).first()
 
 
