@@ -15,6 +15,7 @@ from hmacfs.health import operating_state
 from hmacfs.metrics import AppMetrics, domain_metrics
 from hmacfs.storage import StoreUnavailable
 from hmacfs.web.context import services
+from hmacfs.web.request_metrics import install_request_metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def configure_metrics(app: Flask, settings: MetricsSettings) -> AppMetrics:
     if not settings.enabled:
         return domain_metrics(registry)
     exporter_class = GunicornInternalPrometheusMetrics if settings.multiprocess_dir else PrometheusMetrics
-    exporter = exporter_class(app, path="/metrics", registry=registry, group_by="url_rule")
+    exporter = exporter_class(app, path="/metrics", registry=registry, export_defaults=False)
+    install_request_metrics(app, exporter)
     return domain_metrics(exporter.registry)
 
 
