@@ -133,15 +133,31 @@ def register_input_guards(app: Flask) -> None:
 
     @app.before_request
     def _refuse_nul() -> None:
-        for source, values in (
-            ("path", (request.view_args or {}).items()),
-            ("query", request.args.items(multi=True)),
-            ("header", request.headers.items()),
-        ):
-            for name, value in values:
-                if isinstance(value, str) and "\0" in value:
-                    raise BadRequest(
-                        f"{source} parameter {name} holds a NUL character",
-                        code="INVALID_CHARACTER",
-                        details={"field": name},
-                    )
+        if _may_hold_nul(request.environ):
+            _refuse_named_nul()
+
+
+def _may_hold_nul(environ: dict[str, object]) -> bool:
+    """False when no path segment, query parameter or header can hold a NUL: every one
+    of them is decoded from a string of the environ, the query's from ``%00``. Parsing
+    the query and every header for each request cost about 5 % of a cached slot GET."""
+    query = environ.get("QUERY_STRING")
+    if isinstance(query, str) and "%00" in query:
+        return True
+    return any(isinstance(value, str) and "\0" in value for value in environ.values())
+
+
+def _refuse_named_nul() -> None:
+    """Raise 400 INVALID_CHARACTER naming the first field that holds a NUL."""
+    for source, values in (
+        ("path", (request.view_args or {}).items()),
+        ("query", request.args.items(multi=True)),
+        ("header", request.headers.items()),
+    ):
+        for name, value in values:
+            if isinstance(value, str) and "\0" in value:
+                raise BadRequest(
+                    f"{source} parameter {name} holds a NUL character",
+                    code="INVALID_CHARACTER",
+                    details={"field": name},
+                )
