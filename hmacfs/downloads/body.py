@@ -16,7 +16,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from hmacfs.storage import OpenBlob
 
@@ -30,13 +30,6 @@ class Segment:
     prefix: bytes
     start: int
     length: int
-
-
-@runtime_checkable
-class _FileBacked(Protocol):
-    """An open blob that is a file descriptor (the local store's): sendfile can send it."""
-
-    def fileno(self) -> int: ...
 
 
 class FileBody:
@@ -63,7 +56,10 @@ class FileBody:
         self._blob = blob
         self._segments = segments
         self._suffix = suffix
-        fd = blob.fileno() if use_sendfile and isinstance(blob, _FileBacked) else None
+        # An open blob with a descriptor (the local store's) can be sent with sendfile. Looked
+        # up by name: a runtime Protocol isinstance cost about 2 % of a cached 4 KiB GET.
+        fileno: Callable[[], int] | None = getattr(blob, "fileno", None)
+        fd = fileno() if use_sendfile and fileno is not None else None
         self._fd, self._socket = fd, _sendfile_socket(environ) if fd is not None else None
         self._block_size = block_size
         self._timeout = timeout

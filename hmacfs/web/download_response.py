@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from flask import Request, Response
 
@@ -48,6 +49,18 @@ class Download:
     modified: datetime
     encrypted: bool = False
 
+    @cached_property
+    def fixed_headers(self) -> dict[str, str]:
+        """The headers every answer for this file carries (copy before changing). Made
+        once: a Download lives in the slot cache and answers many GETs, and formatting
+        the date and the disposition for each cost about 5 % of a cached 4 KiB GET."""
+        return {
+            "ETag": etag(self.sha256),
+            "Last-Modified": last_modified(self.modified),
+            "Content-Disposition": content_disposition(self.name, self.content_type),
+            **security_headers(),
+        }
+
 
 def load_download(store: BlobStore, file: File, blob: Blob) -> Download:
     return Download(
@@ -66,14 +79,9 @@ def download_response(
     download: Download, request: Request, settings: Settings, metrics: AppMetrics | None
 ) -> Response:
     """200, 206, 304 or 416 (raised) for ``request``; HEAD gets the same headers, no body."""
-    tag = etag(download.sha256)
-    headers = {
-        "ETag": tag,
-        "Last-Modified": last_modified(download.modified),
-        "Accept-Ranges": "bytes" if settings.streaming.range_requests else "none",
-        "Content-Disposition": content_disposition(download.name, download.content_type),
-        **security_headers(),
-    }
+    headers = dict(download.fixed_headers)
+    tag = headers["ETag"]
+    headers["Accept-Ranges"] = "bytes" if settings.streaming.range_requests else "none"
     if not_modified(
         request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"), tag, download.modified
     ):
