@@ -6,6 +6,7 @@ Nothing here runs at import time; database connections open on first use.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,10 +30,32 @@ from hmacfs.web.request_ids import configure_request_ids
 log = logging.getLogger(__name__)
 
 
+class _Hmacfs(Flask):
+    """Flask, remembering which hooks and views are plain functions.
+
+    Flask asks ``inspect.iscoroutinefunction`` of every hook and view on every request
+    (about 16 per request here); the functions are registered once, so the answer is kept.
+    """
+
+    _MAX_REMEMBERED = 1024  # hooks, views and error handlers: a few dozen in practice
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        found = self._sync.get(func)
+        if found is None:
+            found = super().ensure_sync(func)
+            if len(self._sync) < self._MAX_REMEMBERED:
+                self._sync[func] = found
+        return found
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Create the WSGI application. Raises ConfigError for bad settings."""
     settings = settings or load_settings()
-    app = Flask("hmacfs", static_folder=None)  # hmacfs.web.page serves /static/
+    app = _Hmacfs("hmacfs", static_folder=None)  # hmacfs.web.page serves /static/
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = build_services(settings, **overrides)
