@@ -14,6 +14,7 @@ slot GET in-process (py-spy). Here the state is two keys of the WSGI environ.
 from __future__ import annotations
 
 from time import perf_counter
+from typing import Any
 
 from flask import Flask, Response, request
 from prometheus_client import Counter, Histogram
@@ -21,6 +22,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 
 _STARTED = "hmacfs.metrics.started"
 _REPORTED = "hmacfs.metrics.reported"
+_MAX_CHILDREN = 4096  # methods x rules x statuses: bounded in practice, capped anyway
 
 
 def install_request_metrics(app: Flask, exporter: PrometheusMetrics) -> None:
@@ -46,6 +48,9 @@ def install_request_metrics(app: Flask, exporter: PrometheusMetrics) -> None:
     )
     untracked = exporter.path
 
+    # The labelled children by (method, rule, status): ``labels()`` validates and locks on each call.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def _report(status: int) -> None:
         environ = request.environ
         if environ.get(_REPORTED) or _STARTED not in environ:
@@ -54,10 +59,14 @@ def install_request_metrics(app: Flask, exporter: PrometheusMetrics) -> None:
         rule = request.url_rule
         if rule is not None and rule.rule == untracked:
             return
-        method = request.method
-        seconds = max(perf_counter() - environ[_STARTED], 0.0)
-        duration.labels(method, str(rule), status).observe(seconds)
-        total.labels(method, status).inc()
+        key = (request.method, str(rule), status)
+        found = children.get(key)
+        if found is None:
+            found = (duration.labels(*key), total.labels(key[0], status))
+            if len(children) < _MAX_CHILDREN:
+                children[key] = found
+        found[0].observe(max(perf_counter() - environ[_STARTED], 0.0))
+        found[1].inc()
 
     @app.before_request
     def _start() -> None:
