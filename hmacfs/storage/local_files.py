@@ -122,7 +122,7 @@ class LocalOpenBlob:
     """A blob file opened for range reads (``OpenBlob``): one descriptor, positional reads,
     so several ranges of one download share it."""
 
-    def __init__(self, path: Path, buffer_size: int) -> None:
+    def __init__(self, path: str | Path, buffer_size: int) -> None:
         self.path = path
         self._buffer_size = buffer_size
         self._fd: int | None = os.open(path, os.O_RDONLY)

@@ -19,6 +19,7 @@ from flask import Flask, Response, g, request
 from hmacfs.logs import REQUEST_ID
 
 HEADER = "X-Request-ID"
+_ENVIRON_KEY = "HTTP_X_REQUEST_ID"  # HEADER as WSGI names it: no header parsing per request
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -54,7 +55,7 @@ def configure_request_ids(app: Flask) -> None:
 
     @app.before_request
     def _take() -> None:
-        request_id = request_id_from(request.headers.get(HEADER))
+        request_id = request_id_from(request.environ.get(_ENVIRON_KEY))
         g.request_id = request_id
         g.request_id_token = REQUEST_ID.set(request_id)
 
