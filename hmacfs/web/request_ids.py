@@ -8,10 +8,8 @@ A client-chosen id is kept only when it looks like one (1-128 of letters, digits
 
 from __future__ import annotations
 
-import itertools
-import os
+import random
 import re
-import secrets
 from contextvars import Token
 
 from flask import Flask, Response, g, request
@@ -30,24 +28,12 @@ def request_id_from(header: str | None) -> str:
     return _new_id()
 
 
-class _Ids:
-    """32 hex digits: a random prefix per process, then a counter. Unique like uuid4 (a
-    forked worker draws its own prefix) for a fraction of its cost, which reads the OS's
-    random source on every request."""
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
-        self._counter = itertools.count()
-
-    def __call__(self) -> str:
-        if self._pid != os.getpid():
-            self._pid, self._prefix, self._counter = os.getpid(), secrets.token_hex(8), itertools.count()
-        return f"{self._prefix}{next(self._counter) & _MASK:016x}"
-
-
-_MASK = (1 << 64) - 1
-_new_id = _Ids()
+def _new_id() -> str:
+    """32 random hex digits, like ``uuid4().hex`` but without a read of the OS's random
+    source per request (about 2 µs): the ``random`` module's generator, which Python
+    reseeds in every forked worker. An id only needs to be unique, not secret, and
+    unlike a counter it tells a client nothing about the server's traffic."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def configure_request_ids(app: Flask) -> None:
