@@ -83,7 +83,10 @@ def download_response(
     tag = headers["ETag"]
     headers["Accept-Ranges"] = "bytes" if settings.streaming.range_requests else "none"
     if not_modified(
-        request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"), tag, download.modified
+        request.environ.get("HTTP_IF_NONE_MATCH"),
+        request.environ.get("HTTP_IF_MODIFIED_SINCE"),
+        tag,
+        download.modified,
     ):
         return Response(status=304, headers=headers)
     if download.encrypted:
@@ -121,9 +124,10 @@ def _requested_ranges(
 ) -> list[ByteRange] | None:
     if not settings.streaming.range_requests:
         return None
-    if not range_applies(request.headers.get("If-Range"), tag, download.modified):
+    # Read from the environ: werkzeug's header view rebuilds the WSGI key for each lookup.
+    if not range_applies(request.environ.get("HTTP_IF_RANGE"), tag, download.modified):
         return None
-    return parse_range(request.headers.get("Range"), download.size)
+    return parse_range(request.environ.get("HTTP_RANGE"), download.size)
 
 
 def _redirects(store: BlobStore, settings: Settings) -> bool:

@@ -166,7 +166,7 @@ def _allowed_origin(settings: Settings, origin: str) -> str | None:
 
 @xep0363.after_request
 def _cors(response: Response) -> Response:
-    origin = request.headers.get("Origin")
+    origin = request.environ.get("HTTP_ORIGIN")  # on every slot answer: no header view
     allowed = _allowed_origin(services().settings, origin) if origin else None
     if allowed is not None:
         response.headers["Access-Control-Allow-Origin"] = allowed
