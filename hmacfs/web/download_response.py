@@ -48,6 +48,9 @@ class Download:
     sha256: str
     modified: datetime
     encrypted: bool = False
+    # Under the store's own root, the one nginx's X-Accel-Redirect location maps to (not a
+    # pool's storage path, nor where a migration put it): nginx may send it.
+    at_root: bool = True
 
     @cached_property
     def fixed_headers(self) -> dict[str, str]:
@@ -63,8 +66,10 @@ class Download:
 
 
 def load_download(store: BlobStore, file: File, blob: Blob) -> Download:
+    home = blob_store(store, blob.storage_root)
     return Download(
-        store=blob_store(store, blob.storage_root),
+        store=home,
+        at_root=home is store,
         storage_key=blob.storage_key,
         name=file.name,
         content_type=file.content_type,
@@ -101,7 +106,7 @@ def download_response(
     ranges = _requested_ranges(download, request, settings, tag)
     if _redirects(download.store, settings):
         return _redirect_response(download, settings, headers)
-    if settings.streaming.x_accel_redirect and _path_backed(download.store):
+    if settings.streaming.x_accel_redirect and download.at_root and _path_backed(download.store):
         return _accel_response(download, settings, headers)
     return _body_response(download, request, settings, metrics=metrics, headers=headers, ranges=ranges)
 

@@ -143,3 +143,24 @@ def test_x_accel_redirect_hands_the_body_to_nginx(
     assert accel.startswith("/internal/blobs/") and response.data == b""
     assert (tmp_path / "storage" / accel.removeprefix("/internal/")).read_bytes() == b"abc"
     assert response.headers["ETag"].strip('"') in accel
+
+
+def test_a_blob_outside_the_store_root_is_sent_by_hmacfs_not_nginx(
+    tmp_path: Path, engine: Engine, sessions: sessionmaker[Session], session: Session
+) -> None:
+    """nginx's internal location maps the store's root only: a blob under a pool's
+    storage path (or where a migration put it) would be a 404 there."""
+    _app, client = _client(
+        tmp_path, engine, sessions, streaming={"x_accel_redirect": True, "x_accel_prefix": "/internal/"}
+    )
+    assert client.put(f"/upload/root/a.txt?{_query('root/a.txt', 3)}", data=b"abc").status_code == 201
+    blob = session.scalars(
+        select(Blob).join(File, File.blob_id == Blob.id).where(File.path == "root/a.txt")
+    ).one()
+    elsewhere = tmp_path / "pool-storage"
+    (elsewhere / blob.storage_key).parent.mkdir(parents=True)
+    (tmp_path / "storage" / blob.storage_key).rename(elsewhere / blob.storage_key)
+    session.execute(update(Blob).where(Blob.id == blob.id).values(storage_root=str(elsewhere)))
+    session.flush()
+    response = client.get("/upload/root/a.txt")
+    assert "X-Accel-Redirect" not in response.headers and response.data == b"abc"
