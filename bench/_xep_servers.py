@@ -42,6 +42,14 @@ def ensure_nginx() -> str:
     return found
 
 
+def process_group(process: subprocess.Popen[bytes] | None) -> list[int]:
+    """The processes of the group ``process`` leads (none when it is not running)."""
+    if process is None:
+        return []
+    out = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in out.stdout.split()]
+
+
 @dataclass
 class Contender(ABC):
     name: str
@@ -62,13 +70,8 @@ class Contender(ABC):
         return f"/upload/{quote(path)}"
 
     def pids(self) -> list[int]:
-        """The server's processes (master and workers), for RSS sampling."""
-        if self.process is None:
-            return []
-        out = subprocess.run(
-            ["pgrep", "-g", str(self.process.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(pid) for pid in out.split()]
+        """The server's processes (master and workers), for RSS and CPU sampling."""
+        return process_group(self.process)
 
     @abstractmethod
     def start(self) -> Contender:
@@ -265,29 +268,39 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 100000;
-    client_max_body_size 0;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    upstream hmacfs {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        proxy_request_buffering off;
-        proxy_buffering off;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        location / {{ proxy_pass http://hmacfs; }}
-        location /internal/ {{ internal; alias {storage}/; }}
-    }}
+    include {dir}/hmacfs.conf;
 }}
 """
+SHIPPED_SITE = Path(__file__).resolve().parent.parent / "etc" / "nginx" / "hmacfs.conf"
+
+
+def _replace(text: str, old: str, new: str, count: int = 1) -> str:
+    """``text`` with ``old`` replaced; the shipped file must hold it ``count`` times."""
+    if text.count(old) != count:
+        raise RuntimeError(f"etc/nginx/hmacfs.conf: expected {old!r} {count} time(s)")
+    return text.replace(old, new)
+
+
+def render_site(*, port: int, upstream: int, storage: Path, directory: Path) -> str:
+    """etc/nginx/hmacfs.conf as shipped, on plain HTTP (as the nginx contender is), with
+    the one hmacfs node, its storage, and the slot cache's socket and directory here."""
+    text = SHIPPED_SITE.read_text()
+    text = _replace(text, "    server 127.0.0.1:8080 max_fails", f"    server 127.0.0.1:{upstream} max_fails")
+    text = _replace(text, "    listen 443 ssl http2;", f"    listen 127.0.0.1:{port};")
+    text = _replace(text, "unix:/run/nginx-hmacfs-slots.sock", f"unix:{directory}/slots.sock", count=2)
+    text = _replace(text, "/var/cache/nginx/hmacfs-slots ", f"{directory}/slot-cache ")
+    return _replace(text, "alias /var/lib/hmacfs/storage/;", f"alias {storage}/;")
 
 
 class NginxAccel(Hmacfs):
-    """hmacfs behind nginx as etc/nginx/hmacfs.conf sets it up, downloads handed to nginx
-    with X-Accel-Redirect (``[streaming] x_accel_redirect``); clients talk to nginx."""
+    """hmacfs behind nginx running etc/nginx/hmacfs.conf (its slot cache included),
+    downloads handed to nginx with X-Accel-Redirect (``[streaming] x_accel_redirect``);
+    clients talk to nginx."""
 
     extra_config = "[streaming]\nx_accel_redirect = true\n"
     proxy: subprocess.Popen[bytes] | None = None
@@ -298,16 +311,17 @@ class NginxAccel(Hmacfs):
         (self.workdir / "nginx").mkdir(exist_ok=True)
         conf = self.workdir / "nginx" / "nginx.conf"
         storage = self.workdir / "storage"
-        conf.write_text(
-            ACCEL_CONF.format(dir=conf.parent, port=self.port, upstream=upstream, storage=storage)
-        )
+        site = render_site(port=self.port, upstream=upstream, storage=storage, directory=conf.parent)
+        (conf.parent / "hmacfs.conf").write_text(site)
+        conf.write_text(ACCEL_CONF.format(dir=conf.parent))
         server, self.process = self.process, None
         self._spawn([ensure_nginx(), "-c", str(conf), "-p", str(conf.parent)])
         self.proxy, self.process = self.process, server
         return self
 
     def pids(self) -> list[int]:
-        return super().pids()  # hmacfs's processes: the RSS and CPU of interest
+        """hmacfs's processes and nginx's: the slot cache answers most GETs in nginx alone."""
+        return super().pids() + process_group(self.proxy)
 
     def stop(self) -> None:
         if self.proxy is not None and self.proxy.poll() is None:

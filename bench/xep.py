@@ -269,7 +269,9 @@ def paired(samples: dict[str, dict[str, list[float]]], metric: str, name: str, b
     """The median of the per-round ratios ``name`` / ``base`` for ``metric`` ("" without both)."""
     if name not in samples or base not in samples:
         return ""
-    pairs = zip(samples[name][metric], samples[base][metric], strict=True)
+    pairs = list(zip(samples[name][metric], samples[base][metric], strict=True))
+    if any(against == 0 for _value, against in pairs):
+        return "n/a"  # a CPU time below the clock tick's resolution
     return f"{statistics.median(value / against for value, against in pairs):.2f}x"
 
 
