@@ -293,7 +293,7 @@ def render_site(*, port: int, upstream: int, storage: Path, directory: Path) -> 
     text = _replace(text, "    server 127.0.0.1:8080 max_fails", f"    server 127.0.0.1:{upstream} max_fails")
     text = _replace(text, "    listen 443 ssl http2;", f"    listen 127.0.0.1:{port};")
     text = _replace(text, "unix:/run/nginx-hmacfs-slots.sock", f"unix:{directory}/slots.sock", count=2)
-    text = _replace(text, "/var/cache/nginx/hmacfs-slots ", f"{directory}/slot-cache ")
+    text = _replace(text, "/var/lib/nginx/hmacfs-slots ", f"{directory}/slot-cache ")
     return _replace(text, "alias /var/lib/hmacfs/storage/;", f"alias {storage}/;")
 
 

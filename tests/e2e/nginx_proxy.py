@@ -107,7 +107,7 @@ def render_site(
     text = _substitute(text, r"^    # ssl_certificate .*$", f"    ssl_certificate {cert};")
     text = _substitute(text, r"^    # ssl_certificate_key .*$", f"    ssl_certificate_key {key};")
     text = _substitute(text, r"unix:/run/nginx-hmacfs-slots\.sock", f"unix:{root}/slots.sock", expected=2)
-    text = _substitute(text, r"/var/cache/nginx/hmacfs-slots ", f"{root}/slot-cache ")
+    text = _substitute(text, r"/var/lib/nginx/hmacfs-slots ", f"{root}/slot-cache ")
     if slot_cache_valid:
         text = _substitute(text, SLOT_CACHE_VALID, f"    proxy_cache_valid 200 {slot_cache_valid};")
     return _substitute(text, r"^        alias /var/lib/hmacfs/storage/;$", f"        alias {storage}/;")
