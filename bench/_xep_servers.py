@@ -288,11 +288,11 @@ def _replace(text: str, old: str, new: str, count: int = 1) -> str:
 
 def render_site(*, port: int, upstream: int, storage: Path, directory: Path) -> str:
     """etc/nginx/hmacfs.conf as shipped, on plain HTTP (as the nginx contender is), with
-    the one hmacfs node, its storage, and the slot cache's socket and directory here."""
+    the one hmacfs node, its storage, the slot cache on a free port and its directory here."""
     text = SHIPPED_SITE.read_text()
     text = _replace(text, "    server 127.0.0.1:8080 max_fails", f"    server 127.0.0.1:{upstream} max_fails")
     text = _replace(text, "    listen 443 ssl http2;", f"    listen 127.0.0.1:{port};")
-    text = _replace(text, "unix:/run/nginx-hmacfs-slots.sock", f"unix:{directory}/slots.sock", count=2)
+    text = _replace(text, "127.0.0.1:8079;", f"127.0.0.1:{free_port()};", count=2)
     text = _replace(text, "/var/lib/nginx/hmacfs-slots ", f"{directory}/slot-cache ")
     return _replace(text, "alias /var/lib/hmacfs/storage/;", f"alias {storage}/;")
 

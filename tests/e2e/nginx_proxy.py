@@ -5,7 +5,7 @@ each rendered by one substitution that must match (so a change to the shipped
 file that would leave the test running something else fails loudly): its
 upstream servers (the test's nodes), its ``listen`` port, its TLS certificate
 (a self-signed one for 127.0.0.1), the X-Accel-Redirect storage root, and the
-slot cache's socket and directory (under the test's folder). The
+slot cache's port (a free one) and directory (under the test's folder). The
 main ``nginx.conf`` around it is the test's, as ``/etc/nginx/nginx.conf`` is
 the distribution's; its access log names the node that answered each request.
 """
@@ -93,10 +93,10 @@ SLOT_CACHE_VALID = r"^    proxy_cache_valid 200 1s;$"
 
 def render_site(
     shipped: str, *, port: int, nodes: list[str], cert: Path, key: Path, storage: Path, root: Path,
-    slot_cache_valid: str = "",
+    slot_cache_port: int, slot_cache_valid: str = "",
 ) -> str:  # fmt: skip
     """The shipped site file with this machine's nodes, port, certificate and storage root;
-    the slot cache's socket and directory under ``root``; ``slot_cache_valid`` (nginx's
+    the slot cache on ``slot_cache_port`` with its directory under ``root``; ``slot_cache_valid`` (nginx's
     time syntax, e.g. "3s") instead of the shipped staleness bound when given."""
     servers = "".join(f"    server {node} max_fails=1 fail_timeout=10s;\n" for node in nodes)
     upstream = re.search(r"^upstream hmacfs \{\n(.*?)^\}", shipped, flags=re.MULTILINE | re.DOTALL)
@@ -106,7 +106,7 @@ def render_site(
     text = _substitute(text, r"^    listen 443 ssl http2;$", f"    listen 127.0.0.1:{port} ssl http2;")
     text = _substitute(text, r"^    # ssl_certificate .*$", f"    ssl_certificate {cert};")
     text = _substitute(text, r"^    # ssl_certificate_key .*$", f"    ssl_certificate_key {key};")
-    text = _substitute(text, r"unix:/run/nginx-hmacfs-slots\.sock", f"unix:{root}/slots.sock", expected=2)
+    text = _substitute(text, r"127\.0\.0\.1:8079;", f"127.0.0.1:{slot_cache_port};", expected=2)
     text = _substitute(text, r"/var/lib/nginx/hmacfs-slots ", f"{root}/slot-cache ")
     if slot_cache_valid:
         text = _substitute(text, SLOT_CACHE_VALID, f"    proxy_cache_valid 200 {slot_cache_valid};")
@@ -149,7 +149,8 @@ class Nginx:
         self.cert, key = self_signed(self.root)
         site = render_site(
             SHIPPED_SITE.read_text(), port=self.port, nodes=self.nodes, cert=self.cert, key=key,
-            storage=self.storage, root=self.root, slot_cache_valid=self.slot_cache_valid,
+            storage=self.storage, root=self.root, slot_cache_port=free_port(),
+            slot_cache_valid=self.slot_cache_valid,
         )  # fmt: skip
         (self.root / "hmacfs.conf").write_text(site)
         (self.root / "nginx.conf").write_text(self._main_config())
