@@ -113,8 +113,12 @@ def test_nginx_sends_the_bytes_with_hmacfs_headers(
     assert again.status_code == 304 and again.content == b""
 
 
-def test_a_deleted_file_is_served_no_longer_than_the_bound(
-    session: requests.Session, nginx: Nginx, database: Engine
+EXPIRE = "UPDATE files SET expired_at = now() - interval '1 second' WHERE path = :p"
+
+
+@pytest.mark.parametrize("change", ["DELETE FROM files WHERE path = :p", EXPIRE], ids=["deleted", "expired"])
+def test_a_file_gone_in_hmacfs_is_served_no_longer_than_the_bound(
+    session: requests.Session, nginx: Nginx, database: Engine, change: str
 ) -> None:
     """Within the bound the cached answer still hands the bytes over (the cache is used);
     past the bound plus nginx's one-second clock tick, the file is gone."""
@@ -122,8 +126,9 @@ def test_a_deleted_file_is_served_no_longer_than_the_bound(
     url = f"{nginx.url}/upload/{quote(path)}"
     cached_at = time.monotonic()
     assert session.get(url, timeout=10).status_code == 200
-    delete(database, path)
-    time.sleep(0.3)  # hmacfs's workers have the delete's notice: they answer 404 now
+    with database.begin() as connection:
+        assert connection.execute(text(change), {"p": path}).rowcount == 1
+    time.sleep(0.3)  # hmacfs's workers have the change's notice: they answer 404 now
     assert session.get(url, timeout=10).content == BODY  # nginx's cached answer, within the bound
     statuses = []
     while time.monotonic() - cached_at < BOUND + 3:
