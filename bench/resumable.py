@@ -9,6 +9,8 @@ Contenders, alternated round by round on the same server:
   nginx    nginx's own single PUT (dav module) to local disk, when nginx is installed
   tusnode  @tus/server 2.x with @tus/file-store (Node), the same 5 MiB PATCHes (no hash, no fsync)
   tusnf    our tus PATCHes on a second server with [storage] fsync = false, beside tusnode
+  old-NAME the same contender on a second server run from another checkout (``--old-tree``),
+           for telling a regression from a loaded machine in one run
 Then: RSS growth of the server over one large upload, and many concurrent uploads.
 
 ``python -m bench resumable -- --quick`` for a smoke run; ``-- --only drive1,tus`` runs
@@ -61,6 +63,12 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only", default=None, help="comma-separated contenders; only their table (for quick comparisons)"
     )
+    parser.add_argument(
+        "--old-tree",
+        type=Path,
+        default=None,
+        help="a checkout of older code (git worktree) to run as a second server: adds old-NAME contenders",
+    )
     options = parser.parse_args(argv)
     quick = options.quick
     options.size = 64 * MiB if quick else GiB
@@ -70,6 +78,25 @@ def _options(argv: list[str]) -> argparse.Namespace:
     if options.size_mib:
         options.size = options.size_mib * MiB
     return options
+
+
+class _TreeServer(LiveServer):
+    """A server run from another checkout with this venv: its package comes first on the path
+    (the editable install's finder comes after PYTHONPATH), and its migrations with it."""
+
+    tree: Path = Path()
+
+    def configure(self) -> None:
+        """Only the keys every version knows: older code refuses the newer ones."""
+        super().configure()
+        text = self.config_path.read_text()
+        for line in ('trusted_hosts = ["127.0.0.1", "localhost"]', "[rate_limit]", "enabled = false"):
+            text = text.replace(line + "\n", "")
+        self.config_path.write_text(text)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**super().env, "PYTHONPATH": str(self.tree)}
 
 
 def _start_nginx(root: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -182,16 +209,23 @@ def main(argv: list[str]) -> int:
             workers=2,
             sections={"storage": {"fsync": False}},
         )
+        old = _TreeServer(root / "old", pg.create_database("hmacfs_bench"), workers=2)
+        old.tree = options.old_tree or Path()
         nginx = None if options.no_nginx else _start_nginx(root / "nginx")
         peer = None if options.no_tus_peer else start_tus_peer(root / "tus-peer")
         try:
             server.start()
             if peer:
                 nofsync.start()
-            _run(options, server, nginx[1] if nginx else None, (peer[1], nofsync.url) if peer else None)
+            if options.old_tree:
+                old.start()
+            tus_peers = (peer[1], nofsync.url) if peer else None
+            old_url = old.url if options.old_tree else None
+            _run(options, server, nginx[1] if nginx else None, tus_peers, old_url)
         finally:
             server.stop()
             nofsync.stop()
+            old.stop()
             for process in (nginx[0] if nginx else None, peer[0] if peer else None):
                 if process is not None:
                     process.terminate()
@@ -200,8 +234,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _old_contenders(url: str, source: Source, names: set[str]) -> dict[str, Callable[[], float]]:
+    """The chunked contenders among ``names`` again, on the old checkout's server."""
+    runs: dict[str, Callable[[], float]] = {
+        "old-drive1": lambda: drive_upload(url, bearer(uuid.uuid4()), source, 1).total,
+        "old-drive4": lambda: drive_upload(url, bearer(uuid.uuid4()), source, 4).total,
+        "old-tus": lambda: tus_patches(url, bearer(uuid.uuid4()), source),
+        "old-single": lambda: xep_put(url, HMAC_SECRET, source),
+    }
+    return {name: run for name, run in runs.items() if name.removeprefix("old-") in names}
+
+
 def _run(
-    options: argparse.Namespace, server: LiveServer, nginx: str | None, tus_peers: tuple[str, str] | None
+    options: argparse.Namespace,
+    server: LiveServer,
+    nginx: str | None,
+    tus_peers: tuple[str, str] | None,
+    old: str | None,
 ) -> None:
     size = options.size
     source = Source.make(size)
@@ -222,6 +271,8 @@ def _run(
     if options.only:
         names = {"single", *options.only.split(",")}
         contenders = {name: run for name, run in contenders.items() if name in names}
+    if old:
+        contenders.update(_old_contenders(old, source, set(contenders)))
     print(f"upload of {size / MiB:.0f} MiB, {options.rounds} rounds")
     tus_single(url, bearer(uuid.uuid4()), Source.make(8 * MiB))  # warm-up
     times = _round_robin(contenders, options.rounds, size)
@@ -231,6 +282,11 @@ def _run(
             if name in times:
                 paired = statistics.median(p / t for p, t in zip(times["tusnode"], times[name], strict=True))
                 print(f"{name} / @tus/server (throughput, paired median): {paired:.2f}x")
+    for name in times:
+        if name.startswith("old-"):
+            new = name.removeprefix("old-")
+            paired = statistics.median(o / n for o, n in zip(times[name], times[new], strict=True))
+            print(f"{new}: new / old throughput (paired median): {paired:.2f}x")
     if options.only:
         return
     completes = [drive_upload(url, bearer(uuid.uuid4()), source, 4).complete for _ in range(options.rounds)]
