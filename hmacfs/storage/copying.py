@@ -212,8 +212,9 @@ def _adaptive_into(
     """``_fill_into`` with a block size the reader may change between blocks.
 
     Large blocks overlap as there (a pair, one filling while the other is hashed
-    and written; a new pair when the size changes). Trickle blocks hold one
-    buffer only between a readable socket and the end of its write."""
+    and written; a new pair when the size changes) and shrink towards the end of
+    the body as there. Trickle blocks hold one buffer only between a readable
+    socket and the end of its write."""
     position, remaining, done = offset, length, 0
     pair: Pair | None = None
     pair_size, turn = 0, 0
@@ -238,7 +239,7 @@ def _adaptive_into(
                     _wait(pending)
                     _release(pool, pair, pair_size)
                     pair, pair_size, turn = pool.take(size, needed=remaining), size, 0
-                block = pair[turn][: min(len(pair[turn]), remaining)]
+                block = pair[turn][: _block_size(len(pair[turn]), remaining, first=False)]
                 got = _fill(read, block)
                 if got < len(block):
                     raise _short(length, done + got)

@@ -100,3 +100,31 @@ def test_an_adaptive_body_that_ends_early_is_incomplete_and_returns_its_buffers(
         with pytest.raises(IncompleteBody):
             _copy(tmp_path, reader, 200_000, pool)
         assert pool.in_use == 0
+
+
+class _Sizes:
+    """A hasher that records the size of each block it is fed."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        self.sizes.append(len(data))
+
+
+def test_an_adaptive_body_of_large_blocks_ends_in_small_ones(tmp_path: Path) -> None:
+    """What is left to hash and write after a body's last byte is a small block, not a
+    whole buffer: every request's answer waits for it."""
+    pool = BufferPool(8 * 1024 * KIB, minimum=32 * KIB)
+    body = os.urandom(5 * 1024 * KIB)
+    reader = Trickle(body, step=len(body), pool=pool, sizes=(1024 * KIB, 1024 * KIB))
+    seen = _Sizes()
+    fd = os.open(tmp_path / "part", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        copy_into(fd, 0, reader, len(body), buffer_size=1024 * KIB, hashers=(seen,), pool=pool)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "part").read_bytes() == body
+    assert sum(seen.sizes) == len(body) and max(seen.sizes) == 1024 * KIB
+    assert seen.sizes[-1] <= 64 * KIB
+    assert seen.sizes[-3:] == sorted(seen.sizes[-3:], reverse=True)
