@@ -34,7 +34,7 @@ from hmacfs.network.profiles import (
     note_recommendation,
     open_profile,
     recommend,
-    record_body,
+    record_bodies,
 )
 from hmacfs.network.sizing import recommend_buffer_size
 from hmacfs.network.sql import find_profile
@@ -391,26 +391,29 @@ def _save_together(state: _State, held: _Held) -> None:
 
 
 def _save(bodies: list[_Held], *, in_request: bool) -> None:
-    """Fold ``bodies`` into their profiles: in a transaction of their own (PostgreSQL: the
-    request's is over, and a failed body's request was rolled back), or under a
-    savepoint of the request's (SQLite). A failure is logged: a lost measurement
-    must not fail the upload."""
+    """Fold ``bodies`` into their profiles, each client's with one write: in a transaction
+    of their own (PostgreSQL: the request's is over, and a failed body's request was
+    rolled back), or under a savepoint of the request's (SQLite). A failure is logged: a
+    lost measurement must not fail the upload."""
     svc = services()
     history = svc.settings.performance.performance_history_samples
+    clients: dict[str, list[_Held]] = {}
+    for held in bodies:
+        clients.setdefault(held.client.key, []).append(held)
     try:
         if in_request:
             with db_session().begin_nested() as nested:
-                estimates = [_fold(nested.session, held, history) for held in bodies]
+                estimates = [_fold(nested.session, group, history) for group in clients.values()]
         else:
             with svc.db.sessions() as session, session.begin():
-                estimates = [_fold(session, held, history) for held in bodies]
+                estimates = [_fold(session, group, history) for group in clients.values()]
     except Exception:  # database down, ...
         log.warning("could not record %d body measurement(s)", len(bodies), exc_info=True)
         return
     metrics = _state().metrics
-    for held, estimate in zip(bodies, estimates, strict=True):
-        _remember(held.client.key, estimate)
-        label = held.client.network_class.value
+    for group, estimate in zip(clients.values(), estimates, strict=True):
+        _remember(group[0].client.key, estimate)
+        label = group[0].client.network_class.value
         if estimate.throughput is not None:
             metrics.network_speed.labels(label).set(estimate.throughput)
         if estimate.rtt_ms is not None:
@@ -418,6 +421,7 @@ def _save(bodies: list[_Held], *, in_request: bool) -> None:
         metrics.network_reliability.labels(label).set(estimate.reliability)
 
 
-def _fold(session: Session, held: _Held, history: int) -> LinkEstimate:
+def _fold(session: Session, group: list[_Held], history: int) -> LinkEstimate:
     now = services().clock.now()
-    return record_body(session, held.client, held.measurement, now, prefix=held.prefix, history=history)
+    bodies = [(held.measurement, held.prefix) for held in group]
+    return record_bodies(session, group[0].client, bodies, now, history=history)

@@ -22,6 +22,7 @@ from hmacfs.network.profiles import (
     expire_profiles,
     open_profile,
     recommend,
+    record_bodies,
     record_body,
 )
 from hmacfs.network.strategy import Arm
@@ -68,6 +69,30 @@ def test_bodies_build_moving_averages_and_a_bounded_history(session: Session) ->
     ]
     assert profile.interface_history[-1]["prefix"] == "10.1.2.0/24"  # type: ignore[index]
     assert estimate_of(profile).reliability == pytest.approx(estimate.reliability)
+
+
+def test_bodies_folded_together_end_as_the_same_bodies_folded_one_by_one(session: Session) -> None:
+    bodies = [
+        (_body(2 * MIB, 2.0), "10.1.2.0/24"),
+        (_body(MIB, 4.0, Outcome.SHORT), "10.1.3.0/24"),
+        (_body(3 * MIB, 1.0), "10.1.4.0/24"),
+    ]
+    other = ClientKey(uuid.UUID(int=8), "phone-2", NetworkClass.LTE)
+    for body, prefix in bodies:
+        one_by_one = record_body(session, other, body, NOW, prefix=prefix, history=2)
+    together = record_bodies(session, CLIENT, bodies, NOW, history=2)
+    session.expire_all()
+    apart, joint = session.get(ClientProfile, other.key), session.get(ClientProfile, CLIENT.key)
+    assert apart is not None and joint is not None
+    assert together == one_by_one
+    assert joint.samples == apart.samples == 3
+    assert (joint.throughput_bps, joint.rtt_ms, joint.reliability) == (
+        apart.throughput_bps,
+        apart.rtt_ms,
+        apart.reliability,
+    )
+    assert joint.interface_history == apart.interface_history
+    assert [entry["prefix"] for entry in joint.interface_history or []] == ["10.1.3.0/24", "10.1.4.0/24"]
 
 
 def test_opening_twice_keeps_one_row(session: Session) -> None:
