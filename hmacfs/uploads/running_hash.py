@@ -53,7 +53,17 @@ _OPEN = [status.value for status in OPEN_STATUSES]
 def start_advancing(services: Services, spawn: Callable[..., Any]) -> None:
     """Advance hashes in this process's background from now on (a web worker on PostgreSQL)."""
     if services.db.is_postgresql and available():
-        services.hash_advancer.start(spawn, lambda upload_id: bool(advance(services, upload_id)))
+        services.hash_advancer.start(spawn, lambda upload_id: _advance_and_more(services, upload_id))
+
+
+def _advance_and_more(services: Services, upload_id: uuid.UUID) -> bool:
+    """One advance; whether to run another at once: only when it stopped at ``_STEP``.
+
+    An advance that hashed up to the end of the committed chunks has nothing left:
+    the next batch's chunk requests the next advance (a request while one runs
+    makes it run again). Running again at once found nothing in every second
+    transaction of a Drive upload's advancer (strace, 512 MiB in 5 MiB chunks)."""
+    return (advance(services, upload_id) or 0) >= _STEP
 
 
 def chunk_recorded(session: Session, advancer: KeyedRunner, task: UploadTask, end: int) -> None:

@@ -27,7 +27,7 @@ from hmacfs.storage.range_lock import PartLock
 from hmacfs.uploads import chunks, running_hash
 from hmacfs.uploads.chunks import write_chunk
 from hmacfs.uploads.completion import complete_upload
-from hmacfs.uploads.running_hash import advance, bytes_replaced
+from hmacfs.uploads.running_hash import advance, bytes_replaced, start_advancing
 from hmacfs.uploads.service import NewUpload, create_upload
 from tests.conftest import make_settings
 
@@ -101,6 +101,23 @@ def test_advance_hashes_the_committed_prefix_and_completion_reads_only_the_rest(
     file = complete_upload(session, services, task)
     assert file.sha256 == hashlib.sha256(payload).hexdigest()
     assert part_reads == [(2 * CHUNK, len(payload) - 2 * CHUNK)]
+
+
+@pytest.mark.parametrize(("step", "runs"), [(1 << 30, 1), (CHUNK, 3)])
+def test_an_advance_runs_again_at_once_only_when_it_stopped_at_its_step(
+    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch, step: int, runs: int
+) -> None:
+    if not services.db.is_postgresql:
+        pytest.skip("the background advancer runs on PostgreSQL")
+    task = _sent_in_full(session, services, os.urandom(2 * CHUNK))
+    monkeypatch.setattr(running_hash, "_STEP", step)
+    done: list[int | None] = []
+    real = running_hash.advance
+    monkeypatch.setattr(running_hash, "advance", lambda svc, key: done.append(real(svc, key)) or done[-1])
+    start_advancing(services, lambda run, key: run(key))
+    services.hash_advancer.request(task.id)
+    assert len(done) == runs  # with a step of one chunk: a chunk, a chunk, then nothing
+    assert _state(session, task)[0] == 2 * CHUNK
 
 
 def test_a_resent_chunk_with_other_bytes_drops_a_state_that_covered_it(
