@@ -44,7 +44,7 @@ from hmacfs.storage.s3_pieces import (
     piece_key,
     split_at_slots,
 )
-from hmacfs.storage.s3_reading import Blocks, S3OpenBlob, spooled
+from hmacfs.storage.s3_reading import Blocks, BodyStream, S3OpenBlob, spooled
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -142,14 +142,18 @@ class S3BlobStore:
         hashers: tuple[Hasher, ...] = (),
         durable: bool = True,
     ) -> None:
-        """Store the range as pieces cut at slot boundaries, each spooled whole (in memory
-        up to ``SPOOL_IN_MEMORY``, on local disk past it, as tusd does: the request is
-        signed over its payload) and stored by one PUT: always durable when it returns
+        """Store the range as pieces cut at slot boundaries, each streamed from ``read`` into
+        one PUT as its bytes arrive (``BodyStream``): always durable when it returns
         (``durable`` changes nothing). IncompleteBody when ``read`` ends early."""
         self._check_part(part)
         for start, size in split_at_slots(offset, length, self.slot_size):
-            with spooled(read, size, hashers, block=self.buffer_size) as (piece, _):
-                self._put_piece(part, start, piece, size)
+            stream = BodyStream(read, size, hashers, block=self.buffer_size)
+            try:
+                self._put_piece(part, start, stream, size)
+            except BaseException:
+                if stream.failure is not None:  # the client's body failed, not the store
+                    raise stream.failure from None
+                raise
 
     def sync_part(self, part: str) -> None:
         """Nothing to do: every piece was stored by its PUT."""
@@ -178,10 +182,13 @@ class S3BlobStore:
             if got < step:
                 return offset
 
-    def _put_piece(self, part: str, offset: int, body: IO[bytes], size: int) -> None:
-        """Store ``size`` bytes of ``body`` (seekable) as the piece at ``offset``."""
+    def _put_piece(self, part: str, offset: int, body: IO[bytes] | BodyStream, size: int) -> None:
+        """Store ``size`` bytes of ``body`` as the piece at ``offset``."""
         key = piece_key(self.prefix, part, offset, size)
-        call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=body)
+        call(
+            f"writing part {part}", self.client.put_object,
+            Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
+        )  # fmt: skip
 
     def listing(self, part: str) -> PartListing:
         """The part's pieces and markers, from one listing of its prefix."""

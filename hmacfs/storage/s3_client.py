@@ -49,7 +49,14 @@ def build_client(settings: S3Settings) -> S3Client:
     config = Config(
         region_name=settings.region,
         signature_version="s3v4",
-        s3={"addressing_style": "path" if settings.path_style else "auto"},
+        # Unsigned payloads (the headers are still signed): a piece is streamed from the
+        # client to the store as it arrives, which a signature over the payload's SHA-256
+        # would forbid (it must be known before the first byte is sent), and signing cost
+        # one more SHA-256 pass over every byte. hmacfs verifies its own SHA-256.
+        s3={
+            "addressing_style": "path" if settings.path_style else "auto",
+            "payload_signing_enabled": False,
+        },
         max_pool_connections=settings.max_connections,
         connect_timeout=settings.connect_timeout.total_seconds(),
         read_timeout=settings.read_timeout.total_seconds(),
@@ -74,13 +81,16 @@ def is_missing(exc: BaseException) -> bool:
 
 
 def _is_outage(exc: BaseException) -> bool:
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, UnseekableStreamError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return int(status) >= 500
-    return isinstance(exc, ConnectionError | HTTPClientError | Urllib3Error | ConnectionResetError)
+    # UnseekableStreamError: a retry of a PUT whose streamed body was partly sent (the
+    # store failed mid-piece; the client re-sends the chunk).
+    outages = ConnectionError | HTTPClientError | Urllib3Error | ConnectionResetError | UnseekableStreamError
+    return isinstance(exc, outages)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Reading helpers of the S3 store: an opened blob, bodies spooled or read up to a size,
+"""Reading helpers of the S3 store: an opened blob, bodies streamed or spooled into a PUT,
 two block streams compared."""
 
 from __future__ import annotations
@@ -40,6 +40,53 @@ def spooled(
             received += len(data)
         spool.seek(0)
         yield spool, received
+
+
+class BodyStream:
+    """``size`` bytes of ``read`` as the body of one PUT, fed to ``hashers`` as the PUT sends
+    them: the client's bytes flow on to the store while they arrive, with no spool (the
+    client sets ``payload_signing_enabled`` off, so nothing must read the body before it
+    is sent). The HTTP client asks for small blocks (16 KiB); each ``read`` returns up to
+    ``block`` bytes anyway, which it sends as they are, so a 1 MiB body read costs one
+    call, not 64.
+
+    A body that ends early raises IncompleteBody from within the PUT; whatever ``read``
+    raised is kept in ``failure`` (the HTTP client may wrap it: the caller raises this
+    one instead). Only an untouched stream can be rewound (a retry before any byte was
+    sent); otherwise ``seek`` fails and the PUT with it."""
+
+    def __init__(self, read: Reader, size: int, hashers: tuple[Hasher, ...], *, block: int) -> None:
+        self._read, self._size, self._left, self._hashers, self._block = read, size, size, hashers, block
+        self._started = False
+        self.failure: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        self._started = True
+        try:
+            data = self._read(min(self._left, max(size, self._block)))
+            if not data:
+                received = self._size - self._left
+                raise IncompleteBody(
+                    f"body ended after {received} of {self._size} bytes",
+                    details={"expected": self._size, "received": received},
+                )
+        except BaseException as exc:
+            self.failure = exc
+            raise
+        for hasher in self._hashers:
+            hasher.update(data)
+        self._left -= len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if offset or whence or self._started:
+            raise OSError("a streamed body cannot be sent again")
+        return 0
+
+    def tell(self) -> int:
+        return 0
 
 
 class S3OpenBlob:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from hmacfs.files.orphans import ORPHAN_GRACE, collect_orphan_files
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.blob_store import StoreUnavailable
+from hmacfs.storage.copying import IncompleteBody
 from hmacfs.storage.s3 import S3BlobStore
 from hmacfs.storage.s3_client import build_client
 from hmacfs.storage.shared_range_lock import MemoryRangeLocks
@@ -142,11 +143,37 @@ def test_dedup_promotes_once_and_parts_are_listed_and_deleted(store: S3BlobStore
 
 
 def test_a_short_body_leaves_nothing(store: S3BlobStore) -> None:
-    from hmacfs.storage.copying import IncompleteBody
-
     with pytest.raises(IncompleteBody):
         store.receive("short", io.BytesIO(b"only this").read, 100)
     assert store.part_size("short") is None
+
+
+def test_a_piece_is_streamed_and_a_failing_client_read_is_raised_as_it_was(store: S3BlobStore) -> None:
+    data = os.urandom(2 * MiB + 7)
+    source, asked = io.BytesIO(data), []
+
+    def read(size: int) -> bytes:
+        asked.append(size)
+        return source.read(size)
+
+    hasher = hashlib.sha256()
+    store.write_part("up", 0, read, len(data), hashers=(hasher,))
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert b"".join(store.read_part("up", 0, len(data))) == data
+    assert asked == [MiB, MiB, 7]  # blocks of buffer_size, though the HTTP client asks 16 KiB
+
+    cut = io.BytesIO(data)
+
+    def silent(size: int) -> bytes:
+        if cut.tell() >= MiB:  # an OSError, which the HTTP client would wrap and retry
+            raise TimeoutError("the client went silent")
+        return cut.read(size)
+
+    with pytest.raises(TimeoutError, match="went silent"):
+        store.write_part("up", PART, silent, 2 * MiB)
+    with pytest.raises(IncompleteBody):
+        store.write_part("up", PART, io.BytesIO(b"short").read, 100)
+    assert [(piece.offset, piece.length) for piece in store.listing("up").pieces] == [(0, len(data))]
 
 
 def test_presigned_urls_serve_ranges_and_only_when_signed(store: S3BlobStore) -> None:
