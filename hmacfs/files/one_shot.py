@@ -163,7 +163,10 @@ def record_one_shot(session: Session, store: BlobStore, upload: OneShot, new: Ne
         values["blob_id"], values.pop("blob_storage_key"), values.pop("blob_storage_root"), upload.shared
     )
     file = _persistent_file(session, values)
-    place_part(session, store, blob, part=upload.part, sha256=upload.sha256, size=upload.size, root=None)
+    # The caller removes the part on rollback (whole.py): the store drops it as it links it.
+    place_part(
+        session, store, blob, part=upload.part, sha256=upload.sha256, size=upload.size, root=None, once=True
+    )
     return file
 
 

@@ -160,14 +160,19 @@ def place_part(
     sha256: str,
     size: int,
     root: str | None,
+    once: bool = False,
 ) -> None:
     """Make the part the blob's bytes (linked under ``root``), unless the blob's bytes are
     already where its row says (a dedup hit, possibly under another root). The part
     itself goes once ``session`` commits: until then a failed commit leaves it, and
-    the upload, as they were (a retried completion finds everything in place)."""
+    the upload, as they were (a retried completion finds everything in place).
+    ``once``: a one-request upload, whose part is removed on rollback too (nobody
+    retries it), so the store drops it as it promotes it."""
     parts = store.at(root)
     if same_root(store, blob.storage_root, root):
-        parts.promote_part(part, sha256, size, shared=blob.shared)
+        parts.promote_part(part, sha256, size, shared=blob.shared, drop_part=once)
+        if once:
+            return
     elif not blob_store(store, blob.storage_root).has_blob(blob.storage_key, size):
         # The row's bytes were missing where it pointed: they are now under ``root``.
         parts.promote_part(part, sha256, size, shared=blob.shared)

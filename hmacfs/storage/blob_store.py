@@ -244,13 +244,17 @@ class BlobStore(Protocol):
         when ``unique`` is None, else its own. ValueError when ``sha256`` is not a
         lower-case hex digest."""
 
-    def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
+    def promote_part(
+        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+    ) -> StoredBlob:
         """Make the first ``size`` bytes of ``part`` the blob of ``sha256`` (its key:
         ``blob_key(sha256, None if shared else part)``); ``created`` is False when that
         key held ``size`` bytes already (dedup: the part's bytes are then not used).
         The caller has verified the hash. The part may remain, and the caller deletes
         it once the rows that name the blob have committed; the blob never depends on
-        it. Repeating a promotion after a failed commit is safe."""
+        it. Repeating a promotion after a failed commit is safe. ``drop_part``: the part
+        is gone when this returns (a one-request upload, whose part goes whether its
+        commit succeeds or not: nothing would promote it again)."""
 
     def open_blob(self, storage_key: str) -> OpenBlob:
         """Open a blob for range reads; FileNotFoundError when there is none."""

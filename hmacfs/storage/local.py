@@ -308,12 +308,16 @@ class LocalBlobStore:
                 continue
             yield BlobEntry(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_ctime)
 
-    def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
+    def promote_part(
+        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+    ) -> StoredBlob:
         """Make the part's bytes the blob of ``sha256`` (nothing to do when the blob's path
         already holds that content). The part stays: it is a second name for the same
         bytes (a hard link) until the caller drops it, which it does only once the rows
         that point at the blob have committed. So a transaction that fails after this
-        leaves the upload as it was, and completing it again finishes the job.
+        leaves the upload as it was, and completing it again finishes the job. With
+        ``drop_part`` (a one-request upload) it goes in the same thread hop, after the
+        blob's link is durable: removing it after the commit stalled the worker's loop.
 
         Callers hold the blob's database row while doing this (see
         ``hmacfs.files``), so a collector cannot remove the target meanwhile.
@@ -321,7 +325,7 @@ class LocalBlobStore:
         ``offload_promotion``: file-system metadata calls wait on the journal.
         """
         key = self.blob_key(sha256, None if shared else part)
-        promote = (self.part_path(part), self.blob_path(key), size, self.fsync)
+        promote = (self.part_path(part), self.blob_path(key), size, self.fsync, drop_part)
         created = offload(link_blob, *promote) if self.offload_promotion else link_blob(*promote)
         return StoredBlob(sha256, size, key, created=created)
 

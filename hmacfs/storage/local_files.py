@@ -58,9 +58,18 @@ def link(source: Path, target: Path) -> None:
         os.replace(source, target)
 
 
-def link_blob(source: Path, target: Path, size: int, fsync: bool) -> bool:
+def link_blob(source: Path, target: Path, size: int, fsync: bool, drop_source: bool = False) -> bool:
     """Link part file ``source`` at blob path ``target`` (its first ``size`` bytes) and, when
-    ``fsync``, make that durable; False when ``target`` already held the content."""
+    ``fsync``, make that durable; False when ``target`` already held the content.
+    ``drop_source``: then remove ``source`` (in the caller's thread hop: an unlink waits
+    on the journal as a link does)."""
+    created = _link_blob(source, target, size, fsync)
+    if drop_source:
+        source.unlink(missing_ok=True)
+    return created
+
+
+def _link_blob(source: Path, target: Path, size: int, fsync: bool) -> bool:
     if holds(target, size):
         # Perhaps left by an attempt whose commit failed, with no row yet: its new
         # ctime tells the orphan collector it is in use again (``list_blobs``).

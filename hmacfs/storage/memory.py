@@ -204,7 +204,15 @@ class MemoryBlobStore:
             raise ValueError("not a sha256 hex digest")
         return sha256 if unique is None else f"{sha256}-{unique}"
 
-    def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
+    def promote_part(
+        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+    ) -> StoredBlob:
+        stored = self._promote(part, sha256, size, shared=shared)
+        if drop_part:
+            self.delete_part(part)
+        return stored
+
+    def _promote(self, part: str, sha256: str, size: int, *, shared: bool) -> StoredBlob:
         key = self.blob_key(sha256, None if shared else part)
         with self._guard() as root:
             existing = root.blobs.get(key)

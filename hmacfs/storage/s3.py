@@ -284,19 +284,25 @@ class S3BlobStore:
         name = sha256 if unique is None else f"{sha256}-{unique}"
         return f"blobs/{sha256[:2]}/{sha256[2:4]}/{name}"
 
-    def promote_part(self, part: str, sha256: str, size: int, *, shared: bool = True) -> StoredBlob:
+    def promote_part(
+        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+    ) -> StoredBlob:
         """Assemble the part's first ``size`` bytes into the blob's object (an S3 multipart
         upload of ``part_size`` parts, copied on the store); nothing to do when the object
         is there with that size already (dedup)."""
         key = self.blob_key(sha256, None if shared else part)
         if self.has_blob(key, size):
             self._touch(key)
-            return StoredBlob(sha256, size, key, created=False)
-        listing = self.listing(part)
-        if not listing.exists:
-            raise FileNotFoundError(f"no part {part}")
-        assemble(self, listing.pieces, self.prefix + key, size)
-        return StoredBlob(sha256, size, key, created=True)
+            created = False
+        else:
+            listing = self.listing(part)
+            if not listing.exists:
+                raise FileNotFoundError(f"no part {part}")
+            assemble(self, listing.pieces, self.prefix + key, size)
+            created = True
+        if drop_part:
+            self.delete_part(part)
+        return StoredBlob(sha256, size, key, created=created)
 
     def _touch(self, storage_key: str) -> None:
         """Note that the blob was promoted again (an object cannot be touched): the orphan

@@ -283,6 +283,19 @@ def test_promote_then_dedup(store: BlobStore) -> None:
     assert not store.has_blob(stored.storage_key, len(DATA) - 1)
 
 
+def test_a_promotion_may_drop_its_part(store: BlobStore) -> None:
+    """A one-request upload's part goes as it is promoted, also on a dedup hit; others stay."""
+    for part in ("kept", "dropped", "again"):
+        store.write_part(part, 0, reader(b"drop"), 4)
+    store.promote_part("kept", sha(b"drop"), 4, shared=False)
+    stored = store.promote_part("dropped", sha(b"drop"), 4, drop_part=True)
+    again = store.promote_part("again", sha(b"drop"), 4, drop_part=True)
+    assert (stored.created, again.created) == (True, False)
+    assert [p.name for p in store.list_parts()] == ["kept"]
+    assert store.part_size("dropped") is None and store.part_size("again") is None
+    assert blob_bytes(store, stored.storage_key) == b"drop"
+
+
 def test_unshared_blobs_have_keys_of_their_own(store: BlobStore) -> None:
     for part in ("one", "two"):
         store.write_part(part, 0, reader(b"same"), 4)
