@@ -141,11 +141,15 @@ def current_arm(upload_key: str | None) -> Arm:
 
 def client_key(account: uuid.UUID | None, hint: NetworkHint | None) -> ClientKey:
     """The profile key: the client's own id (``Hmacfs-Client-Id``) or a hash of its
-    User-Agent and address prefix (/24, /48), and the class its hint names."""
-    given = request.headers.get(CLIENT_ID_HEADER, "").strip()
-    if not _CLIENT_ID.fullmatch(given):
-        agent = request.headers.get("User-Agent", "")
-        given = "ua-" + hashlib.sha256(f"{agent}\n{address_prefix()}".encode()).hexdigest()[:24]
+    User-Agent and address prefix (/24, /48), and the class its hint names. The id is
+    worked out once per request (a body asks for its first read size and when recorded)."""
+    given: str | None = g.get("client_id")
+    if given is None:
+        given = request.headers.get(CLIENT_ID_HEADER, "").strip()
+        if not _CLIENT_ID.fullmatch(given):
+            agent = request.headers.get("User-Agent", "")
+            given = "ua-" + hashlib.sha256(f"{agent}\n{address_prefix()}".encode()).hexdigest()[:24]
+        g.client_id = given
     network_class = hint.network_class if hint is not None else NetworkClass.UNKNOWN
     return ClientKey(account, given, network_class)
 
