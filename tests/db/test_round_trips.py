@@ -9,7 +9,6 @@ chunk in five publishes one (``uploads.progress_min_step`` is 5 %).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import statistics
 import uuid
@@ -27,8 +26,9 @@ from hmacfs.web.tus_headers import encode_metadata
 from tests.conftest import bearer, make_settings
 from tests.pg import PgServer
 from tests.pg_wire import WireCounter
+from tests.web import test_drive as drive
 
-CHUNK = 256 * 1024
+CHUNK = drive.CHUNK
 CHUNKS = 100
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -61,23 +61,12 @@ def _counted(wire: WireCounter, send: Callable[[int], TestResponse], index: int)
 def test_drive_chunk_round_trips(client: FlaskClient, wire: WireCounter) -> None:
     auth = bearer(uuid.uuid4())
     payload = os.urandom(CHUNK * CHUNKS)
-    created = client.post(
-        "/api/files/upload/create",
-        json={
-            "fileName": "a.bin",
-            "fileSize": len(payload),
-            "contentType": "application/octet-stream",
-            "chunkSize": CHUNK,
-            "hash": hashlib.sha256(payload).hexdigest(),
-        },
-        headers=auth,
-    )
+    created = drive.create(client, auth, payload)  # chunks of drive.CHUNK
     task = created.json["taskId"]
-    raw = {**auth, "Content-Type": "application/octet-stream"}
 
     def chunk(index: int) -> TestResponse:
         body = payload[index * CHUNK : (index + 1) * CHUNK]
-        return client.post(f"/api/files/upload/chunk/{task}/{index}", data=body, headers=raw)
+        return drive.send(client, auth, task, index, body, raw=True)
 
     counts = [_counted(wire, chunk, index) for index in range(CHUNKS)]
     # Without an event due: the task, whether the chunk is recorded, the recording WITH.
