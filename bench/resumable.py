@@ -8,6 +8,7 @@ Contenders, alternated round by round on the same server:
   tus      tus creation, then 5 MiB PATCHes
   nginx    nginx's own single PUT (dav module) to local disk, when nginx is installed
   tusnode  @tus/server 2.x with @tus/file-store (Node), the same 5 MiB PATCHes (no hash, no fsync)
+  tusnode1 @tus/server: the whole file in one creation-with-upload request, beside tus1
   tusnf    our tus PATCHes on a second server with [storage] fsync = false, beside tusnode
   old-NAME the same contender on a second server run from another checkout (``--old-tree``),
            for telling a regression from a loaded machine in one run
@@ -267,6 +268,7 @@ def _run(
     if tus_peers:
         peer, nofsync = tus_peers
         contenders["tusnode"] = lambda: tus_patches(peer, {}, source)
+        contenders["tusnode1"] = lambda: tus_single(peer, {}, source)
         contenders["tusnf"] = lambda: tus_patches(nofsync, bearer(uuid.uuid4()), source)
     if options.only:
         names = {"single", *options.only.split(",")}
@@ -277,11 +279,10 @@ def _run(
     tus_single(url, bearer(uuid.uuid4()), Source.make(8 * MiB))  # warm-up
     times = _round_robin(contenders, options.rounds, size)
     print("\n".join(_table(times, size, "single")))
-    if "tusnode" in times:
-        for name in ("tus", "tusnf"):
-            if name in times:
-                paired = statistics.median(p / t for p, t in zip(times["tusnode"], times[name], strict=True))
-                print(f"{name} / @tus/server (throughput, paired median): {paired:.2f}x")
+    for name, peer_name in (("tus", "tusnode"), ("tusnf", "tusnode"), ("tus1", "tusnode1")):
+        if name in times and peer_name in times:
+            paired = statistics.median(p / t for p, t in zip(times[peer_name], times[name], strict=True))
+            print(f"{name} / @tus/server {peer_name} (throughput, paired median): {paired:.2f}x")
     for name in times:
         if name.startswith("old-"):
             new = name.removeprefix("old-")
