@@ -76,16 +76,16 @@ class WireCounter:
                     if len(buffer) < header:
                         break
                     if not started:
-                        (length,) = struct.unpack("!I", buffer[:4])
-                        (code,) = struct.unpack("!I", buffer[4:8])
-                        total = length
-                        started = code == 196608  # protocol 3.0: the StartupMessage itself
+                        (total,) = struct.unpack("!I", buffer[:4])
                     else:
                         (length,) = struct.unpack("!I", buffer[1:5])
                         total = length + 1
                     if len(buffer) < total:
                         break
-                    if header == 5 and buffer[:1] == b"Q":
+                    if not started:
+                        # protocol 3.0's code: the StartupMessage itself, after which messages are typed
+                        started = struct.unpack("!I", buffer[4:8])[0] == 196608
+                    elif buffer[:1] == b"Q":
                         with self._lock:
                             self._queries += 1
                             self.texts.append(buffer[5:total].rstrip(b"\0").decode(errors="replace")[:80])
