@@ -42,7 +42,8 @@ from hmacfs.models import utcnow
 from hmacfs.tasks import queue
 from hmacfs.tasks.exporter import forget_process
 from hmacfs.tasks.registry import TaskHandlers
-from hmacfs.tasks.worker import BuildServices, install_stop, run_slot, serve_worker_metrics, worker_id_prefix
+from hmacfs.tasks.signals import STOP_SIGNALS, held_for_fork, relay_signals
+from hmacfs.tasks.worker import BuildServices, run_slot, serve_worker_metrics, worker_id_prefix
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,7 @@ def _slot_main(
     engine.dispose(close=False)
     for fd in fds:
         os.close(fd)
-    drain = threading.Event()
-    signal.signal(signal.SIGUSR1, lambda _signum, _frame: drain.set())
-    run_slot(settings, handlers, build, drain=drain)
+    run_slot(settings, handlers, build, drain=threading.Event())
 
 
 class Supervisor:
@@ -124,7 +123,7 @@ class Supervisor:
 
     def run(self) -> None:
         """Start ``policy.minimum`` slots and follow the queue until SIGTERM/SIGINT."""
-        install_stop(self.stop)
+        relay_signals(dict.fromkeys(STOP_SIGNALS, self.stop))
         log.info("worker scaling between %d and %d slot(s)", self.policy.minimum, self.policy.maximum)
         self.slots = [self._start() for _ in range(self.policy.minimum)]
         self.metrics.slots.set(len(self.slots))
@@ -163,7 +162,8 @@ class Supervisor:
     def _start(self) -> BaseProcess:
         args = (self.engine, self._fds, self.settings, self.handlers, self.build)
         slot = self.context.Process(target=_slot_main, args=args, daemon=False)
-        slot.start()
+        with held_for_fork():
+            slot.start()
         return slot
 
     def _retire(self, count: int) -> None:

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from types import FrameType
+from multiprocessing.process import BaseProcess
 
 from hmacfs.config import Settings
 from hmacfs.container import Services
@@ -33,6 +33,7 @@ from hmacfs.tasks.exporter import forget_process, serve_metrics
 from hmacfs.tasks.output import discard_partial_output
 from hmacfs.tasks.queue import ClaimedTask
 from hmacfs.tasks.registry import TaskHandlers
+from hmacfs.tasks.signals import STOP_SIGNALS, held_for_fork, relay_signals
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +196,6 @@ class Worker:
 
 
 # -- processes --------------------------------------------------------------------------
-def install_stop(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``."""
-
-    def _handler(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
-
-
 # Builds a slot's services (no pre-ping: see run_slot) around the handlers loaded in the parent.
 BuildServices = Callable[[Settings, TaskHandlers], Services]
 
@@ -212,9 +203,15 @@ BuildServices = Callable[[Settings, TaskHandlers], Services]
 def run_slot(
     settings: Settings, handlers: TaskHandlers, build: BuildServices, *, drain: threading.Event | None = None
 ) -> None:
-    """Run one slot in this process until SIGTERM/SIGINT (or ``drain`` is set: see Worker)."""
+    """Run one slot in this process until SIGTERM/SIGINT (or ``drain`` is set: see Worker).
+
+    With ``drain``, SIGUSR1 sets it (the supervisor's retirement, hmacfs.tasks.scaling).
+    """
     stop = threading.Event()
-    install_stop(stop)
+    relayed = dict.fromkeys(STOP_SIGNALS, stop)
+    if drain is not None:
+        relayed[signal.SIGUSR1] = drain
+    relay_signals(relayed)
     # No pre-ping: run_forever retries after any database error, and a dropped
     # connection fails once and is invalidated; the ping cost a round trip per claim.
     services = build(settings, handlers)
@@ -246,19 +243,23 @@ def run_workers(
         run_slot(settings, handlers, build)
         return
     stop = threading.Event()
-    install_stop(stop)
+    relay_signals(dict.fromkeys(STOP_SIGNALS, stop))
     context = multiprocessing.get_context("fork")
     slot_args = (fds, settings, handlers, build)
-    slots = [context.Process(target=_forked_slot, args=slot_args, daemon=False) for _ in range(concurrency)]
-    for slot in slots:
-        slot.start()
+
+    def _start() -> BaseProcess:
+        slot = context.Process(target=_forked_slot, args=slot_args, daemon=False)
+        with held_for_fork():
+            slot.start()
+        return slot
+
+    slots = [_start() for _ in range(concurrency)]
     while not stop.wait(0.5):
         for index, slot in enumerate(slots):
             if not slot.is_alive():
                 log.warning("worker slot %d exited (%s); restarting", index, slot.exitcode)
                 forget_process(slot.pid, metrics_dir)
-                slots[index] = context.Process(target=_forked_slot, args=slot_args, daemon=False)
-                slots[index].start()
+                slots[index] = _start()
     for slot in slots:
         if slot.pid is not None and slot.is_alive():
             os.kill(slot.pid, signal.SIGTERM)
