@@ -220,14 +220,18 @@ class S3BlobStore:
         if length <= 0:
             return
         what = f"reading {key}"
-        ranged = f"bytes={start}-{start + length - 1}"
-        answer = call(what, self.client.get_object, Bucket=self.bucket, Key=key, Range=ranged)
-        body = answer["Body"]
+        body = self._open_range(key, start, length)
         try:
             with translated(what):
                 yield from body.iter_chunks(self.buffer_size)
         finally:
             body.close()
+
+    def _open_range(self, key: str, start: int, length: int) -> Any:
+        """The body (botocore's StreamingBody) of a GET of ``length`` bytes from ``start``."""
+        ranged = f"bytes={start}-{start + length - 1}"
+        answer = call(f"reading {key}", self.client.get_object, Bucket=self.bucket, Key=key, Range=ranged)
+        return answer["Body"]
 
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
         listing = self.listing(part)
@@ -318,7 +322,12 @@ class S3BlobStore:
     def open_blob(self, storage_key: str) -> S3OpenBlob:
         key = self.prefix + storage_key
         head = call(f"opening {storage_key}", self.client.head_object, Bucket=self.bucket, Key=key)
-        return S3OpenBlob(self._get_range, key, int(head["ContentLength"]))
+        # Only a plain-HTTP connection's socket can be handed over (spliced); over TLS the
+        # GET made for it would be wasted.
+        plain = self.client.meta.endpoint_url.startswith("http://")
+        return S3OpenBlob(
+            self._get_range, key, int(head["ContentLength"]), self._open_range if plain else None
+        )
 
     def has_blob(self, storage_key: str, size: int) -> bool:
         try:

@@ -1,5 +1,5 @@
-"""Reading helpers of the S3 store: an opened blob, bodies streamed or spooled into a PUT,
-two block streams compared."""
+"""Reading helpers of the S3 store: an opened blob (its ranges read, or handed over as the
+socket they arrive on), bodies streamed or spooled into a PUT, two block streams compared."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from hmacfs.storage.copying import Hasher, IncompleteBody, Reader
 
@@ -90,10 +90,18 @@ class BodyStream:
 
 
 class S3OpenBlob:
-    """A blob object opened for range reads: each ``read_range`` is one ranged GET."""
+    """A blob object opened for range reads: each ``read_range`` (or ``open_socket_range``)
+    is one ranged GET. ``open_range(key, start, length)`` makes that GET and returns its
+    body (botocore's StreamingBody)."""
 
-    def __init__(self, get_range: Callable[[str, int, int], Iterator[bytes]], key: str, size: int) -> None:
-        self._get_range, self._key, self._size = get_range, key, size
+    def __init__(
+        self,
+        get_range: Callable[[str, int, int], Iterator[bytes]],
+        key: str,
+        size: int,
+        open_range: Callable[[str, int, int], Any] | None = None,
+    ) -> None:
+        self._get_range, self._key, self._size, self._open_range = get_range, key, size, open_range
 
     @property
     def size(self) -> int:
@@ -101,6 +109,15 @@ class S3OpenBlob:
 
     def read_range(self, start: int, length: int) -> Iterator[bytes]:
         return self._get_range(self._key, start, min(length, self._size - start))
+
+    def open_socket_range(self, start: int, length: int) -> S3SocketBody | None:
+        """The range's body as the plain TCP socket it arrives on (for ``splice``), or None
+        where the connection is not one (TLS, a chunked answer): the caller reads instead.
+        StoreUnavailable or FileNotFoundError as ``read_range``."""
+        length = min(length, self._size - start)
+        if self._open_range is None or length <= 0:
+            return None
+        return S3SocketBody.take(self._open_range(self._key, start, length), length)
 
     def close(self) -> None:
         """Nothing held between reads (each read's connection goes back to the pool)."""
@@ -112,6 +129,36 @@ class S3OpenBlob:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+class S3SocketBody:
+    """A GetObject's body taken past botocore and urllib3: ``buffered`` bytes their reader
+    already holds, then ``remaining`` bytes to come on the socket ``fileno``. The
+    connection is closed when done (its reader's count no longer matches the socket) and
+    given back to the pool, which opens a new one for the next request."""
+
+    def __init__(self, response: Any, buffered: bytes, fileno: int, remaining: int) -> None:
+        self._response, self.buffered, self.fileno, self.remaining = response, buffered, fileno, remaining
+
+    @classmethod
+    def take(cls, body: Any, length: int) -> S3SocketBody | None:
+        """``body`` (a StreamingBody of ``length`` bytes) as a S3SocketBody; None, with the
+        body closed, when its connection is TLS or the answer is not a plain
+        Content-Length body of ``length`` bytes."""
+        raw: Any = getattr(body, "_raw_stream", None)  # urllib3's HTTPResponse
+        answer: Any = getattr(raw, "_fp", None)  # http.client's HTTPResponse
+        sock: Any = getattr(getattr(raw, "connection", None), "sock", None)
+        reader: Any = getattr(answer, "fp", None)
+        plain = sock is not None and not hasattr(sock, "getpeercert")  # an SSL socket has it
+        if not plain or reader is None or getattr(answer, "chunked", True) or answer.length != length:
+            body.close()
+            return None
+        buffered = reader.read1(length)  # what the reader holds (or one recv when nothing)
+        return cls(raw, buffered, sock.fileno(), length - len(buffered))
+
+    def close(self) -> None:
+        self._response.close()
+        self._response.release_conn()
 
 
 class Blocks:

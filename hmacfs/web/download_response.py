@@ -198,8 +198,9 @@ def _body_response(
         segments,
         suffix,
         request.environ,
-        # The kernel copies a path-backed store's file; any other store's bytes are read.
-        use_sendfile=settings.streaming.sendfile and _path_backed(download.store),
+        # The kernel copies a path-backed store's file (sendfile), or an object store's
+        # body from its socket (splice); any other store's bytes are read.
+        use_sendfile=settings.streaming.sendfile,
         block_size=settings.performance.max_buffer_size,
         timeout=settings.timeouts.writetimeout.total_seconds(),
         on_sent=_counter(metrics),
