@@ -12,7 +12,7 @@ shuffled order every round, medians over the rounds:
 Targets (issue 16): s3_drive4 >= 0.8x peer_put, s3_tus >= 0.6x peer_put,
 s3_get >= 0.8x peer_get (throughput, paired per round). Local against S3 is reported.
 
-``python -m bench s3 -- [--rounds N] [--size-mib N] [--part-mib N] [--quick]``
+``python -m bench s3 -- [--rounds N] [--size-mib N] [--part-mib N] [--quick] [--only NAME ...]``
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def _options(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="default 5")
     parser.add_argument("--size-mib", type=int, default=None, help="file size; default 512")
     parser.add_argument("--part-mib", type=int, default=8, help="part and chunk size; default 8")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these contenders")
     options = parser.parse_args(argv)
     options.rounds = options.rounds or (2 if options.quick else 5)
     options.size = (options.size_mib or (64 if options.quick else 512)) * MiB
@@ -161,12 +162,16 @@ def report(results: Results, options: argparse.Namespace) -> list[str]:
         lines.append(f"| {name} | {median:.2f} | {size / MiB / median:.0f} | {last} | {runs} |")
     lines += ["", "| target | paired median | ratio of medians | target | met |", "|---|---:|---:|---:|---|"]
     for contender, peer, target in TARGETS:
+        if contender not in times or peer not in times:
+            continue
         paired = _paired(times, contender, peer)
         of_medians = statistics.median(times[peer]) / statistics.median(times[contender])
         met = "yes" if paired >= target else "**no**"
         lines.append(f"| {contender} vs {peer} | {paired:.2f}x | {of_medians:.2f}x | ≥ {target}x | {met} |")
     lines += ["", "| protocol | S3 vs local (paired median) |", "|---|---:|"]
     for protocol in ("drive4", "tus", "get"):
+        if f"s3_{protocol}" not in times or f"local_{protocol}" not in times:
+            continue
         lines.append(f"| {protocol} | {_paired(times, f's3_{protocol}', f'local_{protocol}'):.2f}x |")
     return lines
 
@@ -186,6 +191,8 @@ def main(argv: list[str]) -> int:
             for server in servers.values():
                 server.start()
             contenders = _contenders(servers, store, options)
+            if options.only:  # the others are set up (their files) but not run
+                contenders = {name: contenders[name] for name in options.only}
             print(f"s3: {options.size // MiB} MiB, {options.part // MiB} MiB parts, {options.rounds} rounds")
             results = _rounds(contenders, options.rounds, options.size)
         except Exception:
