@@ -137,8 +137,11 @@ class S3SocketBody:
     connection is closed when done (its reader's count no longer matches the socket) and
     given back to the pool, which opens a new one for the next request."""
 
-    def __init__(self, response: Any, buffered: bytes, fileno: int, remaining: int) -> None:
+    def __init__(
+        self, response: Any, buffered: bytes, fileno: int, remaining: int, timeout: float | None
+    ) -> None:
         self._response, self.buffered, self.fileno, self.remaining = response, buffered, fileno, remaining
+        self.timeout = timeout  # the client's read timeout, which its socket carries
 
     @classmethod
     def take(cls, body: Any, length: int) -> S3SocketBody | None:
@@ -154,7 +157,7 @@ class S3SocketBody:
             body.close()
             return None
         buffered = reader.read1(length)  # what the reader holds (or one recv when nothing)
-        return cls(raw, buffered, sock.fileno(), length - len(buffered))
+        return cls(raw, buffered, sock.fileno(), length - len(buffered), sock.gettimeout())
 
     def close(self) -> None:
         self._response.close()

@@ -37,6 +37,11 @@ class SocketBody(Protocol):
     def remaining(self) -> int:
         """How many bytes after ``buffered`` are to be taken from the socket."""
 
+    @property
+    def timeout(self) -> float | None:
+        """Seconds the source may stay silent (its client's read timeout); None: as long
+        as the client may."""
+
     def close(self) -> None:
         """Give the connection back (it is closed: its body was taken past its reader)."""
 
@@ -50,12 +55,14 @@ def splice_body(body: SocketBody, out_fd: int, timeout: float) -> None:
     ``buffered`` bytes are the caller's to send first).
 
     Raises ConnectionError when the source ends early or the client goes away,
-    TimeoutError when either side makes no progress for ``timeout`` seconds.
+    TimeoutError when the client takes nothing for ``timeout`` seconds or the source
+    sends nothing for ``body.timeout`` (``timeout`` when None).
     """
     read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         capacity = _widen(write_end)
-        _pump(body.fileno, (read_end, write_end), out_fd, body.remaining, capacity=capacity, timeout=timeout)
+        waits = (body.timeout or timeout, timeout)
+        _pump(body.fileno, (read_end, write_end), out_fd, body.remaining, capacity=capacity, waits=waits)
     finally:
         os.close(read_end)
         os.close(write_end)
@@ -70,7 +77,7 @@ def _widen(pipe_fd: int) -> int:
 
 
 def _pump(
-    source: int, pipe: tuple[int, int], out_fd: int, length: int, *, capacity: int, timeout: float
+    source: int, pipe: tuple[int, int], out_fd: int, length: int, *, capacity: int, waits: tuple[float, float]
 ) -> None:
     from gevent.socket import wait_read, wait_write
 
@@ -91,11 +98,11 @@ def _pump(
         if taken or sent:
             continue
         # Nothing moved: the client's socket is full (the pipe holds bytes for it), or the
-        # source has nothing yet. Both waits raise TimeoutError past ``timeout``.
+        # source has nothing yet. Both waits raise TimeoutError past theirs.
         if in_pipe:
-            wait_write(out_fd, timeout=timeout)
+            wait_write(out_fd, timeout=waits[1])
         else:
-            wait_read(source, timeout=timeout)
+            wait_read(source, timeout=waits[0])
 
 
 def _splice(source: int, target: int, count: int) -> int | None:

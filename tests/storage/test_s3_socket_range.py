@@ -51,6 +51,7 @@ def test_a_socket_range_holds_the_range_and_the_pool_keeps_serving(store: S3Blob
         for start, length in [(0, len(data)), (MiB - 3, MiB + 9), (len(data) - 100, 1000)] * 2:
             body = blob.open_socket_range(start, length)
             assert body is not None
+            assert body.timeout == 60  # the store's read_timeout, which waits for its bytes
             try:
                 assert taken(body) == data[start : start + length]
             finally:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class Body:
     fileno: int
     remaining: int
     buffered: bytes = b""
+    timeout: float | None = None
 
     def close(self) -> None:
         """The test closes its own sockets."""
@@ -102,6 +104,14 @@ def test_a_source_that_ends_early_is_a_connection_error() -> None:
 def test_a_silent_source_times_out() -> None:
     with wired(b"x" * 100, close_after=False) as (source, out, _), pytest.raises(TimeoutError):
         splice_body(Body(source.fileno(), 200), out.fileno(), timeout=0.5)
+
+
+def test_a_silent_source_times_out_after_its_own_timeout() -> None:
+    with wired(b"x" * 100, close_after=False) as (source, out, _):
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            splice_body(Body(source.fileno(), 200, timeout=0.3), out.fileno(), timeout=60)
+        assert time.monotonic() - started < 5
 
 
 def test_a_client_that_went_away_is_a_connection_error() -> None:
