@@ -34,8 +34,9 @@ from hmacfs.storage.blob_store import (
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
-from hmacfs.storage.s3_direct import seal
+from hmacfs.storage.s3_direct import seal, slot_marker_key
 from hmacfs.storage.s3_pieces import (
+    PROMOTED,
     SEALED,
     Direct,
     PartListing,
@@ -231,7 +232,10 @@ class S3BlobStore:
             return
         declared = [size for size in listing.declared if size is not None]
         try:
-            used = seal(self, direct, listing.pieces, max(declared, default=0), self._delete_keys)
+            used = seal(
+                self, direct, listing.pieces, max(declared, default=0),
+                part_prefix=part_prefix(self.prefix, part), delete=self._delete_keys,
+            )  # fmt: skip
         except FileNotFoundError:  # completed already (its marker not written), or aborted
             with self.open_blob(direct.storage_key):  # FileNotFoundError: the bytes are gone
                 used = []
@@ -274,17 +278,23 @@ class S3BlobStore:
 
     def _put_slot(self, part: str, direct: Direct, start: int, body: BodyStream, size: int) -> None:
         """Store the slot at ``start`` as its part of the part's multipart upload."""
+        number = start // self.slot_size + 1
         try:
-            call(
+            uploaded = call(
                 f"writing part {part}", self.client.upload_part,
                 Bucket=self.bucket, Key=self.prefix + direct.storage_key, UploadId=direct.upload_id,
-                PartNumber=start // self.slot_size + 1, Body=body, ContentLength=size,
+                PartNumber=number, Body=body, ContentLength=size,
             )  # fmt: skip
         except FileNotFoundError:
             # The upload was completed (sealed) or the part deleted, by this node or another,
             # and the body was spent: the client sends it again, which then becomes a piece.
             self._forget(part)
             raise StoreUnavailable(f"part {part} changed while it was written; retry") from None
+        # Which upload of this number is the slot's (the last acknowledged: writes of one
+        # range are serialised by its lock): a store may keep every upload of a number.
+        marker = slot_marker_key(part_prefix(self.prefix, part), number)
+        etag = uploaded["ETag"].encode()
+        call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=marker, Body=etag)
 
     def _put_piece(self, part: str, offset: int, body: IO[bytes] | BodyStream, size: int) -> None:
         """Store ``size`` bytes of ``body`` as the piece at ``offset``."""
@@ -368,8 +378,8 @@ class S3BlobStore:
         return self._locks(f"{self.bucket}/{part_prefix(self.prefix, part)}")
 
     def delete_part(self, part: str) -> None:
-        """Delete the part's objects, after aborting its multipart upload while open (the
-        object of a completed one is a blob, or an orphan the collector removes)."""
+        """Delete the part's objects, after aborting its multipart upload while open, or
+        deleting the object of a completed one unless it was promoted (a blob)."""
         self._check_part(part)
         prefix = part_prefix(self.prefix, part)
         objects = self._list(prefix)
@@ -382,7 +392,10 @@ class S3BlobStore:
                     f"aborting {key}", self.client.abort_multipart_upload,
                     Bucket=self.bucket, Key=key, UploadId=listing.direct.upload_id,
                 )  # fmt: skip
-        self._delete_keys([key for key, _ in objects])
+        keys = [key for key, _ in objects]
+        if listing.direct is not None and listing.sealed and not listing.promoted:
+            keys.append(self.prefix + listing.direct.storage_key)  # a dedup hit, or cancelled
+        self._delete_keys(keys)
 
     def _delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
@@ -434,6 +447,11 @@ class S3BlobStore:
         multipart upload of ``part_size`` parts, copied on the store). Nothing to do when
         the object is there with that size already (dedup)."""
         key = key or self.blob_key(sha256, None if shared else part)
+        if part_of_direct_key(key) == part:  # before the object can be a blob: delete_part keeps it
+            call(
+                f"promoting part {part}", self.client.put_object,
+                Bucket=self.bucket, Key=part_prefix(self.prefix, part) + PROMOTED, Body=b"",
+            )  # fmt: skip
         if self.has_blob(key, size):
             self._touch(key)
             created = False

@@ -63,10 +63,18 @@ class DirectParts(PieceSource, Protocol):
     slot_size: int
 
 
-def uploaded_parts(store: DirectParts, direct: Direct) -> dict[int, UploadedPart]:
-    """The parts of the open upload by number; FileNotFoundError when it is not open."""
+def slot_marker_key(part_prefix: str, number: int) -> str:
+    """The object that names (its body: the ETag) the last part number ``number`` stored."""
+    return f"{part_prefix}e-{number:06d}"
+
+
+def uploaded_parts(store: DirectParts, direct: Direct, part_prefix: str) -> dict[int, UploadedPart]:
+    """The parts of the open upload by number, each the one its slot marker names (a part
+    number uploaded again may be listed once per upload, by SeaweedFS, with times of a
+    second's resolution; one whose upload did not return has no marker and is left out).
+    FileNotFoundError when the upload is not open."""
     key = store.prefix + direct.storage_key
-    found: dict[int, UploadedPart] = {}
+    found: dict[int, list[UploadedPart]] = {}
     with translated(f"listing the parts of {key}"):
         pages = store.client.get_paginator("list_parts").paginate(
             Bucket=store.bucket, Key=key, UploadId=direct.upload_id
@@ -74,8 +82,19 @@ def uploaded_parts(store: DirectParts, direct: Direct) -> dict[int, UploadedPart
         for page in pages:
             for item in page.get("Parts", []):
                 number = item["PartNumber"]
-                found[number] = UploadedPart(number, item["ETag"], item["Size"], item["LastModified"])
-    return found
+                uploaded = UploadedPart(number, item["ETag"], item["Size"], item["LastModified"])
+                found.setdefault(number, []).append(uploaded)
+    chosen: dict[int, UploadedPart] = {}
+    for number, candidates in found.items():
+        marker = slot_marker_key(part_prefix, number)
+        try:
+            answer = call(f"reading {marker}", store.client.get_object, Bucket=store.bucket, Key=marker)
+        except FileNotFoundError:
+            continue
+        with translated(f"reading {marker}"):
+            etag = answer["Body"].read().decode()
+        chosen.update((number, c) for c in candidates if c.etag.strip('"') == etag.strip('"'))
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -114,12 +133,18 @@ def plan(pieces: list[Piece], parts: dict[int, UploadedPart], size: int, slot: i
 
 
 def seal(
-    store: DirectParts, direct: Direct, pieces: list[Piece], size: int, delete: Callable[[list[str]], None]
+    store: DirectParts,
+    direct: Direct,
+    pieces: list[Piece],
+    size: int,
+    *,
+    part_prefix: str,
+    delete: Callable[[list[str]], None],
 ) -> list[str]:
     """Complete the upload of a direct part of ``size`` bytes from its parts and ``pieces``;
     returns the pieces to delete afterwards. ``delete(keys)`` deletes objects.
     FileNotFoundError when the upload is not open."""
-    parts = uploaded_parts(store, direct)
+    parts = uploaded_parts(store, direct, part_prefix)
     steps = plan(pieces, parts, size, store.slot_size)
     if steps.lost:
         delete(steps.lost)

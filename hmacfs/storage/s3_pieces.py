@@ -33,6 +33,7 @@ from hmacfs.storage.intervals import subtract
 _PIECE = re.compile(r"^p/([0-9a-f]{16})-([0-9a-f]{16})$")
 _MARKER = re.compile(r"^size-([0-9]+|none)$")
 SEALED = "sealed"
+PROMOTED = "promoted"
 _DIRECT = re.compile(r"^direct-([0-9a-f]{16})-([0-9a-f]+)$")
 
 
@@ -111,6 +112,7 @@ class PartListing:
     modified: datetime | None
     direct: Direct | None = None
     sealed: bool = False  # the multipart upload was completed (``S3BlobStore.seal_part``)
+    promoted: bool = False  # its object was made a blob (``S3BlobStore.promote_part``)
 
     @property
     def exists(self) -> bool:
@@ -127,7 +129,7 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
     """The pieces and markers among ``objects`` ((key, last modified)) under ``prefix``."""
     pieces, declared, modified = [], [], None
     directs: list[tuple[str, Direct]] = []
-    sealed = False
+    sealed = promoted = False
     for key, stored in objects:
         name = key[len(prefix) :]
         modified = stored if modified is None or stored > modified else modified
@@ -138,12 +140,14 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
             declared.append(None if match[1] == "none" else int(match[1]))
         elif name == SEALED:
             sealed = True
+        elif name == PROMOTED:
+            promoted = True
         elif match := _DIRECT.match(name):
             upload_id = bytes.fromhex(match[2]).decode()
             directs.append((key, Direct(direct_key(prefix.split("/")[-2], match[1]), upload_id)))
     # One create_part makes at most one; should two ever exist, every node picks the same.
     direct = min(directs, key=lambda item: item[0])[1] if directs else None
-    return PartListing(pieces, declared, modified, direct, sealed and direct is not None)
+    return PartListing(pieces, declared, modified, direct, sealed and direct is not None, promoted)
 
 
 def split_at_slots(offset: int, length: int, slot: int) -> list[tuple[int, int]]:
