@@ -1,11 +1,15 @@
-"""The S3 blob store: parts as pieces in a bucket, blobs as objects assembled by multipart upload.
+"""The S3 blob store: parts as pieces in a bucket, blobs as objects made by multipart upload.
 
 Layout under the root (``[storage.s3] prefix``, or a pool's root): parts as
 ``hmacfs.storage.s3_pieces`` describes, blobs at ``blobs/<aa>/<bb>/<sha256>``
-as on the local store. Promotion (``hmacfs.storage.s3_assembly``) makes a
-blob with an S3 multipart upload of equal ``part_size`` parts, copied on the
-store from the pieces. Every call may raise ``StoreUnavailable`` (503) when
-the store cannot be reached; a missing object is ``FileNotFoundError``.
+as on the local store, or at a direct part's own key ``blobs/u/<part>-<token>``.
+A direct part (an upload's, ``create_part(direct=True)``) writes whole slots
+as the parts of a multipart upload started with it, and its completed upload
+is the blob (``hmacfs.storage.s3_direct``): each byte stored once. Any other
+part is promoted by assembly (``hmacfs.storage.s3_assembly``): a multipart
+upload of equal ``part_size`` parts, copied on the store from the pieces.
+Every call may raise ``StoreUnavailable`` (503) when the store cannot be
+reached; a missing object is ``FileNotFoundError``.
 """
 
 from __future__ import annotations

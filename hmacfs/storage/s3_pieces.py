@@ -10,6 +10,12 @@ under the part's own prefix::
     <root>parts/<part>/size-<declared size or "none">   the part exists (create_part)
     <root>parts/<part>/p/<offset:016x>-<length:016x>    bytes [offset, offset + length)
 
+A direct part (``hmacfs.storage.s3_direct``) also has::
+
+    <root>parts/<part>/direct-<token>-<upload id, hex>   its multipart upload, at blobs/u/<part>-<token>
+    <root>parts/<part>/e-<number:06d>                    the ETag of the last UploadPart of a number
+    <root>parts/<part>/sealed, promoted                  the upload was completed; made a blob
+
 A piece is stored whole by one PUT or not at all, so it is durable when the
 write returns, and any node sees it. Pieces never cross a *slot* boundary (a
 multiple of the part size): when the upload completes, each slot becomes one
