@@ -135,7 +135,7 @@ def _reference_blob(
     one statement. The row stays locked until commit: the collector, a migration switching
     its root and other uploads of this content wait."""
     statements = sql.statements(session)
-    key = store.blob_key(sha256, None if shared else part)
+    key = store.at(root).promoted_key(part, sha256, shared=shared)
     values = {
         "id": uuid.uuid4(),
         "sha256": sha256,
@@ -170,13 +170,14 @@ def place_part(
     retries it), so the store drops it as it promotes it."""
     parts = store.at(root)
     if same_root(store, blob.storage_root, root):
-        parts.promote_part(part, sha256, size, shared=blob.shared, drop_part=once)
+        parts.promote_part(part, sha256, size, shared=blob.shared, drop_part=once, key=blob.storage_key)
         if once:
             return
     elif not blob_store(store, blob.storage_root).has_blob(blob.storage_key, size):
         # The row's bytes were missing where it pointed: they are now under ``root``.
-        parts.promote_part(part, sha256, size, shared=blob.shared)
-        session.execute(update(Blob).where(Blob.id == blob.id).values(storage_root=root))
+        stored = parts.promote_part(part, sha256, size, shared=blob.shared)
+        values = {"storage_root": root, "storage_key": stored.storage_key}
+        session.execute(update(Blob).where(Blob.id == blob.id).values(**values))
     on_commit(session, partial(parts.delete_part, part))
 
 

@@ -181,10 +181,13 @@ class BlobStore(Protocol):
         such limit (an object store)."""
 
     # -- parts --------------------------------------------------------------------
-    def create_part(self, part: str, size: int | None) -> None:
+    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
         """Create part ``part`` (kept if it exists), reserving ``size`` bytes where the
         backend can. Raises OSError (ENOSPC, EDQUOT) when they cannot be reserved; then
-        no new part remains."""
+        no new part remains. ``direct``: the part will be promoted to ``promoted_key``,
+        so the store may keep its bytes where that blob will be (S3: a multipart upload);
+        until ``seal_part``, some of its written ranges may then not be readable
+        (``read_part`` yields fewer bytes, ``feed_range`` raises ValueError)."""
 
     def write_part(
         self,
@@ -206,6 +209,11 @@ class BlobStore(Protocol):
     def sync_part(self, part: str) -> None:
         """The durability point of writes made with ``durable=False``: when this returns,
         every range written to ``part`` so far survives a crash."""
+
+    def seal_part(self, part: str) -> None:
+        """Make every written byte of a ``direct`` part readable (nothing for other parts).
+        The caller makes sure no write to the part runs meanwhile; writes after it are
+        allowed (a chunk re-sent after a hash mismatch)."""
 
     def receive(self, part: str, read: Reader, length: int | None) -> WrittenRange:
         """Stream a whole body of ``length`` bytes (None: until ``read`` returns b"") into a
@@ -244,12 +252,25 @@ class BlobStore(Protocol):
         when ``unique`` is None, else its own. ValueError when ``sha256`` is not a
         lower-case hex digest."""
 
+    def promoted_key(self, part: str, sha256: str, *, shared: bool = True) -> str:
+        """The key the blob of ``part`` (content ``sha256``) is best promoted to: where the
+        store keeps a ``direct`` part's bytes already, else ``blob_key(sha256, None if
+        shared else part)``. Valid while the part is not written."""
+
     def promote_part(
-        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+        self,
+        part: str,
+        sha256: str,
+        size: int,
+        *,
+        shared: bool = True,
+        drop_part: bool = False,
+        key: str | None = None,
     ) -> StoredBlob:
-        """Make the first ``size`` bytes of ``part`` the blob of ``sha256`` (its key:
-        ``blob_key(sha256, None if shared else part)``); ``created`` is False when that
-        key held ``size`` bytes already (dedup: the part's bytes are then not used).
+        """Make the first ``size`` bytes of ``part`` the blob of ``sha256`` at ``key`` (a key
+        of ``promoted_key`` or of a row; None: ``blob_key(sha256, None if shared else
+        part)``); ``created`` is False when that key held ``size`` bytes already (dedup:
+        the part's bytes are then not used).
         The caller has verified the hash. The part may remain, and the caller deletes
         it once the rows that name the blob have committed; the blob never depends on
         it. Repeating a promotion after a failed commit is safe. ``drop_part``: the part

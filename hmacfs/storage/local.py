@@ -159,7 +159,7 @@ class LocalBlobStore:
             raise ValueError(f"bad part name {part!r}")
         return self.root / "parts" / f"{part}.part"
 
-    def create_part(self, part: str, size: int | None) -> None:
+    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
         """Create a new part file, reserving ``size`` bytes of disk when known. Raises OSError
         (ENOSPC, EDQUOT) when they cannot be reserved; then no part remains."""
         self.ensure_layout()
@@ -308,8 +308,21 @@ class LocalBlobStore:
                 continue
             yield BlobEntry(path.relative_to(self.root).as_posix(), stat.st_size, stat.st_ctime)
 
+    def seal_part(self, part: str) -> None:
+        """Nothing to do: every written byte is readable."""
+
+    def promoted_key(self, part: str, sha256: str, *, shared: bool = True) -> str:
+        return self.blob_key(sha256, None if shared else part)
+
     def promote_part(
-        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+        self,
+        part: str,
+        sha256: str,
+        size: int,
+        *,
+        shared: bool = True,
+        drop_part: bool = False,
+        key: str | None = None,
     ) -> StoredBlob:
         """Make the part's bytes the blob of ``sha256`` (nothing to do when the blob's path
         already holds that content). The part stays: it is a second name for the same
@@ -324,7 +337,7 @@ class LocalBlobStore:
         The link and the directory fsyncs run in one thread hop when
         ``offload_promotion``: file-system metadata calls wait on the journal.
         """
-        key = self.blob_key(sha256, None if shared else part)
+        key = key or self.blob_key(sha256, None if shared else part)
         promote = (self.part_path(part), self.blob_path(key), size, self.fsync, drop_part)
         created = offload(link_blob, *promote) if self.offload_promotion else link_blob(*promote)
         return StoredBlob(sha256, size, key, created=created)

@@ -123,7 +123,7 @@ class MemoryBlobStore:
             return Space(max(capacity - self._shared.used(), 0), capacity)
 
     # -- parts ------------------------------------------------------------------------
-    def create_part(self, part: str, size: int | None) -> None:
+    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
         _check_part(part)
         with self._guard() as root:
             if part not in root.parts:
@@ -204,16 +204,28 @@ class MemoryBlobStore:
             raise ValueError("not a sha256 hex digest")
         return sha256 if unique is None else f"{sha256}-{unique}"
 
+    def seal_part(self, part: str) -> None:
+        """Nothing to do: every written byte is readable."""
+
+    def promoted_key(self, part: str, sha256: str, *, shared: bool = True) -> str:
+        return self.blob_key(sha256, None if shared else part)
+
     def promote_part(
-        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+        self,
+        part: str,
+        sha256: str,
+        size: int,
+        *,
+        shared: bool = True,
+        drop_part: bool = False,
+        key: str | None = None,
     ) -> StoredBlob:
-        stored = self._promote(part, sha256, size, shared=shared)
+        stored = self._promote(part, sha256, size, key or self.blob_key(sha256, None if shared else part))
         if drop_part:
             self.delete_part(part)
         return stored
 
-    def _promote(self, part: str, sha256: str, size: int, *, shared: bool) -> StoredBlob:
-        key = self.blob_key(sha256, None if shared else part)
+    def _promote(self, part: str, sha256: str, size: int, key: str) -> StoredBlob:
         with self._guard() as root:
             existing = root.blobs.get(key)
             if existing is not None and len(existing.data) == size:

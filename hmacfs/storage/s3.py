@@ -1,11 +1,15 @@
-"""The S3 blob store: parts as pieces in a bucket, blobs as objects assembled by multipart upload.
+"""The S3 blob store: parts as pieces in a bucket, blobs as objects made by multipart upload.
 
 Layout under the root (``[storage.s3] prefix``, or a pool's root): parts as
 ``hmacfs.storage.s3_pieces`` describes, blobs at ``blobs/<aa>/<bb>/<sha256>``
-as on the local store. Promotion (``hmacfs.storage.s3_assembly``) makes a
-blob with an S3 multipart upload of equal ``part_size`` parts, copied on the
-store from the pieces. Every call may raise ``StoreUnavailable`` (503) when
-the store cannot be reached; a missing object is ``FileNotFoundError``.
+as on the local store, or at a direct part's own key ``blobs/u/<part>-<token>``.
+A direct part (an upload's, ``create_part(direct=True)``) writes whole slots
+as the parts of a multipart upload started with it, and its completed upload
+is the blob (``hmacfs.storage.s3_direct``): each byte stored once. Any other
+part is promoted by assembly (``hmacfs.storage.s3_assembly``): a multipart
+upload of equal ``part_size`` parts, copied on the store from the pieces.
+Every call may raise ``StoreUnavailable`` (503) when the store cannot be
+reached; a missing object is ``FileNotFoundError``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
 from hmacfs.s3_settings import S3Settings
@@ -28,18 +32,27 @@ from hmacfs.storage.blob_store import (
     RangeLock,
     Space,
     StoredBlob,
+    StoreUnavailable,
     WrittenRange,
 )
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
+from hmacfs.storage.s3_direct import seal, slot_marker_key
 from hmacfs.storage.s3_pieces import (
+    PROMOTED,
+    SEALED,
+    Direct,
     PartListing,
+    Piece,
     Segment,
     cover,
     covered_length,
+    direct_key,
+    direct_marker_key,
     marker_key,
     parse_listing,
+    part_of_direct_key,
     part_prefix,
     piece_key,
     split_at_slots,
@@ -52,6 +65,7 @@ if TYPE_CHECKING:
 _PART_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROOT = re.compile(r"^(?:[A-Za-z0-9_.=-]+/)*$")
+_BASE_TIME = datetime.min.replace(tzinfo=UTC)  # older than every piece: they overlay it
 
 LockFactory = Callable[[str], RangeLock]
 
@@ -68,6 +82,10 @@ class S3BlobStore:
         self.slot_size = settings.part_size
         self.buffer_size = buffer_size
         self._locks = locks
+        # What this process knows of parts' multipart uploads (``create_part`` with
+        # ``direct``), shared by the copies ``at`` makes: (bucket, root, part) -> the open
+        # upload and the part's declared size, or None (none, or no longer open).
+        self._directs: dict[tuple[str, str, str], tuple[Direct, int] | None] = {}
         # The store of a root of another backend (a local path), when one is configured.
         self.foreign: Callable[[str], BlobStore] | None = None
 
@@ -127,10 +145,56 @@ class S3BlobStore:
         if not _PART_NAME.match(part):
             raise ValueError(f"bad part name {part!r}")
 
-    def create_part(self, part: str, size: int | None) -> None:
+    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
+        """The part's marker; with ``direct`` and a size of more than one slot, also an S3
+        multipart upload at a key of the part's own (``direct_key``), recorded in a marker
+        any node finds: every write that fills a slot becomes its part (``UploadPart``
+        number slot + 1) and the completed upload the blob (``promoted_key``), so each
+        byte is stored once (``hmacfs.storage.s3_direct``)."""
         self._check_part(part)
         key = marker_key(self.prefix, part, size)
         call(f"creating part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"")
+        if direct and size is not None and size > self.slot_size and self.listing(part).direct is None:
+            self._start_direct(part, size)
+
+    def _start_direct(self, part: str, size: int) -> None:
+        token = secrets.token_hex(8)
+        key = self.prefix + direct_key(part, token)
+        started = call(f"starting {key}", self.client.create_multipart_upload, Bucket=self.bucket, Key=key)
+        upload_id = started["UploadId"]
+        marker = direct_marker_key(self.prefix, part, token, upload_id)
+        try:
+            call(f"creating part {part}", self.client.put_object, Bucket=self.bucket, Key=marker, Body=b"")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        self._remember(part, (Direct(direct_key(part, token), upload_id), size))
+
+    def _cache_key(self, part: str) -> tuple[str, str, str]:
+        return (self.bucket, self.prefix, part)
+
+    def _remember(self, part: str, known: tuple[Direct, int] | None) -> None:
+        if len(self._directs) >= 4096:  # parts finish; forget them all now and then
+            self._directs.clear()
+        self._directs[self._cache_key(part)] = known
+
+    def _forget(self, part: str) -> None:
+        self._directs.pop(self._cache_key(part), None)
+
+    def _open_direct(self, part: str) -> tuple[Direct, int] | None:
+        """The part's multipart upload and declared size while the upload is open (as far as
+        this process knows: another node may have completed it since, ``_put_slot``)."""
+        cache_key = self._cache_key(part)
+        if cache_key in self._directs:
+            return self._directs[cache_key]
+        listing = self.listing(part)
+        declared = [size for size in listing.declared if size is not None]
+        known = None
+        if listing.direct is not None and not listing.sealed and declared:
+            known = (listing.direct, max(declared))
+        self._remember(part, known)
+        return known
 
     def write_part(
         self,
@@ -149,7 +213,11 @@ class S3BlobStore:
         for start, size in split_at_slots(offset, length, self.slot_size):
             stream = BodyStream(read, size, hashers, block=self.buffer_size)
             try:
-                self._put_piece(part, start, stream, size)
+                direct = self._open_direct(part) if start % self.slot_size == 0 else None
+                if direct is not None and self._whole_slot(start, size, direct[1]):
+                    self._put_slot(part, direct[0], start, stream, size)
+                else:
+                    self._put_piece(part, start, stream, size)
             except BaseException:
                 if stream.failure is not None:  # the client's body failed, not the store
                     raise stream.failure from None
@@ -157,6 +225,31 @@ class S3BlobStore:
 
     def sync_part(self, part: str) -> None:
         """Nothing to do: every piece was stored by its PUT."""
+
+    def seal_part(self, part: str) -> None:
+        """Complete a direct part's multipart upload, making all its bytes readable
+        (``hmacfs.storage.s3_direct``); nothing for any other part or a sealed one. The
+        caller makes sure no write to the part runs meanwhile (the whole part locked)."""
+        listing = self.listing(part)
+        direct = listing.direct
+        if direct is None or listing.sealed:
+            return
+        declared = [size for size in listing.declared if size is not None]
+        try:
+            used = seal(
+                self, direct, listing.pieces, max(declared, default=0),
+                part_prefix=part_prefix(self.prefix, part), delete=self._delete_keys,
+            )  # fmt: skip
+        except FileNotFoundError:  # completed already (its marker not written), or aborted
+            with self.open_blob(direct.storage_key):  # FileNotFoundError: the bytes are gone
+                used = []
+        self._forget(part)
+        call(
+            f"sealing part {part}", self.client.put_object,
+            Bucket=self.bucket, Key=part_prefix(self.prefix, part) + SEALED, Body=b"",
+        )  # fmt: skip
+        self._remember(part, None)
+        self._delete_keys(used)
 
     def receive(self, part: str, read: Reader, length: int | None) -> WrittenRange:
         """A whole body as pieces of ``part_size`` (for an unknown length: until ``read``
@@ -182,6 +275,31 @@ class S3BlobStore:
             if got < step:
                 return offset
 
+    def _whole_slot(self, start: int, size: int, declared: int) -> bool:
+        """Whether [start, start + size) is a whole slot of a part of ``declared`` bytes (the
+        last may be shorter)."""
+        return size in (self.slot_size, declared - start) and start + size <= declared
+
+    def _put_slot(self, part: str, direct: Direct, start: int, body: BodyStream, size: int) -> None:
+        """Store the slot at ``start`` as its part of the part's multipart upload."""
+        number = start // self.slot_size + 1
+        try:
+            uploaded = call(
+                f"writing part {part}", self.client.upload_part,
+                Bucket=self.bucket, Key=self.prefix + direct.storage_key, UploadId=direct.upload_id,
+                PartNumber=number, Body=body, ContentLength=size,
+            )  # fmt: skip
+        except FileNotFoundError:
+            # The upload was completed (sealed) or the part deleted, by this node or another,
+            # and the body was spent: the client sends it again, which then becomes a piece.
+            self._forget(part)
+            raise StoreUnavailable(f"part {part} changed while it was written; retry") from None
+        # Which upload of this number is the slot's (the last acknowledged: writes of one
+        # range are serialised by its lock): a store may keep every upload of a number.
+        marker = slot_marker_key(part_prefix(self.prefix, part), number)
+        etag = uploaded["ETag"].encode()
+        call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=marker, Body=etag)
+
     def _put_piece(self, part: str, offset: int, body: IO[bytes] | BodyStream, size: int) -> None:
         """Store ``size`` bytes of ``body`` as the piece at ``offset``."""
         key = piece_key(self.prefix, part, offset, size)
@@ -204,11 +322,20 @@ class S3BlobStore:
                 found.extend((item["Key"], item["LastModified"]) for item in page.get("Contents", []))
         return found
 
+    def readable(self, listing: PartListing) -> list[Piece]:
+        """The part's pieces, and for a sealed direct part its object as the base they overlay
+        (``hmacfs.storage.s3_direct``). An open direct part's slots are not readable."""
+        if listing.direct is None or not listing.sealed:
+            return listing.pieces
+        declared = [size for size in listing.declared if size is not None]
+        base = Piece(self.prefix + listing.direct.storage_key, 0, max(declared, default=0), _BASE_TIME)
+        return [*listing.pieces, base]
+
     def read_part(self, part: str, start: int, length: int) -> Iterator[bytes]:
         listing = self.listing(part)
         if not listing.exists:
             raise FileNotFoundError(f"no part {part}")
-        for segment in cover(listing.pieces, start, length):
+        for segment in cover(self.readable(listing), start, length):
             yield from self.read_segment(segment)
 
     def read_segment(self, segment: Segment) -> Iterator[bytes]:
@@ -237,7 +364,7 @@ class S3BlobStore:
         listing = self.listing(part)
         if not listing.exists:
             raise FileNotFoundError(f"no part {part}")
-        segments = cover(listing.pieces, start, length)
+        segments = cover(self.readable(listing), start, length)
         if covered_length(segments) < length:
             raise ValueError(f"part {part} has no bytes at {start + covered_length(segments)}")
         for segment in segments:
@@ -259,8 +386,24 @@ class S3BlobStore:
         return self._locks(f"{self.bucket}/{part_prefix(self.prefix, part)}")
 
     def delete_part(self, part: str) -> None:
+        """Delete the part's objects, after aborting its multipart upload while open, or
+        deleting the object of a completed one unless it was promoted (a blob)."""
         self._check_part(part)
-        self._delete_keys([key for key, _ in self._list(part_prefix(self.prefix, part))])
+        prefix = part_prefix(self.prefix, part)
+        objects = self._list(prefix)
+        listing = parse_listing(prefix, objects)
+        self._forget(part)
+        if listing.direct is not None and not listing.sealed:
+            key = self.prefix + listing.direct.storage_key
+            with contextlib.suppress(FileNotFoundError):  # completed or aborted already
+                call(
+                    f"aborting {key}", self.client.abort_multipart_upload,
+                    Bucket=self.bucket, Key=key, UploadId=listing.direct.upload_id,
+                )  # fmt: skip
+        keys = [key for key, _ in objects]
+        if listing.direct is not None and listing.sealed and not listing.promoted:
+            keys.append(self.prefix + listing.direct.storage_key)  # a dedup hit, or cancelled
+        self._delete_keys(keys)
 
     def _delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
@@ -288,13 +431,35 @@ class S3BlobStore:
         name = sha256 if unique is None else f"{sha256}-{unique}"
         return f"blobs/{sha256[:2]}/{sha256[2:4]}/{name}"
 
+    def promoted_key(self, part: str, sha256: str, *, shared: bool = True) -> str:
+        """A direct part's own key (its multipart upload's object: no byte is copied) unless it
+        was sealed and written since (pieces overlay the object: it is not the blob); else
+        ``blob_key``."""
+        listing = self.listing(part)
+        if listing.direct is not None and not (listing.sealed and listing.pieces):
+            return listing.direct.storage_key
+        return self.blob_key(sha256, None if shared else part)
+
     def promote_part(
-        self, part: str, sha256: str, size: int, *, shared: bool = True, drop_part: bool = False
+        self,
+        part: str,
+        sha256: str,
+        size: int,
+        *,
+        shared: bool = True,
+        drop_part: bool = False,
+        key: str | None = None,
     ) -> StoredBlob:
-        """Assemble the part's first ``size`` bytes into the blob's object (an S3 multipart
-        upload of ``part_size`` parts, copied on the store); nothing to do when the object
-        is there with that size already (dedup)."""
-        key = self.blob_key(sha256, None if shared else part)
+        """Make the part's first ``size`` bytes the object at ``key``: for a direct part's own
+        key, by sealing it (``hmacfs.storage.s3_direct``), else by assembling them (an S3
+        multipart upload of ``part_size`` parts, copied on the store). Nothing to do when
+        the object is there with that size already (dedup)."""
+        key = key or self.blob_key(sha256, None if shared else part)
+        if part_of_direct_key(key) == part:  # before the object can be a blob: delete_part keeps it
+            call(
+                f"promoting part {part}", self.client.put_object,
+                Bucket=self.bucket, Key=part_prefix(self.prefix, part) + PROMOTED, Body=b"",
+            )  # fmt: skip
         if self.has_blob(key, size):
             self._touch(key)
             created = False
@@ -302,7 +467,16 @@ class S3BlobStore:
             listing = self.listing(part)
             if not listing.exists:
                 raise FileNotFoundError(f"no part {part}")
-            assemble(self, listing.pieces, self.prefix + key, size)
+            if listing.direct is not None and not listing.sealed:
+                self.seal_part(part)
+                listing = self.listing(part)
+            if listing.direct is not None and key == listing.direct.storage_key:
+                if listing.pieces:  # promoted_key names this key only when nothing overlays it
+                    raise ValueError(f"part {part} was written after it was sealed")
+                if not self.has_blob(key, size):
+                    raise ValueError(f"part {part} does not hold {size} bytes")
+            else:
+                assemble(self, self.readable(listing), self.prefix + key, size)
             created = True
         if drop_part:
             self.delete_part(part)
@@ -358,20 +532,27 @@ class S3BlobStore:
         return True
 
     def list_blobs(self) -> Iterator[BlobEntry]:
+        """Every blob, but not the object of a direct part that still exists (sealed, its
+        upload not completed yet: it is that part's bytes, whatever its age)."""
         base, touched = f"{self.prefix}blobs/", self._touched()
+        live = {entry.name for entry in self.list_parts()}
         with translated("listing blobs"):
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base
             ):
                 for item in page.get("Contents", []):
                     storage_key = item["Key"][len(self.prefix) :]
+                    if part_of_direct_key(storage_key) in live:
+                        continue
                     changed = max(item["LastModified"].timestamp(), touched.get(storage_key, 0.0))
                     yield BlobEntry(storage_key, item["Size"], changed)
 
     # -- sweeping ---------------------------------------------------------------------
     def abort_uploads(self, *, started_before: float) -> int:
         """Abort the multipart uploads under this root started before ``started_before``:
-        a promotion that died left them (``hmacfs.storage.s3_assembly``)."""
+        a promotion that died left them (``hmacfs.storage.s3_assembly``), or a direct part
+        deleted while its upload could not be aborted; never that of a part that exists (an
+        upload stays resumable for longer than the grace)."""
         aborted = 0
         with translated("listing multipart uploads"):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
@@ -383,7 +564,14 @@ class S3BlobStore:
                 for upload in page.get("Uploads", [])
                 if upload["Initiated"].timestamp() < started_before
             ]
+        live: dict[str, bool] = {}
         for key, upload_id in stale:
+            owner = part_of_direct_key(key[len(self.prefix) :])
+            if owner is not None:
+                if owner not in live:
+                    live[owner] = self.listing(owner).exists
+                if live[owner]:
+                    continue
             with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
                 call(
                     f"aborting {key}",

@@ -60,7 +60,9 @@ def assemble(store: PieceSource, pieces: list[Piece], key: str, size: int) -> No
     upload = call(f"starting {key}", store.client.create_multipart_upload, Bucket=store.bucket, Key=key)
     upload_id = upload["UploadId"]
     try:
-        parts = [_part(store, key, upload_id, number + 1, segments) for number, segments in enumerate(slots)]
+        parts = [
+            upload_slot(store, key, upload_id, number + 1, segments) for number, segments in enumerate(slots)
+        ]
         call(
             f"completing {key}", store.client.complete_multipart_upload,
             Bucket=store.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
@@ -84,9 +86,11 @@ def _single(store: PieceSource, segments: list[Segment], key: str) -> None:
     call(f"storing {key}", store.client.put_object, Bucket=store.bucket, Key=key, Body=data)
 
 
-def _part(
+def upload_slot(
     store: PieceSource, key: str, upload_id: str, number: int, segments: list[Segment]
 ) -> dict[str, Any]:
+    """Part ``number`` of the upload, of the segments' bytes: copied on the store from a single
+    piece, else read and uploaded (one slot in memory at most)."""
     common = {"Bucket": store.bucket, "Key": key, "UploadId": upload_id, "PartNumber": number}
     what = f"part {number} of {key}"
     if len(segments) == 1:

@@ -10,6 +10,12 @@ under the part's own prefix::
     <root>parts/<part>/size-<declared size or "none">   the part exists (create_part)
     <root>parts/<part>/p/<offset:016x>-<length:016x>    bytes [offset, offset + length)
 
+A direct part (``hmacfs.storage.s3_direct``) also has::
+
+    <root>parts/<part>/direct-<token>-<upload id, hex>   its multipart upload, at blobs/u/<part>-<token>
+    <root>parts/<part>/e-<number:06d>                    the ETag of the last UploadPart of a number
+    <root>parts/<part>/sealed, promoted                  the upload was completed; made a blob
+
 A piece is stored whole by one PUT or not at all, so it is durable when the
 write returns, and any node sees it. Pieces never cross a *slot* boundary (a
 multiple of the part size): when the upload completes, each slot becomes one
@@ -32,6 +38,9 @@ from hmacfs.storage.intervals import subtract
 
 _PIECE = re.compile(r"^p/([0-9a-f]{16})-([0-9a-f]{16})$")
 _MARKER = re.compile(r"^size-([0-9]+|none)$")
+SEALED = "sealed"
+PROMOTED = "promoted"
+_DIRECT = re.compile(r"^direct-([0-9a-f]{16})-([0-9a-f]+)$")
 
 
 def part_prefix(root: str, part: str) -> str:
@@ -44,6 +53,33 @@ def piece_key(root: str, part: str, offset: int, length: int) -> str:
 
 def marker_key(root: str, part: str, size: int | None) -> str:
     return f"{part_prefix(root, part)}size-{'none' if size is None else size}"
+
+
+def direct_marker_key(root: str, part: str, token: str, upload_id: str) -> str:
+    """The marker of the part's multipart upload (``S3BlobStore.create_part`` with ``direct``):
+    its key's token and its upload id (hex, as ids may hold any character), in the name
+    so that the listing every operation does finds them."""
+    return f"{part_prefix(root, part)}direct-{token}-{upload_id.encode().hex()}"
+
+
+def direct_key(part: str, token: str) -> str:
+    """The storage key (under the root) of a direct part's multipart upload: the blob's
+    key once it is completed (``S3BlobStore.promoted_key``)."""
+    return f"blobs/u/{part}-{token}"
+
+
+def part_of_direct_key(storage_key: str) -> str | None:
+    """The part a ``direct_key`` belongs to; None for any other key."""
+    match = re.match(r"^blobs/u/([A-Za-z0-9_-]{1,64})-[0-9a-f]{16}$", storage_key)
+    return match[1] if match else None
+
+
+@dataclass(frozen=True)
+class Direct:
+    """A part's multipart upload: its object's storage key and upload id."""
+
+    storage_key: str
+    upload_id: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +116,9 @@ class PartListing:
     pieces: list[Piece]
     declared: list[int | None]
     modified: datetime | None
+    direct: Direct | None = None
+    sealed: bool = False  # the multipart upload was completed (``S3BlobStore.seal_part``)
+    promoted: bool = False  # its object was made a blob (``S3BlobStore.promote_part``)
 
     @property
     def exists(self) -> bool:
@@ -95,6 +134,8 @@ class PartListing:
 def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListing:
     """The pieces and markers among ``objects`` ((key, last modified)) under ``prefix``."""
     pieces, declared, modified = [], [], None
+    directs: list[tuple[str, Direct]] = []
+    sealed = promoted = False
     for key, stored in objects:
         name = key[len(prefix) :]
         modified = stored if modified is None or stored > modified else modified
@@ -103,7 +144,16 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
             pieces.append(Piece(key, offset, length, stored))
         elif match := _MARKER.match(name):
             declared.append(None if match[1] == "none" else int(match[1]))
-    return PartListing(pieces, declared, modified)
+        elif name == SEALED:
+            sealed = True
+        elif name == PROMOTED:
+            promoted = True
+        elif match := _DIRECT.match(name):
+            upload_id = bytes.fromhex(match[2]).decode()
+            directs.append((key, Direct(direct_key(prefix.split("/")[-2], match[1]), upload_id)))
+    # One create_part makes at most one; should two ever exist, every node picks the same.
+    direct = min(directs, key=lambda item: item[0])[1] if directs else None
+    return PartListing(pieces, declared, modified, direct, sealed and direct is not None, promoted)
 
 
 def split_at_slots(offset: int, length: int, slot: int) -> list[tuple[int, int]]:

@@ -125,7 +125,10 @@ def _advance(session: Session, services: Services, upload_id: uuid.UUID) -> int:
         return 0
     hasher = ResumableSha256(state if start else None)
     store = services.store.at(root)
-    offload_store_io(store, store.feed_range, part, hasher, start, end - start)
+    try:
+        offload_store_io(store, store.feed_range, part, hasher, start, end - start)
+    except ValueError:  # not readable until sealed (a direct part on S3): completion hashes it
+        return 0
     stored = session.execute(
         update(UploadTask)
         .where(
@@ -192,7 +195,9 @@ def finish(session: Session, services: Services, task: UploadTask, size: int) ->
     if start < size:
         store = services.store.at(task.storage_root)
         if services.db.is_postgresql:
+            offload_store_io(store, store.seal_part, task.task_id)  # the whole part is locked
             offload_store_io(store, store.feed_range, task.task_id, hasher, start, size - start)
         else:
+            store.seal_part(task.task_id)
             store.feed_range(task.task_id, hasher, start, size - start)
     return hasher.hexdigest()

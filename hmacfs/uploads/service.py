@@ -122,7 +122,9 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     session.add(task)
     session.flush()
     mark_written(session)
-    part_store(services.store, task).create_part(task.task_id, new.file_size)
+    # Direct: the part becomes a file's blob (a tus partial upload's is read by its final one).
+    direct = new.concat is None
+    part_store(services.store, task).create_part(task.task_id, new.file_size, direct=direct)
     count_started(session, services.metrics, task.protocol)
     return task
 

@@ -86,9 +86,20 @@ def prefix_of(server: LiveServer) -> str:
     return prefix.strip("/") + "/"
 
 
+def blob_key(server: LiveServer, sha256: str) -> str:
+    """The bucket key of the shared blob of ``sha256``, as its row records it (an upload's
+    own multipart upload's key, or ``blobs/aa/bb/<sha256>``)."""
+    engine = sa.create_engine(server.database_url)
+    with engine.begin() as connection:
+        query = "SELECT storage_key FROM blobs WHERE sha256 = :s AND shared"
+        key: str = connection.execute(sa.text(query), {"s": sha256}).scalar_one()
+    engine.dispose()
+    return prefix_of(server) + key
+
+
 def stored(store: SeaweedS3, server: LiveServer, sha256: str) -> bytes:
     """The bytes of the shared blob of ``sha256`` as the bucket holds them."""
-    key = f"{prefix_of(server)}blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+    key = blob_key(server, sha256)
     body: bytes = store.client().get_object(Bucket=store.bucket, Key=key)["Body"].read()
     return body
 
@@ -139,7 +150,7 @@ def test_drive_parallel_out_of_order_chunks(server: LiveServer, seaweed: Seaweed
     sha256 = hashlib.sha256(payload).hexdigest()
     assert file["hash"] == sha256
     assert stored(seaweed, server, sha256) == payload
-    key = f"{prefix_of(server)}blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+    key = blob_key(server, sha256)
     etag = seaweed.client().head_object(Bucket=seaweed.bucket, Key=key)["ETag"]
     assert etag.strip('"').endswith("-5")  # one S3 multipart upload of five equal parts
     assert "Traceback" not in server.log()  # the background hash advances failed nowhere
@@ -220,13 +231,15 @@ def test_dedup_keeps_one_object_and_expiry_removes_it(server: LiveServer, seawee
     payload = os.urandom(PART + 99)
     sha256 = hashlib.sha256(payload).hexdigest()
     before = set(keys(seaweed, server, "parts/"))  # other tests' (tus partial uploads stay)
+    blobs_before = set(keys(seaweed, server, "blobs/"))
     first = drive_upload(server, bearer(uuid.uuid4()), payload, CHUNK)
     second = drive_upload(server, bearer(uuid.uuid4()), payload, PART)
     assert first["hash"] == second["hash"] == sha256
-    assert [k for k in keys(seaweed, server, "blobs/") if sha256 in k] == [
-        f"{prefix_of(server)}blobs/{sha256[:2]}/{sha256[2:4]}/{sha256}"
-    ]
+    key = blob_key(server, sha256)
+    assert set(keys(seaweed, server, "blobs/")) - blobs_before == {key}  # one object
     assert set(keys(seaweed, server, "parts/")) == before  # their pieces went after the commits
+    uploads = seaweed.client().list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix_of(server))
+    assert not uploads.get("Uploads")  # the second's, a dedup hit, was aborted
 
     engine = sa.create_engine(server.database_url)
     with engine.begin() as connection:
@@ -234,7 +247,7 @@ def test_dedup_keeps_one_object_and_expiry_removes_it(server: LiveServer, seawee
         connection.execute(sa.text(expire), {"s": sha256})
     engine.dispose()
     server.cli("cleanup")
-    assert not [k for k in keys(seaweed, server, "blobs/") if sha256 in k]
+    assert key not in keys(seaweed, server, "blobs/")
 
 
 def test_an_abandoned_upload_expires_with_its_pieces(server: LiveServer, seaweed: SeaweedS3) -> None:

@@ -399,3 +399,33 @@ def test_move_a_part_to_another_root(backend: Backend) -> None:
 def test_the_local_store_is_path_backed(tmp_path: Path) -> None:
     local = LocalBlobStore(tmp_path)
     assert isinstance(local, PathBacked) and not isinstance(MemoryBlobStore(), PathBacked)
+
+
+# -- direct parts -------------------------------------------------------------------------
+def test_a_direct_part_is_promoted_to_the_key_the_store_names(backend: Backend) -> None:
+    """An upload's part: written by another process in slots of 5 MiB out of order, sealed
+    under the caller's lock, hashed, promoted to ``promoted_key``; a second part of the
+    same content is a dedup hit on the row's key, and deleting both parts keeps the blob."""
+    store, other = backend.store, backend.reopen()
+    data = bytes(range(256)) * (4096 * 11) + b"tail"  # 11 MiB and 4 bytes: three slots of S3
+    slot = 5 * 1024 * 1024
+    store.create_part("direct1", len(data), direct=True)
+    for offset in reversed(range(0, len(data), slot)):
+        other.write_part(
+            "direct1", offset, reader(data[offset : offset + slot]), len(data[offset : offset + slot])
+        )
+    assert store.part_size("direct1") == len(data)
+    store.seal_part("direct1")
+    hasher = hashlib.sha256()
+    store.feed_range("direct1", hasher, 0, len(data))
+    assert hasher.hexdigest() == sha(data)
+    key = store.promoted_key("direct1", sha(data))
+    blob = store.promote_part("direct1", sha(data), len(data), key=key)
+    assert blob.storage_key == key and blob_bytes(store, key) == data
+    store.create_part("direct2", len(data), direct=True)
+    store.write_part("direct2", 0, reader(data), len(data))
+    assert not store.promote_part("direct2", sha(data), len(data), key=key).created
+    store.delete_part("direct1")
+    store.delete_part("direct2")
+    assert blob_bytes(store, key) == data
+    assert store.part_size("direct1") is None
