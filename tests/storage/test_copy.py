@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,61 @@ def test_buffers_are_reused_across_bodies_without_carrying_bytes_over(tmp_path: 
         seen.update(id(pair[0].obj) for pair in copying._SPARE._spare.get(size, []))
     assert len(copying._SPARE._spare[size]) <= copying._SPARE.keep
     assert seen and len(seen) <= copying._SPARE.keep  # the same pair, not one per body
+
+
+class _Started:
+    def __init__(self, future: Future[object]) -> None:
+        self._future = future
+
+    def get(self) -> object:
+        return self._future.result()
+
+
+class _Threads:
+    """``start_blocking`` on real native threads (as gevent's pool runs it), counting hand-offs."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self.pool, self.calls = pool, 0
+
+    def __call__(self, function: Callable[..., object], *args: object) -> _Started:
+        self.calls += 1
+        return _Started(self.pool.submit(function, *args))
+
+
+class _Adaptive(Filling):
+    """An AdaptiveReader that keeps one large block size."""
+
+    def block_size(self) -> int:
+        return 128 * 1024  # above TRICKLE_BLOCK: a buffer pair
+
+    def wait_readable(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("adaptive", [False, True], ids=["filling", "adaptive"])
+@pytest.mark.parametrize("checks", [1, 2], ids=["one-hasher", "two-hashers"])
+def test_each_block_is_hashed_then_written_in_one_hand_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, adaptive: bool, checks: int
+) -> None:
+    """One native-thread hand-off per block hashes it with the first hasher and writes it
+    (a further hasher gets one more, in parallel): with a hand-off per step a 1 GiB PUT
+    took 5-9 % more CPU and ran 0.75-0.92x as fast. Exact bytes and digests, in order."""
+    size = 128 * 1024
+    body = os.urandom(9 * size + 123)
+    blocks, remaining = 0, len(body)
+    while remaining:
+        remaining -= copying._block_size(size, remaining, first=not blocks and not adaptive)
+        blocks += 1
+    with ThreadPoolExecutor(4) as pool:
+        threads = _Threads(pool)
+        monkeypatch.setattr(copying, "start_blocking", threads)
+        hashers = tuple(hashlib.sha256() for _ in range(checks))
+        reader = _Adaptive(body, step=50_000) if adaptive else Filling(body, step=50_000)
+        fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            copy_into(fd, 0, reader, len(body), buffer_size=size, hashers=hashers, write_behind=True)
+        finally:
+            os.close(fd)
+    assert threads.calls == blocks * checks
+    assert (tmp_path / "f").read_bytes() == body
+    assert all(h.hexdigest() == hashlib.sha256(body).hexdigest() for h in hashers)
