@@ -322,8 +322,9 @@ def _start_block(
     One hand-off per block rather than one per step: the write then reads bytes the hash
     just brought into that core's cache, and a 1 GiB PUT has two threads to run (receive,
     hash and write) on this two-core VM rather than three. A 1 GiB PUT, paired against a
-    hand-off per step: 1.09x the rate at load 4 and 1.33x at load 7, 5-9 % less server
-    CPU per GiB (docs/benchmarks.md, xep, "branch bigput")."""
+    hand-off per step: 10 % less server CPU per GiB and the same rate on a quiet machine,
+    1.09-1.33x the rate when other load leaves it less than two cores (docs/benchmarks.md,
+    xep, "branch bigput")."""
     pending = [start_blocking(hasher.update, block) for hasher in hashers[1:]]
     pending.append(start_blocking(_hash_and_write, hashers[:1], write, fd, block, at))
     return pending
