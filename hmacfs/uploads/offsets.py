@@ -1,10 +1,10 @@
 """Offset-addressed writes (tus): one writer per upload at a time, bytes appended at the offset.
 
-Writes are serialised per upload by the ``upload:<id>`` lock: busy answers at
+Writes are serialised per upload by the ``upload:<task id>`` lock: busy answers at
 once (LockBusy, 423). On PostgreSQL it is a transaction-level advisory lock
 taken on the request's own connection, so it holds across processes and
-machines until the request commits or rolls back; the task row is then read
-``FOR UPDATE`` and stays locked while the bytes stream (the request boundary
+machines until the request commits or rolls back; the task row is read
+``FOR UPDATE`` in the same statement and stays locked while the bytes stream (the request boundary
 holds the transaction: ``BodyTransaction.hold``), so nothing can change the
 upload under the writer. SQLite (one process) uses the in-process locker and
 gives its connection back while the bytes stream.
@@ -12,18 +12,19 @@ gives its connection back while the bytes stream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hmacfs.container import Services
-from hmacfs.db import BodyTransaction
-from hmacfs.errors import BadRequest, Conflict, NotFound
+from hmacfs.db import BodyTransaction, is_postgresql
+from hmacfs.errors import BadRequest, Conflict, Forbidden, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
-from hmacfs.ports import LockBusy
+from hmacfs.ports import LockBusy, lock_id
 from hmacfs.storage.copying import Reader, blocks_reader
 from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
@@ -39,16 +40,24 @@ from hmacfs.uploads.service import (
     cancel_upload,
     check_open,
     check_room,
+    check_visible,
     create_upload,
+    get_upload,
     lock_task,
     part_store,
 )
-from hmacfs.uploads.sql import record_chunk
+from hmacfs.uploads.sql import lock_for_append, read_for_append, record_append
 from hmacfs.uploads.switches import note_client
 
 
 def upload_lock_key(task: UploadTask) -> str:
-    return f"upload:{task.id}"
+    """The key of the lock an upload's offset writer holds (by public id: a PATCH knows it
+    before it has read the upload, so it takes the lock in the same statement)."""
+    return _lock_key(task.task_id)
+
+
+def _lock_key(task_id: str) -> str:
+    return f"upload:{task_id}"
 
 
 def check_length(task: UploadTask, size: int, limit: int) -> None:
@@ -75,34 +84,31 @@ def declare_length(session: Session, task: UploadTask, size: int) -> None:
 def write_at_offset(
     session: Session,
     services: Services,
-    task: UploadTask,
+    upload_id: str,
     offset: int,
     read: Reader,
     *,
+    account_id: uuid.UUID | None,
     length: int,
     body: BodyTransaction,
     digest: ExpectedDigest | None = None,
     declared_size: int | None = None,
     watch: BodyWatch | None = None,
-) -> File | None:
-    """Append ``length`` bytes at ``offset`` (must equal the current offset: 409 otherwise).
+) -> UploadTask:
+    """Append ``length`` bytes at ``offset`` of the tus upload ``upload_id`` as ``account_id``
+    may see it (404 otherwise); ``offset`` must equal the upload's offset (409 otherwise).
 
     ``body``: whether the transaction, with the task's row lock, is held while the
     bytes stream (the request boundary's choice; PostgreSQL holds it). Raises
     LockBusy while another request writes this upload, unless ``watch`` (the body's,
     see ``hmacfs.uploads.handoff``) lets this PATCH take over from a writer that went
-    silent; the stalled writer then ends with WriterPreempted. Returns the file when
-    these bytes completed the upload.
+    silent; the stalled writer then ends with WriterPreempted. Returns the upload as
+    it is now (completed when these bytes were its last).
     """
-    claimable = watch if offset == task.upload_offset else None  # a PATCH at the acknowledged offset
-
-    key = upload_lock_key(task)
-
-    def hold() -> AbstractContextManager[None]:
-        return services.locker.hold_in(session, key)
-
-    with holding(services, task.id, OFFSET_SLOT, hold, claimable, protocol=task.protocol, busy=LockBusy):
-        task = lock_task(session, task)
+    with _writer_lock(session, services, upload_id, account_id, offset=offset, watch=watch) as held:
+        task = held
+        if task.concat == "final":
+            raise Forbidden("a final concatenation cannot be patched", code="FINAL_UPLOAD")
         check_open(task)
         if offset != task.upload_offset:
             raise Conflict(
@@ -132,7 +138,63 @@ def write_at_offset(
             _append(session, services, task, offset=offset, length=length, sha256=sha256, running=running)
             if watch is not None:
                 note_client(session, services, task, watch.client)
-        return finish_if_done(session, services, task)
+        finish_if_done(session, services, task)
+        return task
+
+
+@contextmanager
+def _writer_lock(
+    session: Session,
+    services: Services,
+    upload_id: str,
+    account_id: uuid.UUID | None,
+    *,
+    offset: int,
+    watch: BodyWatch | None,
+) -> Iterator[UploadTask]:
+    """Hold the upload's writer lock for the ``with`` block and give its row, read under it.
+
+    On PostgreSQL the lock is tried and the row read ``FOR UPDATE`` in one round trip
+    (``lock_for_append``); only when that finds nothing is the upload looked up
+    without a lock, to tell a missing upload (404) from a busy one, and to take over
+    from a silent writer when ``watch`` allows (a PATCH at the acknowledged offset)."""
+    key = _lock_key(upload_id)
+    locked: list[UploadTask] = []
+
+    def hold() -> AbstractContextManager[None]:
+        return _held(session, services, upload_id, key, locked)
+
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(hold())
+        except LockBusy:
+            task = get_upload(session, upload_id, account_id, Protocol.TUS)
+            claimable = watch if offset == task.upload_offset else None
+            holds = holding(services, task.id, OFFSET_SLOT, hold, claimable, protocol=task.protocol,
+                            busy=LockBusy)  # fmt: skip
+            stack.enter_context(holds)
+        yield check_visible(locked[-1], upload_id, account_id, Protocol.TUS)
+
+
+@contextmanager
+def _held(
+    session: Session, services: Services, upload_id: str, key: str, locked: list[UploadTask]
+) -> Iterator[None]:
+    """Take the lock ``key`` and append the upload read under it to ``locked``; LockBusy when
+    it is taken (or, on PostgreSQL, when there is no such upload)."""
+    if is_postgresql(session):  # a transaction-level advisory lock: released by the commit
+        task = lock_for_append(session, upload_id, lock_id(key))
+        if task is None:
+            raise LockBusy(key)
+        locked.append(task)
+        yield
+        return
+    with services.locker.hold_in(session, key):
+        found = read_for_append(session, upload_id)
+        if found is None:
+            raise LockBusy(key)  # the caller's lookup answers 404
+        locked.append(found)
+        yield
 
 
 def _continued_hash(task: UploadTask, offset: int) -> ResumableSha256 | None:
@@ -158,15 +220,13 @@ def _append(
     """Record the range, move the offset and, with it, the running hash's state."""
     now = services.clock.now()
     row = {"upload_id": task.id, "chunk_index": task.chunks_uploaded, "offset": offset, "size": length}
-    record_chunk(session, {**row, "sha256": sha256, "received_at": now})
-    if running is not None:
-        task.hashed_bytes, task.hash_state = offset + length, running.state()
-    task.chunks_uploaded += 1
-    task.upload_offset = offset + length
-    task.bytes_received = task.upload_offset
-    task.status = UploadStatus.IN_PROGRESS.value
-    task.last_activity = now
-    session.flush()
+    hashed = (task.hashed_bytes, task.hash_state) if running is None else (offset + length, running.state())
+    values = {
+        "chunks_uploaded": task.chunks_uploaded + 1, "upload_offset": offset + length,
+        "bytes_received": offset + length, "status": UploadStatus.IN_PROGRESS.value,
+        "last_activity": now, "updated_at": now, "hashed_bytes": hashed[0], "hash_state": hashed[1],
+    }  # fmt: skip
+    record_append(session, task, {**row, "sha256": sha256, "received_at": now}, values)
     count_bytes(services.metrics, task.protocol, length)
     publish_progress(session, services.settings.events, task, now)
 

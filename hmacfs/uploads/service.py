@@ -148,6 +148,13 @@ def get_upload(
     anyone holding its unguessable id.
     """
     task = session.scalars(select(UploadTask).where(UploadTask.task_id == task_id)).first()
+    return check_visible(task, task_id, account_id, protocol)
+
+
+def check_visible(
+    task: UploadTask | None, task_id: str, account_id: uuid.UUID | None, protocol: Protocol | None = None
+) -> UploadTask:
+    """``task`` (the upload ``task_id`` as read) if ``account_id`` may see it; 404 otherwise."""
     if (
         task is None
         or task.deleted_at is not None

@@ -12,9 +12,23 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, Row, Table, bindparam, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    CursorResult,
+    Executable,
+    Row,
+    Table,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from hmacfs.db import built_once, dialect_insert, is_postgresql
@@ -138,3 +152,68 @@ def lock_quota(session: Session, key: str) -> None:
 
 
 _TRANSACTION_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+
+
+def lock_for_append(session: Session, task_id: str, key: int) -> UploadTask | None:
+    """The upload ``task_id`` with its advisory lock ``key`` and its row lock, both held until
+    the transaction ends, in one round trip: None when there is no such upload or another
+    transaction holds ``key`` (the lock is tried, never waited for). PostgreSQL only.
+
+    The try-lock is a condition of the read, so it is decided before the row lock is
+    waited for: a second writer never queues behind the first one's row lock."""
+    return session.scalars(_LOCKED_UPLOAD, {"task_id": task_id, "k": key}).first()
+
+
+def read_for_append(session: Session, task_id: str) -> UploadTask | None:
+    """The upload ``task_id`` read afresh (SQLite, whose writers the in-process locker serialises)."""
+    return session.scalars(_UPLOAD_BY_TASK_ID, {"task_id": task_id}).first()
+
+
+_UPLOAD_BY_TASK_ID = (
+    select(UploadTask)
+    .where(UploadTask.task_id == bindparam("task_id"))
+    .execution_options(populate_existing=True)
+)
+_LOCKED_UPLOAD = _UPLOAD_BY_TASK_ID.where(
+    func.pg_try_advisory_xact_lock(bindparam("k", type_=BigInteger), type_=Boolean)
+).with_for_update()
+
+
+def record_append(session: Session, task: UploadTask, row: dict[str, Any], values: dict[str, Any]) -> None:
+    """Record an offset write: insert its range ``row`` (an ``upload_chunks`` row) and set
+    ``values`` on the upload, whose row the caller holds locked; ``task`` takes the values
+    as committed (nothing left to flush). One statement on PostgreSQL (a data-modifying
+    WITH, as a Drive chunk's), two on SQLite."""
+    if is_postgresql(session):
+        params = {f"row_{name}": value for name, value in row.items()}
+        params.update({f"new_{name}": value for name, value in values.items()})
+        session.execute(_RECORD_APPEND, {**params, "upload": task.id})
+        for name, value in values.items():
+            set_committed_value(task, name, value)
+        return
+    record_chunk(session, row)
+    for name, value in values.items():
+        setattr(task, name, value)
+    session.flush()
+
+
+APPENDED = (
+    "chunks_uploaded", "upload_offset", "bytes_received", "status", "last_activity", "updated_at",
+    "hashed_bytes", "hash_state",
+)  # fmt: skip
+
+
+def _record_append() -> Executable:
+    chunks, tasks = cast(Table, UploadChunk.__table__), cast(Table, UploadTask.__table__)
+    names = ("upload_id", "chunk_index", "offset", "size", "sha256", "received_at")
+    added = (
+        postgresql.insert(chunks)
+        .values({name: bindparam(f"row_{name}", type_=chunks.c[name].type) for name in names})
+        .on_conflict_do_nothing(index_elements=[chunks.c.upload_id, chunks.c.chunk_index])
+        .cte("added")
+    )
+    values = {name: bindparam(f"new_{name}", type_=tasks.c[name].type) for name in APPENDED}
+    return update(tasks).where(tasks.c.id == bindparam("upload")).values(values).add_cte(added)
+
+
+_RECORD_APPEND = _record_append()

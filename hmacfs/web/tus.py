@@ -152,7 +152,7 @@ def create() -> tuple[str, int, dict[str, str]]:
     )
     task = engine.create(session, services(), new)
     if request.content_length and request.mimetype == OFFSET_STREAM:
-        _patch(task, 0)
+        task = _patch(task.task_id, account, 0)
     else:
         engine.finish_if_done(session, services(), task)
     sizes = {CHUNK_SIZE_HEADER: str(plan.recommendation.chunk_size)}
@@ -206,30 +206,27 @@ def head(upload_id: str) -> tuple[str, int, dict[str, str]]:
 
 @tus.patch("/files/<upload_id>")
 def patch(upload_id: str) -> tuple[str, int, dict[str, str]]:
-    task = _upload(upload_id)
     if request.mimetype != OFFSET_STREAM:
         raise UnsupportedMediaType(f"Content-Type must be {OFFSET_STREAM}", details={"field": "Content-Type"})
-    if task.concat == "final":
-        raise Forbidden("a final concatenation cannot be patched", code="FINAL_UPLOAD")
-    task = _patch(task, parse_offset(request.headers.get("Upload-Offset")))
+    offset = parse_offset(request.headers.get("Upload-Offset"))
+    task = _patch(upload_id, optional_account(), offset)
     return "", 204, _state_headers(task)
 
 
-def _patch(task: UploadTask, offset: int) -> UploadTask:
+def _patch(upload_id: str, account: uuid.UUID | None, offset: int) -> UploadTask:
+    """The engine finds and locks the upload in the same step (one round trip): what the
+    protocol asks of the upload (open, not a final concatenation) it checks there."""
     length = request.content_length
     if length is None:
         raise LengthRequired("Content-Length is required", code="LENGTH_REQUIRED")
     declared = request.headers.get("Upload-Length")
-    session = db_session()
+    digest = parse_upload_checksum(request.headers.get("Upload-Checksum"))
     watch = body_watch()
-    engine.write_at_offset(
-        session, services(), task, offset, request_body(watch), length=length, body=body_transaction(),
-        digest=parse_upload_checksum(request.headers.get("Upload-Checksum")),
+    return engine.write_at_offset(
+        db_session(), services(), upload_id, offset, request_body(watch), account_id=account,
+        length=length, body=body_transaction(), digest=digest,
         declared_size=None if declared is None else parse_offset(declared, "Upload-Length"), watch=watch,
     )  # fmt: skip
-    fresh = session.get(UploadTask, task.id)
-    assert fresh is not None
-    return fresh
 
 
 @tus.delete("/files/<upload_id>")

@@ -181,10 +181,11 @@ def test_concurrent_writer_gets_423(
     client: FlaskClient, auth: dict[str, str], session: Session, app: Any
 ) -> None:
     from hmacfs.models import UploadTask
+    from hmacfs.uploads.offsets import upload_lock_key
 
     url = path_of(create(client, auth, 5))
     task = session.scalars(select(UploadTask).where(UploadTask.task_id == url.rsplit("/", 1)[1])).one()
-    with app.extensions["hmacfs"].locker.hold(f"upload:{task.id}"):
+    with app.extensions["hmacfs"].locker.hold(upload_lock_key(task)):
         busy = patch(client, auth, url, 0, b"12345")
     assert busy.status_code == 423 and busy.headers["Tus-Resumable"] == "1.0.0"
     assert patch(client, auth, url, 0, b"12345").status_code == 204
