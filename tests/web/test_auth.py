@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from flask.testing import FlaskClient
 
 from hmacfs.auth import TokenCodec, current_account
 from hmacfs.config import SecuritySettings
+from hmacfs.errors import Unauthorized
 from tests.conftest import JWT_SECRET, bearer
 
 
@@ -66,6 +68,23 @@ def test_expired_token(protected: FlaskClient, account: uuid.UUID) -> None:
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     assert response.get_json()["message"] == "token expired"
+
+
+def test_a_remembered_token_still_expires(account: uuid.UUID, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are remembered per codec (a tus upload sends one with each PATCH),
+    but each use checks the expiry again; another token is verified on its own."""
+    codec = TokenCodec("HS256", JWT_SECRET, JWT_SECRET, timedelta(0))
+    token = codec.issue(account, timedelta(seconds=1))
+    assert codec.account(token) == account
+    monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: pytest.fail("verified again"))
+    assert codec.account(token) == account  # remembered: not decoded again
+    monkeypatch.undo()
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Unauthorized):
+        codec.account(forged)
+    time.sleep(2.1)  # past the expiry (whole seconds)
+    with pytest.raises(Unauthorized, match="token expired"):
+        codec.account(token)
 
 
 def test_none_algorithm_is_refused(account: uuid.UUID) -> None:
