@@ -72,7 +72,10 @@ def _run_until_stopped(bus: PgEventBus) -> None:
 def _terminate_listener(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"),
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :n AND datname = current_database()"
+            ),
             {"n": LISTENER_NAME},
         )
 
