@@ -126,6 +126,29 @@ def test_a_gap_is_refused_and_a_missing_part_is_file_not_found(store: S3BlobStor
     assert store.part_size("nothing") is None
 
 
+def test_a_created_parts_lock_lists_its_size_marker_alone_and_a_part_of_pieces_alone_is_found(
+    store: S3BlobStore,
+) -> None:
+    listed: list[dict[str, Any]] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        listed.append(dict(params))
+
+    store.client.meta.events.register("provide-client-params.s3.ListObjectsV2", note)
+    store.create_part("made", 3 * PART)
+    write(store, "made", 0, b"m" * 10)
+    listed.clear()
+    store.lock_part("made").close()
+    assert [(call["Prefix"], call.get("MaxKeys")) for call in listed] == [
+        (f"{store.prefix}parts/made/size-", 1)  # not every piece and marker of the part
+    ]
+    write(store, "pieces", 0, b"p" * 10)  # no size marker: the whole listing decides
+    store.lock_part("pieces").close()
+    store.delete_part("made")
+    with pytest.raises(FileNotFoundError):
+        store.lock_part("made")
+
+
 def test_dedup_promotes_once_and_parts_are_listed_and_deleted(store: S3BlobStore) -> None:
     data = b"same content" * 1000
     sha = hashlib.sha256(data).hexdigest()

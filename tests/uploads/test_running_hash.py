@@ -151,6 +151,27 @@ def test_a_replacement_after_the_hashed_prefix_keeps_the_state(session: Session,
     assert complete_upload(session, services, task).sha256 == hashlib.sha256(payload).hexdigest()
 
 
+def test_after_an_advance_finds_its_bytes_unreadable_the_next_ones_do_not_read_and_completion_hashes_all(
+    session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = os.urandom(CHUNK * 2)
+    task = _sent_in_full(session, services, payload)
+    original, reads = LocalBlobStore.feed_range, []
+
+    def unreadable(store: LocalBlobStore, part: str, hasher: Hasher, start: int, length: int) -> None:
+        reads.append(start)  # as an S3 direct part's slots before it is sealed
+        raise ValueError(f"part {part} has no bytes at {start}")
+
+    monkeypatch.setattr(LocalBlobStore, "feed_range", unreadable)
+    assert advance(services, task.id) == 0
+    assert advance(services, task.id) == 0
+    assert reads == [0]  # the second advance did not list and fail again
+    assert _state(session, task) == (0, False, 0)
+    monkeypatch.setattr(LocalBlobStore, "feed_range", original)
+    file = complete_upload(session, services, task)
+    assert file.sha256 == hashlib.sha256(payload).hexdigest()
+
+
 def test_an_advance_that_read_bytes_being_replaced_is_not_stored(
     session: Session, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
