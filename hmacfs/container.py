@@ -109,7 +109,10 @@ def build_store(
     from hmacfs.storage.s3_backend import build_s3_store  # boto3 only where it is used
 
     try:
-        s3 = build_s3_store(settings.storage.s3, engine, buffer_size=settings.performance.max_buffer_size)
+        s3 = build_s3_store(
+            settings.storage.s3, engine,
+            buffer_size=settings.performance.max_buffer_size, local_root=settings.storage.path,
+        )  # fmt: skip
     except ValueError as exc:
         raise ConfigError([f"storage.s3: {exc}"]) from None
     s3.foreign, local.foreign = local.at, s3.at

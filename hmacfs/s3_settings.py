@@ -47,6 +47,7 @@ class S3Settings(BaseModel):
     max_connections: int = Field(100, ge=1, le=10_000)
     connect_timeout: Duration = Field(timedelta(seconds=5), gt=timedelta(0))
     read_timeout: Duration = Field(timedelta(seconds=60), gt=timedelta(0))
+    slot_copies: Size = Field(parse_size("1GiB"), ge=0)
 
     @field_validator("endpoint")
     @classmethod

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def offload(function: Callable[..., T], *args: object) -> T:
@@ -47,3 +49,26 @@ def start_blocking(function: Callable[..., object], *args: object) -> Pending:
         return _Done(function, args)
     pending: Pending = get_hub().threadpool.spawn(function, *args)
     return pending
+
+
+def concurrently(function: Callable[[A], T], items: Iterable[A], *, limit: int) -> list[T]:
+    """``function`` of each of ``items``, up to ``limit`` at a time, the results in order:
+    in greenlets when gevent has patched the process (calls that wait on sockets, such
+    as an object store's requests), in threads otherwise. The first exception raised is
+    raised here once all calls have ended."""
+    todo = list(items)
+    if len(todo) <= 1 or limit <= 1:
+        return [function(item) for item in todo]
+    try:
+        from gevent import monkey
+        from gevent.pool import Pool
+    except ImportError:  # pragma: no cover - gevent is a hard dependency
+        monkey = None
+    if monkey is not None and monkey.is_module_patched("socket"):
+        greenlets = Pool(limit)
+        started = [greenlets.spawn(function, item) for item in todo]
+        greenlets.join()
+        return [greenlet.get() for greenlet in started]
+    with ThreadPoolExecutor(min(limit, len(todo))) as threads:
+        futures = [threads.submit(function, item) for item in todo]
+    return [future.result() for future in futures]

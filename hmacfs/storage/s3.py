@@ -21,7 +21,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.blob_store import (
@@ -35,6 +35,7 @@ from hmacfs.storage.blob_store import (
     StoreUnavailable,
     WrittenRange,
 )
+from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
@@ -58,6 +59,7 @@ from hmacfs.storage.s3_pieces import (
     split_at_slots,
 )
 from hmacfs.storage.s3_reading import Blocks, BodyStream, S3OpenBlob, spooled
+from hmacfs.storage.s3_slot_copies import SlotCopies, SlotCopyWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -74,7 +76,13 @@ class S3BlobStore:
     """A BlobStore on one bucket under key prefix ``root`` ("" or ending in "/")."""
 
     def __init__(
-        self, client: S3Client, settings: S3Settings, *, locks: LockFactory, buffer_size: int = 1024 * 1024
+        self,
+        client: S3Client,
+        settings: S3Settings,
+        *,
+        locks: LockFactory,
+        buffer_size: int = 1024 * 1024,
+        slots: SlotCopies | None = None,
     ) -> None:
         self.client = client
         self.bucket = settings.bucket
@@ -86,6 +94,8 @@ class S3BlobStore:
         # ``direct``), shared by the copies ``at`` makes: (bucket, root, part) -> the open
         # upload and the part's declared size, or None (none, or no longer open).
         self._directs: dict[tuple[str, str, str], tuple[Direct, int] | None] = {}
+        # This node's copies of the slots it stored, for the running hash (``s3_slot_copies``).
+        self.slots = slots
         # The store of a root of another backend (a local path), when one is configured.
         self.foreign: Callable[[str], BlobStore] | None = None
 
@@ -211,17 +221,31 @@ class S3BlobStore:
         (``durable`` changes nothing). IncompleteBody when ``read`` ends early."""
         self._check_part(part)
         for start, size in split_at_slots(offset, length, self.slot_size):
-            stream = BodyStream(read, size, hashers, block=self.buffer_size)
+            direct = self._open_direct(part) if start % self.slot_size == 0 else None
+            if direct is not None and not self._whole_slot(start, size, direct[1]):
+                direct = None
+            slot_copy = self._slot_writer(part, start, size) if direct is not None else None
+            feeds = hashers if slot_copy is None else (*hashers, slot_copy)
+            stream = BodyStream(read, size, feeds, block=self.buffer_size)
             try:
-                direct = self._open_direct(part) if start % self.slot_size == 0 else None
-                if direct is not None and self._whole_slot(start, size, direct[1]):
-                    self._put_slot(part, direct[0], start, stream, size)
+                if direct is not None:
+                    self._put_slot(part, direct[0], start, stream, size, slot_copy=slot_copy)
                 else:
                     self._put_piece(part, start, stream, size)
             except BaseException:
+                if slot_copy is not None:
+                    slot_copy.discard()
                 if stream.failure is not None:  # the client's body failed, not the store
                     raise stream.failure from None
                 raise
+
+    def _scope(self) -> str:
+        return f"{self.bucket}/{self.prefix}"
+
+    def _slot_writer(self, part: str, start: int, size: int) -> SlotCopyWriter | None:
+        if self.slots is None:
+            return None
+        return self.slots.writer(self._scope(), part, start // self.slot_size + 1, size)
 
     def sync_part(self, part: str) -> None:
         """Nothing to do: every piece was stored by its PUT."""
@@ -280,8 +304,18 @@ class S3BlobStore:
         last may be shorter)."""
         return size in (self.slot_size, declared - start) and start + size <= declared
 
-    def _put_slot(self, part: str, direct: Direct, start: int, body: BodyStream, size: int) -> None:
-        """Store the slot at ``start`` as its part of the part's multipart upload."""
+    def _put_slot(
+        self,
+        part: str,
+        direct: Direct,
+        start: int,
+        body: BodyStream,
+        size: int,
+        *,
+        slot_copy: SlotCopyWriter | None,
+    ) -> None:
+        """Store the slot at ``start`` as its part of the part's multipart upload (and keep
+        ``slot_copy`` of its bytes, named by the ETag, before the slot's marker names it)."""
         number = start // self.slot_size + 1
         try:
             uploaded = call(
@@ -297,6 +331,8 @@ class S3BlobStore:
         # Which upload of this number is the slot's (the last acknowledged: writes of one
         # range are serialised by its lock): a store may keep every upload of a number.
         marker = slot_marker_key(part_prefix(self.prefix, part), number)
+        if slot_copy is not None:
+            slot_copy.keep(uploaded["ETag"], size)
         etag = uploaded["ETag"].encode()
         call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=marker, Body=etag)
 
@@ -372,15 +408,51 @@ class S3BlobStore:
         return answer["Body"]
 
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
+        """Feed the range to ``hasher``, slot by slot: from this node's copy of a direct part's
+        slot where it holds the one acknowledged (``s3_slot_copies``; the copy is then
+        dropped when the range reaches the slot's end), else from the store. ValueError at
+        a slot that cannot be read (an open direct part's, not copied here)."""
         listing = self.listing(part)
         if not listing.exists:
             raise FileNotFoundError(f"no part {part}")
-        segments = cover(self.readable(listing), start, length)
-        if covered_length(segments) < length:
-            raise ValueError(f"part {part} has no bytes at {start + covered_length(segments)}")
-        for segment in segments:
-            for block in self.read_segment(segment):
-                hasher.update(block)
+        readable = self.readable(listing)
+        for position, size in split_at_slots(start, length, self.slot_size):
+            slot = self._slot_copy(part, listing, position // self.slot_size)
+            if slot is not None:
+                file, slot_start, slot_end = slot
+                with file:
+                    offload(SlotCopies.feed, file, hasher, position - slot_start, size)
+                    if position + size == slot_end and self.slots is not None:
+                        self.slots.drop(file)
+                continue
+            segments = cover(readable, position, size)
+            if covered_length(segments) < size:
+                raise ValueError(f"part {part} has no bytes at {position + covered_length(segments)}")
+            for segment in segments:
+                for block in self.read_segment(segment):
+                    hasher.update(block)
+
+    def _slot_copy(self, part: str, listing: PartListing, index: int) -> tuple[BinaryIO, int, int] | None:
+        """This node's copy of slot ``index`` of a direct part, open, with the slot's bounds,
+        when the copy holds the bytes the slot's marker names and no piece overlays the slot
+        (a slot with pieces is read from the store, as sealing decides between the two)."""
+        if self.slots is None or listing.direct is None or index + 1 not in listing.slots:
+            return None
+        declared = max((size for size in listing.declared if size is not None), default=0)
+        slot_start, slot_end = index * self.slot_size, min((index + 1) * self.slot_size, declared)
+        if any(p.offset < slot_end and p.end > slot_start for p in listing.pieces):
+            return None
+        if not self.slots.holds(self._scope(), part, index + 1):  # spare the marker's GET
+            return None
+        marker = slot_marker_key(part_prefix(self.prefix, part), index + 1)
+        try:
+            answer = call(f"reading {marker}", self.client.get_object, Bucket=self.bucket, Key=marker)
+        except FileNotFoundError:
+            return None
+        with translated(f"reading {marker}"):
+            etag = answer["Body"].read().decode()
+        file = self.slots.open(self._scope(), part, index + 1, etag, slot_end - slot_start)
+        return None if file is None else (file, slot_start, slot_end)
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
         mine = Blocks(self.read_part(part, offset, length))
@@ -411,6 +483,8 @@ class S3BlobStore:
                     f"aborting {key}", self.client.abort_multipart_upload,
                     Bucket=self.bucket, Key=key, UploadId=listing.direct.upload_id,
                 )  # fmt: skip
+        if self.slots is not None:
+            self.slots.drop_part(self._scope(), part)
         keys = [key for key, _ in objects]
         if listing.direct is not None and listing.sealed and not listing.promoted:
             keys.append(self.prefix + listing.direct.storage_key)  # a dedup hit, or cancelled

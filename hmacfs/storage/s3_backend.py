@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.s3 import LockFactory, S3BlobStore
 from hmacfs.storage.s3_client import build_client
+from hmacfs.storage.s3_slot_copies import COPIES_DIRECTORY, SlotCopies
 from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, AdvisorySession, MemoryRangeLocks
 
 
-def build_s3_store(settings: S3Settings, engine: Engine | None, *, buffer_size: int) -> S3BlobStore:
+def build_s3_store(
+    settings: S3Settings, engine: Engine | None, *, buffer_size: int, local_root: Path | None = None
+) -> S3BlobStore:
     """The S3 store of ``settings``: range locks in PostgreSQL when ``engine`` is one (every
-    node shares them; one connection of their own per process), else in this process.
-    ValueError when no credentials can be found."""
+    node shares them; one connection of their own per process), else in this process;
+    copies of the slots this node stores under ``local_root`` (``s3_slot_copies``) when
+    given and ``slot_copies`` allows. ValueError when no credentials can be found."""
     client = build_client(settings)
     locks: LockFactory
     if engine is not None and engine.dialect.name == "postgresql":
@@ -23,4 +28,7 @@ def build_s3_store(settings: S3Settings, engine: Engine | None, *, buffer_size: 
         locks = partial(AdvisoryRangeLock, AdvisorySession(lock_engine), MemoryRangeLocks())
     else:
         locks = MemoryRangeLocks().lock
-    return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size)
+    slots = None
+    if local_root is not None and settings.slot_copies > 0:
+        slots = SlotCopies(local_root / COPIES_DIRECTORY, settings.slot_copies)
+    return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size, slots=slots)

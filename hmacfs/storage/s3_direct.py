@@ -40,12 +40,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hmacfs.storage.blocking import concurrently
 from hmacfs.storage.s3_assembly import PieceSource, upload_slot
 from hmacfs.storage.s3_client import call, translated
 from hmacfs.storage.s3_pieces import Direct, Piece, Segment, cover, covered_length
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+_MARKER_READS = 8  # slot markers read at once when sealing
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,24 @@ def uploaded_parts(store: DirectParts, direct: Direct, part_prefix: str) -> dict
                 number = item["PartNumber"]
                 uploaded = UploadedPart(number, item["ETag"], item["Size"], item["LastModified"])
                 found.setdefault(number, []).append(uploaded)
-    chosen: dict[int, UploadedPart] = {}
-    for number, candidates in found.items():
+
+    def acknowledged(number: int) -> str | None:
         marker = slot_marker_key(part_prefix, number)
         try:
             answer = call(f"reading {marker}", store.client.get_object, Bucket=store.bucket, Key=marker)
         except FileNotFoundError:
-            continue
+            return None
         with translated(f"reading {marker}"):
-            etag = answer["Body"].read().decode()
-        chosen.update((number, c) for c in candidates if c.etag.strip('"') == etag.strip('"'))
+            return str(answer["Body"].read().decode())
+
+    # The markers read side by side: one after another they were 0.11 s of a 256 MiB
+    # upload's last request (32 GETs).
+    numbers = sorted(found)
+    etags = concurrently(acknowledged, numbers, limit=_MARKER_READS)
+    chosen: dict[int, UploadedPart] = {}
+    for number, etag in zip(numbers, etags, strict=True):
+        if etag is not None:
+            chosen.update((number, c) for c in found[number] if c.etag.strip('"') == etag.strip('"'))
     return chosen
 
 

@@ -41,6 +41,7 @@ _MARKER = re.compile(r"^size-([0-9]+|none)$")
 SEALED = "sealed"
 PROMOTED = "promoted"
 _DIRECT = re.compile(r"^direct-([0-9a-f]{16})-([0-9a-f]+)$")
+_SLOT = re.compile(r"^e-([0-9]{6})$")  # a slot's marker: the ETag of its last UploadPart
 
 
 def part_prefix(root: str, part: str) -> str:
@@ -119,6 +120,7 @@ class PartListing:
     direct: Direct | None = None
     sealed: bool = False  # the multipart upload was completed (``S3BlobStore.seal_part``)
     promoted: bool = False  # its object was made a blob (``S3BlobStore.promote_part``)
+    slots: frozenset[int] = frozenset()  # numbers of the slots with an acknowledged UploadPart
 
     @property
     def exists(self) -> bool:
@@ -135,6 +137,7 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
     """The pieces and markers among ``objects`` ((key, last modified)) under ``prefix``."""
     pieces, declared, modified = [], [], None
     directs: list[tuple[str, Direct]] = []
+    slots: set[int] = set()
     sealed = promoted = False
     for key, stored in objects:
         name = key[len(prefix) :]
@@ -144,6 +147,8 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
             pieces.append(Piece(key, offset, length, stored))
         elif match := _MARKER.match(name):
             declared.append(None if match[1] == "none" else int(match[1]))
+        elif match := _SLOT.match(name):
+            slots.add(int(match[1]))
         elif name == SEALED:
             sealed = True
         elif name == PROMOTED:
@@ -153,7 +158,8 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
             directs.append((key, Direct(direct_key(prefix.split("/")[-2], match[1]), upload_id)))
     # One create_part makes at most one; should two ever exist, every node picks the same.
     direct = min(directs, key=lambda item: item[0])[1] if directs else None
-    return PartListing(pieces, declared, modified, direct, sealed and direct is not None, promoted)
+    sealed = sealed and direct is not None
+    return PartListing(pieces, declared, modified, direct, sealed, promoted, frozenset(slots))
 
 
 def split_at_slots(offset: int, length: int, slot: int) -> list[tuple[int, int]]:

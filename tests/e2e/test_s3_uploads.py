@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ import requests
 import sqlalchemy as sa
 from tusclient.client import TusClient
 
+from hmacfs.storage.s3_slot_copies import COPIES_DIRECTORY
 from hmacfs.upload_signing import SignedUpload, sign_upload
 from tests.conftest import HMAC_SECRET, bearer, new_database_url
 from tests.e2e.test_resumable import API, _chunked_open, _drive_create, _send, _slow_body, signed
@@ -154,6 +156,36 @@ def test_drive_parallel_out_of_order_chunks(server: LiveServer, seaweed: Seaweed
     etag = seaweed.client().head_object(Bucket=seaweed.bucket, Key=key)["ETag"]
     assert etag.strip('"').endswith("-5")  # one S3 multipart upload of five equal parts
     assert "Traceback" not in server.log()  # the background hash advances failed nowhere
+
+
+def test_drive_slots_are_hashed_as_they_arrive_from_the_node_s_copies(
+    server: LiveServer, seaweed: SeaweedS3
+) -> None:
+    """Slots streamed into the open multipart upload cannot be read back from the store, so
+    the node hashes its own copies of them (hmacfs.storage.s3_slot_copies) as chunks commit;
+    completion finds the hash mostly done, and the copies are gone once it is."""
+    auth = bearer(uuid.uuid4())
+    payload = os.urandom(5 * PART + 7)
+    body = {"fileName": "clip.mp4", "fileSize": len(payload), "contentType": "video/mp4", "chunkSize": PART,
+            "hash": hashlib.sha256(payload).hexdigest()}  # fmt: skip
+    task = requests.post(f"{server.url}{API}/create", json=body, headers=auth, timeout=10).json()["taskId"]
+    for index in range(6):
+        assert _send(server, auth, task, index, payload[index * PART : (index + 1) * PART]).status_code == 200
+    engine = sa.create_engine(server.database_url, poolclass=sa.pool.NullPool)
+    query = sa.text("SELECT hashed_bytes FROM upload_tasks WHERE task_id = :task")
+    deadline = time.monotonic() + 20
+    with engine.connect() as connection:
+        hashed = connection.execute(query, {"task": task}).scalar_one()
+        while hashed < 4 * PART and time.monotonic() < deadline:  # 16 MiB wait for a batch
+            time.sleep(0.05)
+            hashed = connection.execute(query, {"task": task}).scalar_one()
+    engine.dispose()
+    assert hashed >= 4 * PART
+    file = requests.post(f"{server.url}{API}/complete/{task}", headers=auth, timeout=30).json()
+    assert file["hash"] == hashlib.sha256(payload).hexdigest()
+    assert stored(seaweed, server, file["hash"]) == payload
+    copies = Path(server.sections["storage"]["path"]) / COPIES_DIRECTORY
+    assert copies.is_dir() and not [path for path in copies.rglob("*") if path.is_file()]
 
 
 def test_chunked_api(server: LiveServer, seaweed: SeaweedS3) -> None:

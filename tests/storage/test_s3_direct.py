@@ -10,12 +10,14 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from hmacfs.storage.blob_store import StoreUnavailable
 from hmacfs.storage.s3 import S3BlobStore
 from hmacfs.storage.s3_pieces import part_of_direct_key
+from hmacfs.storage.s3_slot_copies import SlotCopies
 from tests.storage.test_s3_store import PART, blob_bytes, multipart_parts, store, write
 
 __all__ = ["store"]  # the fixture
@@ -164,3 +166,88 @@ def test_a_small_part_or_one_not_direct_uses_pieces(store: S3BlobStore) -> None:
     assert store.promoted_key("small", sha(data)) == store.blob_key(sha(data))
     write(store, "plain", 0, io.BytesIO(data).read(PART))
     assert not uploads(store)
+
+
+# -- this node's copies of the slots it stored (hmacfs.storage.s3_slot_copies) ---------
+
+
+def with_copies(store: S3BlobStore, root: Path, budget: int = 64 * PART) -> S3BlobStore:
+    """``store`` as another node would see it: the same bucket, its own slot copies."""
+    node = copy.copy(store)
+    node.slots = SlotCopies(root, budget)
+    return node
+
+
+def copy_files(root: Path) -> list[str]:
+    return sorted(path.name for path in root.rglob("*") if path.is_file())
+
+
+def test_an_open_direct_part_is_hashed_from_the_node_s_copies(store: S3BlobStore, tmp_path: Path) -> None:
+    node = with_copies(store, tmp_path)
+    data = os.urandom(4 * PART + 12345)
+    node.create_part("up", len(data), direct=True)
+    chunks = [(offset, data[offset : offset + PART]) for offset in range(0, len(data), PART)]
+    random.Random(5).shuffle(chunks)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda chunk: write(node, "up", *chunk), chunks))
+    assert len(copy_files(tmp_path)) == 5
+    with pytest.raises(ValueError):  # a node without the copies cannot read the open part
+        store.feed_range("up", hashlib.sha256(), 0, PART)
+
+    hasher = hashlib.sha256()
+    node.feed_range("up", hasher, 0, 2 * PART + 100)  # before sealing, as the running hash does
+    assert copy_files(tmp_path) and len(copy_files(tmp_path)) == 3  # the two slots read are dropped
+    node.seal_part("up")  # completion: the rest, from the copies
+    node.feed_range("up", hasher, 2 * PART + 100, len(data) - 2 * PART - 100)
+    assert hasher.hexdigest() == sha(data)
+    assert copy_files(tmp_path) == []
+    blob = node.promote_part("up", sha(data), len(data), key=node.promoted_key("up", sha(data)))
+    assert blob_bytes(node, blob.storage_key) == data
+
+
+def test_a_slot_re_sent_elsewhere_is_never_hashed_from_a_stale_copy(
+    store: S3BlobStore, tmp_path: Path
+) -> None:
+    node_a, node_b = with_copies(store, tmp_path / "a"), with_copies(store, tmp_path / "b")
+    data = os.urandom(2 * PART + 10)
+    node_a.create_part("up", len(data), direct=True)
+    write(node_a, "up", 0, os.urandom(PART))  # slot 0 first stored through node A ...
+    write(node_b, "up", 0, data[:PART])  # ... then re-sent, other bytes, through node B
+    write(node_a, "up", PART, data[PART : 2 * PART])
+    write(node_a, "up", 2 * PART, data[2 * PART :])
+    with pytest.raises(ValueError):  # A's copy is not what the slot's marker names
+        node_a.feed_range("up", hashlib.sha256(), 0, PART)
+    hasher = hashlib.sha256()
+    node_b.feed_range("up", hasher, 0, PART)  # B's is
+    node_a.feed_range("up", hasher, PART, len(data) - PART)
+    assert hasher.hexdigest() == sha(data)
+
+    write(node_b, "up", PART, os.urandom(PART))  # slot 1 changes after A's copy was read
+    node_a.seal_part("up")
+    hasher = hashlib.sha256()
+    node_a.feed_range("up", hasher, 0, len(data))  # sealed: what A has no copy of, from the store
+    sealed = b"".join(node_a.read_part("up", 0, len(data)))
+    assert hasher.hexdigest() == sha(sealed) != sha(data)
+    node_a.delete_part("up")
+    node_b.delete_part("up")
+    assert copy_files(tmp_path) == []
+
+
+def test_copies_stay_within_their_budget_and_pieces_are_read_from_the_store(
+    store: S3BlobStore, tmp_path: Path
+) -> None:
+    node = with_copies(store, tmp_path, budget=PART + PART // 2)
+    data = os.urandom(3 * PART)
+    node.create_part("up", len(data), direct=True)
+    write(node, "up", 0, data[:PART])
+    write(node, "up", PART, data[PART : 2 * PART])  # past the budget: not copied
+    assert len(copy_files(tmp_path)) == 1
+    write(node, "up", 2 * PART, data[2 * PART : 2 * PART + 100])  # pieces, not a whole slot
+    write(node, "up", 2 * PART + 100, data[2 * PART + 100 :])
+    hasher = hashlib.sha256()
+    node.feed_range("up", hasher, 0, PART)
+    with pytest.raises(ValueError):
+        node.feed_range("up", hashlib.sha256(), PART, PART)
+    node.seal_part("up")
+    node.feed_range("up", hasher, PART, 2 * PART)
+    assert hasher.hexdigest() == sha(data)
