@@ -44,6 +44,7 @@ from hmacfs.storage.s3_pieces import (
     PROMOTED,
     SEALED,
     Direct,
+    Listed,
     PartListing,
     Piece,
     Segment,
@@ -52,6 +53,7 @@ from hmacfs.storage.s3_pieces import (
     direct_key,
     direct_marker_key,
     marker_key,
+    marker_tag,
     parse_listing,
     part_of_direct_key,
     part_prefix,
@@ -262,7 +264,7 @@ class S3BlobStore:
         try:
             used = seal(
                 self, direct, listing.pieces, max(declared, default=0),
-                part_prefix=part_prefix(self.prefix, part), delete=self._delete_keys,
+                part_prefix=part_prefix(self.prefix, part), markers=listing.slots, delete=self._delete_keys,
             )  # fmt: skip
         except FileNotFoundError:  # completed already (its marker not written), or aborted
             with self.open_blob(direct.storage_key):  # FileNotFoundError: the bytes are gone
@@ -332,7 +334,7 @@ class S3BlobStore:
         # range are serialised by its lock): a store may keep every upload of a number.
         marker = slot_marker_key(part_prefix(self.prefix, part), number)
         if slot_copy is not None:
-            slot_copy.keep(uploaded["ETag"], size)
+            slot_copy.keep(marker_tag(uploaded["ETag"]), size)
         etag = uploaded["ETag"].encode()
         call(f"writing part {part}", self.client.put_object, Bucket=self.bucket, Key=marker, Body=etag)
 
@@ -361,12 +363,15 @@ class S3BlobStore:
             found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return bool(found.get("Contents"))
 
-    def _list(self, prefix: str) -> list[tuple[str, datetime]]:
-        found: list[tuple[str, datetime]] = []
+    def _list(self, prefix: str) -> list[Listed]:
+        found: list[Listed] = []
         with translated(f"listing {prefix}"):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             for page in pages:
-                found.extend((item["Key"], item["LastModified"]) for item in page.get("Contents", []))
+                found.extend(
+                    Listed(item["Key"], item["LastModified"], item.get("ETag", "").strip('"'))
+                    for item in page.get("Contents", [])
+                )
         return found
 
     def readable(self, listing: PartListing) -> list[Piece]:
@@ -442,16 +447,18 @@ class S3BlobStore:
         slot_start, slot_end = index * self.slot_size, min((index + 1) * self.slot_size, declared)
         if any(p.offset < slot_end and p.end > slot_start for p in listing.pieces):
             return None
-        if not self.slots.holds(self._scope(), part, index + 1):  # spare the marker's GET
-            return None
-        marker = slot_marker_key(part_prefix(self.prefix, part), index + 1)
-        try:
-            answer = call(f"reading {marker}", self.client.get_object, Bucket=self.bucket, Key=marker)
-        except FileNotFoundError:
-            return None
-        with translated(f"reading {marker}"):
-            etag = answer["Body"].read().decode()
-        file = self.slots.open(self._scope(), part, index + 1, etag, slot_end - slot_start)
+        size, number = slot_end - slot_start, index + 1
+        tag = listing.slots[number]  # the marker's MD5, on stores that list MD5s: no GET
+        file = self.slots.open(self._scope(), part, number, tag, size)
+        if file is None and self.slots.holds(self._scope(), part, number):
+            marker = slot_marker_key(part_prefix(self.prefix, part), number)
+            try:
+                answer = call(f"reading {marker}", self.client.get_object, Bucket=self.bucket, Key=marker)
+            except FileNotFoundError:
+                return None
+            with translated(f"reading {marker}"):
+                tag = marker_tag(answer["Body"].read().decode())
+            file = self.slots.open(self._scope(), part, number, tag, size)
         return None if file is None else (file, slot_start, slot_end)
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:
@@ -464,7 +471,11 @@ class S3BlobStore:
         return listing.size if listing.exists else None
 
     def lock_part(self, part: str) -> RangeLock:
-        if not self._declared(part) and not self.listing(part).exists:
+        """The part's range lock; FileNotFoundError when it does not exist. A direct part this
+        process knows is open is taken to exist (no listing): were it deleted meanwhile, its
+        ``UploadPart`` finds no upload (``_put_slot``)."""
+        known = self._directs.get(self._cache_key(part))
+        if known is None and not self._declared(part) and not self.listing(part).exists:
             raise FileNotFoundError(f"no part {part}")
         return self._locks(f"{self.bucket}/{part_prefix(self.prefix, part)}")
 
@@ -485,7 +496,7 @@ class S3BlobStore:
                 )  # fmt: skip
         if self.slots is not None:
             self.slots.drop_part(self._scope(), part)
-        keys = [key for key, _ in objects]
+        keys = [listed.key for listed in objects]
         if listing.direct is not None and listing.sealed and not listing.promoted:
             keys.append(self.prefix + listing.direct.storage_key)  # a dedup hit, or cancelled
         self._delete_keys(keys)
@@ -496,12 +507,12 @@ class S3BlobStore:
             call("deleting objects", self.client.delete_objects, Bucket=self.bucket, Delete=batch)
 
     def list_parts(self, prefix: str = "") -> list[PartEntry]:
-        grouped: dict[str, list[tuple[str, datetime]]] = {}
+        grouped: dict[str, list[Listed]] = {}
         base = f"{self.prefix}parts/"
-        for key, stored in self._list(base + prefix):
-            name = key[len(base) :].partition("/")[0]
+        for listed in self._list(base + prefix):
+            name = listed.key[len(base) :].partition("/")[0]
             if _PART_NAME.match(name):
-                grouped.setdefault(name, []).append((key, stored))
+                grouped.setdefault(name, []).append(listed)
         entries = []
         for name, objects in grouped.items():
             listing = parse_listing(part_prefix(self.prefix, name), objects)
@@ -576,7 +587,7 @@ class S3BlobStore:
 
     def _touched(self) -> dict[str, float]:
         base = f"{self.prefix}touched/"
-        return {key[len(base) :]: stored.timestamp() for key, stored in self._list(base)}
+        return {listed.key[len(base) :]: listed.stored.timestamp() for listed in self._list(base)}
 
     def open_blob(self, storage_key: str) -> S3OpenBlob:
         key = self.prefix + storage_key

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hmacfs.s3_settings import S3Settings
@@ -66,7 +67,23 @@ def build_client(settings: S3Settings) -> S3Client:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
+    # Listings' times parsed by the standard library where it can: botocore's own parser
+    # (dateutil) was 5.6 % of a worker's Python time in a Drive upload on S3, most of its
+    # listings' cost.
+    session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
     return session.client("s3", endpoint_url=settings.endpoint or None, config=config)
+
+
+def _timestamp(value: str) -> datetime:
+    """A time in an S3 answer: ISO 8601 in XML bodies (``datetime.fromisoformat``), anything
+    else (an HTTP date in a header, an epoch) as botocore parses it; always aware."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def is_missing(exc: BaseException) -> bool:

@@ -35,7 +35,7 @@ recognised by the object's presence).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hmacfs.storage.blocking import concurrently
 from hmacfs.storage.s3_assembly import PieceSource, upload_slot
 from hmacfs.storage.s3_client import call, translated
-from hmacfs.storage.s3_pieces import Direct, Piece, Segment, cover, covered_length
+from hmacfs.storage.s3_pieces import Direct, Piece, Segment, cover, covered_length, marker_tag
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -72,11 +72,15 @@ def slot_marker_key(part_prefix: str, number: int) -> str:
     return f"{part_prefix}e-{number:06d}"
 
 
-def uploaded_parts(store: DirectParts, direct: Direct, part_prefix: str) -> dict[int, UploadedPart]:
+def uploaded_parts(
+    store: DirectParts, direct: Direct, part_prefix: str, markers: Mapping[int, str]
+) -> dict[int, UploadedPart]:
     """The parts of the open upload by number, each the one its slot marker names (a part
     number uploaded again may be listed once per upload, by SeaweedFS, with times of a
     second's resolution; one whose upload did not return has no marker and is left out).
-    FileNotFoundError when the upload is not open."""
+    ``markers``: the listing's slot markers and the ETags it gave them (``marker_tag``: a
+    marker is read only where no part matches it). FileNotFoundError when the upload is
+    not open."""
     key = store.prefix + direct.storage_key
     found: dict[int, list[UploadedPart]] = {}
     with translated(f"listing the parts of {key}"):
@@ -88,6 +92,16 @@ def uploaded_parts(store: DirectParts, direct: Direct, part_prefix: str) -> dict
                 number = item["PartNumber"]
                 uploaded = UploadedPart(number, item["ETag"], item["Size"], item["LastModified"])
                 found.setdefault(number, []).append(uploaded)
+    chosen: dict[int, UploadedPart] = {}
+    unknown: list[int] = []
+    for number, candidates in found.items():
+        if number not in markers:
+            continue  # no upload of this number was acknowledged
+        matching = [c for c in candidates if markers[number] in _tags(c.etag)]
+        if matching:
+            chosen[number] = matching[-1]
+        else:
+            unknown.append(number)
 
     def acknowledged(number: int) -> str | None:
         marker = slot_marker_key(part_prefix, number)
@@ -98,15 +112,19 @@ def uploaded_parts(store: DirectParts, direct: Direct, part_prefix: str) -> dict
         with translated(f"reading {marker}"):
             return str(answer["Body"].read().decode())
 
-    # The markers read side by side: one after another they were 0.11 s of a 256 MiB
-    # upload's last request (32 GETs).
-    numbers = sorted(found)
-    etags = concurrently(acknowledged, numbers, limit=_MARKER_READS)
-    chosen: dict[int, UploadedPart] = {}
-    for number, etag in zip(numbers, etags, strict=True):
+    # The markers a listing did not settle (stores whose ETags are not MD5s), read side
+    # by side: one after another, 32 of them were 0.11 s of a 256 MiB upload's last request.
+    etags = concurrently(acknowledged, unknown, limit=_MARKER_READS)
+    for number, etag in zip(unknown, etags, strict=True):
         if etag is not None:
             chosen.update((number, c) for c in found[number] if c.etag.strip('"') == etag.strip('"'))
     return chosen
+
+
+def _tags(etag: str) -> set[str]:
+    """What a marker whose body is ``etag`` (quoted or not) lists as its ETag."""
+    bare = etag.strip('"')
+    return {marker_tag(bare), marker_tag(f'"{bare}"')}
 
 
 @dataclass(frozen=True)
@@ -151,12 +169,13 @@ def seal(
     size: int,
     *,
     part_prefix: str,
+    markers: Mapping[int, str],
     delete: Callable[[list[str]], None],
 ) -> list[str]:
     """Complete the upload of a direct part of ``size`` bytes from its parts and ``pieces``;
     returns the pieces to delete afterwards. ``delete(keys)`` deletes objects.
     FileNotFoundError when the upload is not open."""
-    parts = uploaded_parts(store, direct, part_prefix)
+    parts = uploaded_parts(store, direct, part_prefix, markers)
     steps = plan(pieces, parts, size, store.slot_size)
     if steps.lost:
         delete(steps.lost)

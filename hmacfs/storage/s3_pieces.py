@@ -30,9 +30,12 @@ stored piece that holds it.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from hmacfs.storage.intervals import subtract
 
@@ -120,7 +123,10 @@ class PartListing:
     direct: Direct | None = None
     sealed: bool = False  # the multipart upload was completed (``S3BlobStore.seal_part``)
     promoted: bool = False  # its object was made a blob (``S3BlobStore.promote_part``)
-    slots: frozenset[int] = frozenset()  # numbers of the slots with an acknowledged UploadPart
+    # Each slot marker's number and the ETag the listing gave its object (the MD5 of its
+    # body, on stores that give MD5s: ``marker_tag``): the slots with an acknowledged
+    # UploadPart, and which one, without reading a marker.
+    slots: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def exists(self) -> bool:
@@ -133,13 +139,26 @@ class PartListing:
         return max([size or 0 for size in self.declared] + ends + [0])
 
 
-def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListing:
-    """The pieces and markers among ``objects`` ((key, last modified)) under ``prefix``."""
+class Listed(NamedTuple):
+    """One object of a listing."""
+
+    key: str
+    stored: datetime  # last modified
+    etag: str  # without quotes
+
+
+def marker_tag(etag: str) -> str:
+    """The ETag a store that gives MD5s lists for a slot marker whose body is ``etag``."""
+    return hashlib.md5(etag.encode(), usedforsecurity=False).hexdigest()
+
+
+def parse_listing(prefix: str, objects: Iterable[Listed]) -> PartListing:
+    """The pieces and markers among ``objects`` under ``prefix``."""
     pieces, declared, modified = [], [], None
     directs: list[tuple[str, Direct]] = []
-    slots: set[int] = set()
+    slots: dict[int, str] = {}
     sealed = promoted = False
-    for key, stored in objects:
+    for key, stored, etag in objects:
         name = key[len(prefix) :]
         modified = stored if modified is None or stored > modified else modified
         if match := _PIECE.match(name):
@@ -148,7 +167,7 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
         elif match := _MARKER.match(name):
             declared.append(None if match[1] == "none" else int(match[1]))
         elif match := _SLOT.match(name):
-            slots.add(int(match[1]))
+            slots[int(match[1])] = etag
         elif name == SEALED:
             sealed = True
         elif name == PROMOTED:
@@ -159,7 +178,7 @@ def parse_listing(prefix: str, objects: list[tuple[str, datetime]]) -> PartListi
     # One create_part makes at most one; should two ever exist, every node picks the same.
     direct = min(directs, key=lambda item: item[0])[1] if directs else None
     sealed = sealed and direct is not None
-    return PartListing(pieces, declared, modified, direct, sealed, promoted, frozenset(slots))
+    return PartListing(pieces, declared, modified, direct, sealed, promoted, slots)
 
 
 def split_at_slots(offset: int, length: int, slot: int) -> list[tuple[int, int]]:

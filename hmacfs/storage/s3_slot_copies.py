@@ -6,10 +6,12 @@ slot, and completion read the whole file back from the store to hash it: 0.4 s
 of the last request per 256 MiB, and 1.3 CPU-s per GiB in the store. Instead,
 the node that streams a slot into its ``UploadPart`` also writes the bytes to a
 local file (page cache; no fsync: the store holds the durable copy), named by
-the slot and the ``ETag`` the store answered. The running hash reads a slot from
-here only when its ``e-<n>`` marker (the ETag last acknowledged for the slot)
-names that file's ETag: a slot re-sent with other bytes, on this node or
-another, has a new ETag, so stale bytes are never hashed. A slot not here (sent
+the slot and the ``ETag`` the store answered (its MD5, ``marker_tag``: what a
+listing gives for the slot's marker on stores that list MD5s, so no marker is
+read; on others the marker is read). The running hash reads a slot from here
+only when its ``e-<n>`` marker (the ETag last acknowledged for the slot) names
+that file's ETag: a slot re-sent with other bytes, on this node or another, has
+a new ETag, so stale bytes are never hashed. A slot not here (sent
 to another node, evicted, or the process restarted) is read back from the store
 once sealed, as before.
 
@@ -25,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -40,9 +43,7 @@ _SWEEP_EVERY = 600.0  # seconds between sweeps of a process
 _BLOCK = 1024 * 1024
 
 
-def _etag_name(etag: str) -> str:
-    """A file-name-safe, fixed-length stand-in for a store's ETag (any string)."""
-    return hashlib.sha256(etag.strip('"').encode()).hexdigest()[:32]
+_TAG = re.compile(r"[0-9a-f]{32}")  # the MD5 of a slot marker's body (``marker_tag``)
 
 
 class SlotCopyWriter:
@@ -73,9 +74,10 @@ class SlotCopyWriter:
             log.debug("not keeping slot %d: %s", self._number, exc)
             self.discard()
 
-    def keep(self, etag: str, size: int) -> None:
-        """The store acknowledged the slot as ``etag``: the copy becomes its file (one per
-        slot: an older one, of an earlier upload of the slot, is removed)."""
+    def keep(self, tag: str, size: int) -> None:
+        """The store acknowledged the slot, and its marker will be ``tag`` (``marker_tag`` of
+        the ETag): the copy becomes its file (one per slot: an older one, of an earlier
+        upload of the slot, is removed)."""
         if self._file is None:
             return
         os.close(self._file)
@@ -83,7 +85,7 @@ class SlotCopyWriter:
         if self._written != size:  # the body was retried from the start, or cut: not a copy
             self._remove(self._temporary)
             return
-        final = self._directory / f"{self._number:06d}-{_etag_name(etag)}"
+        final = self._directory / f"{self._number:06d}-{tag}"
         try:
             for older in self._directory.glob(f"{self._number:06d}-*"):
                 self._remove(older)
@@ -123,10 +125,12 @@ class SlotCopies:
             return None
         return SlotCopyWriter(self._directory(scope, part), number)
 
-    def open(self, scope: str, part: str, number: int, etag: str, size: int) -> BinaryIO | None:
-        """This node's copy of slot ``number`` when it holds the one stored as ``etag``, all
-        ``size`` bytes of it, open (it stays readable if another process drops it now)."""
-        path = self._directory(scope, part) / f"{number:06d}-{_etag_name(etag)}"
+    def open(self, scope: str, part: str, number: int, tag: str, size: int) -> BinaryIO | None:
+        """This node's copy of slot ``number`` when it holds the one whose marker is ``tag``,
+        all ``size`` bytes of it, open (it stays readable if another process drops it now)."""
+        if not _TAG.fullmatch(tag):
+            return None
+        path = self._directory(scope, part) / f"{number:06d}-{tag}"
         try:
             file = path.open("rb", buffering=0)
         except OSError:
