@@ -181,13 +181,17 @@ class BlobStore(Protocol):
         such limit (an object store)."""
 
     # -- parts --------------------------------------------------------------------
-    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
+    def create_part(
+        self, part: str, size: int | None, *, direct: bool = False, hashed_on_arrival: bool = False
+    ) -> None:
         """Create part ``part`` (kept if it exists), reserving ``size`` bytes where the
         backend can. Raises OSError (ENOSPC, EDQUOT) when they cannot be reserved; then
         no new part remains. ``direct``: the part will be promoted to ``promoted_key``,
         so the store may keep its bytes where that blob will be (S3: a multipart upload);
         until ``seal_part``, some of its written ranges may then not be readable
-        (``read_part`` yields fewer bytes, ``feed_range`` raises ValueError)."""
+        (``read_part`` yields fewer bytes, ``feed_range`` raises ValueError), unless this
+        node kept them for reading. ``hashed_on_arrival``: its writes come in order and
+        are hashed as they arrive (tus), so nothing needs to be kept for reading."""
 
     def write_part(
         self,

@@ -159,7 +159,9 @@ class LocalBlobStore:
             raise ValueError(f"bad part name {part!r}")
         return self.root / "parts" / f"{part}.part"
 
-    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
+    def create_part(
+        self, part: str, size: int | None, *, direct: bool = False, hashed_on_arrival: bool = False
+    ) -> None:
         """Create a new part file, reserving ``size`` bytes of disk when known. Raises OSError
         (ENOSPC, EDQUOT) when they cannot be reserved; then no part remains."""
         self.ensure_layout()

@@ -123,7 +123,9 @@ class MemoryBlobStore:
             return Space(max(capacity - self._shared.used(), 0), capacity)
 
     # -- parts ------------------------------------------------------------------------
-    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
+    def create_part(
+        self, part: str, size: int | None, *, direct: bool = False, hashed_on_arrival: bool = False
+    ) -> None:
         _check_part(part)
         with self._guard() as root:
             if part not in root.parts:

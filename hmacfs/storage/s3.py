@@ -21,7 +21,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.blob_store import (
@@ -41,6 +41,7 @@ from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
 from hmacfs.storage.s3_direct import seal, slot_marker_key
 from hmacfs.storage.s3_pieces import (
+    ORDERED,
     PROMOTED,
     SEALED,
     Direct,
@@ -74,6 +75,14 @@ _BASE_TIME = datetime.min.replace(tzinfo=UTC)  # older than every piece: they ov
 LockFactory = Callable[[str], RangeLock]
 
 
+class OpenDirect(NamedTuple):
+    """A direct part's open multipart upload, as a process knows it."""
+
+    direct: Direct
+    size: int  # the part's declared size
+    copies: bool  # whether nodes keep copies of its slots (``s3_slot_copies``)
+
+
 class S3BlobStore:
     """A BlobStore on one bucket under key prefix ``root`` ("" or ending in "/")."""
 
@@ -95,7 +104,7 @@ class S3BlobStore:
         # What this process knows of parts' multipart uploads (``create_part`` with
         # ``direct``), shared by the copies ``at`` makes: (bucket, root, part) -> the open
         # upload and the part's declared size, or None (none, or no longer open).
-        self._directs: dict[tuple[str, str, str], tuple[Direct, int] | None] = {}
+        self._directs: dict[tuple[str, str, str], OpenDirect | None] = {}
         # This node's copies of the slots it stored, for the running hash (``s3_slot_copies``).
         self.slots = slots
         # The store of a root of another backend (a local path), when one is configured.
@@ -157,19 +166,26 @@ class S3BlobStore:
         if not _PART_NAME.match(part):
             raise ValueError(f"bad part name {part!r}")
 
-    def create_part(self, part: str, size: int | None, *, direct: bool = False) -> None:
+    def create_part(
+        self, part: str, size: int | None, *, direct: bool = False, hashed_on_arrival: bool = False
+    ) -> None:
         """The part's marker; with ``direct`` and a size of more than one slot, also an S3
         multipart upload at a key of the part's own (``direct_key``), recorded in a marker
         any node finds: every write that fills a slot becomes its part (``UploadPart``
         number slot + 1) and the completed upload the blob (``promoted_key``), so each
-        byte is stored once (``hmacfs.storage.s3_direct``)."""
+        byte is stored once (``hmacfs.storage.s3_direct``). Unless ``hashed_on_arrival``
+        (an ``ordered`` marker says so to every node), the nodes keep copies of the slots
+        they store for the running hash (``s3_slot_copies``)."""
         self._check_part(part)
         key = marker_key(self.prefix, part, size)
         call(f"creating part {part}", self.client.put_object, Bucket=self.bucket, Key=key, Body=b"")
         if direct and size is not None and size > self.slot_size and self.listing(part).direct is None:
-            self._start_direct(part, size)
+            self._start_direct(part, size, copies=not hashed_on_arrival)
 
-    def _start_direct(self, part: str, size: int) -> None:
+    def _start_direct(self, part: str, size: int, *, copies: bool) -> None:
+        if not copies:  # before the upload's marker: a node that finds the upload finds this
+            ordered = part_prefix(self.prefix, part) + ORDERED
+            call(f"creating part {part}", self.client.put_object, Bucket=self.bucket, Key=ordered, Body=b"")
         token = secrets.token_hex(8)
         key = self.prefix + direct_key(part, token)
         started = call(f"starting {key}", self.client.create_multipart_upload, Bucket=self.bucket, Key=key)
@@ -181,12 +197,12 @@ class S3BlobStore:
             with contextlib.suppress(Exception):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
-        self._remember(part, (Direct(direct_key(part, token), upload_id), size))
+        self._remember(part, OpenDirect(Direct(direct_key(part, token), upload_id), size, copies))
 
     def _cache_key(self, part: str) -> tuple[str, str, str]:
         return (self.bucket, self.prefix, part)
 
-    def _remember(self, part: str, known: tuple[Direct, int] | None) -> None:
+    def _remember(self, part: str, known: OpenDirect | None) -> None:
         if len(self._directs) >= 4096:  # parts finish; forget them all now and then
             self._directs.clear()
         self._directs[self._cache_key(part)] = known
@@ -194,7 +210,7 @@ class S3BlobStore:
     def _forget(self, part: str) -> None:
         self._directs.pop(self._cache_key(part), None)
 
-    def _open_direct(self, part: str) -> tuple[Direct, int] | None:
+    def _open_direct(self, part: str) -> OpenDirect | None:
         """The part's multipart upload and declared size while the upload is open (as far as
         this process knows: another node may have completed it since, ``_put_slot``)."""
         cache_key = self._cache_key(part)
@@ -204,7 +220,7 @@ class S3BlobStore:
         declared = [size for size in listing.declared if size is not None]
         known = None
         if listing.direct is not None and not listing.sealed and declared:
-            known = (listing.direct, max(declared))
+            known = OpenDirect(listing.direct, max(declared), copies=not listing.ordered)
         self._remember(part, known)
         return known
 
@@ -224,14 +240,14 @@ class S3BlobStore:
         self._check_part(part)
         for start, size in split_at_slots(offset, length, self.slot_size):
             direct = self._open_direct(part) if start % self.slot_size == 0 else None
-            if direct is not None and not self._whole_slot(start, size, direct[1]):
+            if direct is not None and not self._whole_slot(start, size, direct.size):
                 direct = None
-            slot_copy = self._slot_writer(part, start, size) if direct is not None else None
+            slot_copy = self._slot_writer(part, start, size) if direct is not None and direct.copies else None
             feeds = hashers if slot_copy is None else (*hashers, slot_copy)
             stream = BodyStream(read, size, feeds, block=self.buffer_size)
             try:
                 if direct is not None:
-                    self._put_slot(part, direct[0], start, stream, size, slot_copy=slot_copy)
+                    self._put_slot(part, direct.direct, start, stream, size, slot_copy=slot_copy)
                 else:
                     self._put_piece(part, start, stream, size)
             except BaseException:

@@ -15,6 +15,7 @@ A direct part (``hmacfs.storage.s3_direct``) also has::
     <root>parts/<part>/direct-<token>-<upload id, hex>   its multipart upload, at blobs/u/<part>-<token>
     <root>parts/<part>/e-<number:06d>                    the ETag of the last UploadPart of a number
     <root>parts/<part>/sealed, promoted                  the upload was completed; made a blob
+    <root>parts/<part>/ordered                           written in order, hashed on arrival (tus)
 
 A piece is stored whole by one PUT or not at all, so it is durable when the
 write returns, and any node sees it. Pieces never cross a *slot* boundary (a
@@ -42,6 +43,7 @@ from hmacfs.storage.intervals import subtract
 _PIECE = re.compile(r"^p/([0-9a-f]{16})-([0-9a-f]{16})$")
 _MARKER = re.compile(r"^size-([0-9]+|none)$")
 SEALED = "sealed"
+ORDERED = "ordered"  # a direct part written in order and hashed as it arrives: no slot copies
 PROMOTED = "promoted"
 _DIRECT = re.compile(r"^direct-([0-9a-f]{16})-([0-9a-f]+)$")
 _SLOT = re.compile(r"^e-([0-9]{6})$")  # a slot's marker: the ETag of its last UploadPart
@@ -123,6 +125,7 @@ class PartListing:
     direct: Direct | None = None
     sealed: bool = False  # the multipart upload was completed (``S3BlobStore.seal_part``)
     promoted: bool = False  # its object was made a blob (``S3BlobStore.promote_part``)
+    ordered: bool = False  # written in order, hashed as it arrives: no slot copies (tus)
     # Each slot marker's number and the ETag the listing gave its object (the MD5 of its
     # body, on stores that give MD5s: ``marker_tag``): the slots with an acknowledged
     # UploadPart, and which one, without reading a marker.
@@ -157,7 +160,7 @@ def parse_listing(prefix: str, objects: Iterable[Listed]) -> PartListing:
     pieces, declared, modified = [], [], None
     directs: list[tuple[str, Direct]] = []
     slots: dict[int, str] = {}
-    sealed = promoted = False
+    sealed = promoted = ordered = False
     for key, stored, etag in objects:
         name = key[len(prefix) :]
         modified = stored if modified is None or stored > modified else modified
@@ -170,6 +173,8 @@ def parse_listing(prefix: str, objects: Iterable[Listed]) -> PartListing:
             slots[int(match[1])] = etag
         elif name == SEALED:
             sealed = True
+        elif name == ORDERED:
+            ordered = True
         elif name == PROMOTED:
             promoted = True
         elif match := _DIRECT.match(name):
@@ -178,7 +183,7 @@ def parse_listing(prefix: str, objects: Iterable[Listed]) -> PartListing:
     # One create_part makes at most one; should two ever exist, every node picks the same.
     direct = min(directs, key=lambda item: item[0])[1] if directs else None
     sealed = sealed and direct is not None
-    return PartListing(pieces, declared, modified, direct, sealed, promoted, slots)
+    return PartListing(pieces, declared, modified, direct, sealed, promoted, ordered, slots)
 
 
 def split_at_slots(offset: int, length: int, slot: int) -> list[tuple[int, int]]:

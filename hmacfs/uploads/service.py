@@ -123,8 +123,11 @@ def create_upload(session: Session, services: Services, new: NewUpload) -> Uploa
     session.flush()
     mark_written(session)
     # Direct: the part becomes a file's blob (a tus partial upload's is read by its final one).
-    direct = new.concat is None
-    part_store(services.store, task).create_part(task.task_id, new.file_size, direct=direct)
+    # tus appends in order and hashes each PATCH as it streams; the others hash by reading back.
+    direct, in_order = new.concat is None, new.protocol == Protocol.TUS
+    part_store(services.store, task).create_part(
+        task.task_id, new.file_size, direct=direct, hashed_on_arrival=in_order
+    )
     count_started(session, services.metrics, task.protocol)
     return task
 

@@ -273,3 +273,19 @@ def test_a_store_that_lists_other_etags_than_md5s_has_its_markers_read(
     node.feed_range("up", hasher, 2 * PART, len(data) - 2 * PART)
     assert hasher.hexdigest() == sha(data)
     assert b"".join(node.read_part("up", 0, len(data))) == data
+
+
+def test_a_part_hashed_on_arrival_keeps_no_copies_on_any_node(store: S3BlobStore, tmp_path: Path) -> None:
+    """tus hashes each PATCH as it streams: no node copies its slots."""
+    creator, other = with_copies(store, tmp_path / "a"), with_copies(store, tmp_path / "b")
+    data = os.urandom(2 * PART + 5)
+    creator.create_part("up", len(data), direct=True, hashed_on_arrival=True)
+    write(creator, "up", 0, data[:PART])
+    write(other, "up", PART, data[PART : 2 * PART])  # a node that learns of the upload by listing
+    write(other, "up", 2 * PART, data[2 * PART :])
+    assert copy_files(tmp_path) == []
+    assert len(uploads(store)) == 1  # still one multipart upload: each byte stored once
+    creator.seal_part("up")
+    hasher = hashlib.sha256()
+    creator.feed_range("up", hasher, 0, len(data))
+    assert hasher.hexdigest() == sha(data)
