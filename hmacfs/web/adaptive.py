@@ -5,6 +5,7 @@ measured body into the client's profile after the request. docs/adaptive.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -44,6 +45,7 @@ from hmacfs.uploads import engine
 from hmacfs.web.context import db_session, services
 from hmacfs.web.measured_body import AdaptiveBody, BodyPlan, MeasuredBody, SourceBody
 from hmacfs.web.network_header import HEADER, parse_network_header
+from hmacfs.web.save_schedule import SaveSchedule
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,10 @@ class _State:
     # PostgreSQL: bodies waiting for the transaction in flight to end (see _save_together).
     waiting: deque[_Held] = field(default_factory=lambda: deque(maxlen=10_000))
     saving: threading.Lock = field(default_factory=threading.Lock)
-    # A served worker saves in a greenlet of its own (save_in_background), not in the teardown.
+    # A served worker saves in a greenlet of its own (save_in_background), not in the teardown;
+    # a settled client's bodies wait there for its next save (hmacfs.web.save_schedule).
     background: bool = False
+    schedule: SaveSchedule[_Held] = field(default_factory=lambda: SaveSchedule(_SETTLED_SAVE_SECONDS))
     estimates: OrderedDict[str, LinkEstimate] = field(default_factory=OrderedDict)  # by profile key
 
 
@@ -354,10 +358,10 @@ def _hand_over(state: _State, held: _Held) -> None:
 
 def _save_waiting(app: Flask, state: _State) -> None:
     with app.app_context():
-        while state.waiting and state.saving.acquire(blocking=False):
+        while (state.waiting or state.schedule.pending) and state.saving.acquire(blocking=False):
             try:
                 time.sleep(_GATHER_SECONDS)
-                _save_batches(state)
+                _save_due(state)
             finally:
                 state.saving.release()
 
@@ -368,14 +372,46 @@ def _save_waiting(app: Flask, state: _State) -> None:
 # worker's CPU beside the PATCHes themselves (py-spy). A measurement is advisory: one
 # that a stopping worker never saves is lost, never wrong.
 _GATHER_SECONDS = 0.25
+# A settled client is saved at most this often (seconds): still a pass every 0.25 s, but
+# one with nothing due costs no transaction (hmacfs.web.save_schedule).
+_SETTLED_SAVE_SECONDS = 2.0
+# Settled: this many (decayed) bodies behind its estimate, of a window of about ten.
+_SETTLED_BODIES = 5.0
 
 
 def _save_batches(state: _State) -> None:
+    """Save everything waiting, and what arrives meanwhile (the request path: nothing waits
+    for a later pass, there is none)."""
     while state.waiting:
         batch = list(state.waiting)
         state.waiting.clear()
         # One key order for every batch: two processes never lock two rows crosswise.
-        _save(sorted(batch, key=lambda item: item.client.key), in_request=False)
+        _save(sorted(batch, key=_client_of), in_request=False)
+
+
+def _save_due(state: _State) -> None:
+    """The saver greenlet's pass: save what is due now (``state.schedule``), and what
+    arrives meanwhile; a settled client's bodies wait for a later pass."""
+    while True:
+        arrived = list(state.waiting)
+        state.waiting.clear()
+        may_wait = functools.partial(_may_wait, state)
+        batch = state.schedule.due(arrived, time.monotonic(), key=_client_of, may_wait=may_wait)
+        if not batch:
+            return
+        # One key order for every batch: two processes never lock two rows crosswise.
+        _save(sorted(batch, key=_client_of), in_request=False)
+
+
+def _client_of(held: _Held) -> str:
+    return held.client.key
+
+
+def _may_wait(state: _State, key: str, bodies: list[_Held]) -> bool:
+    """A settled client's completed bodies may wait for its next save."""
+    known = state.estimates.get(key)
+    settled = known is not None and known.bodies >= _SETTLED_BODIES
+    return settled and all(held.measurement.outcome is Outcome.COMPLETE for held in bodies)
 
 
 def _save_together(state: _State, held: _Held) -> None:
@@ -414,7 +450,9 @@ def _save(bodies: list[_Held], *, in_request: bool) -> None:
     except Exception:  # database down, ...
         log.warning("could not record %d body measurement(s)", len(bodies), exc_info=True)
         return
-    metrics = _state().metrics
+    state = _state()
+    state.schedule.saved(clients, time.monotonic())
+    metrics = state.metrics
     for group, estimate in zip(clients.values(), estimates, strict=True):
         _remember(group[0].client.key, estimate)
         label = group[0].client.network_class.value
