@@ -235,16 +235,14 @@ def write_checked(
     *,
     digest: ExpectedDigest | None,
     also: Hasher | None = None,
-    durable: bool = True,
 ) -> str | None:
     """Write and fsync ``length`` bytes at ``offset`` (fed to ``also`` on the way); verify the
     declared digest and the end of the body. Returns the bytes' SHA-256 (hex) when the
     digest was a SHA-256 (the chunk row records it), else None: nothing else hashes a chunk
-    by itself, the upload's running hash covers its bytes. ``durable`` False: not fsynced
-    here; the caller's ``sync_part`` must return before anything is acknowledged."""
+    by itself, the upload's running hash covers its bytes."""
     checking = digest.new_hasher() if digest is not None else None
     hashers = tuple(h for h in (checking, also) if h is not None)
-    store.write_part(part, offset, read, length, hashers=hashers, durable=durable)
+    store.write_part(part, offset, read, length, hashers=hashers)
     if read(1):
         raise BadRequest(
             f"body is longer than {length} bytes", code="BODY_TOO_LONG", details={"expected": length}

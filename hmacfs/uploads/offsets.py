@@ -12,7 +12,6 @@ gives its connection back while the bytes stream.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -26,7 +25,6 @@ from hmacfs.errors import BadRequest, Conflict, Forbidden, NotFound
 from hmacfs.models import File, UploadTask
 from hmacfs.models.status import OPEN_STATUSES, Protocol, UploadStatus
 from hmacfs.ports import LockBusy, lock_id
-from hmacfs.storage import BlobStore
 from hmacfs.storage.copying import Reader, blocks_reader
 from hmacfs.storage.sha256_state import ResumableSha256, available
 from hmacfs.uploads.chunking import chunk_count
@@ -130,45 +128,18 @@ def write_at_offset(
         sha256 = None
         if length:
             with watch.seated(task.id, OFFSET_SLOT) if watch is not None else nullcontext():
-                sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running,
-                                       durable=False)  # fmt: skip
-        with _synced(store, part) if length else nullcontext():  # the fsync runs meanwhile
-            if released:  # the row lock was let go: the upload may have ended meanwhile
-                task = lock_task(session, task)
-                check_still_open(session, services.store, task, part)
-            if declared_size is not None:
-                declare_length(session, task, declared_size)
-            if length:
-                _append(session, services, task, offset=offset, length=length, sha256=sha256, running=running)
-                if watch is not None:
-                    note_client(session, services, task, watch.client)
+                sha256 = write_checked(store, part, offset, read, length, digest=digest, also=running)
+        if released:  # the row lock was let go: the upload may have ended meanwhile
+            task = lock_task(session, task)
+            check_still_open(session, services.store, task, part)
+        if declared_size is not None:
+            declare_length(session, task, declared_size)
+        if length:
+            _append(session, services, task, offset=offset, length=length, sha256=sha256, running=running)
+            if watch is not None:
+                note_client(session, services, task, watch.client)
         finish_if_done(session, services, task)
         return task
-
-
-@contextmanager
-def _synced(store: BlobStore, part: str) -> Iterator[None]:
-    """Make the part's writes durable (``sync_part``) while the ``with`` block runs, and
-    return only once they are: the block's statements (the range row, the new offset)
-    are not committed before this returns, so nothing is acknowledged, and no other
-    request sees the offset, before the bytes are on disk. A PATCH's fsync (0.7-0.8 ms
-    for 5 MiB here) then overlaps the round trip that records it (1-2 ms)."""
-    failure: list[BaseException] = []
-
-    def sync() -> None:
-        try:
-            store.sync_part(part)
-        except BaseException as exc:  # raised in the request, below
-            failure.append(exc)
-
-    syncing = threading.Thread(target=sync, name="sync-part", daemon=True)
-    syncing.start()
-    try:
-        yield
-    finally:
-        syncing.join()
-    if failure:
-        raise failure[0]
 
 
 @contextmanager
