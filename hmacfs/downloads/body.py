@@ -26,7 +26,12 @@ from typing import Any
 from hmacfs.storage import OpenBlob
 from hmacfs.storage.splicing import SocketBody, splice_available, splice_body
 
-_SENDFILE_MAX = 1 << 30
+# Each sendfile call sends at most this much, as nginx's sendfile_max_chunk (2m) does. One
+# call asked for the whole rest of a 1 GiB body keeps the kernel's "more to come" flag on
+# every block it queues. Bounded calls measured 1.02-1.20x the 1 GiB calls in three paired
+# runs of 1 GiB GETs on loopback (docs/benchmarks.md, xep, branch getbig); a modest effect
+# against this VM's noise, at no cost (512 calls per GiB).
+_SENDFILE_MAX = 2 << 20
 # Smaller segments are read: splicing one costs a pipe and the store connection (it is
 # closed after), more than copying a few blocks.
 SPLICE_AT_LEAST = 1 << 20
