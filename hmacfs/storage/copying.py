@@ -167,35 +167,36 @@ def _fill_into(
     write: _Write,
     pool: BufferPool,
 ) -> None:
-    """A block is hashed and written in a native thread (``_start_block``) while the
-    next block fills: receiving and hashing overlap on separate cores.
+    """Blocks go through a ``_Pipeline`` (hashed in order on one native thread, written on
+    another a block behind) while the next block fills: receiving, hashing and writing
+    overlap on separate cores.
 
     Blocks start and end small (``_block_size``): what waits before the first
     write starts, and what is left to hash and write after the last byte
     arrives, is a small block rather than a full buffer. For a chunk that is
     part of every request's answer time (a 1 MiB block took ~2.5 ms to write
     into this VM's page cache)."""
-    buffers = pool.take(buffer_size, needed=length)
-    size = len(buffers[0])
-    position, remaining, turn = offset, length, 0
-    pending: list[Pending] = []
+    ring = _Ring.take(pool, buffer_size, length)
+    pipeline = _Pipeline(hashers, write, fd)
+    position, remaining = offset, length
     try:
         while remaining:
-            block = buffers[turn][: _block_size(size, remaining, first=position == offset)]
+            slot = ring.next()
+            pipeline.free(slot)
+            block = ring.block(slot, remaining, first=position == offset)
             filled = _fill(read, block)
             if filled < len(block):
                 raise _short(length, length - remaining + filled)
-            _wait(pending)  # the other buffer is free again
             remaining -= filled
             if remaining or position != offset:
-                pending = _start_block(hashers, write, fd, block, position)
+                pipeline.push(slot, block, position)
             else:  # the only block of a small body: no thread hand-off
                 _hash_and_write(hashers, write, fd, block, position)
             position += filled
-            turn ^= 1
+        pipeline.finish()
     finally:
-        _wait(pending)  # no thread touches the buffers any more
-        pool.give_back(buffers, buffer_size)
+        pipeline.close()  # no thread touches the buffers any more
+        ring.give_back(pool)
 
 
 def _adaptive_into(
@@ -211,21 +212,19 @@ def _adaptive_into(
 ) -> None:
     """``_fill_into`` with a block size the reader may change between blocks.
 
-    Large blocks overlap as there (a pair, one filling while the other is hashed
-    and written; a new pair when the size changes) and shrink towards the end of
-    the body as there. Trickle blocks hold one buffer only between a readable
-    socket and the end of its write."""
+    Large blocks overlap as there (a ring of buffers through a ``_Pipeline``; a new ring
+    when the size changes) and shrink towards the end of the body as there. Trickle
+    blocks hold one buffer only between a readable socket and the end of its write."""
     position, remaining, done = offset, length, 0
-    pair: Pair | None = None
-    pair_size, turn = 0, 0
-    pending: list[Pending] = []
+    ring: _Ring | None = None
+    pipeline = _Pipeline(hashers, write, fd)
     try:
         while remaining:
             size = max(1, min(read.block_size(), largest))
             if size <= TRICKLE_BLOCK:
-                _wait(pending)
-                _release(pool, pair, pair_size)
-                pair = None
+                pipeline.finish()
+                _Ring.drop(pool, ring)
+                ring = None
                 got = _trickle_step(
                     read,
                     min(size, remaining),
@@ -235,29 +234,108 @@ def _adaptive_into(
                 if not got:
                     raise _short(length, done)
             else:
-                if pair is None or size != pair_size:
-                    _wait(pending)
-                    _release(pool, pair, pair_size)
-                    pair, pair_size, turn = pool.take(size, needed=remaining), size, 0
-                block = pair[turn][: _block_size(len(pair[turn]), remaining, first=False)]
+                if ring is None or size != ring.size:
+                    pipeline.finish()
+                    _Ring.drop(pool, ring)
+                    ring = _Ring.take(pool, size, remaining)
+                slot = ring.next()
+                pipeline.free(slot)
+                block = ring.block(slot, remaining, first=False)
                 got = _fill(read, block)
                 if got < len(block):
                     raise _short(length, done + got)
-                _wait(pending)
-                pending = _start_block(hashers, write, fd, block, position)
-                turn ^= 1
+                pipeline.push(slot, block, position)
             position, remaining, done = position + got, remaining - got, done + got
+        pipeline.finish()
     finally:
+        pipeline.close()
+        _Ring.drop(pool, ring)
+
+
+class _Ring:
+    """The reused buffers of one body, taken in turn: a pool pair, and a third buffer
+    when the body is longer than the pair (so a block can fill while the one before is
+    hashed and the one before that is written)."""
+
+    def __init__(self, pair: Pair, third: memoryview | None, size: int) -> None:
+        self.pair, self.third, self.size = pair, third, size
+        self.buffers = [*pair, third] if third is not None else [*pair]
+        self._turn = -1
+
+    @classmethod
+    def take(cls, pool: BufferPool, size: int, needed: int) -> _Ring:
+        pair = pool.take(size, needed=needed)
+        third = pool.take_one(len(pair[0])) if needed > 2 * len(pair[0]) else None
+        return cls(pair, third, size)
+
+    @staticmethod
+    def drop(pool: BufferPool, ring: _Ring | None) -> None:
+        """Give ``ring``'s buffers back (no thread may use them any more)."""
+        if ring is not None:
+            ring.give_back(pool)
+
+    def give_back(self, pool: BufferPool) -> None:
+        pool.give_back(self.pair, self.size)
+        if self.third is not None:
+            pool.give_back_one(self.third)
+
+    def next(self) -> int:
+        """The slot of the next buffer in turn (``_Pipeline.free`` it before filling)."""
+        self._turn = (self._turn + 1) % len(self.buffers)
+        return self._turn
+
+    def block(self, slot: int, remaining: int, *, first: bool) -> memoryview:
+        """The part of buffer ``slot`` the next block fills (``_block_size``)."""
+        buffer = self.buffers[slot]
+        return buffer[: _block_size(len(buffer), remaining, first=first)]
+
+
+class _Pipeline:
+    """A body's blocks through two native-thread stages: block n is hashed (after block
+    n-1, so the digest sees the bytes in order) while block n-1 is written, and the
+    caller fills block n+1 meanwhile. The serial path is then the hash alone rather
+    than hash and write; see docs/benchmarks.md (xep, branch putpipe). Further hashers
+    (a chunk's digest beside the running hash) get a thread each, beside the first."""
+
+    def __init__(self, hashers: tuple[Hasher, ...], write: _Write, fd: int) -> None:
+        self._hashers, self._write, self._fd = hashers, write, fd
+        self._hashing: list[Pending] = []
+        self._behind: tuple[int, memoryview, int] | None = None  # (slot, block, at) not yet written
+        self._writing: dict[int, list[Pending]] = {}  # by slot
+
+    def free(self, slot: int) -> None:
+        """Wait until no write uses buffer ``slot``; raises that write's failure."""
+        _wait(self._writing.pop(slot, []))
+
+    def push(self, slot: int, block: memoryview, at: int) -> None:
+        """Start hashing ``block`` (once the previous block's hash ended) and writing the previous block."""
+        _wait(self._hashing)
+        self._hashing = [start_blocking(hasher.update, block) for hasher in self._hashers]
+        self._write_behind()
+        self._behind = (slot, block, at)
+
+    def finish(self) -> None:
+        """Wait for every hash and write of the blocks pushed so far; raises the first failure."""
+        _wait(self._hashing)
+        self._write_behind()
+        for slot in list(self._writing):
+            self.free(slot)
+
+    def close(self) -> None:
+        """``finish`` without writing what is left (after a failure): only waits."""
+        self._behind = None
+        pending = self._hashing + [call for calls in self._writing.values() for call in calls]
+        self._writing.clear()
         _wait(pending)
-        _release(pool, pair, pair_size)
+
+    def _write_behind(self) -> None:
+        if self._behind is not None:
+            slot, block, at = self._behind
+            self._writing.setdefault(slot, []).append(start_blocking(self._write, self._fd, block, at))
+            self._behind = None
 
 
 Pair = tuple[memoryview, memoryview]
-
-
-def _release(pool: BufferPool, pair: Pair | None, size: int) -> None:
-    if pair is not None:
-        pool.give_back(pair, size)
 
 
 def _trickle_step(
@@ -311,23 +389,6 @@ def _wait(pending: list[Pending]) -> None:
     pending.clear()
     if failures:
         raise failures[0]
-
-
-def _start_block(
-    hashers: tuple[Hasher, ...], write: _Write, fd: int, block: memoryview, at: int
-) -> list[Pending]:
-    """Hand ``block`` to native threads: one hashes it with the first hasher and then writes
-    it; any further hasher gets a thread of its own.
-
-    One hand-off per block rather than one per step: the write then reads bytes the hash
-    just brought into that core's cache, and a 1 GiB PUT has two threads to run (receive,
-    hash and write) on this two-core VM rather than three. A 1 GiB PUT, paired against a
-    hand-off per step: 10 % less server CPU per GiB and the same rate on a quiet machine,
-    1.09-1.33x the rate when other load leaves it less than two cores (docs/benchmarks.md,
-    xep, "branch bigput")."""
-    pending = [start_blocking(hasher.update, block) for hasher in hashers[1:]]
-    pending.append(start_blocking(_hash_and_write, hashers[:1], write, fd, block, at))
-    return pending
 
 
 def _hash_and_write(
