@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import functools
+import mmap
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -73,6 +75,18 @@ class AdaptiveReader(Protocol):
 TRICKLE_BLOCK = 64 * 1024
 
 
+@runtime_checkable
+class SplicingReader(Protocol):
+    """A FillingReader that can also move its bytes into a pipe in the kernel (``splice``):
+    see ``hmacfs.web.bodies.SocketBody.splice_into`` for what it returns."""
+
+    def __call__(self, size: int) -> bytes: ...
+
+    def readinto(self, view: memoryview) -> int: ...
+
+    def splice_into(self, pipe: int, count: int) -> int | None: ...
+
+
 def _fill(read: FillingReader, view: memoryview) -> int:
     """Fill ``view`` completely unless the body ends first; returns the bytes placed."""
     filled = 0
@@ -126,6 +140,9 @@ def copy_into(
     between the pool's minimum and ``buffer_size``."""
     write = _write_and_start if write_behind else write_all
     buffers = _SPARE if pool is None else pool
+    if isinstance(read, SplicingReader) and _splicing(fd, length):
+        _splice_body(fd, offset, read, length, hashers=hashers, write_behind=write_behind, pool=buffers)
+        return
     if isinstance(read, AdaptiveReader):
         _adaptive_into(
             fd, offset, read, length, hashers=hashers, pool=buffers, write=write, largest=buffer_size
@@ -345,6 +362,13 @@ def _trickle_step(
     write what came, and give the buffer back. 0 when the body ended."""
     if not read.wait_readable():
         return 0
+    return _read_step(read, size, pool, consume)
+
+
+def _read_step(
+    read: FillingReader, size: int, pool: BufferPool, consume: Callable[[memoryview], None]
+) -> int:
+    """Take one buffer, read once into it, ``consume`` what came, give the buffer back."""
     buffer = pool.take_one(size)
     try:
         got = read.readinto(buffer[:size])
@@ -353,6 +377,147 @@ def _trickle_step(
         return got
     finally:
         pool.give_back_one(buffer)
+
+
+_SPLICE_AT_LEAST = 8 * 1024 * 1024  # bodies below this go through buffers (two pipes cost syscalls)
+
+
+def _splicing(fd: int, length: int) -> bool:
+    return length >= _SPLICE_AT_LEAST and hasattr(os, "splice") and os.path.exists(f"/proc/self/fd/{fd}")
+
+
+def _splice_body(
+    fd: int,
+    offset: int,
+    read: SplicingReader,
+    length: int,
+    *,
+    hashers: tuple[Hasher, ...],
+    write_behind: bool,
+    pool: BufferPool,
+) -> None:
+    """``copy_into`` through pipes: the body's bytes go socket → pipe → file in the kernel
+    (``_Splicer``) and are hashed from the file's pages; bytes the reader already holds
+    (gunicorn's read-ahead) and an adaptive reader's trickle go through a buffer."""
+    write = _write_and_start if write_behind else write_all
+    position, remaining = offset, length
+    splicer = _Splicer(fd, hashers, write_behind)
+    try:
+        while remaining:
+            size = read.block_size() if isinstance(read, AdaptiveReader) else _PIPE_SIZE
+            consume = functools.partial(_hash_and_write, hashers, write, fd, at=position)
+            got: int | None
+            if size <= TRICKLE_BLOCK and isinstance(read, AdaptiveReader):
+                splicer.finish()
+                got = _trickle_step(read, min(size, remaining), pool, consume)
+            else:
+                got = splicer.step(read, position, remaining)
+                if got is None:
+                    splicer.finish()
+                    got = _read_step(read, min(TRICKLE_BLOCK, remaining), pool, consume)
+            if not got:
+                raise _short(length, position - offset)
+            position, remaining = position + got, remaining - got
+        splicer.finish()
+    finally:
+        splicer.close()
+
+
+_PIPE_SIZE = 1024 * 1024  # a pipe's capacity asked for (the default pipe-max-size)
+
+
+class _Splicer:
+    """Blocks of a body moved socket → pipe → file by the kernel, never copied through the
+    process: a receive copy less per byte than ``recv_into`` + ``pwrite``. A native
+    thread moves each pipe into the file (a page-cache copy, as ``pwrite``), then hashes
+    that range from a read-only mapping of the file (the pages it just wrote, in its
+    cache), one block after the other so the digest sees the bytes in order; the next
+    pipe fills meanwhile."""
+
+    def __init__(self, fd: int, hashers: tuple[Hasher, ...], write_behind: bool) -> None:
+        self._fd, self._hashers, self._write_behind = fd, hashers, write_behind
+        self._pipes: list[tuple[int, int, int]] = []  # (read end, write end, capacity)
+        self._busy: list[list[Pending]] = []  # by pipe: its move and hash
+        self._last: list[Pending] = []  # the block before: its hash must end first
+        self._turn = -1
+        self._source = -1  # the file again, readable (``fd`` may be write-only)
+
+    def step(self, read: SplicingReader, at: int, limit: int) -> int | None:
+        """Fill the next pipe with up to ``limit`` bytes and hand it to a thread; the bytes
+        moved (0: the body ended), or None when ``read`` cannot splice now."""
+        slot = self._next()
+        _wait(self._busy[slot])
+        out, into, capacity = self._pipes[slot]
+        count, filled = min(limit, capacity), 0
+        while filled < count:
+            got = read.splice_into(into, count - filled)
+            if got is None and not filled:
+                return None
+            if not got:
+                break
+            filled += got
+        if filled:
+            _wait(self._last)
+            self._last = self._busy[slot] = [start_blocking(self._store, out, filled, at)]
+        return filled
+
+    def finish(self) -> None:
+        """Wait until every block handed over is in the file and hashed; raises the first failure."""
+        _wait([call for calls in self._busy for call in calls])
+        self._last = []
+
+    def close(self) -> None:
+        try:
+            self.finish()
+        finally:
+            for out, into, _capacity in self._pipes:
+                os.close(out)
+                os.close(into)
+            self._pipes.clear()
+            if self._source >= 0:
+                os.close(self._source)
+                self._source = -1
+
+    def _next(self) -> int:
+        if len(self._pipes) < 2:
+            out, into = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._pipes.append((out, into, _widen(into)))
+            self._busy.append([])
+        self._turn = (self._turn + 1) % len(self._pipes)
+        return self._turn
+
+    def _store(self, pipe: int, count: int, at: int) -> None:
+        moved = 0
+        while moved < count:
+            got = os.splice(pipe, self._fd, count - moved, offset_dst=at + moved)
+            if not got:
+                raise OSError(f"the pipe ran dry after {moved} of {count} bytes")
+            moved += got
+        if self._write_behind:
+            start_writeback(self._fd, at, count)
+        self._hash(at, count)
+
+    def _hash(self, at: int, count: int) -> None:
+        if not self._hashers:
+            return
+        if self._source < 0:
+            self._source = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
+        start = at - at % mmap.ALLOCATIONGRANULARITY
+        mapped = mmap.mmap(self._source, at + count - start, access=mmap.ACCESS_READ, offset=start)
+        try:
+            with memoryview(mapped) as view:
+                for hasher in self._hashers:
+                    hasher.update(view[at - start :])
+        finally:
+            mapped.close()
+
+
+def _widen(pipe: int) -> int:
+    """The pipe's capacity, raised to ``_PIPE_SIZE`` where the kernel allows."""
+    try:
+        return fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        return fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ)
 
 
 # Callers that pass no pool (tasks, tests) share this one; the app passes its budgeted pool.

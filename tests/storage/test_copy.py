@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import select
+import socket
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -169,4 +172,68 @@ def test_block_n_is_hashed_while_block_n_minus_1_is_written(
     assert threads.kinds == [*each, *[*each, "write"] * (blocks - 1), "write"]
     assert threads.writes == sorted(threads.writes) and len(threads.writes) == blocks
     assert (tmp_path / "f").read_bytes() == body
+    assert all(h.hexdigest() == hashlib.sha256(body).hexdigest() for h in hashers)
+
+
+class _Spliced(Filling):
+    """A SplicingReader over a connected socket (as ``SocketBody``), the first ``held`` bytes
+    already read ahead (they must go through ``readinto``), the pipe filled at most ``step``
+    bytes a call."""
+
+    def __init__(self, sock: socket.socket, held: bytes, step: int) -> None:
+        super().__init__(held, step)
+        self._sock, self._held, self._step = sock, len(held), step
+        self.spliced = 0
+
+    def readinto(self, view: memoryview) -> int:
+        if self._held:
+            got = super().readinto(view[: self._held])
+            self._held -= got
+            return got
+        return self._sock.recv_into(view[: self._step])
+
+    def splice_into(self, pipe: int, count: int) -> int | None:
+        if self._held:
+            return None
+        try:  # SPLICE_F_NONBLOCK: a full pipe answers EAGAIN rather than waiting
+            got = os.splice(self._sock.fileno(), pipe, min(count, self._step), flags=os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return None if select.select([self._sock], [], [], 5)[0] else 0
+        self.spliced += got
+        return got
+
+
+@pytest.mark.skipif(not hasattr(os, "splice"), reason="splice(2) is Linux's")
+@pytest.mark.parametrize("short", [False, True], ids=["whole", "short"])
+def test_a_spliced_body_is_stored_and_hashed_exactly_at_an_unaligned_offset(
+    tmp_path: Path, short: bool
+) -> None:
+    """Socket → pipe → file in the kernel, hashed from the file's pages: the same bytes and
+    digests as through buffers, the read-ahead first, at an offset no page boundary meets;
+    a body that ends early raises IncompleteBody."""
+    body = os.urandom(copying._SPLICE_AT_LEAST + 3 * 1024 * 1024 + 4097)
+    sent = body[: len(body) // 2] if short else body
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        theirs = socket.create_connection(server.getsockname())
+        ours = server.accept()[0]
+    sender = threading.Thread(target=lambda: (theirs.sendall(sent[1000:]), theirs.close()))
+    sender.start()
+    reader = _Spliced(ours, sent[:1000], step=300_000)
+    hashers = (hashlib.sha256(), hashlib.sha256())
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, b"#" * 12345, 0)
+        if short:
+            with pytest.raises(IncompleteBody):
+                copy_into(
+                    fd, 12345, reader, len(body), buffer_size=1 << 20, hashers=hashers, write_behind=True
+                )
+            return
+        copy_into(fd, 12345, reader, len(body), buffer_size=1 << 20, hashers=hashers, write_behind=True)
+    finally:
+        os.close(fd)
+        sender.join()
+        ours.close()
+    assert reader.spliced == len(body) - 1000
+    assert (tmp_path / "f").read_bytes() == b"#" * 12345 + body
     assert all(h.hexdigest() == hashlib.sha256(body).hexdigest() for h in hashers)
