@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -145,36 +144,6 @@ class SocketBody:
         self._reader.length -= got
         return got
 
-    def splice_into(self, pipe: int, count: int) -> int | None:
-        """Move up to ``count`` bytes of the body from the socket into ``pipe`` (a write end) in
-        the kernel (``splice``: the bytes never enter the process), waiting for them as
-        ``readinto`` would. At least one byte; 0 when the body ended (or the client went away
-        or stayed silent); None when this cannot be spliced now: gunicorn's read-ahead still
-        holds body bytes (take them with ``readinto``) or ``pipe`` is full."""
-        want = min(count, self._reader.length)
-        if want <= 0:
-            return 0
-        buffered = self._unreader.take_buffered()
-        if buffered:
-            self._unreader.unread(buffered)
-            return None
-        try:
-            got = _splice(self._sock.fileno(), pipe, want)
-            if got is None:  # nothing arrived yet, or the pipe is full
-                if not self._receive(memoryview(bytearray(1)), socket.MSG_PEEK):
-                    return 0
-                got = _splice(self._sock.fileno(), pipe, want)
-                if got is None:  # readable, yet nothing moved: the pipe is full
-                    return None
-        except OSError as exc:
-            self._failed(exc)
-            return 0
-        self._reader.length -= got
-        if got and self._watch is not None:
-            self._watch.heard()
-            self._last_byte = time.monotonic()
-        return got
-
     def wait_readable(self) -> bool:
         """Wait (as a read would: ``idle``, waking the watch) until a byte of the body can
         be read, without holding a buffer; False when the body is over, the client went
@@ -223,17 +192,6 @@ class SocketBody:
         buffer = bytearray(size)
         got = self.readinto(memoryview(buffer))
         return bytes(buffer[:got])
-
-
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-
-
-def _splice(source: int, pipe: int, count: int) -> int | None:
-    """Bytes moved from ``source`` into ``pipe``; None when that would block."""
-    try:
-        return os.splice(source, pipe, count, flags=_SPLICE_FLAGS)
-    except BlockingIOError:
-        return None
 
 
 def request_body(watch: engine.BodyWatch | None = None) -> Reader:

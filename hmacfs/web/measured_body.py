@@ -61,34 +61,17 @@ class MeasuredBody:
         self._next_sample = SAMPLE_EVERY
 
     def readinto(self, view: memoryview) -> int:
-        self._starting()
-        got = self.source.readinto(view)
-        self._count(got)
-        return got
-
-    def splice_into(self, pipe: int, count: int) -> int | None:
-        """As ``SocketBody.splice_into``; None also when the source cannot splice at all."""
-        splice = getattr(self.source, "splice_into", None)
-        if splice is None:
-            return None
-        self._starting()
-        got: int | None = splice(pipe, count)
-        if got:
-            self._count(got)
-        return got
-
-    def _starting(self) -> None:
         if self.started is None:
             self.started = self.last = self.clock()
             self._sample()
-
-    def _count(self, got: int) -> None:
+        got = self.source.readinto(view)
         if got:
             self.received += got
             self.last = self.clock()
             if self.received >= self._next_sample:
                 self._next_sample += SAMPLE_EVERY
                 self._sample()
+        return got
 
     def __call__(self, size: int) -> bytes:
         buffer = bytearray(size)
