@@ -35,6 +35,7 @@ from hmacfs.storage.copying import Hasher, Reader, blocks_reader, copy_into, rea
 from hmacfs.storage.holes import punch_holes
 from hmacfs.storage.local_files import (
     LocalOpenBlob,
+    feed_file,
     holds,
     link_blob,
     normal_root,
@@ -224,16 +225,11 @@ class LocalBlobStore:
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
         """Feed ``length`` bytes of a part from ``start`` to ``hasher``, in bounded buffers
         (one reused buffer: a writable view, so a ctypes hasher need not copy it)."""
-        buffer = memoryview(bytearray(min(self.buffer_size, length) or 1))
         fd = os.open(self.part_path(part), os.O_RDONLY)
         try:
-            position, end = start, start + length
-            while position < end:
-                got = os.preadv(fd, [buffer[: min(len(buffer), end - position)]], position)
-                if not got:
-                    raise ValueError(f"part {part} ends at {position}, before {end}")
-                hasher.update(buffer[:got])
-                position += got
+            feed_file(fd, hasher, start, length, buffer_size=self.buffer_size)
+        except ValueError as exc:
+            raise ValueError(f"part {part}: {exc}") from None
         finally:
             os.close(fd)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from hmacfs.storage.blob_store import PartEntry
+from hmacfs.storage.copying import Hasher
 
 
 def normal_root(path: str | Path) -> Path:
@@ -181,3 +182,17 @@ def part_entry(entry: os.DirEntry[str]) -> PartEntry | None:
     except FileNotFoundError:  # removed meanwhile
         return None
     return PartEntry(entry.name.removesuffix(".part"), stat.st_size, stat.st_mtime)
+
+
+def feed_file(fd: int, hasher: Hasher, start: int, length: int, *, buffer_size: int) -> None:
+    """Feed ``length`` bytes of the open file ``fd`` from ``start`` to ``hasher``, through
+    one reused buffer (a writable view, so a ctypes hasher need not copy it); ValueError
+    when the file ends first."""
+    buffer = memoryview(bytearray(min(buffer_size, length) or 1))
+    position, end = start, start + length
+    while position < end:
+        got = os.preadv(fd, [buffer[: min(len(buffer), end - position)]], position)
+        if not got:
+            raise ValueError(f"the file ends at {position}, before {end}")
+        hasher.update(buffer[:got])
+        position += got

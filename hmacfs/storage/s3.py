@@ -39,7 +39,7 @@ from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, translated
-from hmacfs.storage.s3_direct import seal, slot_marker_key
+from hmacfs.storage.s3_direct import read_slot_marker, seal, slot_marker_key
 from hmacfs.storage.s3_pieces import (
     ORDERED,
     PROMOTED,
@@ -431,27 +431,35 @@ class S3BlobStore:
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
         """Feed the range to ``hasher``, slot by slot: from this node's copy of a direct part's
         slot where it holds the one acknowledged (``s3_slot_copies``; the copy is then
-        dropped when the range reaches the slot's end), else from the store. ValueError at
-        a slot that cannot be read (an open direct part's, not copied here)."""
+        dropped when the range reaches the slot's end), else from the store. ValueError,
+        before anything is read (or a copy dropped), when a slot cannot be read (an open
+        direct part's, not copied here)."""
         listing = self.listing(part)
         if not listing.exists:
             raise FileNotFoundError(f"no part {part}")
         readable = self.readable(listing)
-        for position, size in split_at_slots(start, length, self.slot_size):
-            slot = self._slot_copy(part, listing, position // self.slot_size)
-            if slot is not None:
-                file, slot_start, slot_end = slot
-                with file:
-                    offload(SlotCopies.feed, file, hasher, position - slot_start, size)
-                    if position + size == slot_end and self.slots is not None:
-                        self.slots.drop(file)
-                continue
-            segments = cover(readable, position, size)
-            if covered_length(segments) < size:
-                raise ValueError(f"part {part} has no bytes at {position + covered_length(segments)}")
-            for segment in segments:
-                for block in self.read_segment(segment):
-                    hasher.update(block)
+        sources: list[tuple[int, int, tuple[BinaryIO, int, int] | list[Segment]]] = []
+        with contextlib.ExitStack() as opened:
+            for position, size in split_at_slots(start, length, self.slot_size):
+                slot = self._slot_copy(part, listing, position // self.slot_size)
+                if slot is not None:
+                    opened.enter_context(slot[0])
+                    sources.append((position, size, slot))
+                    continue
+                segments = cover(readable, position, size)
+                if covered_length(segments) < size:
+                    raise ValueError(f"part {part} has no bytes at {position + covered_length(segments)}")
+                sources.append((position, size, segments))
+            for position, size, source in sources:
+                if isinstance(source, list):
+                    for segment in source:
+                        for block in self.read_segment(segment):
+                            hasher.update(block)
+                    continue
+                file, slot_start, slot_end = source
+                offload(SlotCopies.feed, file, hasher, position - slot_start, size)
+                if position + size == slot_end and self.slots is not None:
+                    self.slots.drop(file)
 
     def _slot_copy(self, part: str, listing: PartListing, index: int) -> tuple[BinaryIO, int, int] | None:
         """This node's copy of slot ``index`` of a direct part, open, with the slot's bounds,
@@ -467,14 +475,10 @@ class S3BlobStore:
         tag = listing.slots[number]  # the marker's MD5, on stores that list MD5s: no GET
         file = self.slots.open(self._scope(), part, number, tag, size)
         if file is None and self.slots.holds(self._scope(), part, number):
-            marker = slot_marker_key(part_prefix(self.prefix, part), number)
-            try:
-                answer = call(f"reading {marker}", self.client.get_object, Bucket=self.bucket, Key=marker)
-            except FileNotFoundError:
+            etag = read_slot_marker(self, part_prefix(self.prefix, part), number)
+            if etag is None:
                 return None
-            with translated(f"reading {marker}"):
-                tag = marker_tag(answer["Body"].read().decode())
-            file = self.slots.open(self._scope(), part, number, tag, size)
+            file = self.slots.open(self._scope(), part, number, marker_tag(etag), size)
         return None if file is None else (file, slot_start, slot_end)
 
     def same_bytes(self, part: str, offset: int, other: str, length: int) -> bool:

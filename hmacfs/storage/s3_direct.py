@@ -104,13 +104,7 @@ def uploaded_parts(
             unknown.append(number)
 
     def acknowledged(number: int) -> str | None:
-        marker = slot_marker_key(part_prefix, number)
-        try:
-            answer = call(f"reading {marker}", store.client.get_object, Bucket=store.bucket, Key=marker)
-        except FileNotFoundError:
-            return None
-        with translated(f"reading {marker}"):
-            return str(answer["Body"].read().decode())
+        return read_slot_marker(store, part_prefix, number)
 
     # The markers a listing did not settle (stores whose ETags are not MD5s), read side
     # by side: one after another, 32 of them were 0.11 s of a 256 MiB upload's last request.
@@ -125,6 +119,17 @@ def _tags(etag: str) -> set[str]:
     """What a marker whose body is ``etag`` (quoted or not) lists as its ETag."""
     bare = etag.strip('"')
     return {marker_tag(bare), marker_tag(f'"{bare}"')}
+
+
+def read_slot_marker(store: DirectParts, part_prefix: str, number: int) -> str | None:
+    """The ETag slot ``number``'s marker holds, or None when it has none."""
+    marker = slot_marker_key(part_prefix, number)
+    try:
+        answer = call(f"reading {marker}", store.client.get_object, Bucket=store.bucket, Key=marker)
+    except FileNotFoundError:
+        return None
+    with translated(f"reading {marker}"):
+        return str(answer["Body"].read().decode())
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hmacfs.storage.copying import Hasher
+from hmacfs.storage.local_files import feed_file
 
 log = logging.getLogger(__name__)
 
@@ -146,15 +147,9 @@ class SlotCopies:
 
     @staticmethod
     def feed(file: BinaryIO, hasher: Hasher, start: int, length: int) -> None:
-        """Feed ``length`` bytes of the open copy from ``start`` to ``hasher``."""
-        file.seek(start)
-        left = length
-        while left:
-            block = file.read(min(_BLOCK, left))
-            if not block:  # the size was checked when it was opened, and a copy never shrinks
-                raise OSError(f"slot copy ends {left} bytes early")
-            hasher.update(block)
-            left -= len(block)
+        """Feed ``length`` bytes of the open copy from ``start`` to ``hasher`` (its size was
+        checked when it was opened, and a copy never shrinks)."""
+        feed_file(file.fileno(), hasher, start, length, buffer_size=_BLOCK)
 
     def drop(self, file: BinaryIO) -> None:
         """Delete the open copy ``file``."""

@@ -244,6 +244,9 @@ def test_copies_stay_within_their_budget_and_pieces_are_read_from_the_store(
     assert len(copy_files(tmp_path)) == 1
     write(node, "up", 2 * PART, data[2 * PART : 2 * PART + 100])  # pieces, not a whole slot
     write(node, "up", 2 * PART + 100, data[2 * PART + 100 :])
+    with pytest.raises(ValueError):  # slot 1 cannot be read: nothing is, and slot 0's copy stays
+        node.feed_range("up", hashlib.sha256(), 0, 2 * PART)
+    assert len(copy_files(tmp_path)) == 1
     hasher = hashlib.sha256()
     node.feed_range("up", hasher, 0, PART)
     with pytest.raises(ValueError):
