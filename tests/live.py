@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -16,9 +17,12 @@ import requests
 from tests.pg import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-# The ports of every server started in this process (tests/e2e/openapi_check.py checks
-# the responses these give against the OpenAPI document).
-LIVE_PORTS: set[int] = set()
+# The ports of the servers running in this process, each with the number of its start
+# (tests/e2e/openapi_check.py checks the responses these give against the OpenAPI
+# document). A stopped server's port leaves: the port may be taken by another program next
+# (a Prometheus once was, and its answers were checked against hmacfs's document).
+LIVE_PORTS: dict[int, int] = {}
+_STARTS = itertools.count()
 HMACFS = str(Path(sys.executable).with_name("hmacfs"))
 
 
@@ -102,7 +106,7 @@ class LiveServer:
         self.configure()
         self.cli("db", "upgrade")
         self.port = free_port()
-        LIVE_PORTS.add(self.port)
+        LIVE_PORTS[self.port] = next(_STARTS)
         log = (self.workdir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [HMACFS, "serve", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers)],
@@ -135,6 +139,7 @@ class LiveServer:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the whole process group (master and workers) with ``sig``."""
+        LIVE_PORTS.pop(self.port, None)
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, sig)

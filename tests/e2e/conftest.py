@@ -53,17 +53,18 @@ def live_server(start_server: StartServer) -> LiveServer:
     return start_server()
 
 
-_DOCUMENTS: dict[int, OpenApiCheck] = {}
+_DOCUMENTS: dict[tuple[int, int], OpenApiCheck] = {}
 
 
-def _check_for(port: int) -> OpenApiCheck:
-    """The document the server on ``port`` serves (each server's settings shape it)."""
-    if port not in _DOCUMENTS:
+def _check_for(port: int, start: int) -> OpenApiCheck:
+    """The document the server on ``port`` serves (each server's settings shape it), for
+    its ``start`` (``LIVE_PORTS``: a later server may get the same port)."""
+    if (port, start) not in _DOCUMENTS:
         served = _original_send(
             requests.Session(), requests.Request("GET", f"http://127.0.0.1:{port}/openapi.json").prepare()
         )
-        _DOCUMENTS[port] = OpenApiCheck(served.json())
-    return _DOCUMENTS[port]
+        _DOCUMENTS[port, start] = OpenApiCheck(served.json())
+    return _DOCUMENTS[port, start]
 
 
 _original_send = requests.Session.send
@@ -72,22 +73,21 @@ _original_send = requests.Session.send
 @pytest.fixture(autouse=True)
 def responses_match_openapi(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every response a live server gives during the test matches its OpenAPI document."""
-    seen: list[tuple[int, requests.Response, bool]] = []
+    seen: list[tuple[OpenApiCheck, requests.Response, bool]] = []
 
     def send(
         session: requests.Session, request: requests.PreparedRequest, **kwargs: Any
     ) -> requests.Response:
         response = _original_send(session, request, **kwargs)
         url = urllib.parse.urlsplit(request.url or "")
-        if url.hostname == "127.0.0.1" and url.port in LIVE_PORTS:
-            _check_for(url.port)  # fetched while the server is surely up
-            seen.append((url.port, response, not kwargs.get("stream")))
+        start = LIVE_PORTS.get(url.port) if url.hostname == "127.0.0.1" and url.port else None
+        if start is not None and url.port is not None:
+            check = _check_for(url.port, start)  # fetched while the server is surely up
+            seen.append((check, response, not kwargs.get("stream")))
         return response
 
     monkeypatch.setattr(requests.Session, "send", send)
     yield
     monkeypatch.undo()
-    problems = [
-        p for port, response, read in seen for p in _check_for(port).violations(response, body_read=read)
-    ]
+    problems = [p for check, response, read in seen for p in check.violations(response, body_read=read)]
     assert not problems, "responses that do not match the OpenAPI document:\n" + "\n".join(problems[:30])
