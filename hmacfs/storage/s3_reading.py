@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import IO, Any
 
-from hmacfs.storage.copying import Hasher, IncompleteBody, Reader
+from hmacfs.storage.copying import FillingReader, Hasher, IncompleteBody, Reader
 
 # A piece is kept in memory up to this size, on local disk beyond: a thousand slow
 # uploads then hold a thousand small buffers, not a thousand parts.
@@ -50,6 +50,12 @@ class BodyStream:
     ``block`` bytes anyway, which it sends as they are, so a 1 MiB body read costs one
     call, not 64.
 
+    A reader that fills a buffer (``FillingReader``: the request body) is read into one
+    buffer of ``block`` bytes, reused by every ``read``: the PUT sends each block (and the
+    hashers take it) before it asks for the next, so a block costs one copy, from the
+    socket, instead of a zeroed allocation and two more copies. What ``read`` returns is
+    valid until its next call.
+
     A body that ends early raises IncompleteBody from within the PUT; whatever ``read``
     raised is kept in ``failure`` (the HTTP client may wrap it: the caller raises this
     one instead). Only an untouched stream can be rewound (a retry before any byte was
@@ -58,14 +64,16 @@ class BodyStream:
     def __init__(self, read: Reader, size: int, hashers: tuple[Hasher, ...], *, block: int) -> None:
         self._read, self._size, self._left, self._hashers, self._block = read, size, size, hashers, block
         self._started = False
+        self._filling = read if isinstance(read, FillingReader) else None
+        self._buffer: memoryview | None = None
         self.failure: BaseException | None = None
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> bytes | memoryview:
         if self._left <= 0:
             return b""
         self._started = True
         try:
-            data = self._read(min(self._left, max(size, self._block)))
+            data = self._next(min(self._left, max(size, self._block)))
             if not data:
                 received = self._size - self._left
                 raise IncompleteBody(
@@ -79,6 +87,13 @@ class BodyStream:
             hasher.update(data)
         self._left -= len(data)
         return data
+
+    def _next(self, size: int) -> bytes | memoryview:
+        if self._filling is None:
+            return self._read(size)
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(min(self._block, self._size)))
+        return self._buffer[: self._filling.readinto(self._buffer[: min(size, len(self._buffer))])]
 
     def seek(self, offset: int, whence: int = 0) -> int:
         if offset or whence or self._started:

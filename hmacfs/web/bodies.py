@@ -189,9 +189,8 @@ class SocketBody:
             return got
 
     def __call__(self, size: int) -> bytes:
-        buffer = bytearray(size)
-        got = self.readinto(memoryview(buffer))
-        return bytes(buffer[:got])
+        buffer = memoryview(bytearray(size))
+        return bytes(buffer[: self.readinto(buffer)])  # one copy: the view's slice is not one
 
 
 def request_body(watch: engine.BodyWatch | None = None) -> Reader:

@@ -74,8 +74,8 @@ class MeasuredBody:
         return got
 
     def __call__(self, size: int) -> bytes:
-        buffer = bytearray(size)
-        return bytes(buffer[: self.readinto(memoryview(buffer))])
+        buffer = memoryview(bytearray(size))
+        return bytes(buffer[: self.readinto(buffer)])  # one copy: the view's slice is not one
 
     def rate(self) -> float | None:
         """Bytes per second so far, once enough arrived to tell."""

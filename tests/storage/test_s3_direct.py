@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from hmacfs.storage.blob_store import StoreUnavailable
+from hmacfs.storage.copying import IncompleteBody
 from hmacfs.storage.s3 import S3BlobStore
 from hmacfs.storage.s3_pieces import part_of_direct_key
 from hmacfs.storage.s3_slot_copies import SlotCopies
@@ -292,3 +293,49 @@ def test_a_part_hashed_on_arrival_keeps_no_copies_on_any_node(store: S3BlobStore
     hasher = hashlib.sha256()
     creator.feed_range("up", hasher, 0, len(data))
     assert hasher.hexdigest() == sha(data)
+
+
+class SocketLike:
+    """A request body as the web layer gives it (``FillingReader``): ``readinto`` returns
+    what one recv would, at most ``step`` bytes; calling it for bytes is refused, so the
+    store must fill its own buffer."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._source, self._step, self.reads = io.BytesIO(data), step, 0
+
+    def readinto(self, view: memoryview) -> int:
+        self.reads += 1
+        return self._source.readinto(view[: self._step])
+
+    def __call__(self, size: int) -> bytes:
+        raise AssertionError("a filling reader is read into the store's buffer")
+
+
+def test_a_socket_body_streams_through_one_reused_buffer_into_slots_and_pieces(
+    store: S3BlobStore, tmp_path: Path
+) -> None:
+    node = with_copies(store, tmp_path)
+    data = os.urandom(2 * PART + 777)
+    node.create_part("up", len(data), direct=True)
+    checked = hashlib.sha256()
+    # An odd recv size, so reads never line up with the buffer or the slots.
+    body = SocketLike(data, 300_007)
+    node.write_part("up", 0, body, len(data), hashers=(checked,))
+    assert checked.hexdigest() == sha(data)
+    assert body.reads >= len(data) // 300_007
+    assert len(copy_files(tmp_path)) == 3  # each slot (the last one short) an UploadPart, copied
+    hasher = hashlib.sha256()
+    node.feed_range("up", hasher, 0, len(data))  # from the copies: the bytes that were sent
+    assert hasher.hexdigest() == sha(data)
+    node.seal_part("up")
+    blob = node.promote_part("up", sha(data), len(data), key=node.promoted_key("up", sha(data)))
+    assert blob_bytes(node, blob.storage_key) == data
+
+
+def test_a_socket_body_that_ends_early_stores_nothing_it_sent(store: S3BlobStore, tmp_path: Path) -> None:
+    node = with_copies(store, tmp_path)
+    node.create_part("up", 2 * PART, direct=True)
+    with pytest.raises(IncompleteBody):
+        node.write_part("up", 0, SocketLike(os.urandom(PART - 5), 65_536), PART)
+    assert copy_files(tmp_path) == []
+    assert store.listing("up").slots == {}
