@@ -281,8 +281,10 @@ class BlobStore(Protocol):
         is gone when this returns (a one-request upload, whose part goes whether its
         commit succeeds or not: nothing would promote it again)."""
 
-    def open_blob(self, storage_key: str) -> OpenBlob:
-        """Open a blob for range reads; FileNotFoundError when there is none."""
+    def open_blob(self, storage_key: str, *, first: tuple[int, int] | None = None) -> OpenBlob:
+        """Open a blob for range reads; FileNotFoundError when there is none. ``first``: the
+        range (start, length) the caller reads first, which a store may start reading now
+        (an object store's GET of it is also the existence check, instead of a HEAD)."""
 
     def has_blob(self, storage_key: str, size: int) -> bool:
         """Whether the blob exists with exactly ``size`` bytes (the bytes a row expects)."""

@@ -279,7 +279,7 @@ class LocalBlobStore:
     def blob_path(self, storage_key: str) -> Path:
         return self.root / storage_key
 
-    def open_blob(self, storage_key: str) -> LocalOpenBlob:
+    def open_blob(self, storage_key: str, *, first: tuple[int, int] | None = None) -> LocalOpenBlob:
         # A string path: pathlib's join cost about 3 % of a cached 4 KiB GET.
         return LocalOpenBlob(os.path.join(self.root, storage_key), self.buffer_size)
 

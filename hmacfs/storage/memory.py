@@ -240,7 +240,7 @@ class MemoryBlobStore:
             root.blobs[key] = _Blob(bytes(stored.data[:size]))
         return StoredBlob(sha256, size, key, created=True)
 
-    def open_blob(self, storage_key: str) -> MemoryOpenBlob:
+    def open_blob(self, storage_key: str, *, first: tuple[int, int] | None = None) -> MemoryOpenBlob:
         with self._guard() as root:
             stored = root.blobs.get(storage_key)
             if stored is None:

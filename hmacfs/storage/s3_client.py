@@ -97,6 +97,16 @@ def is_missing(exc: BaseException) -> bool:
     return error.get("Code") in _MISSING or status == 404
 
 
+def is_invalid_range(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3's answer (416) for a range that starts past the object's end."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return exc.response.get("Error", {}).get("Code") == "InvalidRange" or status == 416
+
+
 def _is_outage(exc: BaseException) -> bool:
     from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, UnseekableStreamError
     from urllib3.exceptions import HTTPError as Urllib3Error

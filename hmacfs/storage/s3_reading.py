@@ -107,23 +107,38 @@ class BodyStream:
 class S3OpenBlob:
     """A blob object opened for range reads: each ``read_range`` (or ``open_socket_range``)
     is one ranged GET. ``open_range(key, start, length)`` makes that GET and returns its
-    body (botocore's StreamingBody)."""
+    body (botocore's StreamingBody); ``get_range(key, start, length, opened)`` reads one in
+    blocks. ``opened``: (start, length, body) of a GET made when the blob was opened, taken
+    by the first read of exactly that range, else closed with the blob."""
 
     def __init__(
         self,
-        get_range: Callable[[str, int, int], Iterator[bytes]],
+        get_range: Callable[[str, int, int, Any], Iterator[bytes]],
         key: str,
         size: int,
         open_range: Callable[[str, int, int], Any] | None = None,
+        *,
+        opened: tuple[int, int, Any] | None = None,
     ) -> None:
         self._get_range, self._key, self._size, self._open_range = get_range, key, size, open_range
+        self._opened = opened
 
     @property
     def size(self) -> int:
         return self._size
 
+    def _take(self, start: int, length: int) -> Any:
+        """The body of the GET made on opening, if it is this range's (once)."""
+        opened, self._opened = self._opened, None
+        if opened is not None and opened[:2] == (start, length):
+            return opened[2]
+        if opened is not None:
+            opened[2].close()
+        return None
+
     def read_range(self, start: int, length: int) -> Iterator[bytes]:
-        return self._get_range(self._key, start, min(length, self._size - start))
+        length = min(length, self._size - start)
+        return self._get_range(self._key, start, length, self._take(start, length))
 
     def open_socket_range(self, start: int, length: int) -> S3SocketBody | None:
         """The range's body as the plain TCP socket it arrives on (for ``splice``), or None
@@ -132,10 +147,14 @@ class S3OpenBlob:
         length = min(length, self._size - start)
         if self._open_range is None or length <= 0:
             return None
-        return S3SocketBody.take(self._open_range(self._key, start, length), length)
+        opened = self._take(start, length)
+        body = opened if opened is not None else self._open_range(self._key, start, length)
+        return S3SocketBody.take(body, length)
 
     def close(self) -> None:
-        """Nothing held between reads (each read's connection goes back to the pool)."""
+        """Close the GET made on opening if no read took it (each read's connection goes
+        back to the pool)."""
+        self._take(-1, -1)
 
     def __enter__(self) -> S3OpenBlob:
         return self

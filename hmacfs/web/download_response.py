@@ -190,7 +190,9 @@ def _body_response(
         metrics.network.range_requests_total.inc()
     length = sum(len(s.prefix) + s.length for s in segments) + len(suffix)
     try:
-        blob = download.store.open_blob(download.storage_key)
+        # The first segment's read may start now: on an object store its GET replaces a HEAD.
+        first = (segments[0].start, segments[0].length) if segments[0].length else None
+        blob = download.store.open_blob(download.storage_key, first=first)
     except FileNotFoundError:  # collected after the lookup: gone, not a crash
         raise NotFound("no such file") from None
     body = FileBody(

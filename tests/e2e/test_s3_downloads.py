@@ -5,6 +5,7 @@ and a store pool smaller than the downloads in flight, all against a real Seawee
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -111,3 +112,26 @@ def test_a_client_leaving_mid_download_leaves_the_server_serving(
     # Each abandoned body's store connection was closed and given back to the pool.
     assert requests.get(url, timeout=30).content == body
     assert requests.get(url, headers={"Range": "bytes=5-14"}, timeout=10).content == body[5:15]
+
+
+def test_a_file_whose_object_is_gone_is_404_before_any_byte(
+    served: tuple[LiveServer, str, bytes], seaweed: SeaweedS3
+) -> None:
+    """The download's first range is fetched as the blob is opened (no HEAD): a missing
+    object is still a clean 404, answered before the status line goes out."""
+    live, url, body = served
+    small = os.urandom(4096)
+    slot = slot_url(live, "s3get/gone.bin", len(small), secret=HMAC_SECRET)
+    assert requests.put(slot, data=small, timeout=30).status_code == 201
+    gone_url = f"{live.url}/upload/s3get/gone.bin"
+    assert requests.get(gone_url, timeout=10).content == small
+    client, digest = seaweed.client(), hashlib.sha256(small).hexdigest()
+    listed = client.list_objects_v2(Bucket=seaweed.bucket).get("Contents", [])
+    keys = [item["Key"] for item in listed if digest in item["Key"] and "/touched/" not in item["Key"]]
+    assert len(keys) == 1, keys
+    client.delete_object(Bucket=seaweed.bucket, Key=keys[0])
+    for headers in ({}, {"Range": "bytes=10-20"}):
+        answer = requests.get(gone_url, headers=headers, timeout=10)
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "NOT_FOUND"
+    assert requests.get(url, timeout=30).content == body  # the other file is served as before

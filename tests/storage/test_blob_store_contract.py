@@ -326,6 +326,27 @@ def test_range_reads_of_an_open_blob(store: BlobStore) -> None:
         store.open_blob(store.blob_key(sha(b"never stored")))
 
 
+def test_an_open_blob_told_its_first_range(store: BlobStore) -> None:
+    store.write_part("first", 0, reader(DATA), len(DATA))
+    key = store.promote_part("first", sha(DATA), len(DATA)).storage_key
+    with store.open_blob(key, first=(100, 5_000)) as blob:  # read as told
+        assert blob.size == len(DATA)
+        assert b"".join(blob.read_range(100, 5_000)) == DATA[100:5_100]
+        assert b"".join(blob.read_range(0, 10)) == DATA[:10]
+    with store.open_blob(key, first=(0, len(DATA))) as blob:  # another range read first
+        assert b"".join(blob.read_range(7, 3)) == DATA[7:10]
+        assert b"".join(blob.read_range(0, len(DATA))) == DATA
+    with store.open_blob(key, first=(len(DATA) - 4, 10)) as blob:  # past the end: clamped
+        assert blob.size == len(DATA)
+        assert b"".join(blob.read_range(len(DATA) - 4, 10)) == DATA[-4:]
+    with store.open_blob(key, first=(len(DATA) + 10, 4)) as blob:  # past the end altogether
+        assert blob.size == len(DATA)
+    with store.open_blob(key, first=(0, 4)):
+        pass  # never read: closed with the blob
+    with pytest.raises(FileNotFoundError):
+        store.open_blob(store.blob_key(sha(b"never stored")), first=(0, 4))
+
+
 def test_a_blob_as_a_seekable_file(store: BlobStore) -> None:
     store.write_part("file", 0, reader(DATA), len(DATA))
     key = store.promote_part("file", sha(DATA), len(DATA)).storage_key

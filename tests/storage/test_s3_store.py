@@ -149,6 +149,28 @@ def test_a_created_parts_lock_lists_its_size_marker_alone_and_a_part_of_pieces_a
         store.lock_part("made")
 
 
+def test_a_blob_opened_for_its_first_range_costs_one_get(store: S3BlobStore) -> None:
+    data = os.urandom(3 * PART)
+    write(store, "get", 0, data)
+    key = store.promote_part("get", hashlib.sha256(data).hexdigest(), len(data)).storage_key
+    made: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: made.append(model.name))
+    with store.open_blob(key, first=(10, 4096)) as blob:  # a small download: the GET is the check
+        assert blob.size == len(data)
+        assert b"".join(blob.read_range(10, 4096)) == data[10:4106]
+    assert made == ["GetObject"]
+    made.clear()
+    with store.open_blob(key, first=(PART, 2 * PART)) as blob:  # a big one: its socket, spliced
+        socket_body = blob.open_socket_range(PART, 2 * PART)
+        assert socket_body is not None and socket_body.remaining + len(socket_body.buffered) == 2 * PART
+        socket_body.close()
+    assert made == ["GetObject"]
+    made.clear()
+    with store.open_blob(key):  # no range told: a HEAD, as before
+        pass
+    assert made == ["HeadObject"]
+
+
 def test_dedup_promotes_once_and_parts_are_listed_and_deleted(store: S3BlobStore) -> None:
     data = b"same content" * 1000
     sha = hashlib.sha256(data).hexdigest()
