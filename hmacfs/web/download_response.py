@@ -190,8 +190,10 @@ def _body_response(
         metrics.network.range_requests_total.inc()
     length = sum(len(s.prefix) + s.length for s in segments) + len(suffix)
     try:
-        # The first segment's read may start now: on an object store its GET replaces a HEAD.
-        first = (segments[0].start, segments[0].length) if segments[0].length else None
+        # The first segment's read may start now: on an object store its GET replaces a HEAD
+        # (not for a HEAD request, which reads nothing).
+        reads = request.method != "HEAD" and segments[0].length > 0
+        first = (segments[0].start, segments[0].length) if reads else None
         blob = download.store.open_blob(download.storage_key, first=first)
     except FileNotFoundError:  # collected after the lookup: gone, not a crash
         raise NotFound("no such file") from None

@@ -134,4 +134,5 @@ def test_a_file_whose_object_is_gone_is_404_before_any_byte(
         answer = requests.get(gone_url, headers=headers, timeout=10)
         assert answer.status_code == 404, answer.text
         assert answer.json()["code"] == "NOT_FOUND"
+    assert requests.head(gone_url, timeout=10).status_code == 404  # a HEAD request: by HEAD
     assert requests.get(url, timeout=30).content == body  # the other file is served as before
