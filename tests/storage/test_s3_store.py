@@ -171,6 +171,43 @@ def test_a_blob_opened_for_its_first_range_costs_one_get(store: S3BlobStore) -> 
     assert made == ["HeadObject"]
 
 
+def test_a_small_body_received_whole_is_one_put_at_its_blob(store: S3BlobStore) -> None:
+    made: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: made.append(model.name))
+    data = os.urandom(4096)
+    sha = hashlib.sha256(data).hexdigest()
+    written = store.receive("chat", io.BytesIO(data).read, len(data))
+    assert (written.size, written.sha256) == (len(data), sha)
+    assert made == []  # held: nothing stored before promotion decides where
+    stored = store.promote_part("chat", sha, len(data), drop_part=True)
+    assert made == ["HeadObject", "PutObject"] and stored.created
+    assert blob_bytes(store, stored.storage_key) == data
+    made.clear()
+    store.receive("again", io.BytesIO(data).read, len(data))  # the same picture, resent
+    assert not store.promote_part("again", sha, len(data), drop_part=True).created
+    assert made == ["HeadObject", "PutObject"]  # the HEAD, then the touch marker
+    made.clear()
+    store.receive("refused", io.BytesIO(data).read, len(data))
+    assert [entry.name for entry in store.list_parts()] == ["refused"]
+    made.clear()
+    store.delete_part("refused")  # a quota refused it: nothing was stored, nothing to delete
+    assert made == [] and store.list_parts() == []
+    with pytest.raises(IncompleteBody):
+        store.receive("short", io.BytesIO(data[:100]).read, len(data))
+    assert store.list_parts() == []
+
+
+def test_a_held_body_used_as_a_part_is_stored_as_its_piece_first(store: S3BlobStore) -> None:
+    data = os.urandom(10_000)
+    store.receive("held", io.BytesIO(data).read, len(data))
+    assert b"".join(store.read_part("held", 5, 10)) == data[5:15]
+    assert store.part_size("held") == len(data)
+    store.write_part("held", len(data), io.BytesIO(b"more").read, 4)
+    assert b"".join(store.read_part("held", 0, len(data) + 4)) == data + b"more"
+    store.delete_part("held")
+    assert store.list_parts() == []
+
+
 def test_dedup_promotes_once_and_parts_are_listed_and_deleted(store: S3BlobStore) -> None:
     data = b"same content" * 1000
     sha = hashlib.sha256(data).hexdigest()
