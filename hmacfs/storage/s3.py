@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import io
 import re
 import secrets
 import time
@@ -38,7 +37,7 @@ from hmacfs.storage.blob_store import (
     WrittenRange,
 )
 from hmacfs.storage.blocking import offload
-from hmacfs.storage.copying import Hasher, Reader, read_exactly
+from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_client import call, is_invalid_range, translated
 from hmacfs.storage.s3_direct import read_slot_marker, seal, slot_marker_key
@@ -63,7 +62,7 @@ from hmacfs.storage.s3_pieces import (
     piece_key,
     split_at_slots,
 )
-from hmacfs.storage.s3_reading import SPOOL_IN_MEMORY, Blocks, BodyStream, S3OpenBlob, spooled
+from hmacfs.storage.s3_reading import Blocks, BodyStream, S3OpenBlob, new_spool, spool_into, spooled
 from hmacfs.storage.s3_slot_copies import SlotCopies, SlotCopyWriter
 
 if TYPE_CHECKING:
@@ -78,9 +77,11 @@ LockFactory = Callable[[str], RangeLock]
 
 
 class Held(NamedTuple):
-    """A small body ``receive`` holds in this process until it is promoted or deleted."""
+    """A body of at most one slot that ``receive`` holds in this process until it is promoted
+    or deleted: spooled, in memory up to ``SPOOL_IN_MEMORY`` and on local disk beyond."""
 
-    data: bytes
+    body: IO[bytes]
+    size: int
     since: float  # POSIX seconds
 
 
@@ -309,14 +310,19 @@ class S3BlobStore:
         """A whole body as pieces of ``part_size`` (for an unknown length: until ``read``
         returns b""); nothing remains when it raises.
 
-        A body of at most ``SPOOL_IN_MEMORY`` bytes is held in this process instead, and
+        A body of at most one slot is held in this process instead (``Held``), and
         ``promote_part`` stores it by one PutObject at the blob's key: a 4 KiB XEP-0363
         PUT made 8 requests (list, piece, HEAD, list, copy, list, delete), now 2 (HEAD,
         PUT). Any other use of the part first stores it as its piece (``_unheld``)."""
-        if length is not None and length <= SPOOL_IN_MEMORY:
-            data = bytes(read_exactly(read, length))
-            self._held[self._cache_key(part)] = Held(data, time.time())
-            return WrittenRange(0, length, hashlib.sha256(data).hexdigest())
+        if length is not None and length <= self.slot_size:
+            hasher, spool = hashlib.sha256(), new_spool()
+            try:
+                spool_into(spool, read, length, (hasher,), block=self.buffer_size)
+            except BaseException:
+                spool.close()
+                raise
+            self._held[self._cache_key(part)] = Held(spool, length, time.time())
+            return WrittenRange(0, length, hasher.hexdigest())
         self._remember(part, None)  # a received part is never direct: no listing to tell
         hasher = hashlib.sha256()
         try:
@@ -389,7 +395,8 @@ class S3BlobStore:
         other part is."""
         held = self._held.pop(self._cache_key(part), None)
         if held is not None:
-            self._put_piece(part, 0, io.BytesIO(held.data), len(held.data))
+            with held.body:
+                self._put_piece(part, 0, held.body, held.size)
 
     def listing(self, part: str) -> PartListing:
         """The part's pieces and markers, from one listing of its prefix."""
@@ -535,8 +542,10 @@ class S3BlobStore:
         """Delete the part's objects, after aborting its multipart upload while open, or
         deleting the object of a completed one unless it was promoted (a blob)."""
         self._check_part(part)
-        if self._held.pop(self._cache_key(part), None) is not None:
-            return  # held, never stored (``receive``)
+        held = self._held.pop(self._cache_key(part), None)
+        if held is not None:  # never stored (``receive``)
+            held.body.close()
+            return
         prefix = part_prefix(self.prefix, part)
         objects = self._list(prefix)
         listing = parse_listing(prefix, objects)
@@ -573,7 +582,7 @@ class S3BlobStore:
             modified = listing.modified.timestamp() if listing.modified else 0.0
             entries.append(PartEntry(name, listing.size, modified))
         held = [
-            PartEntry(name, len(kept.data), kept.since)
+            PartEntry(name, kept.size, kept.since)
             for (bucket, root, name), kept in list(self._held.items())
             if (bucket, root) == (self.bucket, self.prefix) and name.startswith(prefix)
         ]
@@ -611,8 +620,8 @@ class S3BlobStore:
         the object is there with that size already (dedup)."""
         key = key or self.blob_key(sha256, None if shared else part)
         held = self._held.get(self._cache_key(part))
-        if held is not None:
-            return self._promote_held(part, held.data, sha256, size, key, drop_part=drop_part)
+        if held is not None and held.size == size:
+            return self._promote_held(part, held, sha256, key, drop_part=drop_part)
         if part_of_direct_key(key) == part:  # before the object can be a blob: delete_part keeps it
             call(
                 f"promoting part {part}", self.client.put_object,
@@ -640,25 +649,21 @@ class S3BlobStore:
             self.delete_part(part)
         return StoredBlob(sha256, size, key, created=created)
 
-    def _promote_held(
-        self, part: str, data: bytes, sha256: str, size: int, key: str, *, drop_part: bool
-    ) -> StoredBlob:
-        """``promote_part`` of a body ``receive`` held: its bytes PUT at ``key`` (a new
-        object's time is what the orphan collector sees, as a touch's is)."""
-        if len(data) < size:
-            raise ValueError(f"part {part} does not hold {size} bytes")
-        created = not self.has_blob(key, size)
+    def _promote_held(self, part: str, held: Held, sha256: str, key: str, *, drop_part: bool) -> StoredBlob:
+        """``promote_part`` of a body ``receive`` held: PUT at ``key`` (a new object's time is
+        what the orphan collector sees, as a touch's is)."""
+        created = not self.has_blob(key, held.size)
         if created:
-            body = data if len(data) == size else data[:size]
+            held.body.seek(0)
             call(
                 f"promoting part {part}", self.client.put_object,
-                Bucket=self.bucket, Key=self.prefix + key, Body=body, ContentLength=size,
+                Bucket=self.bucket, Key=self.prefix + key, Body=held.body, ContentLength=held.size,
             )  # fmt: skip
         else:
             self._touch(key)
         if drop_part:
-            self._held.pop(self._cache_key(part), None)
-        return StoredBlob(sha256, size, key, created=created)
+            self.delete_part(part)
+        return StoredBlob(sha256, held.size, key, created=created)
 
     def _touch(self, storage_key: str) -> None:
         """Note that the blob was promoted again (an object cannot be touched): the orphan

@@ -23,23 +23,37 @@ def spooled(
     """``size`` bytes of ``read`` (fewer at its end when not ``exact``) in a seekable
     temporary file positioned at its start, with their count, fed to ``hashers`` on the
     way; IncompleteBody when an ``exact`` read ends early."""
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-        received = 0
-        while received < size:
-            data = read(min(block, size - received))
-            if not data:
-                if not exact:
-                    break
-                raise IncompleteBody(
-                    f"body ended after {received} of {size} bytes",
-                    details={"expected": size, "received": received},
-                )
-            for hasher in hashers:
-                hasher.update(data)
-            spool.write(data)
-            received += len(data)
-        spool.seek(0)
+    with new_spool() as spool:
+        received = spool_into(spool, read, size, hashers, block=block, exact=exact)
         yield spool, received
+
+
+def new_spool() -> IO[bytes]:
+    """A temporary file kept in memory up to ``SPOOL_IN_MEMORY``, on local disk beyond."""
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+
+
+def spool_into(
+    spool: IO[bytes], read: Reader, size: int, hashers: tuple[Hasher, ...], *, block: int, exact: bool = True
+) -> int:
+    """Write ``size`` bytes of ``read`` (``spooled``) to ``spool``, left at its start; the
+    count written."""
+    received = 0
+    while received < size:
+        data = read(min(block, size - received))
+        if not data:
+            if not exact:
+                break
+            raise IncompleteBody(
+                f"body ended after {received} of {size} bytes",
+                details={"expected": size, "received": received},
+            )
+        for hasher in hashers:
+            hasher.update(data)
+        spool.write(data)
+        received += len(data)
+    spool.seek(0)
+    return received
 
 
 class BodyStream:

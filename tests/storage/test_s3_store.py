@@ -171,10 +171,11 @@ def test_a_blob_opened_for_its_first_range_costs_one_get(store: S3BlobStore) -> 
     assert made == ["HeadObject"]
 
 
-def test_a_small_body_received_whole_is_one_put_at_its_blob(store: S3BlobStore) -> None:
+@pytest.mark.parametrize("size", [4096, PART], ids=["in-memory", "spooled-to-disk"])
+def test_a_body_of_one_slot_received_whole_is_one_put_at_its_blob(store: S3BlobStore, size: int) -> None:
     made: list[str] = []
     store.client.meta.events.register("before-call.s3", lambda model, **_: made.append(model.name))
-    data = os.urandom(4096)
+    data = os.urandom(size)
     sha = hashlib.sha256(data).hexdigest()
     written = store.receive("chat", io.BytesIO(data).read, len(data))
     assert (written.size, written.sha256) == (len(data), sha)
@@ -195,6 +196,10 @@ def test_a_small_body_received_whole_is_one_put_at_its_blob(store: S3BlobStore) 
     with pytest.raises(IncompleteBody):
         store.receive("short", io.BytesIO(data[:100]).read, len(data))
     assert store.list_parts() == []
+    made.clear()
+    bigger = os.urandom(PART + 1)
+    store.receive("bigger", io.BytesIO(bigger).read, len(bigger))  # past a slot: stored as it comes
+    assert made and "PutObject" in made
 
 
 def test_a_held_body_used_as_a_part_is_stored_as_its_piece_first(store: S3BlobStore) -> None:
