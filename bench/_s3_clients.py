@@ -174,3 +174,36 @@ def timed(run: Callable[[], object]) -> tuple[float, object]:
     started = time.perf_counter()
     result = run()
     return time.perf_counter() - started, result
+
+
+SMALL = 4096  # a chat picture's thumbnail, a voice message's first second
+SMALL_COUNT = 200  # requests per timed run of a small-file contender
+
+
+def small_puts(base: str, urls: list[str], bodies: list[bytes]) -> None:
+    """One XEP-0363 PUT per signed URL, one after another on one keep-alive connection."""
+    conn = connect(base)
+    for url, body in zip(urls, bodies, strict=True):
+        parts = urlsplit(url)
+        _call(conn, "PUT", f"{parts.path}?{parts.query}", body, {"Content-Type": "application/octet-stream"})
+    conn.close()
+
+
+def small_gets(base: str, path: str, auth: dict[str, str], count: int) -> None:
+    """``count`` GETs of one small file on one keep-alive connection."""
+    conn = connect(base)
+    for _ in range(count):
+        _call(conn, "GET", path, None, auth)
+    conn.close()
+
+
+def peer_small_puts(client: Any, bucket: str, keys: list[str], bodies: list[bytes]) -> None:
+    """One boto3 PutObject per key, one after another."""
+    for key, body in zip(keys, bodies, strict=True):
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def peer_small_gets(client: Any, bucket: str, key: str, count: int) -> None:
+    """``count`` boto3 GetObjects of one small object, one after another."""
+    for _ in range(count):
+        client.get_object(Bucket=bucket, Key=key)["Body"].read()

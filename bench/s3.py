@@ -8,6 +8,9 @@ shuffled order every round, medians over the rounds:
   s3_tus      hmacfs on S3: tus creation, then one PATCH per part
   s3_get      hmacfs on S3: GET /download/<id> (download = "proxy": streamed through hmacfs)
   local_*     the same three against hmacfs on its local store
+  *_put4k, *_get4k   small files: 200 XEP-0363 PUTs of 4 KiB (new content each), 200
+              GETs of one 4 KiB file, one after another on one connection; the peer
+              makes 200 PutObjects and GetObjects (reported in ms per request)
 
 Targets (issue 16): s3_drive4 >= 0.8x peer_put, s3_tus >= 0.6x peer_put,
 s3_get >= 0.8x peer_get (throughput, paired per round). Local against S3 is reported.
@@ -31,7 +34,8 @@ from typing import Any
 
 from bench import _s3_clients as clients
 from bench._s3_clients import MiB, Payload
-from tests.conftest import bearer
+from tests.conftest import HMAC_SECRET, bearer
+from tests.e2e.test_xep0363 import slot_url
 from tests.live import REPO, LiveServer
 from tests.pg import find_server
 from tests.seaweed import SeaweedS3
@@ -87,14 +91,28 @@ def _contenders(
     clients.peer_put(peer, store.bucket, get_key, Payload.make(size, part, seed), STREAMS)
     prepared["peer_put"] = peer_put
     prepared["peer_get"] = lambda: lambda: clients.peer_get(peer, store.bucket, get_key, size)
+
+    def peer_put4k() -> Run:
+        keys = [f"{PREFIX}peer/small/{uuid.uuid4().hex}" for _ in range(clients.SMALL_COUNT)]
+        bodies = [os.urandom(clients.SMALL) for _ in keys]
+        return lambda: clients.peer_small_puts(peer, store.bucket, keys, bodies)
+
+    small_key = f"{PREFIX}peer/small-get"
+    peer.put_object(Bucket=store.bucket, Key=small_key, Body=os.urandom(clients.SMALL))
+    prepared["peer_put4k"] = peer_put4k
+    prepared["peer_get4k"] = lambda: (
+        lambda: clients.peer_small_gets(peer, store.bucket, small_key, clients.SMALL_COUNT)
+    )
     for name, server in servers.items():
-        prepared.update(_hmacfs_contenders(name, server.url, size, part, seed))
+        prepared.update(_hmacfs_contenders(name, server, size, part, seed))
     return prepared
 
 
 def _hmacfs_contenders(
-    name: str, url: str, size: int, part: int, seed: bytes
+    name: str, server: LiveServer, size: int, part: int, seed: bytes
 ) -> dict[str, Callable[[], Run]]:
+    url = server.url
+
     def drive4() -> Run:
         payload, auth = Payload.make(size, part, seed), bearer(uuid.uuid4())
         return lambda: clients.drive(url, auth, payload, STREAMS)
@@ -103,12 +121,24 @@ def _hmacfs_contenders(
         payload, auth = Payload.make(size, part, seed), bearer(uuid.uuid4())
         return lambda: clients.tus(url, auth, payload)
 
+    def put4k() -> Run:
+        urls = [
+            slot_url(server, f"s{uuid.uuid4().hex[:12]}/small.bin", clients.SMALL, secret=HMAC_SECRET)
+            for _ in range(clients.SMALL_COUNT)
+        ]
+        bodies = [os.urandom(clients.SMALL) for _ in urls]
+        return lambda: clients.small_puts(url, urls, bodies)
+
     owner = bearer(uuid.uuid4())
     file_id = clients.drive(url, owner, Payload.make(size, part, seed), STREAMS).file_id
+    small_id = clients.drive(url, owner, Payload.make(clients.SMALL, part, seed), 1).file_id
+    small_path = f"/download/{small_id}"
     return {
         f"{name}_drive4": drive4,
         f"{name}_tus": tus,
         f"{name}_get": lambda: lambda: clients.get(url, f"/download/{file_id}", owner, size),
+        f"{name}_put4k": put4k,
+        f"{name}_get4k": lambda: lambda: clients.small_gets(url, small_path, owner, clients.SMALL_COUNT),
     }
 
 
@@ -133,11 +163,25 @@ def _rounds(contenders: dict[str, Callable[[], Run]], rounds: int, size: int) ->
             finishing = returned.complete if isinstance(returned, clients.Uploaded) else returned
             if isinstance(finishing, float):
                 results.finishing.setdefault(name, []).append(finishing)
-            rate = size / MiB / seconds
-            print(f"  round {number + 1} {name:12s} {seconds:7.2f} s  {rate:7.0f} MiB/s", flush=True)
+            if _small(name):
+                print(
+                    f"  round {number + 1} {name:12s} {_per_request(seconds):7.2f} ms per request", flush=True
+                )
+            else:
+                rate = size / MiB / seconds
+                print(f"  round {number + 1} {name:12s} {seconds:7.2f} s  {rate:7.0f} MiB/s", flush=True)
         results.loads.append(os.getloadavg()[0])
         print(f"  round {number + 1}: load average {results.loads[-1]:.1f}", flush=True)
     return results
+
+
+def _small(name: str) -> bool:
+    return name.endswith("4k")
+
+
+def _per_request(seconds: float) -> float:
+    """Milliseconds per request of a small-file run."""
+    return seconds / clients.SMALL_COUNT * 1000
 
 
 def _paired(times: dict[str, list[float]], contender: str, peer: str) -> float:
@@ -156,6 +200,8 @@ def report(results: Results, options: argparse.Namespace) -> list[str]:
         "|---|---:|---:|---:|---|",
     ]
     for name, values in times.items():
+        if _small(name):
+            continue
         median = statistics.median(values)
         last = f"{statistics.median(results.finishing[name]):.2f}" if name in results.finishing else ""
         runs = " ".join(f"{value:.2f}" for value in values)
@@ -173,6 +219,15 @@ def report(results: Results, options: argparse.Namespace) -> list[str]:
         if f"s3_{protocol}" not in times or f"local_{protocol}" not in times:
             continue
         lines.append(f"| {protocol} | {_paired(times, f's3_{protocol}', f'local_{protocol}'):.2f}x |")
+    small = [name for name in times if _small(name)]
+    if small:
+        runs = f"{clients.SMALL} B, {clients.SMALL_COUNT} requests one after another per run"
+        lines += ["", f"Small files ({runs}):", ""]
+        lines += ["| contender | median ms per request | vs the peer (paired) |", "|---|---:|---:|"]
+        for name in small:
+            peer = "peer_" + name.partition("_")[2]
+            against = f"{_paired(times, name, peer):.2f}x" if peer in times and name != peer else ""
+            lines.append(f"| {name} | {_per_request(statistics.median(times[name])):.2f} | {against} |")
     return lines
 
 
