@@ -215,7 +215,7 @@ def report(results: Results, options: argparse.Namespace) -> list[str]:
         met = "yes" if paired >= target else "**no**"
         lines.append(f"| {contender} vs {peer} | {paired:.2f}x | {of_medians:.2f}x | ≥ {target}x | {met} |")
     lines += ["", "| protocol | S3 vs local (paired median) |", "|---|---:|"]
-    for protocol in ("drive4", "tus", "get"):
+    for protocol in ("drive4", "tus", "get", "put4k", "get4k"):
         if f"s3_{protocol}" not in times or f"local_{protocol}" not in times:
             continue
         lines.append(f"| {protocol} | {_paired(times, f's3_{protocol}', f'local_{protocol}'):.2f}x |")
