@@ -48,6 +48,7 @@ class S3Settings(BaseModel):
     connect_timeout: Duration = Field(timedelta(seconds=5), gt=timedelta(0))
     read_timeout: Duration = Field(timedelta(seconds=60), gt=timedelta(0))
     slot_copies: Size = Field(parse_size("1GiB"), ge=0)
+    small_blob_cache: Size = Field(parse_size("64MiB"), ge=0)
 
     @field_validator("endpoint")
     @classmethod

@@ -38,7 +38,9 @@ from hmacfs.storage.blob_store import (
 )
 from hmacfs.storage.blocking import offload
 from hmacfs.storage.copying import Hasher, Reader
+from hmacfs.storage.memory import MemoryOpenBlob
 from hmacfs.storage.s3_assembly import assemble
+from hmacfs.storage.s3_blob_cache import BlobCache
 from hmacfs.storage.s3_client import call, is_invalid_range, translated
 from hmacfs.storage.s3_direct import read_slot_marker, seal, slot_marker_key
 from hmacfs.storage.s3_pieces import (
@@ -104,6 +106,7 @@ class S3BlobStore:
         locks: LockFactory,
         buffer_size: int = 1024 * 1024,
         slots: SlotCopies | None = None,
+        cache: BlobCache | None = None,
     ) -> None:
         self.client = client
         self.bucket = settings.bucket
@@ -117,6 +120,8 @@ class S3BlobStore:
         self._directs: dict[tuple[str, str, str], OpenDirect | None] = {}
         # This node's copies of the slots it stored, for the running hash (``s3_slot_copies``).
         self.slots = slots
+        # Small blobs' bytes, served again without a GET (``s3_blob_cache``).
+        self.cache = cache
         # Small bodies received whole, held until promoted (``receive``), shared like _directs.
         self._held: dict[tuple[str, str, str], Held] = {}
         # The store of a root of another backend (a local path), when one is configured.
@@ -661,9 +666,15 @@ class S3BlobStore:
             )  # fmt: skip
         else:
             self._touch(key)
+        if self.cache is not None and self.cache.keeps(held.size):  # its first download is here
+            held.body.seek(0)
+            self.cache.put(self._cache_name(key), held.body.read())
         if drop_part:
             self.delete_part(part)
         return StoredBlob(sha256, held.size, key, created=created)
+
+    def _cache_name(self, storage_key: str) -> str:
+        return f"{self.bucket}/{self.prefix}{storage_key}"
 
     def _touch(self, storage_key: str) -> None:
         """Note that the blob was promoted again (an object cannot be touched): the orphan
@@ -676,11 +687,19 @@ class S3BlobStore:
         base = f"{self.prefix}touched/"
         return {listed.key[len(base) :]: listed.stored.timestamp() for listed in self._list(base)}
 
-    def open_blob(self, storage_key: str, *, first: tuple[int, int] | None = None) -> S3OpenBlob:
+    def open_blob(
+        self, storage_key: str, *, first: tuple[int, int] | None = None
+    ) -> S3OpenBlob | MemoryOpenBlob:
         """With ``first``, one ranged GET of it instead of a HEAD: its answer says that the
         object exists and its size (``Content-Range``), and its body is the first read's
-        (a 4 KiB download took a HEAD and a GET: 1.2 and 1.4 ms)."""
+        (a 4 KiB download took a HEAD and a GET: 1.2 and 1.4 ms). A download of a small
+        blob is served from, or kept in, this process's memory (``s3_blob_cache``)."""
         key = self.prefix + storage_key
+        # A download (``first``) may be served from memory; an existence check never is.
+        cache = self.cache if first is not None else None
+        cached = cache.get(self._cache_name(storage_key)) if cache is not None else None
+        if cached is not None:
+            return MemoryOpenBlob(cached)
         # Only a plain-HTTP connection's socket can be handed over (spliced); over TLS the
         # GET made for it would be wasted.
         plain = self.client.meta.endpoint_url.startswith("http://")
@@ -698,6 +717,12 @@ class S3BlobStore:
                     raise
             else:
                 size = _total_size(answer.get("ContentRange"), answer["ContentLength"])
+                whole = start == 0 and answer["ContentLength"] == size
+                if cache is not None and whole and cache.keeps(size):
+                    with translated(f"reading {storage_key}"):
+                        data = answer["Body"].read()
+                    cache.put(self._cache_name(storage_key), data)
+                    return MemoryOpenBlob(data)
                 opened = (start, int(answer["ContentLength"]), answer["Body"])
                 return S3OpenBlob(self._get_range, key, size, opener, opened=opened)
         head = call(f"opening {storage_key}", self.client.head_object, Bucket=self.bucket, Key=key)
@@ -728,6 +753,8 @@ class S3BlobStore:
                 changed = max(changed, touched["LastModified"].timestamp())
             if changed >= changed_before:
                 return False
+        if self.cache is not None:
+            self.cache.drop(self._cache_name(storage_key))
         self._delete_keys([key, marker])
         return True
 

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine
 
 from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.s3 import LockFactory, S3BlobStore
+from hmacfs.storage.s3_blob_cache import BlobCache
 from hmacfs.storage.s3_client import build_client
 from hmacfs.storage.s3_slot_copies import COPIES_DIRECTORY, SlotCopies
 from hmacfs.storage.shared_range_lock import AdvisoryRangeLock, AdvisorySession, MemoryRangeLocks
@@ -20,7 +21,9 @@ def build_s3_store(
     """The S3 store of ``settings``: range locks in PostgreSQL when ``engine`` is one (every
     node shares them; one connection of their own per process), else in this process;
     copies of the slots this node stores under ``local_root`` (``s3_slot_copies``) when
-    given and ``slot_copies`` allows. ValueError when no credentials can be found."""
+    given and ``slot_copies`` allows; small blobs kept for downloads in each process's memory
+    (``s3_blob_cache``) unless ``small_blob_cache`` is 0. ValueError when no credentials can
+    be found."""
     client = build_client(settings)
     locks: LockFactory
     if engine is not None and engine.dialect.name == "postgresql":
@@ -31,4 +34,5 @@ def build_s3_store(
     slots = None
     if local_root is not None and settings.slot_copies > 0:
         slots = SlotCopies(local_root / COPIES_DIRECTORY, settings.slot_copies)
-    return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size, slots=slots)
+    cache = BlobCache(settings.small_blob_cache) if settings.small_blob_cache > 0 else None
+    return S3BlobStore(client, settings, locks=locks, buffer_size=buffer_size, slots=slots, cache=cache)

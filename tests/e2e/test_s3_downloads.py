@@ -9,12 +9,14 @@ import hashlib
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.conftest import HMAC_SECRET
 from tests.e2e.test_s3_uploads import running_s3_server
@@ -120,7 +122,7 @@ def test_a_file_whose_object_is_gone_is_404_before_any_byte(
     """The download's first range is fetched as the blob is opened (no HEAD): a missing
     object is still a clean 404, answered before the status line goes out."""
     live, url, body = served
-    small = os.urandom(4096)
+    small = os.urandom(300 * 1024)  # more than a worker keeps in memory (``s3_blob_cache``)
     slot = slot_url(live, "s3get/gone.bin", len(small), secret=HMAC_SECRET)
     assert requests.put(slot, data=small, timeout=30).status_code == 201
     gone_url = f"{live.url}/upload/s3get/gone.bin"
@@ -136,3 +138,35 @@ def test_a_file_whose_object_is_gone_is_404_before_any_byte(
         assert answer.json()["code"] == "NOT_FOUND"
     assert requests.head(gone_url, timeout=10).status_code == 404  # a HEAD request: by HEAD
     assert requests.get(url, timeout=30).content == body  # the other file is served as before
+
+
+def test_a_small_file_served_from_memory_is_gone_when_its_row_is(
+    served: tuple[LiveServer, str, bytes], seaweed: SeaweedS3
+) -> None:
+    """Each worker keeps small blobs it stored or served (``s3_blob_cache``): downloads
+    of them need no GET, and still end everywhere once the file's row is deleted."""
+    live, _, _ = served
+    small = os.urandom(2048)
+    slot = slot_url(live, "s3get/kept.bin", len(small), secret=HMAC_SECRET)
+    assert requests.put(slot, data=small, timeout=30).status_code == 201
+    url = f"{live.url}/upload/s3get/kept.bin"
+    for _ in range(8):  # new connections: both workers serve it, then keep it
+        with requests.Session() as session:
+            assert session.get(url, timeout=10).content == small
+    client, digest = seaweed.client(), hashlib.sha256(small).hexdigest()
+    listed = client.list_objects_v2(Bucket=seaweed.bucket).get("Contents", [])
+    key = next(item["Key"] for item in listed if digest in item["Key"] and "/touched/" not in item["Key"])
+    client.delete_object(Bucket=seaweed.bucket, Key=key)  # only memory has the bytes now
+    for _ in range(8):
+        with requests.Session() as session:
+            assert session.get(url, timeout=10).content == small
+            ranged = session.get(url, headers={"Range": "bytes=100-199"}, timeout=10)
+            assert ranged.status_code == 206 and ranged.content == small[100:200]
+    engine = sa.create_engine(live.database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM files WHERE path = 's3get/kept.bin'"))
+    engine.dispose()
+    time.sleep(0.3)  # the notice reaches every worker's slot cache after the commit
+    for _ in range(8):
+        with requests.Session() as session:
+            assert session.get(url, timeout=10).status_code == 404

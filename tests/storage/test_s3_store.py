@@ -23,6 +23,7 @@ from hmacfs.s3_settings import S3Settings
 from hmacfs.storage.blob_store import StoreUnavailable
 from hmacfs.storage.copying import IncompleteBody
 from hmacfs.storage.s3 import S3BlobStore
+from hmacfs.storage.s3_blob_cache import CACHED_AT_MOST, BlobCache
 from hmacfs.storage.s3_client import build_client
 from hmacfs.storage.shared_range_lock import MemoryRangeLocks
 from tests.seaweed import SeaweedS3
@@ -211,6 +212,46 @@ def test_a_held_body_used_as_a_part_is_stored_as_its_piece_first(store: S3BlobSt
     assert b"".join(store.read_part("held", 0, len(data) + 4)) == data + b"more"
     store.delete_part("held")
     assert store.list_parts() == []
+
+
+def test_small_blobs_are_downloaded_again_from_memory_but_never_checked_there(store: S3BlobStore) -> None:
+    store.cache = BlobCache(1024 * 1024)
+    made: list[str] = []
+    store.client.meta.events.register("before-call.s3", lambda model, **_: made.append(model.name))
+    picture, voice = os.urandom(4096), os.urandom(200_000)
+    store.receive("pic", io.BytesIO(picture).read, len(picture))
+    stored = store.promote_part("pic", hashlib.sha256(picture).hexdigest(), len(picture), drop_part=True)
+    write(store, "voice", 0, voice)
+    spoken = store.promote_part("voice", hashlib.sha256(voice).hexdigest(), len(voice))
+    made.clear()
+    with store.open_blob(stored.storage_key, first=(0, 4096)) as blob:  # kept when it was stored
+        assert b"".join(blob.read_range(0, 4096)) == picture
+    assert made == []
+    with store.open_blob(spoken.storage_key, first=(0, len(voice))) as blob:  # kept when first served
+        assert b"".join(blob.read_range(0, len(voice))) == voice
+    with store.open_blob(spoken.storage_key, first=(10, 100)) as blob:
+        assert b"".join(blob.read_range(10, 100)) == voice[10:110]
+    assert made == ["GetObject"]
+    made.clear()
+    assert store.has_blob(stored.storage_key, 4096)  # an existence check asks the store
+    assert made == ["HeadObject"]
+    assert store.delete_blob(spoken.storage_key)
+    with pytest.raises(FileNotFoundError):  # dropped by the process that deleted it
+        store.open_blob(spoken.storage_key, first=(0, len(voice)))
+
+
+def test_the_blob_cache_keeps_small_blobs_within_its_budget() -> None:
+    cache = BlobCache(600 * 1024)
+    for name in "abc":
+        cache.put(name, name.encode() * 250 * 1024)
+    assert cache.get("a") is None and cache.get("b") is not None  # the least recently used went
+    cache.put("d", b"d" * 250 * 1024)
+    assert cache.get("c") is None and cache.get("b") is not None and cache.get("d") is not None
+    cache.put("big", b"x" * (CACHED_AT_MOST + 1))
+    assert cache.get("big") is None
+    cache.drop("b")
+    assert cache.get("b") is None
+    assert not BlobCache(1000).keeps(1001)
 
 
 def test_dedup_promotes_once_and_parts_are_listed_and_deleted(store: S3BlobStore) -> None:
