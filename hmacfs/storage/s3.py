@@ -21,6 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
@@ -41,7 +42,13 @@ from hmacfs.storage.copying import Hasher, Reader
 from hmacfs.storage.memory import MemoryOpenBlob
 from hmacfs.storage.s3_assembly import assemble
 from hmacfs.storage.s3_blob_cache import BlobCache
-from hmacfs.storage.s3_client import call, is_invalid_range, translated
+from hmacfs.storage.s3_client import (
+    call,
+    is_invalid_range,
+    is_precondition_failed,
+    is_refused_request,
+    translated,
+)
 from hmacfs.storage.s3_direct import read_slot_marker, seal, slot_marker_key
 from hmacfs.storage.s3_pieces import (
     ORDERED,
@@ -76,6 +83,13 @@ _ROOT = re.compile(r"^(?:[A-Za-z0-9_.=-]+/)*$")
 _BASE_TIME = datetime.min.replace(tzinfo=UTC)  # older than every piece: they overlay it
 
 LockFactory = Callable[[str], RangeLock]
+
+
+@dataclass
+class _Features:
+    """What this process found the store to take (shared by the copies ``at`` makes)."""
+
+    conditional_puts: bool = True  # ``If-None-Match: *`` on PutObject, until refused
 
 
 class Held(NamedTuple):
@@ -124,6 +138,7 @@ class S3BlobStore:
         self.cache = cache
         # Small bodies received whole, held until promoted (``receive``), shared like _directs.
         self._held: dict[tuple[str, str, str], Held] = {}
+        self._features = _Features()  # what the store takes, as this process found out
         # The store of a root of another backend (a local path), when one is configured.
         self.foreign: Callable[[str], BlobStore] | None = None
 
@@ -655,16 +670,16 @@ class S3BlobStore:
         return StoredBlob(sha256, size, key, created=created)
 
     def _promote_held(self, part: str, held: Held, sha256: str, key: str, *, drop_part: bool) -> StoredBlob:
-        """``promote_part`` of a body ``receive`` held: PUT at ``key`` (a new object's time is
-        what the orphan collector sees, as a touch's is)."""
-        created = not self.has_blob(key, held.size)
-        if created:
-            held.body.seek(0)
-            call(
-                f"promoting part {part}", self.client.put_object,
-                Bucket=self.bucket, Key=self.prefix + key, Body=held.body, ContentLength=held.size,
-            )  # fmt: skip
-        else:
+        """``promote_part`` of a body ``receive`` held: PUT at ``key`` unless an object is there
+        (``If-None-Match: *``, one request for new content; a store that refuses the
+        condition gets a HEAD first). A new object's time is what the orphan collector sees,
+        as a touch's is."""
+        created = self._put_if_absent(part, held, key)
+        if created is None:  # the key is taken: by these bytes, or by a store's broken copy
+            created = not self.has_blob(key, held.size)
+            if created:
+                self._put_held(part, held, key)
+        if not created:
             self._touch(key)
         if self.cache is not None and self.cache.keeps(held.size):  # its first download is here
             held.body.seek(0)
@@ -672,6 +687,30 @@ class S3BlobStore:
         if drop_part:
             self.delete_part(part)
         return StoredBlob(sha256, held.size, key, created=created)
+
+    def _put_if_absent(self, part: str, held: Held, key: str) -> bool | None:
+        """True once stored, None when the key holds an object already (or the store does
+        not take conditional writes: then from now on this process never asks)."""
+        if not self._features.conditional_puts:
+            return None
+        try:
+            self._put_held(part, held, key, if_absent=True)
+        except Exception as exc:
+            if is_precondition_failed(exc):
+                return None
+            if is_refused_request(exc):  # the HEAD and PUT that follow raise a real refusal
+                self._features.conditional_puts = False
+                return None
+            raise
+        return True
+
+    def _put_held(self, part: str, held: Held, key: str, *, if_absent: bool = False) -> None:
+        held.body.seek(0)
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
+        call(
+            f"promoting part {part}", self.client.put_object,
+            Bucket=self.bucket, Key=self.prefix + key, Body=held.body, ContentLength=held.size, **condition,
+        )  # fmt: skip
 
     def _cache_name(self, storage_key: str) -> str:
         return f"{self.bucket}/{self.prefix}{storage_key}"

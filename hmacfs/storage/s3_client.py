@@ -97,6 +97,34 @@ def is_missing(exc: BaseException) -> bool:
     return error.get("Code") in _MISSING or status == 404
 
 
+def _answer(exc: BaseException | None) -> tuple[str | None, int | None]:
+    """The error code and HTTP status of S3's answer ``exc`` (or what it was raised from)."""
+    from botocore.exceptions import ClientError
+
+    while exc is not None and not isinstance(exc, ClientError):
+        exc = exc.__cause__
+    if exc is None:
+        return None, None
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return exc.response.get("Error", {}).get("Code"), None if status is None else int(status)
+
+
+def is_precondition_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3's 412: a conditional write found the object there."""
+    code, status = _answer(exc)
+    return code == "PreconditionFailed" or status == 412
+
+
+def is_refused_request(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the outage it was translated into) is a store refusing what was
+    asked rather than failing: a feature it does not have (501, ``NotImplemented``) or
+    any other 4xx but a missing key or a failed precondition."""
+    code, status = _answer(exc)
+    if code == "NotImplemented" or status == 501:
+        return True
+    return status is not None and 400 <= status < 500 and status not in (404, 412)
+
+
 def is_invalid_range(exc: BaseException) -> bool:
     """Whether ``exc`` is S3's answer (416) for a range that starts past the object's end."""
     from botocore.exceptions import ClientError

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from botocore.awsrequest import AWSResponse
 from sqlalchemy.orm import Session
 
 from hmacfs.files.orphans import ORPHAN_GRACE, collect_orphan_files
@@ -182,12 +183,12 @@ def test_a_body_of_one_slot_received_whole_is_one_put_at_its_blob(store: S3BlobS
     assert (written.size, written.sha256) == (len(data), sha)
     assert made == []  # held: nothing stored before promotion decides where
     stored = store.promote_part("chat", sha, len(data), drop_part=True)
-    assert made == ["HeadObject", "PutObject"] and stored.created
+    assert made == ["PutObject"] and stored.created  # If-None-Match: * (no HEAD first)
     assert blob_bytes(store, stored.storage_key) == data
     made.clear()
     store.receive("again", io.BytesIO(data).read, len(data))  # the same picture, resent
     assert not store.promote_part("again", sha, len(data), drop_part=True).created
-    assert made == ["HeadObject", "PutObject"]  # the HEAD, then the touch marker
+    assert made == ["PutObject", "HeadObject", "PutObject"]  # 412, its size checked, the touch
     made.clear()
     store.receive("refused", io.BytesIO(data).read, len(data))
     assert [entry.name for entry in store.list_parts()] == ["refused"]
@@ -201,6 +202,38 @@ def test_a_body_of_one_slot_received_whole_is_one_put_at_its_blob(store: S3BlobS
     bigger = os.urandom(PART + 1)
     store.receive("bigger", io.BytesIO(bigger).read, len(bigger))  # past a slot: stored as it comes
     assert made and "PutObject" in made
+
+
+@pytest.mark.parametrize("status", [501, 400])
+def test_a_store_refusing_conditional_writes_gets_a_head_first(store: S3BlobStore, status: int) -> None:
+    """A store without ``If-None-Match`` on PutObject (some answer 501, some 400): the held
+    body is stored after a HEAD, and this store is not asked conditionally again."""
+    refused: list[str] = []
+
+    def refuse(request: Any, **_: Any) -> AWSResponse | None:
+        if "If-None-Match" not in request.headers:
+            return None
+        refused.append(request.url)
+        body = b"<Error><Code>NotImplemented</Code><Message>no conditions</Message></Error>"
+        return AWSResponse(request.url, status, {}, _Raw(body))
+
+    store.client.meta.events.register_first("before-send.s3.PutObject", refuse)
+    for name in ("first", "second"):
+        data = os.urandom(3000)
+        store.receive(name, io.BytesIO(data).read, len(data))
+        stored = store.promote_part(name, hashlib.sha256(data).hexdigest(), len(data), drop_part=True)
+        assert stored.created and blob_bytes(store, stored.storage_key) == data
+    assert len(refused) == 1
+
+
+class _Raw:
+    """A urllib3 response's body as botocore reads it."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self) -> Iterator[bytes]:
+        yield self._body
 
 
 def test_a_held_body_used_as_a_part_is_stored_as_its_piece_first(store: S3BlobStore) -> None:
