@@ -483,9 +483,12 @@ class S3BlobStore:
 
     def _open_range(self, key: str, start: int, length: int) -> Any:
         """The body (botocore's StreamingBody) of a GET of ``length`` bytes from ``start``."""
+        return self._ranged_get(f"reading {key}", key, start, length)["Body"]
+
+    def _ranged_get(self, what: str, key: str, start: int, length: int) -> Any:
+        """GetObject's answer for ``length`` bytes of ``key`` from ``start``."""
         ranged = f"bytes={start}-{start + length - 1}"
-        answer = call(f"reading {key}", self.client.get_object, Bucket=self.bucket, Key=key, Range=ranged)
-        return answer["Body"]
+        return call(what, self.client.get_object, Bucket=self.bucket, Key=key, Range=ranged)
 
     def feed_range(self, part: str, hasher: Hasher, start: int, length: int) -> None:
         """Feed the range to ``hasher``, slot by slot: from this node's copy of a direct part's
@@ -683,7 +686,7 @@ class S3BlobStore:
             self._touch(key)
         if self.cache is not None and self.cache.keeps(held.size):  # its first download is here
             held.body.seek(0)
-            self.cache.put(self._cache_name(key), held.body.read())
+            self.cache.put(self._blob_cache_key(key), held.body.read())
         if drop_part:
             self.delete_part(part)
         return StoredBlob(sha256, held.size, key, created=created)
@@ -712,7 +715,7 @@ class S3BlobStore:
             Bucket=self.bucket, Key=self.prefix + key, Body=held.body, ContentLength=held.size, **condition,
         )  # fmt: skip
 
-    def _cache_name(self, storage_key: str) -> str:
+    def _blob_cache_key(self, storage_key: str) -> str:
         return f"{self.bucket}/{self.prefix}{storage_key}"
 
     def _touch(self, storage_key: str) -> None:
@@ -736,7 +739,7 @@ class S3BlobStore:
         key = self.prefix + storage_key
         # A download (``first``) may be served from memory; an existence check never is.
         cache = self.cache if first is not None else None
-        cached = cache.get(self._cache_name(storage_key)) if cache is not None else None
+        cached = cache.get(self._blob_cache_key(storage_key)) if cache is not None else None
         if cached is not None:
             return MemoryOpenBlob(cached)
         # Only a plain-HTTP connection's socket can be handed over (spliced); over TLS the
@@ -745,12 +748,8 @@ class S3BlobStore:
         opener = self._open_range if plain else None
         if first is not None and first[1] > 0:
             start, length = first
-            ranged = f"bytes={start}-{start + length - 1}"
             try:
-                answer = call(
-                    f"opening {storage_key}", self.client.get_object,
-                    Bucket=self.bucket, Key=key, Range=ranged,
-                )  # fmt: skip
+                answer = self._ranged_get(f"opening {storage_key}", key, start, length)
             except Exception as exc:
                 if not is_invalid_range(exc):  # a range past the object: its size by HEAD
                     raise
@@ -760,7 +759,7 @@ class S3BlobStore:
                 if cache is not None and whole and cache.keeps(size):
                     with translated(f"reading {storage_key}"):
                         data = answer["Body"].read()
-                    cache.put(self._cache_name(storage_key), data)
+                    cache.put(self._blob_cache_key(storage_key), data)
                     return MemoryOpenBlob(data)
                 opened = (start, int(answer["ContentLength"]), answer["Body"])
                 return S3OpenBlob(self._get_range, key, size, opener, opened=opened)
@@ -793,7 +792,7 @@ class S3BlobStore:
             if changed >= changed_before:
                 return False
         if self.cache is not None:
-            self.cache.drop(self._cache_name(storage_key))
+            self.cache.drop(self._blob_cache_key(storage_key))
         self._delete_keys([key, marker])
         return True
 

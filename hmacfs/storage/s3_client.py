@@ -127,12 +127,8 @@ def is_refused_request(exc: BaseException) -> bool:
 
 def is_invalid_range(exc: BaseException) -> bool:
     """Whether ``exc`` is S3's answer (416) for a range that starts past the object's end."""
-    from botocore.exceptions import ClientError
-
-    if not isinstance(exc, ClientError):
-        return False
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return exc.response.get("Error", {}).get("Code") == "InvalidRange" or status == 416
+    code, status = _answer(exc)
+    return code == "InvalidRange" or status == 416
 
 
 def _is_outage(exc: BaseException) -> bool:
